@@ -1,0 +1,1 @@
+//! The load generator: see README.md. Not built yet; its binary comes with the load test issue.

@@ -1,0 +1,1 @@
+//! RTP to playable files, sinks and upload spool: see README.md. Not built yet.

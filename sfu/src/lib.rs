@@ -1,0 +1,1 @@
+//! WebRTC transport and RTP forwarding: see README.md. Not built yet.

@@ -1,0 +1,1 @@
+//! Lens sessions and the WebSocket protocol: see README.md. Not built yet.

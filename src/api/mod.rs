@@ -1,0 +1,292 @@
+//! The REST API under `/api/v1`: one module per resource family, one error type, and the caller's
+//! identity as an extractor that enforces login, account state and IP restrictions on every route.
+
+pub mod audit;
+pub mod auth;
+pub mod groups;
+pub mod org;
+pub mod settings;
+pub mod users;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::auth::token_hash;
+use crate::error::{ApiError, ApiResult, Json};
+use crate::org::Org;
+use crate::store::{Role, StoreError, User, now_ms};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .merge(auth::routes())
+        .merge(org::routes())
+        .merge(users::routes())
+        .merge(groups::routes())
+        .merge(settings::routes())
+        .merge(audit::routes())
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    status: String,
+    store: String,
+}
+
+/// Liveness and store reachability.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "OK", body = Health), (status = 503, description = "Unavailable", body = crate::error::ErrorBody)))]
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> ApiResult<Json<Health>> {
+    state.store.ping().await.map_err(|e| {
+        tracing::error!(error = %e, "health check: store unreachable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the store does not answer",
+        )
+    })?;
+    Ok(Json(Health {
+        status: "ok".into(),
+        store: match state.store.backend() {
+            crate::store::Backend::Sqlite => "sqlite".into(),
+            crate::store::Backend::Postgres => "postgres".into(),
+        },
+    }))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+/// The client's address: the TCP peer, or the last `X-Forwarded-For` hop when configured to trust it.
+pub fn client_addr(parts: &Parts, state: &AppState) -> IpAddr {
+    if state.config.http.trust_forwarded_for
+        && let Some(ip) = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    {
+        return ip;
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// The client address as an extractor.
+pub struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        Ok(ClientAddr(client_addr(parts, state)))
+    }
+}
+
+/// Global IP restrictions for everyone; a technician also needs its group's console restrictions
+/// (the guide: console access needs global access too).
+pub async fn check_access(state: &AppState, user: &User, addr: IpAddr) -> ApiResult<()> {
+    if !state.global().ip_restrictions.allows(addr) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ip_restricted",
+            format!("access from {addr} is not allowed (IP restrictions, global)"),
+        ));
+    }
+    if user.role == Role::Technician
+        && let Some(group) = user.group_id
+    {
+        let settings = settings::load_group(&state.store, group).await?;
+        if !settings.console_ip_restrictions.allows(addr) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "ip_restricted",
+                format!("access from {addr} is not allowed (IP restrictions, Technician Console)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the user must set a new password before anything else: forced by an administrator's
+/// change (or first start), or expired under the maximum password age.
+pub fn password_change_required(state: &AppState, user: &User, now: i64) -> bool {
+    user.must_change_password || password_expires_at(state, user).is_some_and(|at| at <= now)
+}
+
+pub fn password_expires_at(state: &AppState, user: &User) -> Option<i64> {
+    let days = state.global().password_policy.maximum_age_days;
+    (days > 0).then(|| user.password_changed_at + i64::from(days) * 86_400_000)
+}
+
+/// A logged-in caller that may still owe a password change: only the password and logout routes
+/// take this.
+pub struct PendingCaller {
+    pub user: User,
+    pub token_hash: String,
+    pub address: IpAddr,
+}
+
+impl FromRequestParts<AppState> for PendingCaller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let address = client_addr(parts, state);
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 128)
+            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        let hash = token_hash(token);
+        let row = match state.store.token(&hash).await {
+            Ok(row) => row,
+            Err(StoreError::NotFound) => return Err(ApiError::unauthorized("invalid token")),
+            Err(e) => return Err(e.into()),
+        };
+        if row.revoked_at.is_some() || row.expires_at <= now_ms() {
+            return Err(ApiError::unauthorized("the token expired or was revoked"));
+        }
+        let user = match state.store.user(row.user_id).await {
+            Ok(u) => u,
+            Err(StoreError::NotFound) => return Err(ApiError::unauthorized("invalid token")),
+            Err(e) => return Err(e.into()),
+        };
+        if !user.enabled {
+            return Err(ApiError::unauthorized("the account is disabled"));
+        }
+        check_access(state, &user, address).await?;
+        Ok(PendingCaller {
+            user,
+            token_hash: hash,
+            address,
+        })
+    }
+}
+
+/// A logged-in caller with no pending password change.
+pub struct Caller {
+    pub user: User,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let pending = PendingCaller::from_request_parts(parts, state).await?;
+        if password_change_required(state, &pending.user, now_ms()) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "password_change_required",
+                "set a new password first: POST /api/v1/auth/password",
+            ));
+        }
+        Ok(Caller { user: pending.user })
+    }
+}
+
+/// What part of the organization a caller manages.
+pub enum Scope {
+    Everything,
+    TechnicianGroups(HashSet<i64>),
+}
+
+impl Scope {
+    pub fn manages_group(&self, id: i64) -> bool {
+        match self {
+            Scope::Everything => true,
+            Scope::TechnicianGroups(set) => set.contains(&id),
+        }
+    }
+}
+
+impl Caller {
+    pub fn is_master(&self) -> bool {
+        self.user.role == Role::MasterAdministrator
+    }
+
+    pub fn require_master(&self) -> ApiResult<()> {
+        if self.is_master() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "only master administrators may do this",
+            ))
+        }
+    }
+
+    /// Master administrators and administrators; technicians have no admin API.
+    pub fn require_admin(&self) -> ApiResult<()> {
+        match self.user.role {
+            Role::MasterAdministrator | Role::Administrator => Ok(()),
+            Role::Technician => Err(ApiError::forbidden(
+                "technicians have no access to the administration API",
+            )),
+        }
+    }
+
+    pub fn scope(&self, org: &Org) -> Scope {
+        match self.user.role {
+            Role::MasterAdministrator => Scope::Everything,
+            Role::Administrator => Scope::TechnicianGroups(org.managed_groups(self.user.id)),
+            Role::Technician => Scope::TechnicianGroups(HashSet::new()),
+        }
+    }
+}
+
+pub async fn load_org(state: &AppState) -> ApiResult<Org> {
+    Ok(Org {
+        groups: state.store.groups().await?,
+        users: state.store.users().await?,
+        assignments: state.store.assignments().await?,
+    })
+}
+
+/// Milliseconds to RFC 3339 UTC.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Checks a text field's length (in characters) and that it is non-empty when required.
+pub fn check_text(field: &str, value: &str, required: bool, max: usize) -> ApiResult<()> {
+    if required && value.trim().is_empty() {
+        return Err(ApiError::invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("longer than {max} characters"),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ApiError::invalid(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+/// For PATCH bodies: distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+pub fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}

@@ -1,0 +1,253 @@
+//! Wiring: shared state, the router, start-up (migrations, bootstrap) and serving (HTTP or HTTPS).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::throttle::Throttle;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::settings::global::GlobalSettings;
+use crate::store::{NewUser, Role, Store};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub logins_by_address: Arc<Throttle>,
+    pub logins_by_account: Arc<Throttle>,
+    /// Global settings are read on every request (IP restrictions), so they are cached here and
+    /// refreshed on every local write and every few seconds (other nodes may write them).
+    pub global: Arc<RwLock<Arc<GlobalSettings>>>,
+}
+
+impl AppState {
+    pub async fn new(config: Config, store: Store) -> anyhow::Result<AppState> {
+        let auth = &config.auth;
+        let state = AppState {
+            logins_by_address: Arc::new(Throttle::new(
+                auth.max_failed_logins_per_address_per_minute,
+                Duration::from_secs(60),
+            )),
+            logins_by_account: Arc::new(Throttle::new(
+                auth.max_failed_logins_per_account_per_15_minutes,
+                Duration::from_secs(15 * 60),
+            )),
+            config: Arc::new(config),
+            store,
+            metrics: Metrics::new(),
+            global: Arc::new(RwLock::new(Arc::new(GlobalSettings::default()))),
+        };
+        state.reload_global().await?;
+        Ok(state)
+    }
+
+    pub fn global(&self) -> Arc<GlobalSettings> {
+        self.global
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    pub async fn reload_global(&self) -> anyhow::Result<()> {
+        let settings = crate::api::settings::load_global(&self.store).await?;
+        let mut slot = self.global.write().unwrap_or_else(|e| e.into_inner());
+        *slot = Arc::new(settings);
+        Ok(())
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Lens Relay API",
+        description = "Administration, organization, settings and sessions of a Lens Relay server. \
+                       Errors are `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "auth", description = "Login, logout, password"),
+        (name = "org", description = "The organization tree and its members"),
+        (name = "settings", description = "Technician group settings and Global Settings"),
+        (name = "audit", description = "The audit log"),
+        (name = "ops", description = "Health, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(crate::api::routes())
+        .split_for_parts();
+    let openapi_json = Arc::new(openapi.to_pretty_json().unwrap_or_default());
+    let body_limit = state.config.http.max_body_bytes;
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let doc = openapi_json.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    (*doc).clone(),
+                )
+            }
+        }),
+    )
+    .route("/metrics", get(crate::metrics::metrics_handler))
+    .fallback(crate::api::not_found)
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::metrics::track,
+    ))
+    .layer(DefaultBodyLimit::max(body_limit))
+    .with_state(state)
+}
+
+/// Creates the first master administrator when the store holds no user at all.
+pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
+    if state.store.count_users().await? > 0 {
+        return Ok(());
+    }
+    let boot = &state.config.bootstrap;
+    let email = if boot.email.is_empty() {
+        "admin@localhost".to_string()
+    } else {
+        boot.email.clone()
+    };
+    let (password, generated) = if boot.password.is_empty() {
+        (crate::auth::generate_password(), true)
+    } else {
+        (boot.password.clone(), false)
+    };
+    create_master(state, &email, &password, generated).await?;
+    if generated {
+        // Printed once, on purpose: this is how the operator gets in for the first time.
+        println!(
+            "\n  First start: created master administrator\n    email:    {email}\n    password: {password}\n  \
+             The password must be changed at first login.\n"
+        );
+        tracing::warn!(%email, "created the first master administrator with a generated password (printed on stdout)");
+    } else {
+        tracing::info!(%email, "created the first master administrator from LENS_BOOTSTRAP_*");
+    }
+    Ok(())
+}
+
+/// Creates a master administrator (bootstrap and `lens admin create-master`).
+pub async fn create_master(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    must_change: bool,
+) -> anyhow::Result<i64> {
+    crate::api::users::check_email(email).map_err(|e| anyhow::anyhow!(e.message))?;
+    let hash = crate::auth::hash_password(password.to_string()).await?;
+    let mut tx = state.store.begin().await?;
+    let id = crate::store::users::insert_user(
+        &mut tx,
+        &NewUser {
+            role: Role::MasterAdministrator,
+            name: email.split('@').next().unwrap_or("Master").to_string(),
+            nickname: String::new(),
+            email: email.to_string(),
+            sso_id: String::new(),
+            description: String::new(),
+            password_hash: hash,
+            must_change_password: must_change,
+            enabled: true,
+            group_id: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = Store::open(&config.database_url()).await?;
+    std::fs::create_dir_all(config.recordings_dir())?;
+    let state = AppState::new(config.clone(), store).await?;
+    bootstrap(&state).await?;
+    let refresher = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if let Err(e) = refresher.reload_global().await {
+                tracing::warn!(error = %e, "could not refresh global settings");
+            }
+        }
+    });
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let addr = config.listen;
+    if config.tls_enabled() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(
+            &config.tls.cert_path,
+            &config.tls.key_path,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("tls.cert_path / tls.key_path: {e}"))?;
+        tracing::info!(%addr, "listening (HTTPS)");
+        let handle = axum_server::Handle::new();
+        let shutdown = handle.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        axum_server::bind_rustls(addr, tls)
+            .handle(handle)
+            .serve(app)
+            .await?;
+    } else {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (listen): {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "listening (HTTP)");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

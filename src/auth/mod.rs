@@ -1,0 +1,106 @@
+//! Authentication: Argon2id password hashes, opaque bearer tokens, and the login throttle.
+
+pub mod password;
+pub mod throttle;
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// Hashes on the blocking pool: Argon2id is deliberately slow (tens of milliseconds).
+pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
+    })
+    .await?
+}
+
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A random bearer token (256 bits, URL-safe) and the hash the store keeps.
+pub fn new_token() -> (String, String) {
+    let bytes: [u8; 32] = rand::random();
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A readable random password for bootstrap: 4 character types, no repeated characters, so it meets
+/// any minimum strength.
+pub fn generate_password() -> String {
+    const LOWER: &[u8] = b"abcdefghijkmnpqrstuvwxyz";
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const DIGITS: &[u8] = b"23456789";
+    const SPECIAL: &[u8] = b"%#&!+=-";
+    let mut out: Vec<u8> = Vec::new();
+    let pick = |set: &[u8], n: usize, out: &mut Vec<u8>| {
+        while out.iter().filter(|c| set.contains(c)).count() < n {
+            let c = set[rand::random_range(0..set.len())];
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    };
+    pick(LOWER, 6, &mut out);
+    pick(UPPER, 4, &mut out);
+    pick(DIGITS, 3, &mut out);
+    pick(SPECIAL, 2, &mut out);
+    // Shuffle so the types are not in a fixed order.
+    for i in (1..out.len()).rev() {
+        out.swap(i, rand::random_range(0..=i));
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify_and_are_argon2id() {
+        let h = hash_password("Sample1%".into()).await.unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("Sample1%".into(), h.clone()).await);
+        assert!(!verify_password("Sample1&".into(), h.clone()).await);
+        assert!(!verify_password("x".into(), "not a hash".into()).await);
+    }
+
+    #[test]
+    fn generated_passwords_are_excellent() {
+        for _ in 0..50 {
+            let p = generate_password();
+            assert_eq!(
+                password::PasswordStrength::of(&p),
+                Some(password::PasswordStrength::Excellent),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_are_unique_and_only_their_hash_is_kept() {
+        let (a, ha) = new_token();
+        let (b, _) = new_token();
+        assert_ne!(a, b);
+        assert_eq!(token_hash(&a), ha);
+        assert!(a.len() >= 43);
+    }
+}

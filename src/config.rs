@@ -1,0 +1,423 @@
+//! Server configuration: one documented struct with defaults (see `config/lens.toml`).
+//!
+//! Layers, lowest first: built-in defaults < TOML file (`--config` or `LENS_CONFIG`) < environment.
+//! Every setting `a.b_c` can be set as `LENS_A_B_C`; top-level keys drop the section
+//! (`listen` → `LENS_LISTEN`). An unknown key or a bad value stops start-up with an error naming the key.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP (and WebSocket) listen address.
+    pub listen: SocketAddr,
+    /// Folder for the SQLite file, recordings and the upload spool.
+    pub data_dir: PathBuf,
+    /// Empty: SQLite at `<data_dir>/lens.db`. `sqlite://...` or `postgres://...` otherwise.
+    pub database_url: String,
+    /// Empty: `<data_dir>/recordings`.
+    pub recordings_dir: String,
+    /// Public base URL used in links sent to customers. Empty: derived from `listen`.
+    pub public_url: String,
+    pub tls: TlsConfig,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub bootstrap: BootstrapConfig,
+    pub media: MediaConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain. TLS is on when both `cert_path` and `key_path` are set.
+    pub cert_path: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest accepted JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Take the client address from the last `X-Forwarded-For` hop, for deployments behind a reverse
+    /// proxy. Off by default: a client could otherwise choose its own address and dodge IP restrictions.
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of a login token, in minutes.
+    pub token_ttl_minutes: u32,
+    /// Failed logins allowed per client address per minute before 429.
+    pub max_failed_logins_per_address_per_minute: u32,
+    /// Failed logins allowed per account per 15 minutes before 429.
+    pub max_failed_logins_per_account_per_15_minutes: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    /// First master administrator on an empty store. Empty: `admin@localhost`.
+    pub email: String,
+    /// Its password. Empty: a generated one, printed once, that must be changed at first login.
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// UDP port shared by all WebRTC peers.
+    pub udp_port: u16,
+    /// Address advertised in ICE candidates (for NAT). Empty: the listen address's IP.
+    pub public_ip: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: String::new(),
+            recordings_dir: String::new(),
+            public_url: String::new(),
+            tls: TlsConfig::default(),
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            bootstrap: BootstrapConfig::default(),
+            media: MediaConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 1024 * 1024,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_ttl_minutes: 12 * 60,
+            max_failed_logins_per_address_per_minute: 10,
+            max_failed_logins_per_account_per_15_minutes: 10,
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            udp_port: 3478,
+            public_ip: String::new(),
+        }
+    }
+}
+
+/// Every leaf key, as a dotted path. The environment variable of `a.b_c` is `LENS_A_B_C`; the list
+/// exists because `_` is both a separator and part of names. A test checks it against the struct and
+/// against `config/lens.toml`, so a new setting cannot go undocumented.
+pub const KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "recordings_dir",
+    "public_url",
+    "tls.cert_path",
+    "tls.key_path",
+    "http.max_body_bytes",
+    "http.trust_forwarded_for",
+    "auth.token_ttl_minutes",
+    "auth.max_failed_logins_per_address_per_minute",
+    "auth.max_failed_logins_per_account_per_15_minutes",
+    "bootstrap.email",
+    "bootstrap.password",
+    "media.udp_port",
+    "media.public_ip",
+];
+
+pub fn env_name(key: &str) -> String {
+    format!("LENS_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `LENS_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, String> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Environment values are parsed like TOML values (numbers, booleans) unless the setting is a
+        // string, so that a numeric-looking password stays text. figment's own Env provider is not used
+        // because it reads the process environment, which tests must not depend on.
+        let defaults = Figment::from(Serialized::defaults(Config::default()));
+        let mut overrides = figment::value::Dict::new();
+        for key in KEYS {
+            if let Some(raw) = env(&env_name(key)) {
+                let is_text = matches!(
+                    defaults.find_value(key),
+                    Ok(figment::value::Value::String(..))
+                );
+                let value: figment::value::Value = if is_text {
+                    raw.into()
+                } else {
+                    raw.parse().unwrap_or_else(|_| raw.into())
+                };
+                insert_path(&mut overrides, key, value);
+            }
+        }
+        figment = figment.merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(|e| describe(&e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let bad =
+            |key: &str, why: &str| Err(format!("invalid configuration value for `{key}`: {why}"));
+        if !self.database_url.is_empty()
+            && !self.database_url.starts_with("sqlite:")
+            && !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
+            return bad("database_url", "must start with sqlite: or postgres://");
+        }
+        if self.tls.cert_path.is_empty() != self.tls.key_path.is_empty() {
+            return bad(
+                "tls.cert_path",
+                "tls.cert_path and tls.key_path must be set together",
+            );
+        }
+        if !self.media.public_ip.is_empty() && self.media.public_ip.parse::<IpAddr>().is_err() {
+            return bad("media.public_ip", "not an IP address");
+        }
+        if !self.public_url.is_empty() {
+            match url::Url::parse(&self.public_url) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => return bad("public_url", "must be an http:// or https:// URL"),
+            }
+        }
+        if self.auth.token_ttl_minutes == 0 {
+            return bad("auth.token_ttl_minutes", "must be at least 1");
+        }
+        if self.http.max_body_bytes < 1024 {
+            return bad("http.max_body_bytes", "must be at least 1024");
+        }
+        Ok(())
+    }
+
+    pub fn tls_enabled(&self) -> bool {
+        !self.tls.cert_path.is_empty()
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("lens.db").display()
+            )
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn recordings_dir(&self) -> PathBuf {
+        if self.recordings_dir.is_empty() {
+            self.data_dir.join("recordings")
+        } else {
+            PathBuf::from(&self.recordings_dir)
+        }
+    }
+
+    pub fn public_url(&self) -> String {
+        if self.public_url.is_empty() {
+            let scheme = if self.tls_enabled() { "https" } else { "http" };
+            format!("{scheme}://{}", self.listen)
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+}
+
+fn insert_path(dict: &mut figment::value::Dict, key: &str, value: figment::value::Value) {
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let entry = dict
+                .entry(head.to_string())
+                .or_insert_with(|| figment::value::Dict::new().into());
+            if let figment::value::Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+fn describe(error: &figment::Error) -> String {
+    let mut out = Vec::new();
+    for e in error.clone() {
+        let key = e.path.join(".");
+        let source = match &e.metadata {
+            Some(m) => format!(" (from {})", m.name),
+            None => String::new(),
+        };
+        if key.is_empty() {
+            out.push(format!("invalid configuration{source}: {}", e.kind));
+        } else {
+            out.push(format!(
+                "invalid configuration value for `{key}`{source}: {}",
+                e.kind
+            ));
+        }
+    }
+    out.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::load(None, env_of(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.database_url(), "sqlite://./data/lens.db?mode=rwc");
+        assert_eq!(c.recordings_dir(), PathBuf::from("./data/recordings"));
+        assert!(!c.tls_enabled());
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lens.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[media]\nudp_port = 4000\npublic_ip = \"10.0.0.1\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env_of(&[])).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.media.udp_port, 4000);
+        let c = Config::load(
+            Some(&file),
+            env_of(&[
+                ("LENS_LISTEN", "127.0.0.1:9100"),
+                ("LENS_MEDIA_UDP_PORT", "5000"),
+                ("LENS_DATA_DIR", "/tmp/x"),
+                ("LENS_DATABASE_URL", "postgres://a:b@127.0.0.1/db"),
+                ("LENS_BOOTSTRAP_EMAIL", "boss@example.com"),
+                ("LENS_BOOTSTRAP_PASSWORD", "12345678"),
+                ("LENS_MEDIA_PUBLIC_IP", "192.0.2.1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.media.udp_port, 5000);
+        assert_eq!(c.media.public_ip, "192.0.2.1");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.database_url(), "postgres://a:b@127.0.0.1/db");
+        assert_eq!(c.bootstrap.email, "boss@example.com");
+        // A numeric-looking password stays a string.
+        assert_eq!(c.bootstrap.password, "12345678");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = Config::load(None, env_of(&[("LENS_MEDIA_UDP_PORT", "lots")])).unwrap_err();
+        assert!(err.contains("media.udp_port"), "{err}");
+        let err = Config::load(None, env_of(&[("LENS_LISTEN", "nowhere")])).unwrap_err();
+        assert!(err.contains("listen"), "{err}");
+        let err = Config::load(None, env_of(&[("LENS_MEDIA_PUBLIC_IP", "x.y")])).unwrap_err();
+        assert!(err.contains("media.public_ip"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lens.toml");
+        std::fs::write(&file, "[auth]\ntoken_ttl_minutes = \"soon\"\n").unwrap();
+        let err = Config::load(Some(&file), env_of(&[])).unwrap_err();
+        assert!(err.contains("auth.token_ttl_minutes"), "{err}");
+        std::fs::write(&file, "[media]\nudp_prot = 1\n").unwrap();
+        let err = Config::load(Some(&file), env_of(&[])).unwrap_err();
+        assert!(err.contains("udp_prot"), "{err}");
+    }
+
+    /// Every key is documented in `config/lens.toml`, and that file is itself a valid configuration.
+    #[test]
+    fn documented_configuration_covers_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/lens.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // The sample is all comments; uncommenting it must give the defaults.
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# ").or_else(|| l.strip_prefix("#")))
+            .filter(|l| {
+                let t = l.trim_start();
+                t.starts_with('[') || t.contains(" = ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lens.toml");
+        std::fs::write(&file, &uncommented).unwrap();
+        let c = Config::load(Some(&file), env_of(&[])).unwrap();
+        assert_eq!(c, Config::default());
+        let value: toml::Value = toml::from_str(&uncommented).unwrap();
+        let mut found = Vec::new();
+        collect_keys(&value, "", &mut found);
+        let mut expected: Vec<String> = KEYS.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        found.sort();
+        assert_eq!(found, expected);
+        let serialized = toml::Value::try_from(Config::default()).unwrap();
+        let mut from_struct = Vec::new();
+        collect_keys(&serialized, "", &mut from_struct);
+        from_struct.sort();
+        assert_eq!(from_struct, expected);
+    }
+
+    fn collect_keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = v {
+            for (k, v) in t {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if v.is_table() {
+                    collect_keys(v, &path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+    }
+}

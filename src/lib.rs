@@ -1,0 +1,14 @@
+//! Lens Relay server: configuration, store, authentication, organization tree, settings, audit and
+//! the REST API. The `lens` binary (`main.rs`) is a thin command line over this library; tests use
+//! the library to start real servers on 127.0.0.1.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod ipfilter;
+pub mod metrics;
+pub mod org;
+pub mod settings;
+pub mod store;

@@ -1,0 +1,127 @@
+//! `lens`: the Lens Relay server binary.
+
+use lens::{app, auth, config, store};
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "lens",
+    version,
+    about = "Lens Relay: self-hosted live video remote support server"
+)]
+struct Cli {
+    /// Configuration file (TOML); see config/lens.toml for every setting.
+    #[arg(long, global = true, env = "LENS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: applies migrations, creates the first master administrator on an empty store,
+    /// then serves the HTTP(S) API.
+    Serve,
+    /// Apply the store's migrations and exit.
+    Migrate,
+    /// Print the effective configuration (defaults < file < environment) and exit.
+    Config,
+    /// Administration tasks for operators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a master administrator (bootstrap, or recovery when every master is locked out).
+    /// Without --password a password is generated and printed; it must be changed at first login.
+    CreateMaster {
+        #[arg(long)]
+        email: String,
+        /// Read from the environment rather than the command line to keep it out of shell history.
+        #[arg(long, env = "LENS_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = match config::Config::load(cli.config.as_deref(), |k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lens: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lens: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli.command, config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lens: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: config::Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => app::serve(config).await,
+        Command::Migrate => {
+            store::Store::open(&config.database_url()).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Config => {
+            let mut shown = config.clone();
+            if !shown.bootstrap.password.is_empty() {
+                shown.bootstrap.password = "********".into();
+            }
+            print!("{}", config_json(&shown)?);
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::CreateMaster { email, password },
+        } => {
+            let store = store::Store::open(&config.database_url()).await?;
+            let state = app::AppState::new(config, store).await?;
+            let (password, generated) = match password {
+                Some(p) => (p, false),
+                None => (auth::generate_password(), true),
+            };
+            let minimum = state.global().password_policy.minimum_strength;
+            auth::password::check(&password, minimum).map_err(|e| anyhow::anyhow!(e))?;
+            let id = app::create_master(&state, &email, &password, generated).await?;
+            println!("created master administrator {email} (id {id})");
+            if generated {
+                println!("password: {password}\nIt must be changed at first login.");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn config_json(config: &config::Config) -> anyhow::Result<String> {
+    use figment::providers::Serialized;
+    let value: figment::value::Value =
+        figment::Figment::from(Serialized::defaults(config)).extract()?;
+    Ok(serde_json::to_string_pretty(&value)? + "\n")
+}

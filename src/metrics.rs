@@ -1,0 +1,109 @@
+//! Prometheus metrics on `/metrics`: HTTP requests by route and status, and their latency.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::app::AppState;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    http_requests: IntCounterVec,
+    http_latency: HistogramVec,
+    pub login_attempts: IntCounterVec,
+    pub active_tokens_issued: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("lens".into()), None).unwrap_or_default();
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by route and status"),
+            &["method", "route", "status"],
+        )
+        .expect("static metric definition");
+        let http_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["method", "route"],
+        )
+        .expect("static metric definition");
+        let login_attempts = IntCounterVec::new(
+            Opts::new("login_attempts_total", "Login attempts by outcome"),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let active_tokens_issued =
+            IntGauge::new("auth_tokens_issued", "Login tokens issued since start")
+                .expect("static metric definition");
+        for c in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_latency.clone()),
+            Box::new(login_attempts.clone()),
+            Box::new(active_tokens_issued.clone()),
+        ] {
+            let _ = registry.register(c);
+        }
+        Metrics {
+            registry,
+            http_requests,
+            http_latency,
+            login_attempts,
+            active_tokens_issued,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Records every request under its route template (not the raw path, which would explode the
+/// label set with ids).
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let m = &state.metrics;
+    m.http_latency
+        .with_label_values(&[&method, &route])
+        .observe(start.elapsed().as_secs_f64());
+    m.http_requests
+        .with_label_values(&[&method, &route, response.status().as_str()])
+        .inc();
+    response
+}
+
+pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}
