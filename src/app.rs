@@ -26,11 +26,21 @@ pub struct AppState {
     /// Global settings are read on every request (IP restrictions), so they are cached here and
     /// refreshed on every local write and every few seconds (other nodes may write them).
     pub global: Arc<RwLock<Arc<GlobalSettings>>>,
+    pub hub: Arc<crate::sessions::Hub>,
 }
 
 impl AppState {
     pub async fn new(config: Config, store: Store) -> anyhow::Result<AppState> {
+        let config = Arc::new(config);
         let auth = &config.auth;
+        let metrics = Metrics::new();
+        let global = Arc::new(RwLock::new(Arc::new(GlobalSettings::default())));
+        let hub = crate::sessions::Hub::new(
+            store.clone(),
+            config.clone(),
+            metrics.clone(),
+            Arc::new(crate::media::LoggingMediaPlan),
+        );
         let state = AppState {
             logins_by_address: Arc::new(Throttle::new(
                 auth.max_failed_logins_per_address_per_minute,
@@ -40,10 +50,11 @@ impl AppState {
                 auth.max_failed_logins_per_account_per_15_minutes,
                 Duration::from_secs(15 * 60),
             )),
-            config: Arc::new(config),
+            config,
             store,
-            metrics: Metrics::new(),
-            global: Arc::new(RwLock::new(Arc::new(GlobalSettings::default()))),
+            metrics,
+            global,
+            hub,
         };
         state.reload_global().await?;
         Ok(state)
@@ -115,6 +126,8 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .route("/metrics", get(crate::metrics::metrics_handler))
+    .route("/ws/customer", get(crate::sessions::customer::upgrade))
+    .route("/ws/console", get(crate::sessions::console::upgrade))
     .fallback(crate::api::not_found)
     .layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -184,11 +197,32 @@ pub async fn create_master(
     Ok(id)
 }
 
+/// Starts the background work of a server: the session scheduler, the outbox worker, and the
+/// sessions that were live when the server last stopped.
+pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
+    let restored = state.hub.restore().await?;
+    if restored > 0 {
+        tracing::info!(restored, "restored live sessions");
+    }
+    tokio::spawn(state.hub.clone().run_scheduler());
+    let sms = crate::notify::SmsProvider::from_config(&state.config.sms)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mailer = match crate::notify::Mailer::from_config(&state.config.smtp) {
+        Ok(m) => Some(m),
+        // No SMTP server: "email via servers" fails with a clear error per message.
+        Err(crate::notify::NotifyError::NotConfigured(_)) => None,
+        Err(e) => return Err(anyhow::anyhow!("{e}")),
+    };
+    tokio::spawn(crate::sessions::outbox::run(state.hub.clone(), sms, mailer));
+    Ok(())
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.database_url()).await?;
     std::fs::create_dir_all(config.recordings_dir())?;
     let state = AppState::new(config.clone(), store).await?;
     bootstrap(&state).await?;
+    start_background(&state).await?;
     let refresher = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));

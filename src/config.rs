@@ -29,6 +29,9 @@ pub struct Config {
     pub auth: AuthConfig,
     pub bootstrap: BootstrapConfig,
     pub media: MediaConfig,
+    pub sessions: SessionsConfig,
+    pub sms: crate::notify::SmsConfig,
+    pub smtp: crate::notify::SmtpConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -79,6 +82,26 @@ pub struct MediaConfig {
     pub public_ip: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// How long a dropped customer or console may take to come back before the session ends as
+    /// Disconnected, in seconds.
+    pub reconnect_grace_seconds: u32,
+    /// Wrong PIN codes or links accepted per client address per minute before answers become
+    /// `too_many_attempts` (HTTP 429).
+    pub max_failed_code_attempts_per_address_per_minute: u32,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            reconnect_grace_seconds: 30,
+            max_failed_code_attempts_per_address_per_minute: 10,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -92,6 +115,9 @@ impl Default for Config {
             auth: AuthConfig::default(),
             bootstrap: BootstrapConfig::default(),
             media: MediaConfig::default(),
+            sessions: SessionsConfig::default(),
+            sms: Default::default(),
+            smtp: Default::default(),
         }
     }
 }
@@ -144,6 +170,26 @@ pub const KEYS: &[&str] = &[
     "bootstrap.password",
     "media.udp_port",
     "media.public_ip",
+    "sessions.reconnect_grace_seconds",
+    "sessions.max_failed_code_attempts_per_address_per_minute",
+    "sms.provider",
+    "sms.url",
+    "sms.method",
+    "sms.format",
+    "sms.from",
+    "sms.username",
+    "sms.password",
+    "sms.bearer_token",
+    "sms.timeout_seconds",
+    "sms.message_id_pointer",
+    "smtp.host",
+    "smtp.port",
+    "smtp.security",
+    "smtp.username",
+    "smtp.password",
+    "smtp.from",
+    "smtp.timeout_seconds",
+    "smtp.ca_file",
 ];
 
 pub fn env_name(key: &str) -> String {
@@ -186,7 +232,7 @@ impl Config {
             }
         }
         figment = figment.merge(Serialized::defaults(overrides));
-        let config: Config = figment.extract().map_err(|e| describe(&e))?;
+        let config: Config = figment.extract().map_err(|e| describe(&e, &env))?;
         config.validate()?;
         Ok(config)
     }
@@ -218,6 +264,14 @@ impl Config {
         }
         if self.auth.token_ttl_minutes == 0 {
             return bad("auth.token_ttl_minutes", "must be at least 1");
+        }
+        if self.sessions.reconnect_grace_seconds == 0
+            || self.sessions.reconnect_grace_seconds > 3600
+        {
+            return bad(
+                "sessions.reconnect_grace_seconds",
+                "must be 1 to 3600 seconds",
+            );
         }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
@@ -274,13 +328,18 @@ fn insert_path(dict: &mut figment::value::Dict, key: &str, value: figment::value
     }
 }
 
-fn describe(error: &figment::Error) -> String {
+/// One line per error, naming the key and where its value came from.
+fn describe(error: &figment::Error, env: &impl Fn(&str) -> Option<String>) -> String {
     let mut out = Vec::new();
     for e in error.clone() {
         let key = e.path.join(".");
-        let source = match &e.metadata {
-            Some(m) => format!(" (from {})", m.name),
-            None => String::new(),
+        let source = if !key.is_empty() && env(&env_name(&key)).is_some() {
+            format!(" (from {})", env_name(&key))
+        } else {
+            match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                Some(src) => format!(" (from {src})"),
+                None => String::new(),
+            }
         };
         if key.is_empty() {
             out.push(format!("invalid configuration{source}: {}", e.kind));

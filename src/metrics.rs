@@ -18,6 +18,10 @@ pub struct Metrics {
     http_latency: HistogramVec,
     pub login_attempts: IntCounterVec,
     pub active_tokens_issued: IntGauge,
+    sessions: prometheus::IntGaugeVec,
+    transitions: IntCounterVec,
+    code_attempts: IntCounterVec,
+    websockets: prometheus::IntGaugeVec,
 }
 
 impl Metrics {
@@ -47,7 +51,34 @@ impl Metrics {
         let active_tokens_issued =
             IntGauge::new("auth_tokens_issued", "Login tokens issued since start")
                 .expect("static metric definition");
+        let sessions = prometheus::IntGaugeVec::new(
+            Opts::new("sessions", "Live sessions by status"),
+            &["status"],
+        )
+        .expect("static metric definition");
+        let transitions = IntCounterVec::new(
+            Opts::new("session_transitions_total", "Session status transitions"),
+            &["from", "to"],
+        )
+        .expect("static metric definition");
+        let code_attempts = IntCounterVec::new(
+            Opts::new(
+                "code_attempts_total",
+                "Customer code (PIN or link) attempts by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let websockets = prometheus::IntGaugeVec::new(
+            Opts::new("websockets_open", "Open WebSockets by side"),
+            &["side"],
+        )
+        .expect("static metric definition");
         for c in [
+            Box::new(sessions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(transitions.clone()),
+            Box::new(code_attempts.clone()),
+            Box::new(websockets.clone()),
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
             Box::new(login_attempts.clone()),
@@ -61,7 +92,37 @@ impl Metrics {
             http_latency,
             login_attempts,
             active_tokens_issued,
+            sessions,
+            transitions,
+            code_attempts,
+            websockets,
         }
+    }
+
+    /// A session moved; `from` is empty for a new session. Final statuses are not gauged.
+    pub fn session_transition(&self, from: &str, to: &str) {
+        let live = |s: &str| signaling::status::Status::parse(s).is_some_and(|st| !st.is_final());
+        if live(from) {
+            self.sessions.with_label_values(&[from]).dec();
+        }
+        if live(to) {
+            self.sessions.with_label_values(&[to]).inc();
+        }
+        if !from.is_empty() {
+            self.transitions.with_label_values(&[from, to]).inc();
+        }
+    }
+
+    pub fn code_attempt(&self, outcome: &str) {
+        self.code_attempts.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn websocket_opened(&self, side: &str) {
+        self.websockets.with_label_values(&[side]).inc();
+    }
+
+    pub fn websocket_closed(&self, side: &str) {
+        self.websockets.with_label_values(&[side]).dec();
     }
 
     pub fn render(&self) -> String {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod groups;
 pub mod org;
+pub mod sessions;
 pub mod settings;
 pub mod users;
 
@@ -32,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(groups::routes())
         .merge(settings::routes())
         .merge(audit::routes())
+        .merge(sessions::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -153,29 +155,43 @@ impl FromRequestParts<AppState> for PendingCaller {
             .filter(|t| !t.is_empty() && t.len() <= 128)
             .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
         let hash = token_hash(token);
-        let row = match state.store.token(&hash).await {
-            Ok(row) => row,
-            Err(StoreError::NotFound) => return Err(ApiError::unauthorized("invalid token")),
-            Err(e) => return Err(e.into()),
-        };
-        if row.revoked_at.is_some() || row.expires_at <= now_ms() {
-            return Err(ApiError::unauthorized("the token expired or was revoked"));
-        }
-        let user = match state.store.user(row.user_id).await {
-            Ok(u) => u,
-            Err(StoreError::NotFound) => return Err(ApiError::unauthorized("invalid token")),
-            Err(e) => return Err(e.into()),
-        };
-        if !user.enabled {
-            return Err(ApiError::unauthorized("the account is disabled"));
-        }
-        check_access(state, &user, address).await?;
+        let user = user_for_token_hash(state, &hash, address).await?;
         Ok(PendingCaller {
             user,
             token_hash: hash,
             address,
         })
     }
+}
+
+/// The user a login token belongs to, if the token is live, the account enabled and the address
+/// allowed (also the console socket's `hello`).
+pub async fn user_for_token(state: &AppState, token: &str, address: IpAddr) -> ApiResult<User> {
+    if token.is_empty() || token.len() > 128 {
+        return Err(ApiError::unauthorized("invalid token"));
+    }
+    user_for_token_hash(state, &token_hash(token), address).await
+}
+
+async fn user_for_token_hash(state: &AppState, hash: &str, address: IpAddr) -> ApiResult<User> {
+    let row = match state.store.token(hash).await {
+        Ok(row) => row,
+        Err(StoreError::NotFound) => return Err(ApiError::unauthorized("invalid token")),
+        Err(e) => return Err(e.into()),
+    };
+    if row.revoked_at.is_some() || row.expires_at <= now_ms() {
+        return Err(ApiError::unauthorized("the token expired or was revoked"));
+    }
+    let user = match state.store.user(row.user_id).await {
+        Ok(u) => u,
+        Err(StoreError::NotFound) => return Err(ApiError::unauthorized("invalid token")),
+        Err(e) => return Err(e.into()),
+    };
+    if !user.enabled {
+        return Err(ApiError::unauthorized("the account is disabled"));
+    }
+    check_access(state, &user, address).await?;
+    Ok(user)
 }
 
 /// A logged-in caller with no pending password change.

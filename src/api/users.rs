@@ -497,6 +497,10 @@ async fn update(
             .revoke_user_tokens(user.id, None, now_ms())
             .await?;
     }
+    if role == Role::Technician && old.enabled && !user.enabled {
+        // The guide: "Aborted: technician was deleted or disabled".
+        state.hub.technician_removed(user.id);
+    }
     let assigned = assigned_of(&org, id);
     Ok(Json(view(state, &user, assigned)))
 }
@@ -533,6 +537,9 @@ async fn delete(state: &AppState, caller: &Caller, role: Role, id: i64) -> ApiRe
     entry.old_action = Some("Removed".into());
     store::audit::append(&mut tx, &entry).await?;
     tx.commit().await?;
+    if role == Role::Technician {
+        state.hub.technician_removed(id);
+    }
     tracing::info!(user_id = id, by = caller.user.id, "user deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -91,6 +91,8 @@ pub async fn start() -> TestServer {
 
 /// Starts a server; `None` when the PostgreSQL variant is asked for but not available.
 pub async fn start_on(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
+    // reqwest is built without a crypto provider of its own; the server uses ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter(
@@ -121,6 +123,9 @@ pub async fn start_on(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Opti
         .unwrap();
     tx.commit().await.unwrap();
     state.reload_global().await.unwrap();
+    app::start_background(&state)
+        .await
+        .expect("background tasks");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = app::router(state.clone());
@@ -305,3 +310,196 @@ impl TestServer {
 }
 
 pub const USER_PASSWORD: &str = "User-Pass9";
+
+/// A WebSocket client speaking the JSON protocol.
+pub struct Ws {
+    stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+    /// Frames read while waiting for something else.
+    pub backlog: std::collections::VecDeque<Value>,
+}
+
+impl Ws {
+    pub async fn connect(s: &TestServer, path: &str) -> Ws {
+        let url = format!("ws://{}{}", s.addr, path);
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connect");
+        Ws {
+            stream,
+            next_id: 0,
+            backlog: Default::default(),
+        }
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .expect("websocket send");
+    }
+
+    /// Sends a request with a fresh `id` and returns the id.
+    pub async fn send(&mut self, mut frame: Value) -> String {
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        if frame.get("id").is_none() {
+            frame["id"] = json!(id.clone());
+        }
+        let id = frame["id"].as_str().unwrap_or_default().to_string();
+        self.send_raw(&frame.to_string()).await;
+        id
+    }
+
+    /// The next frame (5 s at most).
+    pub async fn next(&mut self) -> Value {
+        use futures_util::StreamExt;
+        if let Some(v) = self.backlog.pop_front() {
+            return v;
+        }
+        loop {
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(5), self.stream.next())
+                .await
+                .expect("no frame within 5 s")
+                .expect("socket closed")
+                .expect("socket error");
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                return serde_json::from_str(&t).expect("JSON frame");
+            }
+        }
+    }
+
+    /// Reads until a frame matches, keeping the others for later.
+    pub async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        for (i, v) in self.backlog.iter().enumerate() {
+            if pred(v) {
+                return self.backlog.remove(i).unwrap_or_default();
+            }
+        }
+        let mut skipped = Vec::new();
+        let found = loop {
+            use futures_util::StreamExt;
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(5), self.stream.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("waiting for {what}: nothing matched within 5 s; saw {skipped:?}")
+                })
+                .expect("socket closed")
+                .expect("socket error");
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).expect("JSON frame");
+                if pred(&v) {
+                    break v;
+                }
+                skipped.push(v);
+            }
+        };
+        self.backlog.extend(skipped);
+        found
+    }
+
+    /// Sends a request and returns its reply (`ok` or `error`).
+    pub async fn request(&mut self, frame: Value) -> Value {
+        let id = self.send(frame).await;
+        self.until(&format!("reply to {id}"), |v| {
+            v["id"] == id.as_str() && (v["type"] == "ok" || v["type"] == "error")
+        })
+        .await
+    }
+
+    /// A protocol ping; returns the `pong`.
+    pub async fn ping(&mut self) -> Value {
+        let id = self.send(json!({"type": "ping"})).await;
+        self.until("pong", |v| v["type"] == "pong" && v["id"] == id.as_str())
+            .await
+    }
+
+    /// Waits for a frame of this type (and session, when given).
+    pub async fn frame(&mut self, kind: &str, session: Option<i64>) -> Value {
+        self.until(kind, |v| {
+            v["type"] == kind
+                && session.is_none_or(|s| v["session_id"] == s || v["session"]["id"] == s)
+        })
+        .await
+    }
+
+    /// Waits for a `session` frame showing this status.
+    pub async fn session_status(&mut self, session: i64, status: &str) -> Value {
+        self.until(&format!("session {session} {status}"), |v| {
+            v["type"] == "session"
+                && v["session"]["id"] == session
+                && v["session"]["status"] == status
+        })
+        .await
+    }
+
+    /// Waits for a customer `status` frame.
+    pub async fn status(&mut self, status: &str) -> Value {
+        self.until(&format!("status {status}"), |v| {
+            v["type"] == "status" && v["status"] == status
+        })
+        .await
+    }
+
+    /// Reads until the server closes the socket; returns its close code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        use futures_util::StreamExt;
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), self.stream.next()).await
+            {
+                Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => {
+                    return frame.map(|f| u16::from(f.code));
+                }
+                Ok(Some(Ok(_))) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}
+
+/// A technician console, logged in.
+pub async fn console(s: &TestServer, token: &str) -> (Ws, Value) {
+    let mut ws = Ws::connect(s, "/ws/console").await;
+    let ok = ws
+        .request(json!({"type": "hello", "v": 1, "token": token}))
+        .await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    (ws, ok)
+}
+
+/// A customer that joined with `code`; returns the socket and the `ok` reply.
+pub async fn customer(s: &TestServer, code: &str) -> (Ws, Value) {
+    let mut ws = Ws::connect(s, "/ws/customer").await;
+    let ok = ws
+        .request(json!({"type": "join", "v": 1, "code": code, "device": {"platform": "Android", "model": "Pixel 8", "app": "Lens web", "browser": "Chrome"}}))
+        .await;
+    (ws, ok)
+}
+
+/// A technician group, a technician in it with its token; `settings` edits the group's settings.
+pub async fn technician_with(
+    s: &TestServer,
+    email: &str,
+    settings: impl FnOnce(&mut Value),
+) -> (i64, i64, String) {
+    let m = s.master().await;
+    let g = s.create_group(&m, &format!("group of {email}"), None).await;
+    let mut doc = s
+        .get(&format!("/api/v1/technician-groups/{g}/settings"), &m)
+        .await
+        .expect(200);
+    settings(&mut doc);
+    s.put(&format!("/api/v1/technician-groups/{g}/settings"), &m, doc)
+        .await
+        .expect(200);
+    let id = s.create_user(&m, "technicians", email, Some(g)).await;
+    let token = s.token(email, USER_PASSWORD).await;
+    (g, id, token)
+}

@@ -1,0 +1,382 @@
+//! `POST /api/v1/sessions` (a technician creates a session: PIN, link, SMS or email),
+//! `GET /api/v1/sessions/{id}` and `GET /api/v1/sessions` — the basis of the CRM API — and the
+//! outbox of SMS and email messages.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use signaling::protocol::CreateSession;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{Caller, load_org, rfc3339};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use crate::sessions::create::Created;
+use crate::store::sessions::{SessionFilter, SessionRow};
+use crate::store::{Role, StoreError};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_session, list_sessions))
+        .routes(routes!(get_session))
+        .routes(routes!(list_outbox))
+}
+
+/// The body of `POST /api/v1/sessions` (the same as the console's `create_session`).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionCreate {
+    /// `pin`, `link`, `sms` or `email`, as the technician's group allows.
+    pub method: String,
+    /// The guide's name field (by default the customer's name), up to 128 characters.
+    #[serde(default)]
+    pub name: String,
+    /// Values of custom fields 1–5 (index 0 = custom field 1), as the group's settings require.
+    #[serde(default)]
+    pub custom_fields: Vec<String>,
+    /// Up to 256 characters, for mapping sessions to a CRM.
+    #[serde(default)]
+    pub tracking_id: Option<String>,
+    /// SMS: the customer's phone number.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Email: the customer's address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Email: `servers` (sent by this server) or `default_client` (a `mailto:` link is returned).
+    #[serde(default)]
+    pub email_via: Option<String>,
+}
+
+/// Create a Lens session (technicians). The PIN or link is valid for the group's private code
+/// validity period and can be used once.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])),
+    request_body = SessionCreate,
+    responses((status = 201, description = "Created", body = Created), (status = 403, description = "Not a technician, or the method is not allowed", body = ErrorBody),
+              (status = 422, description = "Validation failed", body = ErrorBody)))]
+async fn create_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<serde_json::Value>,
+) -> ApiResult<(StatusCode, Json<Created>)> {
+    if caller.user.role != Role::Technician {
+        return Err(ApiError::forbidden("only technicians create sessions"));
+    }
+    let body: CreateSession = serde_json::from_value(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            e.to_string(),
+        )
+    })?;
+    match state.hub.create_session(&caller.user, &body).await {
+        Ok(created) => Ok((StatusCode::CREATED, Json(created))),
+        Err(e) => Err(protocol_error(e)),
+    }
+}
+
+pub fn protocol_error(e: signaling::protocol::ProtocolError) -> ApiError {
+    let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    ApiError::new(status, e.code.as_str(), e.message)
+}
+
+/// A session as the API shows it, with its history.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionDetail {
+    pub id: i64,
+    pub status: String,
+    pub method: String,
+    pub created_by: i64,
+    pub technician_id: Option<i64>,
+    pub group_id: i64,
+    pub name: String,
+    pub custom_fields: Vec<String>,
+    pub tracking_id: String,
+    pub created_at: String,
+    pub status_since: String,
+    pub ended_at: Option<String>,
+    pub code_expires_at: String,
+    pub customer_ip: String,
+    pub platform: String,
+    pub device_model: String,
+    pub app: String,
+    pub browser: String,
+    pub device_id: String,
+    pub transmitted_bytes: i64,
+    /// Every status change, in order (only on `GET /api/v1/sessions/{id}`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventView>,
+    /// The chat, unless the group omits chat from storage (only on the single-session route).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chat: Vec<ChatView>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<NoteView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    pub at: String,
+    pub from: String,
+    pub to: String,
+    pub actor: String,
+    pub actor_id: Option<i64>,
+    pub reason: String,
+    pub technician_id: Option<i64>,
+    pub group_id: i64,
+    pub detail: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ChatView {
+    pub at: String,
+    pub from: String,
+    pub name: String,
+    pub text: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NoteView {
+    pub at: String,
+    pub technician_id: i64,
+    pub text: String,
+}
+
+fn detail(r: &SessionRow) -> SessionDetail {
+    SessionDetail {
+        id: r.id,
+        status: r.status.clone(),
+        method: r.method.clone(),
+        created_by: r.created_by,
+        technician_id: r.technician_id,
+        group_id: r.group_id,
+        name: r.name.clone(),
+        custom_fields: r.custom_fields.to_vec(),
+        tracking_id: r.tracking_id.clone(),
+        created_at: rfc3339(r.created_at),
+        status_since: rfc3339(r.status_since),
+        ended_at: r.ended_at.map(rfc3339),
+        code_expires_at: rfc3339(r.code_expires_at),
+        customer_ip: r.customer_ip.clone(),
+        platform: r.device.platform.clone(),
+        device_model: r.device.model.clone(),
+        app: r.device.app.clone(),
+        browser: r.device.browser.clone(),
+        device_id: r.device.device_id.clone(),
+        transmitted_bytes: r.transmitted_bytes,
+        events: vec![],
+        chat: vec![],
+        notes: vec![],
+    }
+}
+
+/// Who may read a session: master administrators; administrators for sessions of groups they
+/// manage; technicians for sessions they created or own.
+async fn may_read(state: &AppState, caller: &Caller, r: &SessionRow) -> ApiResult<bool> {
+    Ok(match caller.user.role {
+        Role::MasterAdministrator => true,
+        Role::Administrator => caller
+            .scope(&load_org(state).await?)
+            .manages_group(r.group_id),
+        Role::Technician => {
+            r.created_by == caller.user.id || r.technician_id == Some(caller.user.id)
+        }
+    })
+}
+
+/// A session with its events, chat and notes.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, description = "OK", body = SessionDetail), (status = 404, description = "Not found", body = ErrorBody)))]
+async fn get_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<SessionDetail>> {
+    // What the hub decided is in the store before it is read back.
+    state.hub.flush().await;
+    let row = match state.store.session(id).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("session")),
+        Err(e) => return Err(e.into()),
+    };
+    if !may_read(&state, &caller, &row).await? {
+        return Err(ApiError::not_found("session"));
+    }
+    let mut d = detail(&row);
+    d.events = state
+        .store
+        .session_events(id)
+        .await?
+        .into_iter()
+        .map(|e| EventView {
+            at: rfc3339(e.at),
+            from: e.from_status,
+            to: e.to_status,
+            actor: e.actor,
+            actor_id: e.actor_id,
+            reason: e.reason,
+            technician_id: e.technician_id,
+            group_id: e.group_id,
+            detail: serde_json::from_str(&e.detail).ok(),
+        })
+        .collect();
+    d.chat = state
+        .store
+        .chat_of(id)
+        .await?
+        .into_iter()
+        .map(|c| ChatView {
+            at: rfc3339(c.at),
+            from: c.sender,
+            name: c.name,
+            text: c.text,
+        })
+        .collect();
+    d.notes = state
+        .store
+        .notes_of(id)
+        .await?
+        .into_iter()
+        .map(|(technician_id, at, text)| NoteView {
+            at: rfc3339(at),
+            technician_id,
+            text,
+        })
+        .collect();
+    Ok(Json(d))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// A status as the guide names it, e.g. `Waiting` or `Closed by technician`.
+    pub status: Option<String>,
+    /// RFC 3339: sessions created at or after this time.
+    pub from: Option<String>,
+    /// RFC 3339: sessions created before this time.
+    pub to: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+fn parse_time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
+    match v {
+        None => Ok(None),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.timestamp_millis()))
+            .map_err(|_| {
+                ApiError::bad_request("bad_request", format!("{field}: not an RFC 3339 time"))
+            }),
+    }
+}
+
+/// Sessions the caller may see, newest first.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, description = "OK", body = Vec<SessionDetail>), (status = 400, description = "Bad request", body = ErrorBody)))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<SessionDetail>>> {
+    if let Some(s) = &q.status
+        && signaling::status::Status::parse(s).is_none()
+    {
+        return Err(ApiError::bad_request(
+            "bad_request",
+            format!("status: unknown status {s:?}"),
+        ));
+    }
+    state.hub.flush().await;
+    let mut filter = SessionFilter {
+        status: q.status.clone(),
+        from: parse_time("from", &q.from)?,
+        to: parse_time("to", &q.to)?,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        ..SessionFilter::default()
+    };
+    match caller.user.role {
+        Role::MasterAdministrator => {}
+        Role::Administrator => {
+            let org = load_org(&state).await?;
+            let mut groups: Vec<i64> = org.managed_groups(caller.user.id).into_iter().collect();
+            groups.sort_unstable();
+            filter.groups = Some(groups);
+        }
+        Role::Technician => filter.technicians = Some(vec![caller.user.id]),
+    }
+    Ok(Json(
+        state
+            .store
+            .sessions(&filter)
+            .await?
+            .iter()
+            .map(detail)
+            .collect(),
+    ))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OutboxView {
+    pub id: i64,
+    /// `sms` or `email`.
+    pub kind: String,
+    pub session_id: Option<i64>,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub provider: String,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: String,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxQuery {
+    /// `sms` or `email`.
+    pub kind: Option<String>,
+    pub session_id: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// The SMS and email outbox, newest first (master administrators). With the `log` SMS provider
+/// this is where development SMS can be read.
+#[utoipa::path(get, path = "/api/v1/outbox", tag = "sessions", security(("bearer" = [])), params(OutboxQuery),
+    responses((status = 200, description = "OK", body = Vec<OutboxView>), (status = 403, description = "Forbidden", body = ErrorBody)))]
+async fn list_outbox(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<OutboxQuery>,
+) -> ApiResult<Json<Vec<OutboxView>>> {
+    caller.require_master()?;
+    let rows = state
+        .store
+        .outbox(
+            q.kind.as_deref(),
+            q.session_id,
+            q.limit.unwrap_or(100).clamp(1, 1000),
+        )
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| OutboxView {
+                id: r.id,
+                kind: r.kind,
+                session_id: r.session_id,
+                recipient: r.recipient,
+                subject: r.subject,
+                body: r.body,
+                provider: r.provider,
+                status: r.status,
+                attempts: r.attempts,
+                last_error: r.last_error,
+                created_at: rfc3339(r.created_at),
+                sent_at: r.sent_at.map(rfc3339),
+            })
+            .collect(),
+    ))
+}

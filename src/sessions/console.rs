@@ -1,0 +1,503 @@
+//! `/ws/console`: the technician console's socket. The first frame is `hello` with the login
+//! token; then the technician's queue arrives as `session` frames and commands act on it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::StreamExt;
+use signaling::protocol::{
+    ChatFrom, ConsoleRequest, ErrorCode, HelloOk, MediaKind, MuteTarget, PROTOCOL_VERSION,
+    ServerFrame, TechnicianInfo, TechnicianStatus, parse_console,
+};
+use signaling::session::{Command, TransferTarget};
+use tokio::sync::mpsc;
+
+use super::customer::SOCKET_MAX_MESSAGE;
+use super::{
+    Hub, OUTBOUND_QUEUE, Outbound, Outgoing, SILENCE_LIMIT, chat_row, close, refusal_frame, send,
+    write_socket,
+};
+use crate::api::ClientAddr;
+use crate::app::AppState;
+use crate::store::{GroupKind, Role, StoreError, User};
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.max_message_size(SOCKET_MAX_MESSAGE)
+        .on_upgrade(move |socket| run(state, addr, socket))
+}
+
+async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
+    let hub = state.hub.clone();
+    hub.metrics().websocket_opened("console");
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
+    let writer = tokio::spawn(write_socket(sink, rx));
+    let mut me: Option<(User, u64)> = None;
+    // Nothing at all for SILENCE_LIMIT (not even a pong) counts as a dropped connection.
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
+        let text = match message {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                send(
+                    &tx,
+                    &ServerFrame::error(None, ErrorCode::MalformedJson, "frames are JSON text"),
+                );
+                continue;
+            }
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let request = match parse_console(text.as_str()) {
+            Ok(r) => r,
+            Err(e) => {
+                send(&tx, &e.frame());
+                if e.code == ErrorCode::UnsupportedVersion && me.is_none() {
+                    // A first frame of another protocol version is fatal (PROTOCOL.md §1).
+                    close(&tx, 1008);
+                }
+                continue;
+            }
+        };
+        match &me {
+            None => me = hello(&hub, &state, addr, &tx, request).await,
+            Some((user, _)) => handle(&hub, &state, user, &tx, request).await,
+        }
+    }
+    if let Some((user, conn)) = me
+        && hub.console_detach(user.id, conn)
+        && let Err(e) = hub
+            .store()
+            .record_technician_status(user.id, "offline", hub.now())
+            .await
+    {
+        tracing::warn!(error = %e, "cannot record the technician's status");
+    }
+    hub.metrics().websocket_closed("console");
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn hello(
+    hub: &Arc<Hub>,
+    state: &AppState,
+    addr: IpAddr,
+    tx: &Outbound,
+    request: ConsoleRequest,
+) -> Option<(User, u64)> {
+    let ConsoleRequest::Hello { id, v, token } = request else {
+        if let ConsoleRequest::Ping { id } = request {
+            send(tx, &ServerFrame::Pong { id });
+        } else {
+            send(
+                tx,
+                &ServerFrame::error(
+                    request.id().map(String::from),
+                    ErrorCode::NotAuthenticated,
+                    "the first frame must be hello",
+                ),
+            );
+        }
+        return None;
+    };
+    if v != PROTOCOL_VERSION {
+        send(
+            tx,
+            &ServerFrame::error(
+                Some(id),
+                ErrorCode::UnsupportedVersion,
+                format!("this server speaks version {PROTOCOL_VERSION}"),
+            ),
+        );
+        close(tx, 1008);
+        return None;
+    }
+    let user = match crate::api::user_for_token(state, &token, addr).await {
+        Ok(u) => u,
+        Err(e) => {
+            let code = if e.code == "ip_restricted" {
+                ErrorCode::IpRestricted
+            } else {
+                ErrorCode::InvalidToken
+            };
+            send(tx, &ServerFrame::error(Some(id), code, e.message));
+            close(tx, 1008);
+            return None;
+        }
+    };
+    if user.role != Role::Technician || user.group_id.is_none() {
+        send(
+            tx,
+            &ServerFrame::error(
+                Some(id),
+                ErrorCode::InvalidToken,
+                "the console is for enabled technicians",
+            ),
+        );
+        close(tx, 1008);
+        return None;
+    }
+    if crate::api::password_change_required(state, &user, hub.now()) {
+        send(
+            tx,
+            &ServerFrame::error(Some(id), ErrorCode::NotAllowed, "set a new password first"),
+        );
+        return None;
+    }
+    let group = user.group_id.unwrap_or_default();
+    let (conn, sessions, status, first) =
+        hub.console_attach(user.id, group, &user.nickname, tx.clone());
+    if first
+        && let Err(e) = hub
+            .store()
+            .record_technician_status(user.id, status_name(status), hub.now())
+            .await
+    {
+        tracing::warn!(error = %e, "cannot record the technician's status");
+    }
+    let ok = HelloOk {
+        technician: TechnicianInfo {
+            id: user.id,
+            name: user.name.clone(),
+            nickname: user.nickname.clone(),
+            group_id: group,
+            status,
+        },
+        sessions,
+    };
+    send(tx, &ServerFrame::ok_with(id, &ok));
+    Some((user, conn))
+}
+
+fn status_name(s: TechnicianStatus) -> &'static str {
+    match s {
+        TechnicianStatus::Available => "available",
+        TechnicianStatus::Busy => "busy",
+        TechnicianStatus::Away => "away",
+    }
+}
+
+/// Applies a command, answering `ok` before its events or the refusal as an error frame.
+fn act(
+    hub: &Hub,
+    tx: &Outbound,
+    id: String,
+    session: signaling::session::SessionId,
+    command: Command,
+) {
+    if let Err(r) = hub.apply_replying(session, command, Some((tx, &id))) {
+        send(tx, &refusal_frame(Some(id), &r));
+    }
+}
+
+async fn handle(
+    hub: &Arc<Hub>,
+    state: &AppState,
+    user: &User,
+    tx: &Outbound,
+    request: ConsoleRequest,
+) {
+    let me = user.id;
+    match request {
+        ConsoleRequest::Hello { id, .. } => {
+            send(
+                tx,
+                &ServerFrame::error(
+                    Some(id),
+                    ErrorCode::AlreadyAuthenticated,
+                    "hello was already sent on this socket",
+                ),
+            );
+        }
+        ConsoleRequest::Ping { id } => send(tx, &ServerFrame::Pong { id }),
+        ConsoleRequest::Pickup { id, session_id } => {
+            act(hub, tx, id, session_id, Command::Pickup { technician: me })
+        }
+        ConsoleRequest::Hold { id, session_id } => {
+            act(hub, tx, id, session_id, Command::Hold { technician: me })
+        }
+        ConsoleRequest::Resume { id, session_id } => {
+            act(hub, tx, id, session_id, Command::Resume { technician: me })
+        }
+        ConsoleRequest::End { id, session_id } => act(
+            hub,
+            tx,
+            id,
+            session_id,
+            Command::EndByTechnician { technician: me },
+        ),
+        ConsoleRequest::Transfer {
+            id,
+            session_id,
+            to_technician_id,
+            to_group_id,
+            comment,
+        } => {
+            let target = match (to_technician_id, to_group_id) {
+                (Some(t), None) => match hub.store().user(t).await {
+                    Ok(u) if u.role == Role::Technician && u.enabled => {
+                        TransferTarget::Technician(t)
+                    }
+                    Ok(_) | Err(StoreError::NotFound) => {
+                        send(
+                            tx,
+                            &ServerFrame::error(
+                                Some(id),
+                                ErrorCode::ValidationFailed,
+                                "to_technician_id: no such enabled technician",
+                            ),
+                        );
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "transfer: cannot read the technician");
+                        send(
+                            tx,
+                            &ServerFrame::error(Some(id), ErrorCode::Internal, "internal error"),
+                        );
+                        return;
+                    }
+                },
+                (None, Some(g)) => match hub.store().group(g).await {
+                    Ok(group) if group.kind == GroupKind::TechnicianGroup && group.enabled => {
+                        TransferTarget::Group(g)
+                    }
+                    _ => {
+                        send(
+                            tx,
+                            &ServerFrame::error(
+                                Some(id),
+                                ErrorCode::ValidationFailed,
+                                "to_group_id: no such enabled technician group",
+                            ),
+                        );
+                        return;
+                    }
+                },
+                _ => {
+                    send(
+                        tx,
+                        &ServerFrame::error(
+                            Some(id),
+                            ErrorCode::ValidationFailed,
+                            "give exactly one of to_technician_id and to_group_id",
+                        ),
+                    );
+                    return;
+                }
+            };
+            let comment = comment.unwrap_or_default();
+            if !comment.is_empty()
+                && let Some((omit, nickname, _)) = hub.chat_context(session_id)
+                && hub.session_visible_to(session_id, me)
+            {
+                // The comment is part of the session's record, as a system line of the chatlog.
+                let at = hub.now();
+                let text = format!("Transferred by {nickname}: {comment}");
+                if !omit {
+                    hub.store_chat(
+                        session_id,
+                        chat_row(ChatFrom::System, Some(me), "Lens", &text, at),
+                    );
+                }
+            }
+            act(
+                hub,
+                tx,
+                id,
+                session_id,
+                Command::Transfer {
+                    technician: me,
+                    to: target,
+                    comment,
+                },
+            )
+        }
+        ConsoleRequest::Answer { session_id, sdp } => {
+            if !hub.session_visible_to(session_id, me) {
+                send(
+                    tx,
+                    &ServerFrame::error(
+                        None,
+                        ErrorCode::SessionNotFound,
+                        "no such session in your queue",
+                    ),
+                );
+                return;
+            }
+            if let Err(e) = hub.media().console_answer(session_id, &sdp) {
+                send(tx, &ServerFrame::error(None, ErrorCode::NotAllowed, e.0));
+            }
+        }
+        ConsoleRequest::Candidate {
+            session_id,
+            candidate,
+            ..
+        } => {
+            if hub.session_visible_to(session_id, me) {
+                hub.media()
+                    .candidate(session_id, false, candidate.as_deref());
+            }
+        }
+        ConsoleRequest::Mute {
+            id,
+            session_id,
+            target,
+            kind,
+            muted,
+        } => {
+            if !hub.session_visible_to(session_id, me) {
+                send(
+                    tx,
+                    &ServerFrame::error(
+                        Some(id),
+                        ErrorCode::SessionNotFound,
+                        "no such session in your queue",
+                    ),
+                );
+                return;
+            }
+            if kind == MediaKind::Video {
+                send(
+                    tx,
+                    &ServerFrame::error(
+                        Some(id),
+                        ErrorCode::NotAllowed,
+                        "only the customer pauses its video",
+                    ),
+                );
+                return;
+            }
+            if hub.mute_state(session_id).is_none() {
+                send(
+                    tx,
+                    &ServerFrame::error(Some(id), ErrorCode::SessionEnded, "the session has ended"),
+                );
+                return;
+            }
+            // The reply comes before the mute_state it causes (PROTOCOL.md §1).
+            send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
+            hub.set_mute(session_id, |m| match target {
+                MuteTarget::OwnMicrophone => m.technician_audio = !muted,
+                MuteTarget::Customer => m.customer_audio = !muted,
+            });
+            let _ = hub.apply(session_id, Command::Activity);
+        }
+        ConsoleRequest::Chat {
+            id,
+            session_id,
+            text,
+        } => {
+            let context = hub
+                .chat_context(session_id)
+                .filter(|_| hub.session_visible_to(session_id, me));
+            let Some((omit, _, _)) = context else {
+                if let Some(id) = id {
+                    send(
+                        tx,
+                        &ServerFrame::error(
+                            Some(id),
+                            ErrorCode::SessionNotFound,
+                            "no such session in your queue",
+                        ),
+                    );
+                }
+                return;
+            };
+            let at = hub.now();
+            hub.broadcast_chat(session_id, ChatFrom::Technician, &user.nickname, &text, at);
+            let _ = hub.apply(session_id, Command::Activity);
+            if !omit {
+                hub.store_chat(
+                    session_id,
+                    chat_row(ChatFrom::Technician, Some(me), &user.nickname, &text, at),
+                );
+            }
+            if let Some(id) = id {
+                send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
+            }
+        }
+        ConsoleRequest::Note {
+            id,
+            session_id,
+            text,
+        } => {
+            if !hub.session_visible_to(session_id, me) {
+                send(
+                    tx,
+                    &ServerFrame::error(
+                        Some(id),
+                        ErrorCode::SessionNotFound,
+                        "no such session in your queue",
+                    ),
+                );
+                return;
+            }
+            match hub.store().insert_note(session_id, me, &text).await {
+                Ok(()) => send(tx, &ServerFrame::ok(id, serde_json::Value::Null)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot store a note");
+                    send(
+                        tx,
+                        &ServerFrame::error(Some(id), ErrorCode::Internal, "cannot store the note"),
+                    );
+                }
+            }
+        }
+        ConsoleRequest::Status { id, value } => {
+            hub.set_console_status(me, value);
+            if let Err(e) = hub
+                .store()
+                .record_technician_status(me, status_name(value), hub.now())
+                .await
+            {
+                tracing::warn!(error = %e, "cannot record the technician's status");
+            }
+            send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
+        }
+        request @ ConsoleRequest::CreateSession { .. } => {
+            let id = request.id().unwrap_or_default().to_string();
+            let Some(body) = request.create_session() else {
+                return;
+            };
+            // The technician's current record: group moves and disables apply at once.
+            let current = match hub.store().user(me).await {
+                Ok(u) => u,
+                Err(_) => {
+                    send(
+                        tx,
+                        &ServerFrame::error(
+                            Some(id),
+                            ErrorCode::InvalidToken,
+                            "your account no longer exists",
+                        ),
+                    );
+                    return;
+                }
+            };
+            let _ = state;
+            match hub.create_session(&current, body).await {
+                Ok(created) => send(
+                    tx,
+                    &ServerFrame::ok(
+                        id,
+                        serde_json::json!({
+                            "session_id": created.id,
+                            "pin": created.pin,
+                            "link": created.link,
+                            "expires_at": created.expires_at,
+                            "mailto": created.mailto,
+                        }),
+                    ),
+                ),
+                Err(e) => send(tx, &e.with_id(id).frame()),
+            }
+        }
+    }
+}

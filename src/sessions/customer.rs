@@ -1,0 +1,409 @@
+//! `/ws/customer`: the phone's socket. The first frame is `join` (a PIN code or link token) or
+//! `resume` (after a drop); then ready, offer/candidates, mute, chat, end or decline.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::StreamExt;
+use signaling::protocol::{
+    ChatFrom, CustomerRequest, ErrorCode, JoinOk, MediaKind, PROTOCOL_VERSION, ServerFrame,
+    parse_customer,
+};
+use signaling::session::{Command, SessionId};
+use tokio::sync::mpsc;
+
+use super::{
+    Hub, OUTBOUND_QUEUE, Outbound, Outgoing, SILENCE_LIMIT, chat_row, close, refusal_frame, send,
+    write_socket,
+};
+use crate::api::ClientAddr;
+use crate::app::AppState;
+
+/// Frames above this size are cut by the WebSocket layer itself; up to it, the protocol answers
+/// `frame_too_large` and keeps the socket.
+pub const SOCKET_MAX_MESSAGE: usize = 1024 * 1024;
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.max_message_size(SOCKET_MAX_MESSAGE)
+        .on_upgrade(move |socket| run(state, addr, socket))
+}
+
+struct Joined {
+    session: SessionId,
+    conn: u64,
+}
+
+async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
+    let hub = state.hub.clone();
+    hub.metrics().websocket_opened("customer");
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
+    let writer = tokio::spawn(write_socket(sink, rx));
+    let mut joined: Option<Joined> = None;
+    // Nothing at all for SILENCE_LIMIT (not even a pong) counts as a dropped connection.
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
+        let text = match message {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                send(
+                    &tx,
+                    &ServerFrame::error(None, ErrorCode::MalformedJson, "frames are JSON text"),
+                );
+                continue;
+            }
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let request = match parse_customer(text.as_str()) {
+            Ok(r) => r,
+            Err(e) => {
+                send(&tx, &e.frame());
+                if e.code == ErrorCode::UnsupportedVersion && joined.is_none() {
+                    // A first frame of another protocol version is fatal (PROTOCOL.md §1).
+                    close(&tx, 1008);
+                }
+                continue;
+            }
+        };
+        match &joined {
+            None => joined = first_frame(&hub, &state, addr, &tx, request).await,
+            Some(j) => handle(&hub, j.session, &tx, request),
+        }
+    }
+    if let Some(j) = joined {
+        hub.customer_gone(j.session, j.conn);
+    }
+    hub.metrics().websocket_closed("customer");
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// `join` or `resume`; anything else first is `not_authenticated`.
+async fn first_frame(
+    hub: &Arc<Hub>,
+    state: &AppState,
+    addr: IpAddr,
+    tx: &Outbound,
+    request: CustomerRequest,
+) -> Option<Joined> {
+    match request {
+        CustomerRequest::Join {
+            id,
+            v,
+            code,
+            device,
+            ..
+        } => {
+            if v != PROTOCOL_VERSION {
+                send(
+                    tx,
+                    &ServerFrame::error(
+                        Some(id),
+                        ErrorCode::UnsupportedVersion,
+                        format!("this server speaks version {PROTOCOL_VERSION}"),
+                    ),
+                );
+                close(tx, 1008);
+                return None;
+            }
+            if !state.global().ip_restrictions.allows(addr) {
+                send(
+                    tx,
+                    &ServerFrame::error(
+                        Some(id),
+                        ErrorCode::IpRestricted,
+                        "access from this address is not allowed",
+                    ),
+                );
+                close(tx, 1008);
+                return None;
+            }
+            let key = addr.to_string();
+            if let Err(wait) = hub.code_attempts.check(&key, Instant::now()) {
+                hub.metrics().code_attempt("throttled");
+                let mut frame = ServerFrame::error(
+                    Some(id),
+                    ErrorCode::TooManyAttempts,
+                    "too many wrong codes; wait and try again",
+                );
+                if let ServerFrame::Error { retry_after, .. } = &mut frame {
+                    *retry_after = Some(wait.as_secs() + 1);
+                }
+                send(tx, &frame);
+                return None;
+            }
+            let session = match hub.find_code(&code) {
+                Ok(s) => s,
+                Err(expired) => {
+                    hub.code_attempts.fail(&key, Instant::now());
+                    hub.metrics()
+                        .code_attempt(if expired { "expired" } else { "invalid" });
+                    // The code itself is never logged.
+                    tracing::info!(%addr, expired, "customer code refused");
+                    let (code, msg) = if expired {
+                        (
+                            ErrorCode::CodeExpired,
+                            "this code has expired: ask the technician for a new one",
+                        )
+                    } else {
+                        (ErrorCode::CodeInvalid, "unknown or already used code")
+                    };
+                    send(tx, &ServerFrame::error(Some(id), code, msg));
+                    return None;
+                }
+            };
+            let (resume_token, resume_hash) = crate::auth::new_token();
+            let ip = (!state.global().do_not_store_customer_ip).then(|| addr.to_string());
+            let device_row = device.clone().map(|d| crate::store::sessions::DeviceRow {
+                platform: d.platform.unwrap_or_default(),
+                model: d.model.unwrap_or_default(),
+                app: d.app.unwrap_or_default(),
+                browser: d.browser.unwrap_or_default(),
+                locale: d.locale.unwrap_or_default(),
+                device_id: d.device_id.unwrap_or_default(),
+            });
+            match hub.join(session, tx.clone(), ip.clone(), device, resume_hash.clone()) {
+                Ok((conn, audio)) => {
+                    hub.metrics().code_attempt("ok");
+                    if let Err(e) = hub
+                        .store()
+                        .session_joined(
+                            session,
+                            ip.as_deref().unwrap_or(""),
+                            &device_row.unwrap_or_default(),
+                            &resume_hash,
+                        )
+                        .await
+                    {
+                        tracing::error!(session_id = session, error = %e, "cannot store the customer's join");
+                    }
+                    let ok = JoinOk {
+                        session_id: session,
+                        resume_token,
+                        audio,
+                        ice_servers: vec![],
+                        status: signaling::status::Status::Connecting.as_str().into(),
+                    };
+                    send(tx, &ServerFrame::ok_with(id, &ok));
+                    send_mute_state(hub, session, tx);
+                    Some(Joined { session, conn })
+                }
+                Err(r) => {
+                    // A session that is no longer Pending: its code is used.
+                    hub.code_attempts.fail(&key, Instant::now());
+                    hub.metrics().code_attempt("invalid");
+                    let _ = r;
+                    send(
+                        tx,
+                        &ServerFrame::error(
+                            Some(id),
+                            ErrorCode::CodeInvalid,
+                            "unknown or already used code",
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        CustomerRequest::Resume { id, resume_token } => {
+            let key = addr.to_string();
+            if let Err(wait) = hub.code_attempts.check(&key, Instant::now()) {
+                let mut frame = ServerFrame::error(
+                    Some(id),
+                    ErrorCode::TooManyAttempts,
+                    "too many failed attempts; wait and try again",
+                );
+                if let ServerFrame::Error { retry_after, .. } = &mut frame {
+                    *retry_after = Some(wait.as_secs() + 1);
+                }
+                send(tx, &frame);
+                return None;
+            }
+            let hash = crate::auth::token_hash(&resume_token);
+            match hub.resume_customer(&hash, tx.clone()) {
+                Some((session, conn, status, audio)) => {
+                    let ok = JoinOk {
+                        session_id: session,
+                        resume_token,
+                        audio,
+                        ice_servers: vec![],
+                        status: status.clone(),
+                    };
+                    send(tx, &ServerFrame::ok_with(id, &ok));
+                    send(
+                        tx,
+                        &ServerFrame::Status {
+                            session_id: None,
+                            status,
+                            technician: hub.technician_ref(session),
+                        },
+                    );
+                    send_mute_state(hub, session, tx);
+                    Some(Joined { session, conn })
+                }
+                None if hub.resume_ended(&hash) => {
+                    send(
+                        tx,
+                        &ServerFrame::error(
+                            Some(id),
+                            ErrorCode::SessionEnded,
+                            "the session has ended",
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    // Resume tokens are guessed like codes: failures count toward the same limit.
+                    hub.code_attempts.fail(&key, Instant::now());
+                    send(
+                        tx,
+                        &ServerFrame::error(
+                            Some(id),
+                            ErrorCode::ResumeInvalid,
+                            "unknown resume token",
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        CustomerRequest::Ping { id } => {
+            send(tx, &ServerFrame::Pong { id });
+            None
+        }
+        other => {
+            send(
+                tx,
+                &ServerFrame::error(
+                    other.id().map(String::from),
+                    ErrorCode::NotAuthenticated,
+                    "the first frame must be join or resume",
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn send_mute_state(hub: &Hub, session: SessionId, tx: &Outbound) {
+    if let Some(m) = hub.mute_state(session) {
+        send(
+            tx,
+            &ServerFrame::MuteState {
+                session_id: None,
+                customer_audio: m.customer_audio,
+                customer_video: m.customer_video,
+                technician_audio: m.technician_audio,
+            },
+        );
+    }
+}
+
+/// Applies a command, answering `ok` before its events or the refusal as an error frame.
+fn act(
+    hub: &Hub,
+    tx: &Outbound,
+    id: String,
+    session: signaling::session::SessionId,
+    command: Command,
+) {
+    if let Err(r) = hub.apply_replying(session, command, Some((tx, &id))) {
+        send(tx, &refusal_frame(Some(id), &r));
+    }
+}
+
+fn handle(hub: &Arc<Hub>, session: SessionId, tx: &Outbound, request: CustomerRequest) {
+    match request {
+        CustomerRequest::Join { id, .. } | CustomerRequest::Resume { id, .. } => {
+            send(
+                tx,
+                &ServerFrame::error(
+                    Some(id),
+                    ErrorCode::AlreadyAuthenticated,
+                    "this socket already joined a session",
+                ),
+            );
+        }
+        CustomerRequest::Ready { id } => act(hub, tx, id, session, Command::CustomerReady),
+        CustomerRequest::End { id } => act(hub, tx, id, session, Command::EndByCustomer),
+        CustomerRequest::Decline { id } => act(hub, tx, id, session, Command::Decline),
+        CustomerRequest::Ping { id } => send(tx, &ServerFrame::Pong { id }),
+        CustomerRequest::Offer { id, sdp } => {
+            if !hub.is_status(session, signaling::status::Status::Active) {
+                send(
+                    tx,
+                    &ServerFrame::error(
+                        Some(id),
+                        ErrorCode::NotAllowed,
+                        "offer only when the session is Active",
+                    ),
+                );
+                return;
+            }
+            match hub.media().customer_offer(session, &sdp) {
+                Ok(answer) => send(
+                    tx,
+                    &ServerFrame::ok(id, serde_json::json!({ "sdp": answer })),
+                ),
+                Err(e) => send(
+                    tx,
+                    &ServerFrame::error(Some(id), ErrorCode::NotAllowed, e.0),
+                ),
+            }
+        }
+        CustomerRequest::Candidate { candidate, .. } => {
+            hub.media().candidate(session, true, candidate.as_deref());
+        }
+        CustomerRequest::Mute { id, kind, muted } => {
+            if hub.mute_state(session).is_none() {
+                send(
+                    tx,
+                    &ServerFrame::error(Some(id), ErrorCode::SessionEnded, "the session has ended"),
+                );
+                return;
+            }
+            // The reply comes before the mute_state it causes (PROTOCOL.md §1).
+            send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
+            hub.set_mute(session, |m| match kind {
+                MediaKind::Audio => m.customer_audio = !muted,
+                MediaKind::Video => m.customer_video = !muted,
+            });
+            let _ = hub.apply(session, Command::Activity);
+        }
+        CustomerRequest::Chat { id, text } => {
+            let Some((omit, _, name)) = hub.chat_context(session) else {
+                if let Some(id) = id {
+                    send(
+                        tx,
+                        &ServerFrame::error(
+                            Some(id),
+                            ErrorCode::SessionEnded,
+                            "the session has ended",
+                        ),
+                    );
+                }
+                return;
+            };
+            let at = hub.now();
+            hub.broadcast_chat(session, ChatFrom::Customer, &name, &text, at);
+            let _ = hub.apply(session, Command::Activity);
+            if !omit {
+                hub.store_chat(
+                    session,
+                    chat_row(ChatFrom::Customer, None, &name, &text, at),
+                );
+            }
+            if let Some(id) = id {
+                send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
+            }
+        }
+    }
+}

@@ -1,0 +1,1254 @@
+//! The session hub: the live side of Lens sessions.
+//!
+//! It owns the pure state machine ([`signaling::session::Desk`]) behind one short lock, the codes
+//! of live sessions, and the open WebSockets of customers and technician consoles. Every input goes
+//! through [`Hub::apply`]: the desk decides, and the hub appends the transitions to the store (in
+//! order, through one writer task), tells every party what changed, and hands effects to the media
+//! plan and the outbox. One scheduler task sleeps until the desk's next deadline.
+
+pub mod console;
+pub mod create;
+pub mod customer;
+pub mod outbox;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use signaling::protocol::{
+    ChatFrom, CodeMethod, DeviceInfo, ServerFrame, SessionView, TechnicianRef, TechnicianStatus,
+};
+use signaling::session::{
+    Actor, Command, Desk, Effect, Millis, NoTechnicianAvailable, Output, Policy, Reason, Refusal,
+    Session, SessionId, Timeouts, TransferTarget, UserId,
+};
+use signaling::status::Status;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::api::rfc3339;
+use crate::auth::throttle::Throttle;
+use crate::config::Config;
+use crate::media::MediaPlan;
+use crate::metrics::Metrics;
+use crate::store::sessions::{ChatRow, EventRow, SessionRow, SessionState};
+use crate::store::{Store, now_ms};
+
+/// What a socket's writer task sends: a frame, or a close with its code (PROTOCOL.md §1).
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    Frame(Arc<str>),
+    Close(u16),
+}
+
+/// Frames to one socket. Bounded: a client that does not read is cut off rather than allowed to
+/// hold memory or slow anyone else.
+pub type Outbound = mpsc::Sender<Outgoing>;
+pub const OUTBOUND_QUEUE: usize = 256;
+
+/// What a session carries besides its lifecycle: fixed at creation, stored as JSON in
+/// `sessions.policy`, restored after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionPolicy {
+    pub audio: bool,
+    pub auto_start: bool,
+    pub code_validity_ms: i64,
+    pub connecting_ms: i64,
+    pub waiting_ms: i64,
+    pub active_idle_ms: i64,
+    pub reconnect_grace_ms: i64,
+    pub no_technician: String,
+    pub no_technician_url: Option<String>,
+    /// (kind, after seconds, colour) of the group's time-out alarms.
+    pub alarms: Vec<(String, u32, String)>,
+    pub omit_chat_from_storage: bool,
+    pub customer_survey: Option<serde_json::Value>,
+    pub technician_survey: Option<serde_json::Value>,
+}
+
+impl SessionPolicy {
+    fn to_policy(&self) -> Policy {
+        Policy {
+            audio: self.audio,
+            auto_start: self.auto_start,
+            timeouts: Timeouts {
+                code_validity_ms: self.code_validity_ms,
+                connecting_ms: self.connecting_ms,
+                waiting_ms: self.waiting_ms,
+                active_idle_ms: self.active_idle_ms,
+                reconnect_grace_ms: self.reconnect_grace_ms,
+            },
+            no_technician_available: match (self.no_technician.as_str(), &self.no_technician_url) {
+                ("notify_by_email", _) => NoTechnicianAvailable::NotifyByEmail,
+                ("abort_and_show_url", Some(url)) => {
+                    NoTechnicianAvailable::AbortAndShowUrl(url.clone())
+                }
+                _ => NoTechnicianAvailable::KeepAlive,
+            },
+        }
+    }
+
+    /// The colour of the highest alarm threshold passed by a session in `status` for `secs`.
+    fn alarm(&self, status: Status, secs: u64) -> Option<String> {
+        let kind = match status {
+            Status::Connecting => "connecting",
+            Status::Waiting => "waiting",
+            _ => return None,
+        };
+        self.alarms
+            .iter()
+            .filter(|(k, after, _)| k == kind && u64::from(*after) <= secs)
+            .max_by_key(|(_, after, _)| *after)
+            .map(|(_, _, colour)| colour.clone())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MuteState {
+    pub customer_audio: bool,
+    pub customer_video: bool,
+    pub technician_audio: bool,
+}
+
+/// A live session's details beyond the state machine.
+struct Live {
+    method: CodeMethod,
+    name: String,
+    custom_fields: [String; 5],
+    tracking_id: String,
+    policy: SessionPolicy,
+    pin: Option<String>,
+    link: Option<String>,
+    link_hash: Option<String>,
+    resume_hash: Option<String>,
+    device: Option<DeviceInfo>,
+    customer_ip: Option<String>,
+    /// Sequence number of the last event appended.
+    seq: i64,
+    ever_active: bool,
+    transfer_comment: Option<String>,
+    mute: MuteState,
+    /// Consoles that list this session now.
+    audience: HashSet<UserId>,
+}
+
+struct ConsoleConn {
+    id: u64,
+    tx: Outbound,
+}
+
+struct Console {
+    group_id: i64,
+    status: TechnicianStatus,
+    conns: Vec<ConsoleConn>,
+}
+
+struct CustomerConn {
+    id: u64,
+    tx: Outbound,
+}
+
+#[derive(Default)]
+struct Inner {
+    desk: Desk,
+    live: HashMap<SessionId, Live>,
+    pins: HashMap<String, SessionId>,
+    links: HashMap<String, SessionId>,
+    resumes: HashMap<String, SessionId>,
+    /// Codes of sessions that expired unused, to tell "expired" from "unknown" (bounded).
+    expired: HashMap<String, Millis>,
+    consoles: HashMap<UserId, Console>,
+    customers: HashMap<SessionId, CustomerConn>,
+    /// Nicknames of technicians seen (for the customer's `status` frames).
+    nicknames: HashMap<UserId, String>,
+    next_conn: u64,
+}
+
+enum WriteJob {
+    Transitions(SessionId, SessionState, Vec<EventRow>),
+    Touch(SessionId, Millis),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The hub's clock: real time plus an offset that tests move forward to reach time-outs without
+/// waiting for them (the state machine itself never reads a clock).
+#[derive(Default)]
+pub struct Clock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Clock {
+    pub fn now(&self) -> Millis {
+        now_ms() + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn advance(&self, ms: Millis) {
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+pub struct Hub {
+    clock: Clock,
+    store: Store,
+    config: Arc<Config>,
+    metrics: Metrics,
+    media: Arc<dyn MediaPlan>,
+    inner: Mutex<Inner>,
+    wake: Notify,
+    writer: mpsc::UnboundedSender<WriteJob>,
+    pub code_attempts: Throttle,
+    pub outbox_wake: Arc<Notify>,
+}
+
+/// Refusals, as protocol error codes.
+pub fn refusal_frame(id: Option<String>, r: &Refusal) -> ServerFrame {
+    use signaling::protocol::ErrorCode;
+    use signaling::session::RefusalCode;
+    let code = match r.code {
+        RefusalCode::NotAllowed => ErrorCode::NotAllowed,
+        RefusalCode::OneActiveSession => ErrorCode::OneActiveSession,
+        RefusalCode::NotYours | RefusalCode::UnknownSession => ErrorCode::SessionNotFound,
+    };
+    ServerFrame::error(id, code, r.reason.clone())
+}
+
+impl Hub {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        metrics: Metrics,
+        media: Arc<dyn MediaPlan>,
+    ) -> Arc<Hub> {
+        let (writer, jobs) = mpsc::unbounded_channel();
+        let attempts = config
+            .sessions
+            .max_failed_code_attempts_per_address_per_minute;
+        let hub = Arc::new(Hub {
+            clock: Clock::default(),
+            store: store.clone(),
+            config,
+            metrics,
+            media,
+            inner: Mutex::new(Inner::default()),
+            wake: Notify::new(),
+            writer,
+            code_attempts: Throttle::new(attempts, std::time::Duration::from_secs(60)),
+            outbox_wake: Arc::new(Notify::new()),
+        });
+        tokio::spawn(write_loop(store, jobs));
+        hub
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// Moves the hub's time forward (tests) and lets the scheduler act on it.
+    pub fn advance_clock(&self, ms: Millis) {
+        self.clock.advance(ms);
+        self.wake.notify_one();
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn media(&self) -> &dyn MediaPlan {
+        self.media.as_ref()
+    }
+
+    pub fn is_status(&self, id: SessionId, status: Status) -> bool {
+        self.lock().desk.get(id).is_some_and(|s| s.status == status)
+    }
+
+    /// The technician as the customer sees it, once the session is in a technician's hands.
+    pub fn technician_ref(&self, id: SessionId) -> Option<TechnicianRef> {
+        let inner = self.lock();
+        let s = inner.desk.get(id)?;
+        if !matches!(s.status, Status::Active | Status::OnHold) {
+            return None;
+        }
+        let nickname = inner.nicknames.get(&s.technician_id?)?.clone();
+        Some(TechnicianRef { nickname })
+    }
+
+    /// Stores a chat line without delaying the sender.
+    pub fn store_chat(&self, id: SessionId, row: ChatRow) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.insert_chat(id, &row).await {
+                tracing::error!(session_id = id, error = %e, "cannot store a chat line");
+            }
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Waits until everything handed to the writer so far is in the store.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(WriteJob::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Runs the scheduler: ends sessions whose deadline passed. One task for every session.
+    pub async fn run_scheduler(self: Arc<Self>) {
+        loop {
+            let next = self.lock().desk.next_deadline();
+            let now = self.now();
+            match next {
+                Some(at) if at <= now => {
+                    let mut inner = self.lock();
+                    let out = inner.desk.poll_timeouts(now);
+                    self.after(&mut inner, out, now);
+                }
+                Some(at) => {
+                    let wait = std::time::Duration::from_millis((at - now).clamp(1, 60_000) as u64);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.wake.notified() => {}
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+                        _ = self.wake.notified() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one command to one session.
+    pub fn apply(&self, id: SessionId, command: Command) -> Result<(), Refusal> {
+        self.apply_replying(id, command, None)
+    }
+
+    /// Applies a command; on success the `ok` reply goes to `reply` before the events the command
+    /// causes (PROTOCOL.md §1).
+    pub fn apply_replying(
+        &self,
+        id: SessionId,
+        command: Command,
+        reply: Option<(&Outbound, &str)>,
+    ) -> Result<(), Refusal> {
+        let now = self.now();
+        let mut inner = self.lock();
+        let activity = command == Command::Activity;
+        let out = inner.desk.handle(id, command, now)?;
+        if let Some((tx, request)) = reply {
+            send(tx, &ServerFrame::ok(request, serde_json::Value::Null));
+        }
+        if activity {
+            let _ = self.writer.send(WriteJob::Touch(id, now));
+        }
+        self.after(&mut inner, out, now);
+        Ok(())
+    }
+
+    /// Everything that follows a decision of the desk: events to the writer, frames to the
+    /// parties, effects to media and the outbox.
+    fn after(&self, inner: &mut Inner, out: Output, now: Millis) {
+        let mut touched: Vec<SessionId> = Vec::new();
+        let mut events: HashMap<SessionId, Vec<EventRow>> = HashMap::new();
+        for t in &out.transitions {
+            self.metrics
+                .session_transition(t.from.as_str(), t.to.as_str());
+            let Some(live) = inner.live.get_mut(&t.session_id) else {
+                continue;
+            };
+            live.seq += 1;
+            live.ever_active |= t.to == Status::Active;
+            if let Reason::Transfer { comment, .. } = &t.reason {
+                live.transfer_comment = (!comment.is_empty()).then(|| comment.clone());
+            }
+            let (actor, actor_id) = match t.actor {
+                Actor::Customer => ("customer", None),
+                Actor::Technician(id) => ("technician", Some(id)),
+                Actor::System => ("system", None),
+            };
+            let detail = match &t.reason {
+                Reason::Transfer { to, comment } => serde_json::json!({
+                    "to_technician_id": match to { TransferTarget::Technician(id) => Some(*id), _ => None },
+                    "to_group_id": match to { TransferTarget::Group(id) => Some(*id), _ => None },
+                    "comment": comment,
+                })
+                .to_string(),
+                _ => String::new(),
+            };
+            events.entry(t.session_id).or_default().push(EventRow {
+                seq: live.seq,
+                at: t.at,
+                from_status: t.from.as_str().into(),
+                to_status: t.to.as_str().into(),
+                actor: actor.into(),
+                actor_id,
+                reason: t.reason.as_str().into(),
+                technician_id: t.technician_id,
+                group_id: t.group_id,
+                detail,
+            });
+            if !touched.contains(&t.session_id) {
+                touched.push(t.session_id);
+            }
+            // The customer hears of every status change.
+            let nickname = t
+                .technician_id
+                .and_then(|tech| inner.nicknames.get(&tech).cloned());
+            let technician = match t.to {
+                Status::Active | Status::OnHold => {
+                    nickname.map(|nickname| TechnicianRef { nickname })
+                }
+                _ => None,
+            };
+            if let Some(c) = inner.customers.get(&t.session_id) {
+                send(
+                    &c.tx,
+                    &ServerFrame::Status {
+                        session_id: None,
+                        status: t.to.as_str().into(),
+                        technician,
+                    },
+                );
+            }
+        }
+        let mut finals: HashMap<SessionId, Status> = HashMap::new();
+        for id in &touched {
+            let state = match inner.desk.get(*id) {
+                Some(s) => state_of(s, None),
+                None => {
+                    // Final: the session left the desk; its last transition says how it ended.
+                    let Some(last) = out.transitions.iter().rev().find(|t| t.session_id == *id)
+                    else {
+                        continue;
+                    };
+                    finals.insert(*id, last.to);
+                    SessionState {
+                        status: last.to.as_str().into(),
+                        status_since: last.at,
+                        before_reconnecting: None,
+                        last_activity: last.at,
+                        ever_active: inner.live.get(id).is_some_and(|l| l.ever_active),
+                        technician_id: last.technician_id,
+                        group_id: last.group_id,
+                        ended_at: Some(last.at),
+                    }
+                }
+            };
+            let rows = events.remove(id).unwrap_or_default();
+            let _ = self.writer.send(WriteJob::Transitions(*id, state, rows));
+        }
+        let mut redirects: HashMap<SessionId, String> = HashMap::new();
+        for e in &out.effects {
+            match e {
+                Effect::StartMedia {
+                    session_id,
+                    technician_id,
+                    audio,
+                } => self.media.start(*session_id, *technician_id, *audio),
+                Effect::HoldMedia { session_id } => self.media.hold(*session_id),
+                Effect::ResumeMedia { session_id } => self.media.resume(*session_id),
+                Effect::StopMedia { session_id } => self.media.stop(*session_id),
+                Effect::NotifyTechniciansByEmail {
+                    session_id,
+                    technician_id,
+                    group_id,
+                } => {
+                    self.notify_technicians(*session_id, *technician_id, *group_id);
+                }
+                Effect::RedirectCustomer { session_id, url } => {
+                    redirects.insert(*session_id, url.clone());
+                }
+            }
+        }
+        for id in touched {
+            let ended = finals.get(&id).map(|st| (*st, redirects.remove(&id)));
+            self.publish(inner, id, now, ended);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Tells the consoles about a session's new state; for a final one, sends `ended` and forgets it.
+    /// `ended`: the final status and, for "no technician available", the page for the customer.
+    fn publish(
+        &self,
+        inner: &mut Inner,
+        id: SessionId,
+        now: Millis,
+        ended: Option<(Status, Option<String>)>,
+    ) {
+        let session = inner.desk.get(id).cloned();
+        let audience: HashSet<UserId> = match &session {
+            Some(s) => audience_of(inner, s),
+            None => HashSet::new(),
+        };
+        let previous = inner
+            .live
+            .get_mut(&id)
+            .map(|l| std::mem::replace(&mut l.audience, audience.clone()))
+            .unwrap_or_default();
+        match (session, ended) {
+            (Some(s), _) => {
+                if let Some(view) = view_of(inner, &s, now) {
+                    let frame = ServerFrame::Session { session: view };
+                    for tech in &audience {
+                        send_console(inner, *tech, &frame);
+                    }
+                }
+                for tech in previous.difference(&audience) {
+                    send_console(
+                        inner,
+                        *tech,
+                        &ServerFrame::SessionRemoved { session_id: id },
+                    );
+                }
+            }
+            (None, None) => {}
+            (None, Some((final_status, redirect))) => {
+                // The session ended: the customer and the consoles that listed it are told, with
+                // the surveys of the group.
+                let Some(live) = inner.live.remove(&id) else {
+                    return;
+                };
+                let status = final_status.as_str().to_string();
+                if let Some(c) = inner.customers.remove(&id) {
+                    send(
+                        &c.tx,
+                        &ServerFrame::Ended {
+                            session_id: None,
+                            status: status.clone(),
+                            survey: live.policy.customer_survey.clone(),
+                            redirect_url: redirect,
+                        },
+                    );
+                    close(&c.tx, 1000);
+                }
+                for tech in &previous {
+                    send_console(
+                        inner,
+                        *tech,
+                        &ServerFrame::Ended {
+                            session_id: Some(id),
+                            status: status.clone(),
+                            survey: live.policy.technician_survey.clone(),
+                            redirect_url: None,
+                        },
+                    );
+                    send_console(
+                        inner,
+                        *tech,
+                        &ServerFrame::SessionRemoved { session_id: id },
+                    );
+                }
+                if let Some(pin) = &live.pin {
+                    inner.pins.remove(pin);
+                }
+                if let Some(h) = &live.link_hash {
+                    inner.links.remove(h);
+                }
+                if let Some(h) = &live.resume_hash {
+                    inner.resumes.remove(h);
+                    // A late `resume` learns that the session ended (`session_ended`).
+                    inner.expired.insert(h.clone(), now);
+                }
+                if status == Status::Expired.as_str() {
+                    if inner.expired.len() > 100_000 {
+                        inner.expired.clear();
+                    }
+                    for code in live.pin.iter().chain(live.link_hash.iter()) {
+                        inner.expired.insert(code.clone(), now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn notify_technicians(&self, session_id: SessionId, technician: Option<UserId>, group: i64) {
+        let store = self.store.clone();
+        let hub_link = self.config.public_url();
+        let wake = self.outbox_wake.clone();
+        tokio::spawn(async move {
+            let users = match store.users().await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no-technician-available email: cannot list technicians");
+                    return;
+                }
+            };
+            let recipients: Vec<String> = users
+                .iter()
+                .filter(|u| u.enabled && u.role == crate::store::Role::Technician)
+                .filter(|u| match technician {
+                    Some(t) => u.id == t,
+                    None => u.group_id == Some(group),
+                })
+                .map(|u| u.email.clone())
+                .collect();
+            for to in recipients {
+                let body = format!(
+                    "A customer is waiting in Lens session {session_id} and no technician is available.\n\
+                     Open the technician console: {hub_link}/console\n"
+                );
+                if let Err(e) = store
+                    .enqueue_outbox(
+                        "email",
+                        Some(session_id),
+                        &to,
+                        "A Lens session is waiting",
+                        &body,
+                        "smtp",
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot queue the no-technician-available email");
+                }
+            }
+            wake.notify_one();
+        });
+    }
+}
+
+impl Hub {
+    /// Puts a freshly stored session on the desk (`Pending`, code issued).
+    pub(crate) fn register(&self, row: &SessionRow, policy: SessionPolicy, link: Option<String>) {
+        let now = row.created_at;
+        let session = Session::new(
+            row.id,
+            row.created_by,
+            row.group_id,
+            policy.to_policy(),
+            now,
+        );
+        let mut inner = self.lock();
+        if let Some(pin) = &row.pin {
+            inner.pins.insert(pin.clone(), row.id);
+        }
+        if let Some(h) = &row.link_token_hash {
+            inner.links.insert(h.clone(), row.id);
+        }
+        let online = inner.consoles.contains_key(&row.created_by);
+        let mut session = session;
+        session.technician_connected = online;
+        inner.desk.insert(session);
+        inner.live.insert(
+            row.id,
+            Live {
+                method: method_of(&row.method),
+                name: row.name.clone(),
+                custom_fields: row.custom_fields.clone(),
+                tracking_id: row.tracking_id.clone(),
+                policy,
+                pin: row.pin.clone(),
+                link,
+                link_hash: row.link_token_hash.clone(),
+                resume_hash: None,
+                device: None,
+                customer_ip: None,
+                seq: 0,
+                ever_active: false,
+                transfer_comment: None,
+                mute: MuteState {
+                    customer_audio: true,
+                    customer_video: true,
+                    technician_audio: true,
+                },
+                audience: HashSet::new(),
+            },
+        );
+        self.metrics
+            .session_transition("", Status::Pending.as_str());
+        self.publish(&mut inner, row.id, now, None);
+        self.wake.notify_one();
+    }
+
+    /// Which live session a customer's code (PIN or link token) opens. `Err(true)`: expired.
+    pub(crate) fn find_code(&self, code: &str) -> Result<SessionId, bool> {
+        let inner = self.lock();
+        let code = code.trim();
+        if let Some(id) = inner.pins.get(code) {
+            return Ok(*id);
+        }
+        let hash = crate::auth::token_hash(code);
+        if let Some(id) = inner.links.get(&hash) {
+            return Ok(*id);
+        }
+        Err(inner.expired.contains_key(code) || inner.expired.contains_key(&hash))
+    }
+
+    /// The customer presented a valid code: `Pending` → `Connecting`; the code is used up.
+    pub(crate) fn join(
+        &self,
+        id: SessionId,
+        tx: Outbound,
+        customer_ip: Option<String>,
+        device: Option<DeviceInfo>,
+        resume_hash: String,
+    ) -> Result<(u64, bool), Refusal> {
+        let now = self.now();
+        let mut inner = self.lock();
+        let out = inner.desk.handle(id, Command::CustomerJoin, now)?;
+        let conn = inner.next_conn;
+        inner.next_conn += 1;
+        inner.customers.insert(id, CustomerConn { id: conn, tx });
+        inner.resumes.insert(resume_hash.clone(), id);
+        let mut audio = false;
+        if let Some(live) = inner.live.get_mut(&id) {
+            live.device = device;
+            live.customer_ip = customer_ip;
+            live.resume_hash = Some(resume_hash);
+            audio = live.policy.audio;
+            let (pin, link_hash) = (live.pin.take(), live.link_hash.take());
+            if let Some(p) = pin {
+                inner.pins.remove(&p);
+            }
+            if let Some(h) = link_hash {
+                inner.links.remove(&h);
+            }
+        }
+        self.after(&mut inner, out, now);
+        Ok((conn, audio))
+    }
+
+    /// Whether a resume token belonged to a session that has ended.
+    pub(crate) fn resume_ended(&self, resume_hash: &str) -> bool {
+        self.lock().expired.contains_key(resume_hash)
+    }
+
+    /// A customer's new socket after a drop. Returns the connection id, the status and audio flag.
+    pub(crate) fn resume_customer(
+        &self,
+        resume_hash: &str,
+        tx: Outbound,
+    ) -> Option<(SessionId, u64, String, bool)> {
+        let now = self.now();
+        let mut inner = self.lock();
+        let id = *inner.resumes.get(resume_hash)?;
+        let conn = inner.next_conn;
+        inner.next_conn += 1;
+        // The old socket, if it still looks open, is replaced (PROTOCOL.md §3.3).
+        if let Some(old) = inner.customers.insert(id, CustomerConn { id: conn, tx }) {
+            close(&old.tx, 4000);
+        }
+        if let Ok(out) = inner
+            .desk
+            .handle(id, Command::CustomerConnection { connected: true }, now)
+        {
+            self.after(&mut inner, out, now);
+        }
+        let status = inner.desk.get(id)?.status.as_str().to_string();
+        let audio = inner.live.get(&id).is_some_and(|l| l.policy.audio);
+        Some((id, conn, status, audio))
+    }
+
+    /// The customer's socket closed.
+    pub(crate) fn customer_gone(&self, id: SessionId, conn: u64) {
+        let now = self.now();
+        let mut inner = self.lock();
+        if inner.customers.get(&id).is_none_or(|c| c.id != conn) {
+            return;
+        }
+        inner.customers.remove(&id);
+        if let Ok(out) =
+            inner
+                .desk
+                .handle(id, Command::CustomerConnection { connected: false }, now)
+        {
+            self.after(&mut inner, out, now);
+        }
+    }
+
+    /// A technician console connected; returns its connection id and its live sessions.
+    pub(crate) fn console_attach(
+        &self,
+        technician: UserId,
+        group_id: i64,
+        nickname: &str,
+        tx: Outbound,
+    ) -> (u64, Vec<SessionView>, TechnicianStatus, bool) {
+        let now = self.now();
+        let mut inner = self.lock();
+        let conn = inner.next_conn;
+        inner.next_conn += 1;
+        inner.nicknames.insert(technician, nickname.to_string());
+        let first = !inner.consoles.contains_key(&technician);
+        let console = inner.consoles.entry(technician).or_insert(Console {
+            group_id,
+            status: TechnicianStatus::Available,
+            conns: Vec::new(),
+        });
+        console.group_id = group_id;
+        console.conns.push(ConsoleConn { id: conn, tx });
+        let status = console.status;
+        let out = inner
+            .desk
+            .technician_presence(technician, group_id, true, now);
+        inner.desk.set_technician_status(technician, status);
+        self.after(&mut inner, out, now);
+        // Group-queued sessions now have one more watcher.
+        let ids: Vec<SessionId> = inner
+            .desk
+            .sessions()
+            .filter(|s| {
+                s.technician_id == Some(technician)
+                    || (s.technician_id.is_none() && s.group_id == group_id)
+            })
+            .map(|s| s.id)
+            .collect();
+        let mut views = Vec::new();
+        for id in ids {
+            if let Some(s) = inner.desk.get(id).cloned() {
+                if let Some(live) = inner.live.get_mut(&id) {
+                    live.audience.insert(technician);
+                }
+                if let Some(v) = view_of(&inner, &s, now) {
+                    views.push(v);
+                }
+            }
+        }
+        views.sort_by_key(|v| v.id);
+        (conn, views, status, first)
+    }
+
+    /// A console socket closed. Returns true when it was the technician's last one.
+    pub(crate) fn console_detach(&self, technician: UserId, conn: u64) -> bool {
+        let now = self.now();
+        let mut inner = self.lock();
+        let Some(console) = inner.consoles.get_mut(&technician) else {
+            return false;
+        };
+        console.conns.retain(|c| c.id != conn);
+        if !console.conns.is_empty() {
+            return false;
+        }
+        let group = console.group_id;
+        inner.consoles.remove(&technician);
+        let out = inner
+            .desk
+            .technician_presence(technician, group, false, now);
+        self.after(&mut inner, out, now);
+        true
+    }
+
+    pub(crate) fn set_console_status(&self, technician: UserId, status: TechnicianStatus) {
+        let mut inner = self.lock();
+        if let Some(c) = inner.consoles.get_mut(&technician) {
+            c.status = status;
+        }
+        inner.desk.set_technician_status(technician, status);
+    }
+
+    /// Whether a technician may act on a session (it owns it, or it is queued for its group).
+    pub(crate) fn session_visible_to(&self, id: SessionId, technician: UserId) -> bool {
+        let inner = self.lock();
+        inner
+            .desk
+            .get(id)
+            .is_some_and(|s| audience_of(&inner, s).contains(&technician))
+    }
+
+    /// The session's chat rules and the names to show: (omit chat from storage, technician
+    /// nickname, customer name — the session's name field, or "Customer").
+    pub(crate) fn chat_context(&self, id: SessionId) -> Option<(bool, String, String)> {
+        let inner = self.lock();
+        let s = inner.desk.get(id)?;
+        let live = inner.live.get(&id)?;
+        let nickname = s
+            .technician_id
+            .and_then(|t| inner.nicknames.get(&t).cloned())
+            .unwrap_or_default();
+        let customer = if live.name.is_empty() {
+            "Customer".to_string()
+        } else {
+            live.name.clone()
+        };
+        Some((live.policy.omit_chat_from_storage, nickname, customer))
+    }
+
+    /// A chat line to both sides of the session (the sender gets its own line back).
+    pub(crate) fn broadcast_chat(
+        &self,
+        id: SessionId,
+        from: ChatFrom,
+        name: &str,
+        text: &str,
+        at: Millis,
+    ) {
+        let inner = self.lock();
+        let Some(s) = inner.desk.get(id) else { return };
+        if let Some(c) = inner.customers.get(&id) {
+            send(
+                &c.tx,
+                &ServerFrame::Chat {
+                    session_id: None,
+                    from,
+                    name: name.into(),
+                    text: text.into(),
+                    at: rfc3339(at),
+                },
+            );
+        }
+        let frame = ServerFrame::Chat {
+            session_id: Some(id),
+            from,
+            name: name.into(),
+            text: text.into(),
+            at: rfc3339(at),
+        };
+        for tech in audience_of(&inner, s) {
+            send_console(&inner, tech, &frame);
+        }
+    }
+
+    /// Applies a mute change and tells both sides. `None` when the session is not live.
+    pub(crate) fn set_mute(
+        &self,
+        id: SessionId,
+        change: impl FnOnce(&mut MuteState),
+    ) -> Option<MuteState> {
+        let mut inner = self.lock();
+        let owner = inner.desk.get(id)?.technician_id;
+        let live = inner.live.get_mut(&id)?;
+        let before = live.mute;
+        change(&mut live.mute);
+        let after = live.mute;
+        use signaling::protocol::MediaKind;
+        if before.customer_audio != after.customer_audio {
+            self.media
+                .set_flowing(id, true, MediaKind::Audio, after.customer_audio);
+        }
+        if before.customer_video != after.customer_video {
+            self.media
+                .set_flowing(id, true, MediaKind::Video, after.customer_video);
+        }
+        if before.technician_audio != after.technician_audio {
+            self.media
+                .set_flowing(id, false, MediaKind::Audio, after.technician_audio);
+        }
+        let frame = |session_id| ServerFrame::MuteState {
+            session_id,
+            customer_audio: after.customer_audio,
+            customer_video: after.customer_video,
+            technician_audio: after.technician_audio,
+        };
+        if let Some(c) = inner.customers.get(&id) {
+            send(&c.tx, &frame(None));
+        }
+        if let Some(t) = owner {
+            send_console(&inner, t, &frame(Some(id)));
+        }
+        Some(after)
+    }
+
+    pub(crate) fn mute_state(&self, id: SessionId) -> Option<MuteState> {
+        self.lock().live.get(&id).map(|l| l.mute)
+    }
+
+    /// The current view of a live session.
+    pub fn view(&self, id: SessionId) -> Option<SessionView> {
+        let inner = self.lock();
+        let s = inner.desk.get(id)?;
+        view_of(&inner, s, self.now())
+    }
+
+    /// The technician was deleted or disabled: its sessions end as the guide says.
+    pub fn technician_removed(&self, technician: UserId) {
+        let now = self.now();
+        let mut inner = self.lock();
+        let out = inner.desk.technician_removed(technician, now);
+        if let Some(console) = inner.consoles.remove(&technician) {
+            for c in console.conns {
+                send(
+                    &c.tx,
+                    &ServerFrame::error(
+                        None,
+                        signaling::protocol::ErrorCode::InvalidToken,
+                        "your account was deleted or disabled",
+                    ),
+                );
+            }
+        }
+        self.after(&mut inner, out, now);
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.lock().desk.len()
+    }
+
+    /// After a restart: every session that had not ended comes back with its time-outs. Sockets
+    /// are gone, so sessions with a customer go to Reconnecting and their clients resume with their
+    /// resume tokens inside the grace period.
+    pub async fn restore(&self) -> anyhow::Result<usize> {
+        let rows = self.store.live_sessions().await?;
+        let now = self.now();
+        let mut count = 0;
+        for row in rows {
+            let Some(status) = Status::parse(&row.status) else {
+                continue;
+            };
+            let policy: SessionPolicy = match serde_json::from_str(&row.policy) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(session_id = row.id, error = %e, "cannot restore a session: bad policy");
+                    continue;
+                }
+            };
+            let seq = self.store.last_event_seq(row.id).await?;
+            let session = Session {
+                id: row.id,
+                status,
+                technician_id: row.technician_id,
+                group_id: row.group_id,
+                policy: policy.to_policy(),
+                created_at: row.created_at,
+                status_since: row.status_since,
+                last_activity: row.last_activity,
+                before_reconnecting: row.before_reconnecting.as_deref().and_then(Status::parse),
+                customer_connected: status == Status::Connecting,
+                technician_connected: false,
+                ever_active: row.ever_active,
+            };
+            let mut inner = self.lock();
+            if let Some(pin) = &row.pin {
+                inner.pins.insert(pin.clone(), row.id);
+            }
+            if let Some(h) = &row.link_token_hash {
+                inner.links.insert(h.clone(), row.id);
+            }
+            if let Some(h) = &row.resume_token_hash {
+                inner.resumes.insert(h.clone(), row.id);
+            }
+            inner.desk.insert(session);
+            inner.live.insert(
+                row.id,
+                Live {
+                    method: method_of(&row.method),
+                    name: row.name.clone(),
+                    custom_fields: row.custom_fields.clone(),
+                    tracking_id: row.tracking_id.clone(),
+                    policy,
+                    pin: row.pin.clone(),
+                    link: None,
+                    link_hash: row.link_token_hash.clone(),
+                    resume_hash: row.resume_token_hash.clone(),
+                    device: device_of(&row),
+                    customer_ip: (!row.customer_ip.is_empty()).then(|| row.customer_ip.clone()),
+                    seq,
+                    ever_active: row.ever_active,
+                    transfer_comment: None,
+                    mute: MuteState {
+                        customer_audio: true,
+                        customer_video: true,
+                        technician_audio: true,
+                    },
+                    audience: HashSet::new(),
+                },
+            );
+            if matches!(
+                status,
+                Status::Waiting | Status::Active | Status::OnHold | Status::Transferring
+            ) && let Ok(out) = inner.desk.handle(
+                row.id,
+                Command::CustomerConnection { connected: false },
+                now,
+            ) {
+                self.after(&mut inner, out, now);
+            }
+            count += 1;
+        }
+        self.wake.notify_one();
+        Ok(count)
+    }
+}
+
+fn method_of(s: &str) -> CodeMethod {
+    match s {
+        "link" => CodeMethod::Link,
+        "sms" => CodeMethod::Sms,
+        "email" => CodeMethod::Email,
+        _ => CodeMethod::Pin,
+    }
+}
+
+fn device_of(row: &SessionRow) -> Option<DeviceInfo> {
+    let d = &row.device;
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let info = DeviceInfo {
+        platform: some(&d.platform),
+        model: some(&d.model),
+        app: some(&d.app),
+        locale: some(&d.locale),
+        device_id: some(&d.device_id),
+        browser: some(&d.browser),
+    };
+    (info != DeviceInfo::default()).then_some(info)
+}
+
+fn state_of(s: &Session, ended_at: Option<Millis>) -> SessionState {
+    SessionState {
+        status: s.status.as_str().into(),
+        status_since: s.status_since,
+        before_reconnecting: s.before_reconnecting.map(|b| b.as_str().to_string()),
+        last_activity: s.last_activity,
+        ever_active: s.ever_active,
+        technician_id: s.technician_id,
+        group_id: s.group_id,
+        ended_at,
+    }
+}
+
+/// Consoles that list a session: its owner, or every technician of its group while it is queued
+/// for the group.
+fn audience_of(inner: &Inner, s: &Session) -> HashSet<UserId> {
+    match s.technician_id {
+        Some(t) => HashSet::from([t]),
+        None => inner
+            .consoles
+            .iter()
+            .filter(|(_, c)| c.group_id == s.group_id)
+            .map(|(id, _)| *id)
+            .collect(),
+    }
+}
+
+fn view_of(inner: &Inner, s: &Session, now: Millis) -> Option<SessionView> {
+    let live = inner.live.get(&s.id)?;
+    let secs = u64::try_from((now - s.status_since).max(0) / 1000).unwrap_or(0);
+    Some(SessionView {
+        id: s.id,
+        status: s.status.as_str().into(),
+        method: live.method,
+        name: live.name.clone(),
+        custom_fields: live.custom_fields.to_vec(),
+        tracking_id: live.tracking_id.clone(),
+        technician_id: s.technician_id,
+        group_id: s.group_id,
+        created_at: rfc3339(s.created_at),
+        status_since: rfc3339(s.status_since),
+        waiting_seconds: (s.status == Status::Waiting).then_some(secs),
+        alarm_color: live.policy.alarm(s.status, secs),
+        device: live.device.clone(),
+        customer_ip: live.customer_ip.clone(),
+        pin: (s.status == Status::Pending)
+            .then(|| live.pin.clone())
+            .flatten(),
+        link: (s.status == Status::Pending)
+            .then(|| live.link.clone())
+            .flatten(),
+        audio: live.policy.audio,
+        transfer_comment: live.transfer_comment.clone(),
+    })
+}
+
+pub fn send(tx: &Outbound, frame: &ServerFrame) {
+    let text: Arc<str> = Arc::from(frame.to_text());
+    // A full queue means the client stopped reading; dropping the frame is better than blocking
+    // the hub. The socket task notices the closed channel soon after.
+    let _ = tx.try_send(Outgoing::Frame(text));
+}
+
+pub fn close(tx: &Outbound, code: u16) {
+    let _ = tx.try_send(Outgoing::Close(code));
+}
+
+/// The writer half of a socket: frames from the hub, a WebSocket ping every 20 s, and the close.
+pub async fn write_socket(
+    mut sink: futures_util::stream::SplitSink<
+        axum::extract::ws::WebSocket,
+        axum::extract::ws::Message,
+    >,
+    mut rx: mpsc::Receiver<Outgoing>,
+) {
+    use axum::extract::ws::{CloseFrame, Message};
+    use futures_util::SinkExt;
+    let mut ping = tokio::time::interval(std::time::Duration::from_secs(20));
+    ping.tick().await;
+    let code = loop {
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(Outgoing::Frame(text)) => {
+                    if sink.send(Message::Text(text.as_ref().into())).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Outgoing::Close(code)) => break code,
+                None => break 1000,
+            },
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Default::default(),
+        })))
+        .await;
+    let _ = sink.close().await;
+}
+
+/// A socket is dead when nothing at all arrived for this long (PROTOCOL.md §1).
+pub const SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn send_console(inner: &Inner, technician: UserId, frame: &ServerFrame) {
+    if let Some(c) = inner.consoles.get(&technician) {
+        let text: Arc<str> = Arc::from(frame.to_text());
+        for conn in &c.conns {
+            let _ = conn.tx.try_send(Outgoing::Frame(text.clone()));
+        }
+    }
+}
+
+/// Appends to the store in the order decisions were made.
+async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
+    while let Some(job) = jobs.recv().await {
+        let result = match job {
+            WriteJob::Transitions(id, state, events) => {
+                store.record_transitions(id, &state, &events).await
+            }
+            WriteJob::Touch(id, at) => store.touch_session(id, at).await,
+            WriteJob::Flush(done) => {
+                let _ = done.send(());
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not append session events");
+        }
+    }
+}
+
+/// A chat line as stored and as sent.
+pub fn chat_row(
+    from: ChatFrom,
+    sender_id: Option<UserId>,
+    name: &str,
+    text: &str,
+    at: Millis,
+) -> ChatRow {
+    ChatRow {
+        at,
+        sender: match from {
+            ChatFrom::Technician => "technician",
+            ChatFrom::Customer => "customer",
+            ChatFrom::System => "system",
+        }
+        .into(),
+        sender_id,
+        name: name.into(),
+        text: text.into(),
+    }
+}
