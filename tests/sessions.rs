@@ -533,20 +533,104 @@ async fn mute_changes_reach_both_sides_after_the_reply() {
     let (mut cus, _) = customer(&s, c["pin"].as_str().unwrap()).await;
     assert_eq!(cus.frame("mute_state", None).await["customer_audio"], true);
     cus.request(json!({"type": "ready"})).await;
-    con.request(json!({"type": "pickup", "session_id": id})).await;
+    con.request(json!({"type": "pickup", "session_id": id}))
+        .await;
     // The customer pauses its video: both sides are told.
-    let rid = cus.send(json!({"type": "mute", "kind": "video", "muted": true})).await;
-    let first = cus.until("reply or mute_state", |v| v["id"] == rid.as_str() || v["type"] == "mute_state").await;
+    let rid = cus
+        .send(json!({"type": "mute", "kind": "video", "muted": true}))
+        .await;
+    let first = cus
+        .until("reply or mute_state", |v| {
+            v["id"] == rid.as_str() || v["type"] == "mute_state"
+        })
+        .await;
     assert_eq!(first["type"], "ok", "the reply comes first: {first}");
     assert_eq!(cus.frame("mute_state", None).await["customer_video"], false);
-    assert_eq!(con.frame("mute_state", Some(id)).await["customer_video"], false);
+    assert_eq!(
+        con.frame("mute_state", Some(id)).await["customer_video"],
+        false
+    );
     // The technician mutes the customer's microphone, and its own.
     con.request(json!({"type": "mute", "session_id": id, "target": "customer", "kind": "audio", "muted": true})).await;
-    let m = cus.until("customer muted", |v| v["type"] == "mute_state" && v["customer_audio"] == false).await;
+    let m = cus
+        .until("customer muted", |v| {
+            v["type"] == "mute_state" && v["customer_audio"] == false
+        })
+        .await;
     assert_eq!(m["technician_audio"], true);
-    con.request(json!({"type": "mute", "session_id": id, "target": "self", "kind": "audio", "muted": true})).await;
-    cus.until("technician muted", |v| v["type"] == "mute_state" && v["technician_audio"] == false).await;
+    con.request(
+        json!({"type": "mute", "session_id": id, "target": "self", "kind": "audio", "muted": true}),
+    )
+    .await;
+    cus.until("technician muted", |v| {
+        v["type"] == "mute_state" && v["technician_audio"] == false
+    })
+    .await;
     // Only the customer pauses its video.
     let r = con.request(json!({"type": "mute", "session_id": id, "target": "customer", "kind": "video", "muted": false})).await;
     assert_eq!(r["code"], "not_allowed");
+}
+
+/// "Email via servers": the link goes through the outbox to a real SMTP server on 127.0.0.1
+/// (aiosmtpd, started by scripts/test).
+#[tokio::test]
+async fn an_email_session_link_is_delivered_over_smtp() {
+    let (Ok(addr), Ok(maildir)) = (
+        std::env::var("LENS_TEST_SMTP_ADDR"),
+        std::env::var("LENS_TEST_SMTP_DIR"),
+    ) else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true needs LENS_TEST_SMTP_ADDR: run ./scripts/test"
+        );
+        eprintln!("LENS_TEST_SMTP_ADDR not set: skipping (run ./scripts/test)");
+        return;
+    };
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let s = start_on(Backend::Sqlite, |c| {
+        c.smtp.host = addr.ip().to_string();
+        c.smtp.port = addr.port();
+        c.smtp.security = lens::notify::SmtpSecurity::None;
+        c.smtp.from = "Support <support@example.com>".into();
+    })
+    .await
+    .unwrap();
+    let (_, _, token) = technician_with(&s, "mailer@example.com", |d| {
+        d["connection_methods"]["email_via_servers"] = json!(true);
+        d["connection_methods"]["connection_email_subject"] = json!("Your video session");
+    })
+    .await;
+    let recipient = format!("customer-{}@example.com", std::process::id());
+    let created = create(
+        &s,
+        &token,
+        json!({"method": "email", "email": recipient, "email_via": "servers"}),
+    )
+    .await;
+    let link = created["link"].as_str().unwrap().to_string();
+    let master = s.master().await;
+    let mut sent = Value::Null;
+    for _ in 0..100 {
+        let outbox = s
+            .get(
+                &format!("/api/v1/outbox?kind=email&session_id={}", created["id"]),
+                &master,
+            )
+            .await
+            .expect(200);
+        if outbox[0]["status"] == "sent" {
+            sent = outbox[0].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(sent["recipient"], recipient.as_str(), "delivered: {sent}");
+    let new = std::path::Path::new(&maildir).join("new");
+    let found = std::fs::read_dir(&new)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .find(|m| m.contains(&recipient))
+        .expect("the message is in the SMTP server's maildir");
+    assert!(found.contains("Subject: Your video session"), "{found}");
+    assert!(found.contains(&link), "the link is in the body: {found}");
 }

@@ -5,21 +5,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use futures_util::StreamExt;
 use signaling::protocol::{
     ChatFrom, ConsoleRequest, ErrorCode, HelloOk, MediaKind, MuteTarget, PROTOCOL_VERSION,
     ServerFrame, TechnicianInfo, TechnicianStatus, parse_console,
 };
 use signaling::session::{Command, TransferTarget};
-use tokio::sync::mpsc;
 
 use super::customer::SOCKET_MAX_MESSAGE;
-use super::{
-    Hub, OUTBOUND_QUEUE, Outbound, Outgoing, SILENCE_LIMIT, chat_row, close, refusal_frame, send,
-    write_socket,
-};
+use super::{Hub, Outbound, Socket, chat_row, close, refusal_frame, send};
 use crate::api::ClientAddr;
 use crate::app::AppState;
 use crate::store::{GroupKind, Role, StoreError, User};
@@ -36,38 +31,13 @@ pub async fn upgrade(
 async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
     let hub = state.hub.clone();
     hub.metrics().websocket_opened("console");
-    let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
-    let writer = tokio::spawn(write_socket(sink, rx));
+    let mut socket = Socket::open(socket);
     let mut me: Option<(User, u64)> = None;
-    // Nothing at all for SILENCE_LIMIT (not even a pong) counts as a dropped connection.
-    while let Ok(Some(Ok(message))) = tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
-        let text = match message {
-            Message::Text(t) => t,
-            Message::Binary(_) => {
-                send(
-                    &tx,
-                    &ServerFrame::error(None, ErrorCode::MalformedJson, "frames are JSON text"),
-                );
-                continue;
-            }
-            Message::Close(_) => break,
-            _ => continue,
-        };
-        let request = match parse_console(text.as_str()) {
-            Ok(r) => r,
-            Err(e) => {
-                send(&tx, &e.frame());
-                if e.code == ErrorCode::UnsupportedVersion && me.is_none() {
-                    // A first frame of another protocol version is fatal (PROTOCOL.md §1).
-                    close(&tx, 1008);
-                }
-                continue;
-            }
-        };
+    while let Some(request) = socket.next(parse_console, me.is_some()).await {
+        let tx = &socket.tx;
         match &me {
-            None => me = hello(&hub, &state, addr, &tx, request).await,
-            Some((user, _)) => handle(&hub, &state, user, &tx, request).await,
+            None => me = hello(&hub, &state, addr, tx, request).await,
+            Some((user, _)) => handle(&hub, &state, user, tx, request).await,
         }
     }
     if let Some((user, conn)) = me
@@ -80,8 +50,7 @@ async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
         tracing::warn!(error = %e, "cannot record the technician's status");
     }
     hub.metrics().websocket_closed("console");
-    drop(tx);
-    let _ = writer.await;
+    socket.finish().await;
 }
 
 async fn hello(

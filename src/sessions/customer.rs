@@ -6,20 +6,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use futures_util::StreamExt;
 use signaling::protocol::{
     ChatFrom, CustomerRequest, ErrorCode, JoinOk, MediaKind, PROTOCOL_VERSION, ServerFrame,
     parse_customer,
 };
 use signaling::session::{Command, SessionId};
-use tokio::sync::mpsc;
 
-use super::{
-    Hub, OUTBOUND_QUEUE, Outbound, Outgoing, SILENCE_LIMIT, chat_row, close, refusal_frame, send,
-    write_socket,
-};
+use super::{Hub, Outbound, Socket, chat_row, close, refusal_frame, send};
 use crate::api::ClientAddr;
 use crate::app::AppState;
 
@@ -44,46 +39,20 @@ struct Joined {
 async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
     let hub = state.hub.clone();
     hub.metrics().websocket_opened("customer");
-    let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
-    let writer = tokio::spawn(write_socket(sink, rx));
+    let mut socket = Socket::open(socket);
     let mut joined: Option<Joined> = None;
-    // Nothing at all for SILENCE_LIMIT (not even a pong) counts as a dropped connection.
-    while let Ok(Some(Ok(message))) = tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
-        let text = match message {
-            Message::Text(t) => t,
-            Message::Binary(_) => {
-                send(
-                    &tx,
-                    &ServerFrame::error(None, ErrorCode::MalformedJson, "frames are JSON text"),
-                );
-                continue;
-            }
-            Message::Close(_) => break,
-            _ => continue,
-        };
-        let request = match parse_customer(text.as_str()) {
-            Ok(r) => r,
-            Err(e) => {
-                send(&tx, &e.frame());
-                if e.code == ErrorCode::UnsupportedVersion && joined.is_none() {
-                    // A first frame of another protocol version is fatal (PROTOCOL.md §1).
-                    close(&tx, 1008);
-                }
-                continue;
-            }
-        };
+    while let Some(request) = socket.next(parse_customer, joined.is_some()).await {
+        let tx = &socket.tx;
         match &joined {
-            None => joined = first_frame(&hub, &state, addr, &tx, request).await,
-            Some(j) => handle(&hub, j.session, &tx, request),
+            None => joined = first_frame(&hub, &state, addr, tx, request).await,
+            Some(j) => handle(&hub, j.session, tx, request),
         }
     }
     if let Some(j) = joined {
         hub.customer_gone(j.session, j.conn);
     }
     hub.metrics().websocket_closed("customer");
-    drop(tx);
-    let _ = writer.await;
+    socket.finish().await;
 }
 
 /// `join` or `resume`; anything else first is `not_authenticated`.

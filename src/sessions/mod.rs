@@ -166,6 +166,7 @@ struct Inner {
 enum WriteJob {
     Transitions(SessionId, SessionState, Vec<EventRow>),
     Touch(SessionId, Millis),
+    Chat(SessionId, ChatRow),
     Flush(oneshot::Sender<()>),
 }
 
@@ -272,14 +273,9 @@ impl Hub {
         Some(TechnicianRef { nickname })
     }
 
-    /// Stores a chat line without delaying the sender.
+    /// Stores a chat line without delaying the sender, in order with the session's events.
     pub fn store_chat(&self, id: SessionId, row: ChatRow) {
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.insert_chat(id, &row).await {
-                tracing::error!(session_id = id, error = %e, "cannot store a chat line");
-            }
-        });
+        let _ = self.writer.send(WriteJob::Chat(id, row));
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -1203,6 +1199,71 @@ pub async fn write_socket(
 /// A socket is dead when nothing at all arrived for this long (PROTOCOL.md §1).
 pub const SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// One protocol socket (customer or console): frames in, parsed; frames out through a bounded
+/// queue and a writer task that also pings.
+pub struct Socket {
+    stream: futures_util::stream::SplitStream<axum::extract::ws::WebSocket>,
+    pub tx: Outbound,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Socket {
+    pub fn open(socket: axum::extract::ws::WebSocket) -> Socket {
+        use futures_util::StreamExt;
+        let (sink, stream) = socket.split();
+        let (tx, rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
+        let writer = tokio::spawn(write_socket(sink, rx));
+        Socket { stream, tx, writer }
+    }
+
+    /// The next request; malformed frames are answered with error frames here. `None` when the
+    /// socket closed or stayed silent for [`SILENCE_LIMIT`].
+    pub async fn next<R>(
+        &mut self,
+        parse: fn(&str) -> Result<R, signaling::protocol::ProtocolError>,
+        authenticated: bool,
+    ) -> Option<R> {
+        use axum::extract::ws::Message;
+        use futures_util::StreamExt;
+        use signaling::protocol::ErrorCode;
+        loop {
+            let Ok(Some(Ok(message))) =
+                tokio::time::timeout(SILENCE_LIMIT, self.stream.next()).await
+            else {
+                return None;
+            };
+            let text = match message {
+                Message::Text(t) => t,
+                Message::Binary(_) => {
+                    send(
+                        &self.tx,
+                        &ServerFrame::error(None, ErrorCode::MalformedJson, "frames are JSON text"),
+                    );
+                    continue;
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            };
+            match parse(text.as_str()) {
+                Ok(request) => return Some(request),
+                Err(e) => {
+                    send(&self.tx, &e.frame());
+                    if e.code == ErrorCode::UnsupportedVersion && !authenticated {
+                        // A first frame of another protocol version is fatal (PROTOCOL.md §1).
+                        close(&self.tx, 1008);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lets the writer send what is queued and close the socket.
+    pub async fn finish(self) {
+        drop(self.tx);
+        let _ = self.writer.await;
+    }
+}
+
 fn send_console(inner: &Inner, technician: UserId, frame: &ServerFrame) {
     if let Some(c) = inner.consoles.get(&technician) {
         let text: Arc<str> = Arc::from(frame.to_text());
@@ -1220,6 +1281,7 @@ async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
                 store.record_transitions(id, &state, &events).await
             }
             WriteJob::Touch(id, at) => store.touch_session(id, at).await,
+            WriteJob::Chat(id, row) => store.insert_chat(id, &row).await,
             WriteJob::Flush(done) => {
                 let _ = done.send(());
                 Ok(())

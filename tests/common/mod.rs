@@ -323,7 +323,11 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(s: &TestServer, path: &str) -> Ws {
-        let url = format!("ws://{}{}", s.addr, path);
+        Ws::connect_to(s.addr, path).await
+    }
+
+    pub async fn connect_to(addr: SocketAddr, path: &str) -> Ws {
+        let url = format!("ws://{addr}{path}");
         let (stream, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connect");
