@@ -262,3 +262,55 @@ async fn disabling_a_technician_aborts_its_sessions() {
         "Aborted: technician was deleted or disabled"
     );
 }
+
+#[tokio::test]
+async fn waiting_alarms_colour_the_queue_as_time_passes() {
+    let s = start().await;
+    let (_, _, token) = technician_with(&s, "alarm@example.com", |d| {
+        d["timeouts"]["alarms"] = json!([
+            {"kind": "waiting", "after_seconds": 60, "color": "#ffa500"},
+            {"kind": "waiting", "after_seconds": 180, "color": "#ff0000"}
+        ]);
+    })
+    .await;
+    let (mut con, _) = console(&s, &token).await;
+    let (id, pin) = create(&s, &token).await;
+    let (mut cus, _) = customer(&s, &pin).await;
+    cus.request(json!({"type": "ready"})).await;
+    let first = con.session_status(id, "Waiting").await;
+    assert!(first["session"].get("alarm_color").is_none());
+    s.state.hub.advance_clock(61_000);
+    let orange = con
+        .until("orange alarm", |v| {
+            v["type"] == "session" && v["session"]["alarm_color"] == "#ffa500"
+        })
+        .await;
+    assert!(orange["session"]["waiting_seconds"].as_u64().unwrap() >= 60);
+    s.state.hub.advance_clock(120_000);
+    con.until("red alarm", |v| {
+        v["type"] == "session" && v["session"]["alarm_color"] == "#ff0000"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_customer_ip_is_not_stored_when_global_settings_say_so() {
+    let s = start().await;
+    let m = s.master().await;
+    let mut g = s.get("/api/v1/global-settings", &m).await.expect(200);
+    g["do_not_store_customer_ip"] = json!(true);
+    g["single_sign_on"]
+        .as_object_mut()
+        .unwrap()
+        .remove("master_sso_password_set");
+    s.put("/api/v1/global-settings", &m, g).await.expect(200);
+    let (_, _, token) = technician_with(&s, "noip@example.com", |_| {}).await;
+    let (id, pin) = create(&s, &token).await;
+    let (_cus, _) = customer(&s, &pin).await;
+    let d = s
+        .get(&format!("/api/v1/sessions/{id}"), &m)
+        .await
+        .expect(200);
+    assert_eq!(d["customer_ip"], "");
+    assert_eq!(d["platform"], "Android", "the device is still recorded");
+}

@@ -126,6 +126,8 @@ struct Live {
     seq: i64,
     ever_active: bool,
     transfer_comment: Option<String>,
+    /// The alarm colour the consoles were last shown.
+    shown_alarm: Option<String>,
     mute: MuteState,
     /// Consoles that list this session now.
     audience: HashSet<UserId>,
@@ -310,7 +312,8 @@ impl Hub {
                     self.after(&mut inner, out, now);
                 }
                 Some(at) => {
-                    let wait = std::time::Duration::from_millis((at - now).clamp(1, 60_000) as u64);
+                    // At most a second, so that alarm colours change on the consoles on time.
+                    let wait = std::time::Duration::from_millis((at - now).clamp(1, 1000) as u64);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = self.wake.notified() => {}
@@ -318,11 +321,31 @@ impl Hub {
                 }
                 None => {
                     tokio::select! {
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                         _ = self.wake.notified() => {}
                     }
                 }
             }
+            self.refresh_alarms();
+        }
+    }
+
+    /// Re-sends sessions whose time-out alarm colour changed since the consoles last saw them.
+    fn refresh_alarms(&self) {
+        let now = self.now();
+        let mut inner = self.lock();
+        let due: Vec<SessionId> = inner
+            .desk
+            .sessions()
+            .filter(|s| matches!(s.status, Status::Connecting | Status::Waiting))
+            .filter_map(|s| {
+                let live = inner.live.get(&s.id)?;
+                let secs = u64::try_from((now - s.status_since).max(0) / 1000).unwrap_or(0);
+                (live.policy.alarm(s.status, secs) != live.shown_alarm).then_some(s.id)
+            })
+            .collect();
+        for id in due {
+            self.publish(&mut inner, id, now, None);
         }
     }
 
@@ -497,6 +520,9 @@ impl Hub {
         match (session, ended) {
             (Some(s), _) => {
                 if let Some(view) = view_of(inner, &s, now) {
+                    if let Some(live) = inner.live.get_mut(&id) {
+                        live.shown_alarm = view.alarm_color.clone();
+                    }
                     let frame = ServerFrame::Session { session: view };
                     for tech in &audience {
                         send_console(inner, *tech, &frame);
@@ -654,6 +680,7 @@ impl Hub {
                 seq: 0,
                 ever_active: false,
                 transfer_comment: None,
+                shown_alarm: None,
                 mute: MuteState {
                     customer_audio: true,
                     customer_video: true,
@@ -1042,6 +1069,7 @@ impl Hub {
                     seq,
                     ever_active: row.ever_active,
                     transfer_comment: None,
+                    shown_alarm: None,
                     mute: MuteState {
                         customer_audio: true,
                         customer_video: true,
