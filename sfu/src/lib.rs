@@ -1,1 +1,455 @@
-//! WebRTC transport and RTP forwarding: see README.md. Not built yet.
+//! WebRTC transport and RTP forwarding for Lens Relay: one room per session, two peers per room.
+//!
+//! ```text
+//!   caller (signaling, any thread)           SFU task (owns every Rtc; one UDP socket)
+//!   ──────────────────────────────           ──────────────────────────────────────────
+//!   SfuHandle::customer_offer ── build Rtc, accept offer ──► Command::AddPeer ─┐
+//!   SfuHandle::technician_offer ─ build Rtc, make offer (kept pending)          │
+//!   SfuHandle::technician_answer ─ accept answer ─────────► Command::AddPeer ─┤
+//!   set_flowing / hold / resume / stop / candidate ───────► Command::… ───────┤
+//!                                                                             ▼
+//!          UDP datagram ─► demultiplex (address map, then Rtc::accepts) ─► Rtc::handle_input
+//!          Rtc::poll_output ─► Transmit (socket) | Event::RtpPacket ─► other peer's StreamTx
+//! ```
+//!
+//! SDP work is CPU-only, so it is done on the caller's thread and never waits on the SFU task:
+//! every call on [`SfuHandle`] returns at once. The task owns the `Rtc` instances and is the only
+//! place that touches the network. Forwarding is in str0m's RTP mode: packets keep their payload,
+//! marker bit, RTP timestamp and header extension values; str0m re-serialises the extensions with
+//! the receiving peer's negotiated ids. See README.md for what is built and what is not.
+
+mod engine;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::PayloadParams;
+use str0m::media::{Direction, MediaKind as StrKind, Mid};
+use str0m::{Candidate, Rtc, RtcConfig};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use engine::{Command, Engine, Role};
+
+/// The session id used by signaling (`signaling::session::SessionId`).
+pub type SessionId = i64;
+
+/// Which media a mute (flowing) change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+/// Where the SFU listens and what it advertises.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// The one UDP socket for every peer (port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// The address put in host candidates (for NAT); `None` = the bound address, which must
+    /// then not be unspecified (0.0.0.0).
+    pub public_ip: Option<IpAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("cannot bind the media socket: {0}")]
+    Bind(#[from] std::io::Error),
+    #[error("bind address {0} is unspecified: set public_ip")]
+    NoAdvertisedAddress(SocketAddr),
+    #[error("session {0} has no media (start it first)")]
+    UnknownSession(SessionId),
+    #[error("session {0} has no pending offer to the technician")]
+    NoPendingOffer(SessionId),
+    #[error("bad SDP: {0}")]
+    Sdp(String),
+    #[error("bad ICE candidate: {0}")]
+    Candidate(String),
+    #[error("the SFU task has stopped")]
+    Stopped,
+}
+
+/// Counters of one peer, as seen on the media socket (all datagrams: STUN, DTLS, SRTP, SRTCP)
+/// and on the forwarding path.
+#[derive(Debug, Default)]
+pub(crate) struct PeerCounters {
+    bytes_in: AtomicU64,
+    packets_in: AtomicU64,
+    bytes_out: AtomicU64,
+    packets_out: AtomicU64,
+    rtp_forwarded: AtomicU64,
+    rtp_dropped_muted: AtomicU64,
+}
+
+impl PeerCounters {
+    pub(crate) fn received(&self, bytes: usize) {
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.packets_in.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn sent(&self, bytes: usize) {
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.packets_out.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn forwarded(&self) {
+        self.rtp_forwarded.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn dropped_muted(&self) {
+        self.rtp_dropped_muted.fetch_add(1, Ordering::Relaxed);
+    }
+    fn snapshot(&self) -> PeerStats {
+        PeerStats {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            packets_in: self.packets_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            packets_out: self.packets_out.load(Ordering::Relaxed),
+            rtp_forwarded: self.rtp_forwarded.load(Ordering::Relaxed),
+            rtp_dropped_muted: self.rtp_dropped_muted.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One peer's totals since the session's media started (they survive peer replacement).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Datagrams and bytes received from this peer.
+    pub bytes_in: u64,
+    pub packets_in: u64,
+    /// Datagrams and bytes sent to this peer.
+    pub bytes_out: u64,
+    pub packets_out: u64,
+    /// RTP packets from this peer handed to the other peer.
+    pub rtp_forwarded: u64,
+    /// RTP packets from this peer not forwarded because the media was muted or on hold.
+    pub rtp_dropped_muted: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub customer: PeerStats,
+    pub technician: PeerStats,
+}
+
+/// What the handle keeps per session: negotiation state only, never touched by forwarding.
+struct SessionRecord {
+    audio: bool,
+    /// Codecs the customer's peer negotiated, offered as-is (same payload types) to the console.
+    customer_codecs: Vec<PayloadParams>,
+    pending_technician: Option<PendingTechnician>,
+    customer: Arc<PeerCounters>,
+    technician: Arc<PeerCounters>,
+}
+
+struct PendingTechnician {
+    rtc: Rtc,
+    offer: SdpPendingOffer,
+    video_mid: Mid,
+    audio_mid: Option<Mid>,
+}
+
+struct Inner {
+    commands: mpsc::UnboundedSender<Command>,
+    candidate_addr: SocketAddr,
+    sessions: Mutex<HashMap<SessionId, SessionRecord>>,
+}
+
+/// Starts the SFU task.
+pub struct Sfu;
+
+impl Sfu {
+    /// Binds the media socket and spawns the SFU task on the current tokio runtime.
+    pub fn start(config: SfuConfig) -> Result<(SfuHandle, JoinHandle<()>), SfuError> {
+        let std_socket = std::net::UdpSocket::bind(config.bind)?;
+        std_socket.set_nonblocking(true)?;
+        let bound = std_socket.local_addr()?;
+        let ip = match config.public_ip {
+            Some(ip) => ip,
+            None if bound.ip().is_unspecified() => {
+                return Err(SfuError::NoAdvertisedAddress(bound));
+            }
+            None => bound.ip(),
+        };
+        let candidate_addr = SocketAddr::new(ip, bound.port());
+        let socket = tokio::net::UdpSocket::from_std(std_socket)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = Engine::new(socket, candidate_addr);
+        let task = tokio::spawn(engine.run(rx));
+        let handle = SfuHandle {
+            inner: Arc::new(Inner {
+                commands: tx,
+                candidate_addr,
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        };
+        Ok((handle, task))
+    }
+}
+
+/// The cheap, cloneable way to tell the SFU task what to do. No call waits on the task.
+#[derive(Clone)]
+pub struct SfuHandle {
+    inner: Arc<Inner>,
+}
+
+fn rtc_config() -> RtcConfig {
+    Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_h264(true)
+}
+
+impl SfuHandle {
+    /// The address put in the server's host candidates.
+    pub fn candidate_addr(&self) -> SocketAddr {
+        self.inner.candidate_addr
+    }
+
+    fn send(&self, command: Command) -> Result<(), SfuError> {
+        self.inner
+            .commands
+            .send(command)
+            .map_err(|_| SfuError::Stopped)
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, SessionRecord>> {
+        // A panic while holding this lock leaves only negotiation bookkeeping behind.
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn host_candidate(&self) -> Result<Candidate, SfuError> {
+        Candidate::host(self.inner.candidate_addr, "udp")
+            .map_err(|e| SfuError::Candidate(e.to_string()))
+    }
+
+    /// Opens the session's room. `audio` = the technician group has audio on. Idempotent: a
+    /// second call keeps the room (and its mute state) and updates `audio`.
+    pub fn start(&self, session: SessionId, audio: bool) -> Result<(), SfuError> {
+        {
+            let mut sessions = self.sessions();
+            let record = sessions.entry(session).or_insert_with(|| SessionRecord {
+                audio,
+                customer_codecs: Vec::new(),
+                pending_technician: None,
+                customer: Arc::default(),
+                technician: Arc::default(),
+            });
+            record.audio = audio;
+        }
+        self.send(Command::Open { session })
+    }
+
+    /// The customer's SDP offer; returns the answer. Replaces an earlier customer peer.
+    pub fn customer_offer(&self, session: SessionId, sdp: &str) -> Result<String, SfuError> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let counters = {
+            let sessions = self.sessions();
+            let record = sessions
+                .get(&session)
+                .ok_or(SfuError::UnknownSession(session))?;
+            record.customer.clone()
+        };
+        let mut rtc = rtc_config().build(Instant::now());
+        rtc.add_local_candidate(self.host_candidate()?);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let codecs = negotiated_codecs(&rtc, &answer);
+        if let Some(record) = self.sessions().get_mut(&session) {
+            record.customer_codecs = codecs;
+        }
+        self.send(Command::AddPeer {
+            session,
+            role: Role::Customer,
+            rtc: Box::new(rtc),
+            counters,
+            video_mid: None,
+            audio_mid: None,
+        })?;
+        Ok(answer.to_sdp_string())
+    }
+
+    /// The server's offer to the technician's console: video sendonly, audio sendrecv when the
+    /// session has audio. Offers only the codecs the customer's peer negotiated (with the same
+    /// payload types) when the customer has already offered; otherwise Opus, VP8 and H.264.
+    pub fn technician_offer(&self, session: SessionId) -> Result<String, SfuError> {
+        let candidate = self.host_candidate()?;
+        let mut sessions = self.sessions();
+        let record = sessions
+            .get_mut(&session)
+            .ok_or(SfuError::UnknownSession(session))?;
+        let mut config = rtc_config().set_rtp_mode(true);
+        if !record.customer_codecs.is_empty() {
+            *config.codec_config() =
+                str0m::format::CodecConfig::new_from_payload_params(record.customer_codecs.clone());
+        }
+        let mut rtc = config.build(Instant::now());
+        rtc.add_local_candidate(candidate);
+        let mut changes = rtc.sdp_api();
+        let video_mid = changes.add_media(StrKind::Video, Direction::SendOnly, None, None, None);
+        let audio_mid = record
+            .audio
+            .then(|| changes.add_media(StrKind::Audio, Direction::SendRecv, None, None, None));
+        let Some((offer, pending)) = changes.apply() else {
+            return Err(SfuError::Sdp("no media to offer".into()));
+        };
+        record.pending_technician = Some(PendingTechnician {
+            rtc,
+            offer: pending,
+            video_mid,
+            audio_mid,
+        });
+        Ok(offer.to_sdp_string())
+    }
+
+    /// The console's answer to [`SfuHandle::technician_offer`]. Replaces an earlier technician
+    /// peer (reconnect, transfer); the customer is asked for a keyframe once it connects.
+    pub fn technician_answer(&self, session: SessionId, sdp: &str) -> Result<(), SfuError> {
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let (pending, counters) = {
+            let mut sessions = self.sessions();
+            let record = sessions
+                .get_mut(&session)
+                .ok_or(SfuError::UnknownSession(session))?;
+            let pending = record
+                .pending_technician
+                .take()
+                .ok_or(SfuError::NoPendingOffer(session))?;
+            (pending, record.technician.clone())
+        };
+        let PendingTechnician {
+            mut rtc,
+            offer,
+            video_mid,
+            audio_mid,
+        } = pending;
+        rtc.sdp_api()
+            .accept_answer(offer, answer)
+            .map_err(|e| SfuError::Sdp(e.to_string()))?;
+        self.send(Command::AddPeer {
+            session,
+            role: Role::Technician,
+            rtc: Box::new(rtc),
+            counters,
+            video_mid: Some(video_mid),
+            audio_mid,
+        })
+    }
+
+    /// A trickled ICE candidate (`a=candidate:` value, with or without the `a=` prefix);
+    /// `None` = end of candidates, which needs no action.
+    pub fn candidate(
+        &self,
+        session: SessionId,
+        from_customer: bool,
+        candidate: Option<&str>,
+    ) -> Result<(), SfuError> {
+        let Some(text) = candidate else {
+            return Ok(());
+        };
+        let text = text.trim();
+        let text = text.strip_prefix("a=").unwrap_or(text);
+        let candidate =
+            Candidate::from_sdp_string(text).map_err(|e| SfuError::Candidate(e.to_string()))?;
+        if !from_customer {
+            let mut sessions = self.sessions();
+            let record = sessions
+                .get_mut(&session)
+                .ok_or(SfuError::UnknownSession(session))?;
+            if let Some(pending) = record.pending_technician.as_mut() {
+                pending.rtc.add_remote_candidate(candidate);
+                return Ok(());
+            }
+        }
+        let role = if from_customer {
+            Role::Customer
+        } else {
+            Role::Technician
+        };
+        self.send(Command::RemoteCandidate {
+            session,
+            role,
+            candidate,
+        })
+    }
+
+    /// `flowing = false` stops forwarding that media from that side (mute, video pause).
+    pub fn set_flowing(
+        &self,
+        session: SessionId,
+        from_customer: bool,
+        kind: MediaKind,
+        flowing: bool,
+    ) -> Result<(), SfuError> {
+        self.send(Command::SetFlowing {
+            session,
+            from_customer,
+            kind,
+            flowing,
+        })
+    }
+
+    /// Stops forwarding both ways; the peers stay connected.
+    pub fn hold(&self, session: SessionId) -> Result<(), SfuError> {
+        self.send(Command::Hold {
+            session,
+            held: true,
+        })
+    }
+
+    /// Forwards again and asks the customer for a keyframe.
+    pub fn resume(&self, session: SessionId) -> Result<(), SfuError> {
+        self.send(Command::Hold {
+            session,
+            held: false,
+        })
+    }
+
+    /// Closes both peers and forgets the session. Returns its final totals.
+    pub fn stop(&self, session: SessionId) -> Option<SessionStats> {
+        let record = self.sessions().remove(&session);
+        // A stopped task has nothing left to close.
+        let _ = self.send(Command::Stop { session });
+        record.map(|r| SessionStats {
+            customer: r.customer.snapshot(),
+            technician: r.technician.snapshot(),
+        })
+    }
+
+    /// Totals so far, per peer.
+    pub fn stats(&self, session: SessionId) -> Option<SessionStats> {
+        self.sessions().get(&session).map(|r| SessionStats {
+            customer: r.customer.snapshot(),
+            technician: r.technician.snapshot(),
+        })
+    }
+}
+
+/// The payload parameters the answer kept, with the customer's payload types.
+fn negotiated_codecs(rtc: &Rtc, answer: &SdpAnswer) -> Vec<PayloadParams> {
+    // The answer's text is the simplest complete view of what was kept: one `a=rtpmap:PT` per
+    // accepted codec in the m-lines that were not rejected.
+    let text = answer.to_sdp_string();
+    let mut kept: Vec<u8> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("a=rtpmap:")
+            && let Some(pt) = rest.split(' ').next().and_then(|p| p.parse::<u8>().ok())
+        {
+            kept.push(pt);
+        }
+    }
+    rtc.codec_config()
+        .params()
+        .iter()
+        .filter(|p| kept.contains(&*p.pt()))
+        .copied()
+        .collect()
+}

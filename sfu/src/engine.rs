@@ -1,0 +1,630 @@
+//! The SFU task: owns the UDP socket, every room and every `Rtc`, and is the only code that
+//! reads the clock for them (str0m takes time as input). One task per SFU for now.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::format::PayloadParams;
+use str0m::media::{KeyframeRequestKind, Mid, Pt};
+use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::{MediaKind, PeerCounters, SessionId};
+
+/// Longest wait between two timeout sweeps, whatever the peers ask for.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Customer,
+    Technician,
+}
+
+pub(crate) enum Command {
+    Open {
+        session: SessionId,
+    },
+    AddPeer {
+        session: SessionId,
+        role: Role,
+        rtc: Box<Rtc>,
+        counters: Arc<PeerCounters>,
+        video_mid: Option<Mid>,
+        audio_mid: Option<Mid>,
+    },
+    RemoteCandidate {
+        session: SessionId,
+        role: Role,
+        candidate: Candidate,
+    },
+    SetFlowing {
+        session: SessionId,
+        from_customer: bool,
+        kind: MediaKind,
+        flowing: bool,
+    },
+    Hold {
+        session: SessionId,
+        held: bool,
+    },
+    Stop {
+        session: SessionId,
+    },
+}
+
+/// Sequence-number continuity for one outgoing stream: packets not forwarded (mute, hold) must
+/// not look like loss to the receiver, and a new receiver starts with a zero rollover counter.
+#[derive(Default)]
+struct SeqRewrite {
+    offset: i64,
+    last_out: Option<u64>,
+    last_ssrc: Option<Ssrc>,
+    resync: bool,
+}
+
+impl SeqRewrite {
+    fn map(&mut self, seq_in: u64, ssrc: Ssrc) -> Option<u64> {
+        if self.resync || self.last_ssrc != Some(ssrc) || self.last_out.is_none() {
+            let next = match self.last_out {
+                Some(last) => last + 1,
+                None => seq_in & 0xffff,
+            };
+            self.offset = seq_in as i64 - next as i64;
+            self.last_ssrc = Some(ssrc);
+            self.resync = false;
+        }
+        let out = seq_in as i64 - self.offset;
+        if out < 0 {
+            return None;
+        }
+        let out = out as u64;
+        self.last_out = Some(self.last_out.map_or(out, |last| last.max(out)));
+        Some(out)
+    }
+}
+
+struct Peer {
+    rtc: Rtc,
+    counters: Arc<PeerCounters>,
+    video_mid: Option<Mid>,
+    audio_mid: Option<Mid>,
+    connected: bool,
+    next_timeout: Instant,
+    /// Source payload type → this peer's payload type, learnt on first use.
+    pt_map: Vec<(Pt, Option<Pt>)>,
+    video_seq: SeqRewrite,
+    audio_seq: SeqRewrite,
+}
+
+impl Peer {
+    fn new(
+        rtc: Rtc,
+        counters: Arc<PeerCounters>,
+        video_mid: Option<Mid>,
+        audio_mid: Option<Mid>,
+    ) -> Self {
+        Peer {
+            rtc,
+            counters,
+            video_mid,
+            audio_mid,
+            connected: false,
+            next_timeout: Instant::now(),
+            pt_map: Vec::new(),
+            video_seq: SeqRewrite::default(),
+            audio_seq: SeqRewrite::default(),
+        }
+    }
+
+    fn request_keyframe(&mut self, kind: KeyframeRequestKind) -> bool {
+        let Some(mid) = self.video_mid else {
+            return false;
+        };
+        let mut api = self.rtc.direct_api();
+        match api.stream_rx_by_mid(mid, None) {
+            Some(stream) => {
+                stream.request_keyframe(kind);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn map_pt(&mut self, source: &PayloadParams) -> Option<Pt> {
+        if let Some((_, pt)) = self.pt_map.iter().find(|(p, _)| *p == source.pt()) {
+            return *pt;
+        }
+        let pt = self
+            .rtc
+            .codec_config()
+            .match_params(*source)
+            .map(|p| p.pt());
+        self.pt_map.push((source.pt(), pt));
+        pt
+    }
+
+    /// Writes one packet from the other peer into this peer's matching send stream.
+    fn forward(&mut self, packet: &RtpPacket, source: &PayloadParams, video: bool) -> bool {
+        let Some(pt) = self.map_pt(source) else {
+            return false;
+        };
+        let (mid, seq) = if video {
+            (self.video_mid, &mut self.video_seq)
+        } else {
+            (self.audio_mid, &mut self.audio_seq)
+        };
+        let Some(mid) = mid else {
+            return false;
+        };
+        let Some(seq_out) = seq.map(*packet.seq_no, packet.header.ssrc) else {
+            return false;
+        };
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return false;
+        };
+        let write = RtpWrite::new(
+            pt,
+            seq_out.into(),
+            packet.header.timestamp,
+            packet.timestamp,
+            packet.payload.clone(),
+        )
+        .marker(packet.header.marker)
+        .ext_vals(packet.header.ext_vals.clone())
+        .nackable(video);
+        stream.write_rtp(write);
+        true
+    }
+}
+
+/// What flows; `true` = forwarded. Survives peer replacement (reconnect, transfer).
+struct Flow {
+    customer_audio: bool,
+    customer_video: bool,
+    technician_audio: bool,
+}
+
+struct Room {
+    customer: Option<Peer>,
+    technician: Option<Peer>,
+    flow: Flow,
+    held: bool,
+    /// A keyframe is wanted from the customer as soon as its video stream is known.
+    keyframe_wanted: bool,
+}
+
+impl Room {
+    fn new() -> Self {
+        Room {
+            customer: None,
+            technician: None,
+            flow: Flow {
+                customer_audio: true,
+                customer_video: true,
+                technician_audio: true,
+            },
+            held: false,
+            keyframe_wanted: false,
+        }
+    }
+
+    fn peer_mut(&mut self, role: Role) -> Option<&mut Peer> {
+        match role {
+            Role::Customer => self.customer.as_mut(),
+            Role::Technician => self.technician.as_mut(),
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        let c = self.customer.as_ref().map(|p| p.next_timeout);
+        let t = self.technician.as_ref().map(|p| p.next_timeout);
+        match (c, t) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// What polling one peer produced that concerns the room.
+#[derive(Default)]
+struct Polled {
+    packets: Vec<(RtpPacket, PayloadParams)>,
+    connected: bool,
+    keyframe_request: Option<KeyframeRequestKind>,
+}
+
+pub(crate) struct Engine {
+    socket: UdpSocket,
+    local: SocketAddr,
+    rooms: HashMap<SessionId, Room>,
+    /// Remote address → the peer that last accepted traffic from it (the fast path).
+    routes: HashMap<SocketAddr, (SessionId, Role)>,
+    next_sweep: Instant,
+    unrouted: u64,
+    from_customer: Polled,
+    from_technician: Polled,
+}
+
+impl Engine {
+    pub(crate) fn new(socket: UdpSocket, local: SocketAddr) -> Self {
+        Engine {
+            socket,
+            local,
+            rooms: HashMap::new(),
+            routes: HashMap::new(),
+            next_sweep: Instant::now(),
+            unrouted: 0,
+            from_customer: Polled::default(),
+            from_technician: Polled::default(),
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut buf = vec![0u8; 2000];
+        loop {
+            let sleep_until = self.next_sweep.min(Instant::now() + MAX_SLEEP);
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => break,
+                },
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((n, source)) => self.datagram(&buf[..n], source),
+                    Err(e) => tracing::warn!(error = %e, "media socket receive failed"),
+                },
+                _ = tokio::time::sleep_until(sleep_until.into()) => {}
+            }
+            if Instant::now() >= self.next_sweep {
+                self.sweep();
+            }
+        }
+        tracing::info!(unrouted = self.unrouted, "SFU task stopped");
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Open { session } => {
+                self.rooms.entry(session).or_insert_with(Room::new);
+            }
+            Command::AddPeer {
+                session,
+                role,
+                rtc,
+                counters,
+                video_mid,
+                audio_mid,
+            } => {
+                let room = self.rooms.entry(session).or_insert_with(Room::new);
+                let peer = Peer::new(*rtc, counters, video_mid, audio_mid);
+                let (slot, other) = match role {
+                    Role::Customer => (&mut room.customer, &mut room.technician),
+                    Role::Technician => (&mut room.technician, &mut room.customer),
+                };
+                if let Some(mut old) = slot.replace(peer) {
+                    old.rtc.disconnect();
+                }
+                // The other side's outgoing streams now carry packets from a new source.
+                if let Some(other) = other {
+                    other.pt_map.clear();
+                    other.video_seq.resync = true;
+                    other.audio_seq.resync = true;
+                }
+                self.routes.retain(|_, r| *r != (session, role));
+                self.drive(session);
+            }
+            Command::RemoteCandidate {
+                session,
+                role,
+                candidate,
+            } => {
+                if let Some(peer) = self.rooms.get_mut(&session).and_then(|r| r.peer_mut(role)) {
+                    peer.rtc.add_remote_candidate(candidate);
+                    self.drive(session);
+                }
+            }
+            Command::SetFlowing {
+                session,
+                from_customer,
+                kind,
+                flowing,
+            } => {
+                let Some(room) = self.rooms.get_mut(&session) else {
+                    return;
+                };
+                match (from_customer, kind) {
+                    (true, MediaKind::Audio) => room.flow.customer_audio = flowing,
+                    (true, MediaKind::Video) => {
+                        if flowing && !room.flow.customer_video {
+                            room.keyframe_wanted = true;
+                        }
+                        room.flow.customer_video = flowing;
+                    }
+                    (false, MediaKind::Audio) => room.flow.technician_audio = flowing,
+                    // The technician sends no video.
+                    (false, MediaKind::Video) => {}
+                }
+                self.drive(session);
+            }
+            Command::Hold { session, held } => {
+                let Some(room) = self.rooms.get_mut(&session) else {
+                    return;
+                };
+                if room.held && !held {
+                    room.keyframe_wanted = true;
+                }
+                room.held = held;
+                self.drive(session);
+            }
+            Command::Stop { session } => {
+                if let Some(mut room) = self.rooms.remove(&session) {
+                    for peer in [room.customer.as_mut(), room.technician.as_mut()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        peer.rtc.disconnect();
+                    }
+                }
+                self.routes.retain(|_, (s, _)| *s != session);
+            }
+        }
+    }
+
+    fn datagram(&mut self, data: &[u8], source: SocketAddr) {
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            self.unrouted += 1;
+            return;
+        };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        let mut target = self.routes.get(&source).copied().filter(|(s, role)| {
+            self.rooms
+                .get_mut(s)
+                .and_then(|r| r.peer_mut(*role))
+                .is_some_and(|p| p.rtc.accepts(&input))
+        });
+        if target.is_none() {
+            target = self.rooms.iter().find_map(|(s, room)| {
+                [
+                    (Role::Customer, room.customer.as_ref()),
+                    (Role::Technician, room.technician.as_ref()),
+                ]
+                .into_iter()
+                .find(|(_, p)| p.is_some_and(|p| p.rtc.accepts(&input)))
+                .map(|(role, _)| (*s, role))
+            });
+            if let Some(found) = target {
+                self.routes.insert(source, found);
+            }
+        }
+        let Some((session, role)) = target else {
+            self.unrouted += 1;
+            tracing::trace!(%source, "datagram for no peer");
+            return;
+        };
+        if let Some(peer) = self.rooms.get_mut(&session).and_then(|r| r.peer_mut(role)) {
+            peer.counters.received(data.len());
+            if let Err(e) = peer.rtc.handle_input(input) {
+                tracing::debug!(session_id = session, ?role, error = %e, "peer rejected input");
+            }
+        }
+        self.drive(session);
+    }
+
+    /// Feeds the clock to every peer that asked for it, then drives their rooms.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let due: Vec<SessionId> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.next_timeout().is_some_and(|t| t <= now))
+            .map(|(s, _)| *s)
+            .collect();
+        for session in due {
+            if let Some(room) = self.rooms.get_mut(&session) {
+                for peer in [room.customer.as_mut(), room.technician.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    if peer.next_timeout <= now
+                        && let Err(e) = peer.rtc.handle_input(Input::Timeout(now))
+                    {
+                        tracing::debug!(session_id = session, error = %e, "peer timeout failed");
+                    }
+                }
+            }
+            self.drive(session);
+        }
+        self.next_sweep = self
+            .rooms
+            .values()
+            .filter_map(Room::next_timeout)
+            .min()
+            .unwrap_or(now + MAX_SLEEP);
+    }
+
+    /// Polls both peers of a room until neither has anything more to send, forwarding RTP
+    /// between them.
+    fn drive(&mut self, session: SessionId) {
+        let Some(room) = self.rooms.get_mut(&session) else {
+            return;
+        };
+        loop {
+            if let Some(peer) = room.customer.as_mut() {
+                poll_peer(peer, &self.socket, &mut self.from_customer, session);
+            }
+            if let Some(peer) = room.technician.as_mut() {
+                poll_peer(peer, &self.socket, &mut self.from_technician, session);
+            }
+            if self.from_technician.connected {
+                self.from_technician.connected = false;
+                room.keyframe_wanted = true;
+            }
+            self.from_customer.connected = false;
+            if let Some(kind) = self.from_technician.keyframe_request.take()
+                && !room.held
+                && room.flow.customer_video
+                && let Some(customer) = room.customer.as_mut()
+            {
+                customer.request_keyframe(kind);
+            }
+            self.from_customer.keyframe_request = None;
+            if room.keyframe_wanted
+                && !room.held
+                && room.flow.customer_video
+                && room.technician.as_ref().is_some_and(|t| t.connected)
+                && let Some(customer) = room.customer.as_mut()
+                && customer.connected
+                && customer.request_keyframe(KeyframeRequestKind::Pli)
+            {
+                room.keyframe_wanted = false;
+            }
+            if self.from_customer.packets.is_empty() && self.from_technician.packets.is_empty() {
+                break;
+            }
+            forward_all(
+                &mut self.from_customer.packets,
+                room.customer.as_ref(),
+                room.technician.as_mut(),
+                |video| {
+                    !room.held
+                        && if video {
+                            room.flow.customer_video
+                        } else {
+                            room.flow.customer_audio
+                        }
+                },
+            );
+            forward_all(
+                &mut self.from_technician.packets,
+                room.technician.as_ref(),
+                room.customer.as_mut(),
+                |video| !room.held && !video && room.flow.technician_audio,
+            );
+        }
+        if let Some(t) = room.next_timeout() {
+            self.next_sweep = self.next_sweep.min(t);
+        }
+        let dead = [room.customer.as_ref(), room.technician.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|p| !p.rtc.is_alive());
+        if dead {
+            if room.customer.as_ref().is_some_and(|p| !p.rtc.is_alive()) {
+                tracing::info!(session_id = session, "customer peer closed");
+                room.customer = None;
+            }
+            if room.technician.as_ref().is_some_and(|p| !p.rtc.is_alive()) {
+                tracing::info!(session_id = session, "technician peer closed");
+                room.technician = None;
+            }
+        }
+    }
+}
+
+fn forward_all(
+    packets: &mut Vec<(RtpPacket, PayloadParams)>,
+    source: Option<&Peer>,
+    target: Option<&mut Peer>,
+    allowed: impl Fn(bool) -> bool,
+) {
+    let Some(source) = source else {
+        packets.clear();
+        return;
+    };
+    let mut target = target.filter(|t| t.connected);
+    for (packet, params) in packets.drain(..) {
+        let video = params.spec().codec.is_video();
+        if !allowed(video) {
+            source.counters.dropped_muted();
+            if let Some(target) = target.as_deref_mut() {
+                let seq = if video {
+                    &mut target.video_seq
+                } else {
+                    &mut target.audio_seq
+                };
+                seq.resync = true;
+            }
+            continue;
+        }
+        if let Some(target) = target.as_deref_mut()
+            && target.forward(&packet, &params, video)
+        {
+            source.counters.forwarded();
+        }
+    }
+}
+
+fn poll_peer(peer: &mut Peer, socket: &UdpSocket, polled: &mut Polled, session: SessionId) {
+    loop {
+        if !peer.rtc.is_alive() {
+            peer.next_timeout = Instant::now() + MAX_SLEEP;
+            return;
+        }
+        let output = match peer.rtc.poll_output() {
+            Ok(output) => output,
+            Err(e) => {
+                tracing::warn!(session_id = session, error = %e, "peer failed; closing it");
+                peer.rtc.disconnect();
+                continue;
+            }
+        };
+        match output {
+            Output::Timeout(t) => {
+                peer.next_timeout = t;
+                return;
+            }
+            Output::Transmit(t) => match socket.try_send_to(&t.contents, t.destination) {
+                Ok(n) => peer.counters.sent(n),
+                Err(e) => tracing::debug!(session_id = session, error = %e, "send dropped"),
+            },
+            Output::Event(event) => match event {
+                Event::Connected => {
+                    peer.connected = true;
+                    polled.connected = true;
+                }
+                Event::IceConnectionStateChange(state) => {
+                    tracing::debug!(session_id = session, ?state, "ICE state");
+                    match state {
+                        IceConnectionState::Disconnected => peer.connected = false,
+                        IceConnectionState::Connected | IceConnectionState::Completed
+                            if !peer.connected && peer.rtc.is_connected() =>
+                        {
+                            peer.connected = true;
+                            polled.connected = true;
+                        }
+                        _ => {}
+                    }
+                }
+                Event::MediaAdded(added) => {
+                    if added.kind.is_audio() {
+                        peer.audio_mid = Some(added.mid);
+                    } else {
+                        peer.video_mid = Some(added.mid);
+                    }
+                }
+                Event::KeyframeRequest(request) => polled.keyframe_request = Some(request.kind),
+                Event::RtpPacket(packet) => {
+                    let pt = packet.header.payload_type;
+                    if let Some(params) = peer.rtc.codec_config().find(|p| p.pt() == pt).copied() {
+                        polled.packets.push((packet, params));
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+}
