@@ -39,7 +39,7 @@ impl AppState {
             store.clone(),
             config.clone(),
             metrics.clone(),
-            Arc::new(crate::media::LoggingMediaPlan),
+            Arc::new(crate::media::SfuMediaPlan::start(&config)?),
         );
         let state = AppState {
             logins_by_address: Arc::new(Throttle::new(

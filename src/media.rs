@@ -1,7 +1,6 @@
 //! The seam between signaling and media: what the session state machine decides ("start media for
 //! session S with audio on", "hold", "resume", "stop") and what the phone and console send about
-//! their WebRTC peers. The SFU implements [`MediaPlan`]; until it lands, [`LoggingMediaPlan`] only
-//! logs the decisions and refuses SDP, and is named so.
+//! their WebRTC peers. [`SfuMediaPlan`] carries it out with our SFU.
 
 use signaling::protocol::MediaKind;
 use signaling::session::{SessionId, UserId};
@@ -21,9 +20,12 @@ pub trait MediaPlan: Send + Sync {
     fn start(&self, session: SessionId, technician: UserId, audio: bool);
     fn hold(&self, session: SessionId);
     fn resume(&self, session: SessionId);
-    fn stop(&self, session: SessionId);
+    /// Ends the session's media; returns the bytes it transmitted (both peers, both ways).
+    fn stop(&self, session: SessionId) -> Option<u64>;
     /// The phone's SDP offer; the answer goes back in the `ok` reply.
     fn customer_offer(&self, session: SessionId, sdp: &str) -> Result<String, MediaError>;
+    /// The server's offer to the technician's console (after the phone's media is up).
+    fn technician_offer(&self, session: SessionId) -> Result<String, MediaError>;
     /// The console's answer to the server's offer.
     fn console_answer(&self, session: SessionId, sdp: &str) -> Result<(), MediaError>;
     fn candidate(&self, session: SessionId, from_customer: bool, candidate: Option<&str>);
@@ -31,38 +33,104 @@ pub trait MediaPlan: Send + Sync {
     fn set_flowing(&self, session: SessionId, from_customer: bool, kind: MediaKind, flowing: bool);
 }
 
-/// Logs what media should do. There is no media server in this build, so SDP is refused.
-pub struct LoggingMediaPlan;
+/// The media plan of a real server: our SFU (`sfu/`, str0m), one UDP port for every peer.
+pub struct SfuMediaPlan {
+    sfu: sfu::SfuHandle,
+    started: std::sync::Mutex<std::collections::HashSet<SessionId>>,
+}
 
-const NO_MEDIA: &str = "this server has no media path yet (the SFU is not built in)";
+impl SfuMediaPlan {
+    /// Binds the media socket: `media.udp_port` on the listen address's IP, advertising
+    /// `media.public_ip` when set.
+    pub fn start(config: &crate::config::Config) -> anyhow::Result<SfuMediaPlan> {
+        let bind = std::net::SocketAddr::new(config.listen.ip(), config.media.udp_port);
+        let public_ip = if config.media.public_ip.is_empty() {
+            None
+        } else {
+            Some(
+                config
+                    .media
+                    .public_ip
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("media.public_ip: not an IP address"))?,
+            )
+        };
+        let (sfu, _task) = sfu::Sfu::start(sfu::SfuConfig { bind, public_ip }).map_err(|e| {
+            anyhow::anyhow!(
+                "media (media.udp_port {}, media.public_ip): {e}",
+                config.media.udp_port
+            )
+        })?;
+        tracing::info!(addr = %sfu.candidate_addr(), "media: listening (UDP)");
+        Ok(SfuMediaPlan {
+            sfu,
+            started: Default::default(),
+        })
+    }
 
-impl MediaPlan for LoggingMediaPlan {
+    pub fn candidate_addr(&self) -> std::net::SocketAddr {
+        self.sfu.candidate_addr()
+    }
+}
+
+fn kind(k: MediaKind) -> sfu::MediaKind {
+    match k {
+        MediaKind::Audio => sfu::MediaKind::Audio,
+        MediaKind::Video => sfu::MediaKind::Video,
+    }
+}
+
+fn media_error(e: sfu::SfuError) -> MediaError {
+    MediaError(e.to_string())
+}
+
+impl MediaPlan for SfuMediaPlan {
     fn start(&self, session: SessionId, technician: UserId, audio: bool) {
-        tracing::info!(session_id = session, technician, audio, "media: start");
+        // A transfer starts media again for the new technician: the room stays, the console
+        // peer is replaced by the new console's answer.
+        let first = self
+            .started
+            .lock()
+            .map(|mut s| s.insert(session))
+            .unwrap_or(false);
+        if first && let Err(e) = self.sfu.start(session, audio) {
+            tracing::warn!(session_id = session, technician, error = %e, "media: cannot start");
+        }
     }
     fn hold(&self, session: SessionId) {
-        tracing::info!(session_id = session, "media: hold");
+        let _ = self.sfu.hold(session);
     }
     fn resume(&self, session: SessionId) {
-        tracing::info!(session_id = session, "media: resume");
+        let _ = self.sfu.resume(session);
     }
-    fn stop(&self, session: SessionId) {
-        tracing::info!(session_id = session, "media: stop");
+    fn stop(&self, session: SessionId) -> Option<u64> {
+        if let Ok(mut s) = self.started.lock() {
+            s.remove(&session);
+        }
+        self.sfu.stop(session).map(|st| {
+            st.customer.bytes_in
+                + st.customer.bytes_out
+                + st.technician.bytes_in
+                + st.technician.bytes_out
+        })
     }
-    fn customer_offer(&self, _session: SessionId, _sdp: &str) -> Result<String, MediaError> {
-        Err(MediaError(NO_MEDIA.into()))
+    fn customer_offer(&self, session: SessionId, sdp: &str) -> Result<String, MediaError> {
+        self.sfu.customer_offer(session, sdp).map_err(media_error)
     }
-    fn console_answer(&self, _session: SessionId, _sdp: &str) -> Result<(), MediaError> {
-        Err(MediaError(NO_MEDIA.into()))
+    fn technician_offer(&self, session: SessionId) -> Result<String, MediaError> {
+        self.sfu.technician_offer(session).map_err(media_error)
     }
-    fn candidate(&self, _session: SessionId, _from_customer: bool, _candidate: Option<&str>) {}
-    fn set_flowing(&self, session: SessionId, from_customer: bool, kind: MediaKind, flowing: bool) {
-        tracing::info!(
-            session_id = session,
-            from_customer,
-            ?kind,
-            flowing,
-            "media: mute state"
-        );
+    fn console_answer(&self, session: SessionId, sdp: &str) -> Result<(), MediaError> {
+        self.sfu
+            .technician_answer(session, sdp)
+            .map_err(media_error)
+    }
+    fn candidate(&self, session: SessionId, from_customer: bool, candidate: Option<&str>) {
+        let _ = self.sfu.candidate(session, from_customer, candidate);
+    }
+    fn set_flowing(&self, session: SessionId, from_customer: bool, k: MediaKind, flowing: bool) {
+        let _ = self
+            .sfu
+            .set_flowing(session, from_customer, kind(k), flowing);
     }
 }

@@ -15,9 +15,11 @@
 //! the document does not show (checked with a `ping`/`pong` round trip on an open socket, and the
 //! close code 1000 at the end on the customer's).
 //!
-//! Media is left out: this build has no media path (PROTOCOL.md §5 note), so the client's
-//! `offer`/`answer`/`candidate` frames, the server's `offer`/`candidate` frames and the replies to
-//! the skipped requests are not replayed (see [`media`]). Nothing else is relaxed.
+//! Media is left out: the example's SDP and candidates are illustrative, not a real peer's, so the
+//! client's `offer`/`answer`/`candidate` frames, the server's `offer`/`candidate` frames and the
+//! replies to the skipped requests are not replayed (see [`media`]); without the phone's offer the
+//! server offers the console nothing. Media is tested with real peers elsewhere. Nothing else is
+//! relaxed.
 
 mod common;
 
@@ -102,9 +104,8 @@ fn full_example(doc: &str) -> Vec<DocFrame> {
     out
 }
 
-/// The media frames, which cannot match while the server has no SFU: it answers `offer` and
-/// `answer` with `not_allowed`, ignores candidates and never sends `offer` or `candidate`
-/// (PROTOCOL.md §5 note). They, and the replies to the skipped requests, are not replayed.
+/// The media frames, which need real WebRTC peers (the example's SDP is illustrative). They, and
+/// the replies to the skipped requests, are not replayed.
 fn media(f: &DocFrame, skipped_ids: &HashSet<(Side, String)>) -> bool {
     let ty = f.json["type"].as_str().unwrap_or_default();
     if f.from_server {
@@ -175,6 +176,12 @@ fn variable(frame: &Value, path: &[String]) -> Option<Var> {
     }
 }
 
+/// Places that depend on the media path, with what this build sends there instead of the
+/// document's value: no STUN/TURN servers (PROTOCOL.md §5 note: `ice_servers` is empty).
+fn media_place(frame: &Value, path: &[String]) -> Option<Value> {
+    (frame["type"] == "ok" && path.len() == 1 && path[0] == "ice_servers").then(|| json!([]))
+}
+
 /// Whether `v` is a plausible value for the variable.
 fn well_formed(var: Var, v: &Value) -> bool {
     let s = v.as_str().unwrap_or_default();
@@ -188,7 +195,13 @@ fn well_formed(var: Var, v: &Value) -> bool {
     }
 }
 
-/// The document's values of variables → the server's.
+fn time(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{v} is not RFC 3339: {e}"))
+}
+
+/// The document's values of variables → the server's. Different document values stand for
+/// different server values (times excepted: they may coincide, but keep the document's order).
 #[derive(Default)]
 struct Bindings(HashMap<(Var, String), Value>);
 
@@ -212,6 +225,25 @@ impl Bindings {
             )),
             Some(_) => Ok(()),
             None => {
+                for ((v, d), real) in &self.0 {
+                    if *v != var {
+                        continue;
+                    }
+                    if var == Var::Time {
+                        // Times may coincide in a fast run, but not run backwards.
+                        let (d, real) = (time(&serde_json::from_str(d).unwrap()), time(real));
+                        let (doc_t, got_t) = (time(doc), time(got));
+                        if (d < doc_t && real > got_t) || (d > doc_t && real < got_t) {
+                            return Err(format!(
+                                "{got} is out of order with {} (the doc has {doc} vs {})",
+                                real.to_rfc3339(),
+                                d.to_rfc3339()
+                            ));
+                        }
+                    } else if real == got {
+                        return Err(format!("{got} already stands for the doc's {d}, not {doc}"));
+                    }
+                }
                 self.bind(var, doc, got.clone());
                 Ok(())
             }
@@ -241,19 +273,32 @@ fn compare(
         }
         return;
     }
+    if let Some(expected) = media_place(frame, path) {
+        if *got != expected {
+            diffs.push(format!(
+                "`{}`: expected {expected} (no media path, PROTOCOL.md §5), got {got}",
+                here()
+            ));
+        }
+        return;
+    }
     match (doc, got) {
         (Value::Object(d), Value::Object(g)) => {
-            let missing: Vec<&String> = d.keys().filter(|k| !g.contains_key(*k)).collect();
+            let missing: Vec<&str> = d
+                .keys()
+                .filter(|k| !g.contains_key(*k))
+                .map(String::as_str)
+                .collect();
             let extra: Vec<String> = g
                 .iter()
                 .filter(|(k, _)| !d.contains_key(*k))
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect();
             if !missing.is_empty() {
-                diffs.push(format!("`{}`: keys missing: {missing:?}", here()));
+                diffs.push(format!("`{}` lacks {}", here(), missing.join(", ")));
             }
             if !extra.is_empty() {
-                diffs.push(format!("`{}`: keys not in the doc: {extra:?}", here()));
+                diffs.push(format!("`{}` has more: {}", here(), extra.join(", ")));
             }
             for (k, dv) in d {
                 if let Some(gv) = g.get(k) {
@@ -313,22 +358,28 @@ fn corresponds(doc: &Value, got: &Value) -> bool {
 
 /// One socket as the test sees it.
 struct Socket {
-    side: Side,
     ws: Ws,
     /// Frames received and not yet matched to the document, with their arrival numbers.
     pending: Vec<(usize, Value)>,
     arrived: usize,
     /// The session is over: the socket will be closed by the server (no `ping` round trips).
     closing: bool,
+    /// An `ended` frame has arrived (the last frame of a closing socket).
+    saw_ended: bool,
     barriers: usize,
 }
 
 impl Socket {
     fn take_backlog(&mut self) {
         while let Some(v) = self.ws.backlog.pop_front() {
-            self.arrived += 1;
-            self.pending.push((self.arrived, v));
+            self.arrive(v);
         }
+    }
+
+    fn arrive(&mut self, v: Value) {
+        self.saw_ended |= v["type"] == "ended";
+        self.arrived += 1;
+        self.pending.push((self.arrived, v));
     }
 
     /// Reads what the server has sent so far. On an open socket, a `ping` round trip: the server
@@ -336,13 +387,11 @@ impl Socket {
     /// closing customer socket, everything up to `ended`.
     async fn fill(&mut self) {
         if self.closing {
-            if self.pending.iter().any(|(_, v)| v["type"] == "ended") {
-                return;
+            if !self.saw_ended {
+                let ended = self.ws.until("ended", |v| v["type"] == "ended").await;
+                self.take_backlog();
+                self.arrive(ended);
             }
-            let ended = self.ws.until("ended", |v| v["type"] == "ended").await;
-            self.take_backlog();
-            self.arrived += 1;
-            self.pending.push((self.arrived, ended));
             return;
         }
         self.barriers += 1;
@@ -351,7 +400,9 @@ impl Socket {
             .send_raw(&json!({"type": "ping", "id": id}).to_string())
             .await;
         self.ws
-            .until("the sync pong", |v| v["type"] == "pong" && v["id"] == id.as_str())
+            .until("the sync pong", |v| {
+                v["type"] == "pong" && v["id"] == id.as_str()
+            })
             .await;
         self.take_backlog();
     }
@@ -377,6 +428,37 @@ fn side_name(s: Side) -> &'static str {
         Side::Console => "console",
     }
 }
+
+/// A short name for a frame, stable from run to run: `ok t2`, `session Pending`, `chat from
+/// customer`, `mute_state true/false/true`...
+fn label(v: &Value) -> String {
+    let ty = v["type"].as_str().unwrap_or("?");
+    let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    match ty {
+        "ok" | "error" | "pong" => format!("{ty} {}", s(&v["id"])),
+        "session" => format!("session {}", s(&v["session"]["status"])),
+        "status" | "ended" => format!("{ty} {}", s(&v["status"])),
+        "chat" => format!("chat from {}", s(&v["from"])),
+        "mute_state" => format!(
+            "mute_state {}/{}/{}",
+            v["customer_audio"], v["customer_video"], v["technician_audio"]
+        ),
+        _ => ty.to_owned(),
+    }
+}
+
+/// A disagreement between §10 and the server.
+struct Problem {
+    /// `<socket> <frame label>: <what>`: the same from run to run (no server values).
+    key: String,
+    /// Where, and the frames themselves.
+    detail: String,
+}
+
+/// Disagreements found when this test was written, where the server (not the document) is at odds
+/// with PROTOCOL.md; the server is someone else's to fix. The test fails when one of these goes
+/// away (remove it here then) as well as on any other disagreement.
+const KNOWN_SERVER_DISAGREEMENTS: &[&str] = &[];
 
 #[tokio::test]
 async fn the_full_example_exchange_matches_the_server() {
@@ -419,9 +501,16 @@ async fn the_full_example_exchange_matches_the_server() {
         .find(|f| f.from_server && f.json["type"] == "ok" && f.json.get("technician").is_some())
         .expect("§10 shows the hello reply");
     bindings.bind(Var::TechnicianId, &ok.json["technician"]["id"], json!(tech));
-    bindings.bind(Var::GroupId, &ok.json["technician"]["group_id"], json!(group));
+    bindings.bind(
+        Var::GroupId,
+        &ok.json["technician"]["group_id"],
+        json!(group),
+    );
     // The test's sockets come from the loopback address (the server stores customer IPs).
-    if let Some(view) = frames.iter().find(|f| f.json["session"]["customer_ip"].is_string()) {
+    if let Some(view) = frames
+        .iter()
+        .find(|f| f.json["session"]["customer_ip"].is_string())
+    {
         bindings.bind(
             Var::CustomerIp,
             &view.json["session"]["customer_ip"],
@@ -438,32 +527,30 @@ async fn the_full_example_exchange_matches_the_server() {
         sockets.insert(
             side,
             Socket {
-                side,
                 ws: Ws::connect(&s, path).await,
                 pending: Vec::new(),
                 arrived: 0,
                 closing: false,
+                saw_ended: false,
                 barriers: 0,
             },
         );
     }
 
-    let mut problems: Vec<String> = Vec::new();
+    let mut problems: Vec<Problem> = Vec::new();
     let mut skipped_ids: HashSet<(Side, String)> = HashSet::new();
-    let mut skipped_lines = Vec::new();
-    // Per socket: (doc line, arrival number) of every matched frame, in document order.
-    let mut matched: HashMap<Side, Vec<(usize, usize)>> = HashMap::new();
-    let mut doc_of_line: HashMap<usize, &Value> = HashMap::new();
+    let mut skipped_lines = BTreeSet::new();
+    // Per socket: (doc line, arrival number, label) of every matched frame, in document order.
+    let mut matched: HashMap<Side, Vec<(usize, usize, String)>> = HashMap::new();
 
     for f in &frames {
         if media(f, &skipped_ids) {
             if let (false, Some(id)) = (f.from_server, f.json["id"].as_str()) {
                 skipped_ids.insert((f.side, id.to_owned()));
             }
-            skipped_lines.push(f.line);
+            skipped_lines.insert(f.line);
             continue;
         }
-        doc_of_line.insert(f.line, &f.json);
         if !f.from_server {
             let frame = substitute(&f.json, &bindings, f.line);
             if matches!(f.json["type"].as_str(), Some("end" | "decline")) {
@@ -476,17 +563,19 @@ async fn the_full_example_exchange_matches_the_server() {
             socket.ws.send_raw(&frame.to_string()).await;
             continue;
         }
+        let side = side_name(f.side);
         let socket = sockets.get_mut(&f.side).unwrap();
         let Some((arrival, got)) = socket.expect(&f.json).await else {
-            problems.push(format!(
-                "line {} ({}): the server did not send this frame\n    doc: {}",
-                f.line,
-                side_name(f.side),
-                f.json
-            ));
+            problems.push(Problem {
+                key: format!("{side} {}: not sent", label(&f.json)),
+                detail: format!("line {}: expected {}", f.line, f.json),
+            });
             continue;
         };
-        matched.entry(f.side).or_default().push((f.line, arrival));
+        matched
+            .entry(f.side)
+            .or_default()
+            .push((f.line, arrival, label(&f.json)));
         let mut diffs = Vec::new();
         compare(
             &f.json,
@@ -497,66 +586,77 @@ async fn the_full_example_exchange_matches_the_server() {
             &mut diffs,
         );
         if !diffs.is_empty() {
-            problems.push(format!(
-                "line {} ({}): {}\n    doc: {}\n    got: {}",
-                f.line,
-                side_name(f.side),
-                diffs.join("; "),
-                f.json,
-                got
-            ));
+            problems.push(Problem {
+                key: format!("{side} {}: {}", label(&f.json), diffs.join("; ")),
+                detail: format!("line {}: expected {}\n      got {got}", f.line, f.json),
+            });
         }
     }
 
-    // Nothing the document does not show; the customer's socket closes with 1000.
     for side in [Side::Console, Side::Customer] {
         let socket = sockets.get_mut(&side).unwrap();
+        let name = side_name(side);
+        // Nothing more than the document shows (the customer's socket is closing: it has been
+        // read up to `ended`, the server's last frame before closing).
         if !socket.closing {
             socket.fill().await;
         }
-        let lines = matched.get(&side).cloned().unwrap_or_default();
+        let lines = matched.remove(&side).unwrap_or_default();
         for (arrival, v) in &socket.pending {
-            let after = lines
+            let next = lines
                 .iter()
-                .filter(|(_, a)| a < arrival)
-                .map(|(l, _)| *l)
-                .max();
-            problems.push(format!(
-                "{} socket: a frame the doc does not show (arrived after the frame of line {})\n    got: {v}",
-                side_name(socket.side),
-                after.map_or("-".to_owned(), |l| l.to_string()),
-            ));
+                .filter(|(_, a, _)| a > arrival)
+                .min_by_key(|(_, a, _)| *a)
+                .map_or("the end".to_owned(), |(_, _, l)| format!("`{l}`"));
+            problems.push(Problem {
+                key: format!(
+                    "{name} {}: not in the doc (arrived before {next})",
+                    label(v)
+                ),
+                detail: format!("got {v}"),
+            });
         }
-        // Order: arrival numbers must grow in document order.
-        let mut latest: Option<(usize, usize)> = None;
-        for &(line, arrival) in &lines {
-            if let Some((prev_line, prev_arrival)) = latest
-                && arrival < prev_arrival
-            {
-                problems.push(format!(
-                    "line {line} ({}): out of order: the server sent it before the frame of line {prev_line}\n    doc: {}",
-                    side_name(side),
-                    doc_of_line[&line]
-                ));
-            }
-            if latest.is_none_or(|(_, a)| arrival > a) {
-                latest = Some((line, arrival));
+        // Each socket's frames come in the document's order.
+        let mut latest: Option<(usize, &str)> = None;
+        for (line, arrival, l) in &lines {
+            match latest {
+                Some((a, prev)) if *arrival < a => problems.push(Problem {
+                    key: format!("{name} {l}: arrived before `{prev}`"),
+                    detail: format!("line {line}"),
+                }),
+                _ => latest = Some((*arrival, l)),
             }
         }
     }
+    // "The server then closes the customer socket with code 1000."
     let customer = sockets.get_mut(&Side::Customer).unwrap();
     let code = customer.ws.close_code().await;
     if code != Some(1000) {
-        problems.push(format!(
-            "customer socket: expected close code 1000 after `ended`, got {code:?}"
-        ));
+        problems.push(Problem {
+            key: format!("customer: close code {code:?}, not 1000"),
+            detail: String::new(),
+        });
     }
 
-    let skipped: BTreeSet<usize> = skipped_lines.into_iter().collect();
-    eprintln!("§10: media lines not replayed: {skipped:?}");
+    eprintln!("§10 media lines not replayed (no SFU in this build): {skipped_lines:?}");
+    let mut known: Vec<&str> = KNOWN_SERVER_DISAGREEMENTS.to_vec();
+    let mut unexpected = Vec::new();
+    for p in &problems {
+        match known.iter().position(|k| *k == p.key) {
+            Some(i) => {
+                known.remove(i);
+                eprintln!("known server disagreement: {}\n      {}", p.key, p.detail);
+            }
+            None => unexpected.push(format!("{}\n      {}", p.key, p.detail)),
+        }
+    }
     assert!(
-        problems.is_empty(),
+        unexpected.is_empty(),
         "PROTOCOL.md §10 and the server disagree:\n{}",
-        problems.join("\n")
+        unexpected.join("\n")
+    );
+    assert!(
+        known.is_empty(),
+        "these known disagreements are gone: remove them from KNOWN_SERVER_DISAGREEMENTS: {known:?}"
     );
 }

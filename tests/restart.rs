@@ -29,6 +29,7 @@ async fn spawn(dir: &std::path::Path, addr: SocketAddr) -> Server {
         .env("LENS_BOOTSTRAP_EMAIL", MASTER_EMAIL)
         .env("LENS_BOOTSTRAP_PASSWORD", MASTER_PASSWORD)
         .env("RUST_LOG", "warn")
+        .env("LENS_MEDIA_UDP_PORT", "0")
         .stdout(Stdio::null())
         .spawn()
         .expect("start lens serve");

@@ -353,3 +353,44 @@ async fn the_api_runs_on_postgres() {
         .expect(200);
     assert_eq!(health["store"], "postgres");
 }
+
+/// A whole Lens session on PostgreSQL: events, chat and the session row.
+#[tokio::test]
+async fn a_session_runs_on_postgres() {
+    let Some(s) = start_on(Backend::Postgres, |_| {}).await else {
+        return;
+    };
+    let (_, _, token) = technician_with(&s, "pg-tech@example.com", |_| {}).await;
+    let (mut con, _) = console(&s, &token).await;
+    let c = s
+        .post(
+            "/api/v1/sessions",
+            &token,
+            serde_json::json!({"method": "pin", "name": "PG"}),
+        )
+        .await
+        .expect(201);
+    let id = c["id"].as_i64().unwrap();
+    let (mut cus, ok) = customer(&s, c["pin"].as_str().unwrap()).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    cus.request(serde_json::json!({"type": "ready"})).await;
+    con.request(serde_json::json!({"type": "pickup", "session_id": id}))
+        .await;
+    cus.request(serde_json::json!({"type": "chat", "text": "hello from postgres"}))
+        .await;
+    con.request(serde_json::json!({"type": "end", "session_id": id}))
+        .await;
+    cus.frame("ended", None).await;
+    let d = s
+        .get(&format!("/api/v1/sessions/{id}"), &token)
+        .await
+        .expect(200);
+    assert_eq!(d["status"], "Closed by technician");
+    assert_eq!(d["events"].as_array().unwrap().len(), 4);
+    assert_eq!(d["chat"][0]["text"], "hello from postgres");
+    let list = s
+        .get("/api/v1/sessions?status=Closed%20by%20technician", &token)
+        .await
+        .expect(200);
+    assert_eq!(list[0]["id"], id);
+}

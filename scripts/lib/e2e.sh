@@ -29,6 +29,7 @@ e2e_start_server() {
     export LENS_E2E_URL E2E_TMP
     log "e2e: starting $bin serve on 127.0.0.1:$port (log: $E2E_TMP/server.log)"
     LENS_LISTEN="127.0.0.1:$port" \
+    LENS_MEDIA_UDP_PORT=0 \
     LENS_DATA_DIR="$E2E_TMP/data" \
     LENS_BOOTSTRAP_EMAIL="$E2E_BOOTSTRAP_EMAIL" \
     LENS_BOOTSTRAP_PASSWORD="$E2E_BOOTSTRAP_PASSWORD" \

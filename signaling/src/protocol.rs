@@ -736,6 +736,9 @@ pub struct CreateSessionOk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
     pub expires_at: String,
+    /// Email via the technician's default client: the `mailto:` link to open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailto: Option<String>,
 }
 
 /// A frame the server sends, on either socket. Clients should ignore fields they do not know.

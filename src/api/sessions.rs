@@ -70,7 +70,7 @@ async fn create_session(
             e.to_string(),
         )
     })?;
-    match state.hub.create_session(&caller.user, &body).await {
+    match state.hub.create_session(&caller.user, &body, None).await {
         Ok(created) => Ok((StatusCode::CREATED, Json(created))),
         Err(e) => Err(protocol_error(e)),
     }

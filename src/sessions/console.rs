@@ -141,6 +141,7 @@ async fn hello(
         sessions,
     };
     send(tx, &ServerFrame::ok_with(id, &ok));
+    hub.reoffer_console(user.id);
     Some((user, conn))
 }
 
@@ -379,6 +380,10 @@ async fn handle(
                 }
                 return;
             };
+            // The reply first, then the line to both sides (PROTOCOL.md §1).
+            if let Some(id) = id {
+                send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
+            }
             let at = hub.now();
             hub.broadcast_chat(session_id, ChatFrom::Technician, &user.nickname, &text, at);
             let _ = hub.apply(session_id, Command::Activity);
@@ -387,9 +392,6 @@ async fn handle(
                     session_id,
                     chat_row(ChatFrom::Technician, Some(me), &user.nickname, &text, at),
                 );
-            }
-            if let Some(id) = id {
-                send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
             }
         }
         ConsoleRequest::Note {
@@ -451,21 +453,8 @@ async fn handle(
                 }
             };
             let _ = state;
-            match hub.create_session(&current, body).await {
-                Ok(created) => send(
-                    tx,
-                    &ServerFrame::ok(
-                        id,
-                        serde_json::json!({
-                            "session_id": created.id,
-                            "pin": created.pin,
-                            "link": created.link,
-                            "expires_at": created.expires_at,
-                            "mailto": created.mailto,
-                        }),
-                    ),
-                ),
-                Err(e) => send(tx, &e.with_id(id).frame()),
+            if let Err(e) = hub.create_session(&current, body, Some((tx, &id))).await {
+                send(tx, &e.with_id(id).frame());
             }
         }
     }

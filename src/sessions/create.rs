@@ -33,10 +33,13 @@ fn invalid(message: impl Into<String>) -> ProtocolError {
 }
 
 impl Hub {
+    /// Creates a session. `reply`: the console socket and request id to answer `ok` on before the
+    /// new session is announced to the consoles (PROTOCOL.md §1: replies come before events).
     pub async fn create_session(
         &self,
         technician: &User,
         body: &CreateSession,
+        reply: Option<(&super::Outbound, &str)>,
     ) -> Result<Created, ProtocolError> {
         if technician.role != Role::Technician {
             return Err(ProtocolError::new(
@@ -129,7 +132,6 @@ impl Hub {
         // The surveys carry the session id (self-hosted survey URLs), known only now.
         policy.customer_survey = survey_of(&settings.customer_survey, id, &row);
         policy.technician_survey = survey_of(&settings.technician_survey, id, &row);
-        self.register(&row, policy, link.clone());
         tracing::info!(
             session_id = id,
             technician = technician.id,
@@ -162,14 +164,26 @@ impl Hub {
             }
             _ => {}
         }
-        Ok(Created {
+        let created = Created {
             id,
-            pin: row.pin,
-            link,
+            pin: row.pin.clone(),
+            link: link.clone(),
             expires_at: crate::api::rfc3339(expires),
             mailto,
             outbox_id,
-        })
+        };
+        if let Some((tx, request)) = reply {
+            let ok = signaling::protocol::CreateSessionOk {
+                session_id: id,
+                pin: created.pin.clone(),
+                link: created.link.clone(),
+                expires_at: created.expires_at.clone(),
+                mailto: created.mailto.clone(),
+            };
+            super::send(tx, &signaling::protocol::ServerFrame::ok_with(request, &ok));
+        }
+        self.register(&row, policy, link);
+        Ok(created)
     }
 
     async fn queue(

@@ -318,10 +318,13 @@ fn handle(hub: &Arc<Hub>, session: SessionId, tx: &Outbound, request: CustomerRe
                 return;
             }
             match hub.media().customer_offer(session, &sdp) {
-                Ok(answer) => send(
-                    tx,
-                    &ServerFrame::ok(id, serde_json::json!({ "sdp": answer })),
-                ),
+                Ok(answer) => {
+                    send(
+                        tx,
+                        &ServerFrame::ok(id, serde_json::json!({ "sdp": answer })),
+                    );
+                    hub.customer_media_up(session);
+                }
                 Err(e) => send(
                     tx,
                     &ServerFrame::error(Some(id), ErrorCode::NotAllowed, e.0),
@@ -361,6 +364,10 @@ fn handle(hub: &Arc<Hub>, session: SessionId, tx: &Outbound, request: CustomerRe
                 }
                 return;
             };
+            // The reply first, then the line to both sides (PROTOCOL.md §1).
+            if let Some(id) = id {
+                send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
+            }
             let at = hub.now();
             hub.broadcast_chat(session, ChatFrom::Customer, &name, &text, at);
             let _ = hub.apply(session, Command::Activity);
@@ -369,9 +376,6 @@ fn handle(hub: &Arc<Hub>, session: SessionId, tx: &Outbound, request: CustomerRe
                     session,
                     chat_row(ChatFrom::Customer, None, &name, &text, at),
                 );
-            }
-            if let Some(id) = id {
-                send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
             }
         }
     }

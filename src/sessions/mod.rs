@@ -128,6 +128,8 @@ struct Live {
     transfer_comment: Option<String>,
     /// The alarm colour the consoles were last shown.
     shown_alarm: Option<String>,
+    /// The phone's WebRTC offer was answered: the console can be offered the same codecs.
+    customer_media: bool,
     mute: MuteState,
     /// Consoles that list this session now.
     audience: HashSet<UserId>,
@@ -169,6 +171,7 @@ enum WriteJob {
     Transitions(SessionId, SessionState, Vec<EventRow>),
     Touch(SessionId, Millis),
     Chat(SessionId, ChatRow),
+    Transmitted(SessionId, u64),
     Flush(oneshot::Sender<()>),
 }
 
@@ -330,6 +333,38 @@ impl Hub {
         }
     }
 
+    /// Sends the owner's consoles the server's WebRTC offer for an Active or On Hold session whose
+    /// phone media is up (after the phone's offer, a pickup, a transfer or a console reconnect).
+    fn offer_console(&self, inner: &Inner, id: SessionId) {
+        let Some(s) = inner.desk.get(id) else { return };
+        let Some(technician) = s.technician_id else {
+            return;
+        };
+        let phone_up = inner.live.get(&id).is_some_and(|l| l.customer_media);
+        if !phone_up || !matches!(s.status, Status::Active | Status::OnHold) {
+            return;
+        }
+        if let Ok(sdp) = self.media.technician_offer(id) {
+            send_console(
+                inner,
+                technician,
+                &ServerFrame::Offer {
+                    session_id: Some(id),
+                    sdp,
+                },
+            );
+        }
+    }
+
+    /// The phone's media just came up: offer the console.
+    pub(crate) fn customer_media_up(&self, id: SessionId) {
+        let mut inner = self.lock();
+        if let Some(live) = inner.live.get_mut(&id) {
+            live.customer_media = true;
+        }
+        self.offer_console(&inner, id);
+    }
+
     /// Re-sends sessions whose time-out alarm colour changed since the consoles last saw them.
     fn refresh_alarms(&self) {
         let now = self.now();
@@ -425,12 +460,11 @@ impl Hub {
             let nickname = t
                 .technician_id
                 .and_then(|tech| inner.nicknames.get(&tech).cloned());
-            let technician = match t.to {
-                Status::Active | Status::OnHold => {
-                    nickname.map(|nickname| TechnicianRef { nickname })
-                }
-                _ => None,
-            };
+            // Named from the first pickup on, as long as a technician owns the session.
+            let technician = live_ever_active(&inner.live, t.session_id)
+                .then_some(nickname)
+                .flatten()
+                .map(|nickname| TechnicianRef { nickname });
             if let Some(c) = inner.customers.get(&t.session_id) {
                 send(
                     &c.tx,
@@ -470,15 +504,38 @@ impl Hub {
         }
         let mut redirects: HashMap<SessionId, String> = HashMap::new();
         for e in &out.effects {
+            if let Effect::RedirectCustomer { session_id, url } = e {
+                redirects.insert(*session_id, url.clone());
+            }
+        }
+        for id in touched {
+            let ended = finals.get(&id).map(|st| (*st, redirects.remove(&id)));
+            self.publish(inner, id, now, ended);
+        }
+        for e in &out.effects {
             match e {
                 Effect::StartMedia {
                     session_id,
                     technician_id,
                     audio,
-                } => self.media.start(*session_id, *technician_id, *audio),
+                } => {
+                    self.media.start(*session_id, *technician_id, *audio);
+                    self.offer_console(inner, *session_id);
+                    if let Some(live) = inner.live.get(session_id) {
+                        send_console(
+                            inner,
+                            *technician_id,
+                            &mute_frame(Some(*session_id), live.mute),
+                        );
+                    }
+                }
                 Effect::HoldMedia { session_id } => self.media.hold(*session_id),
                 Effect::ResumeMedia { session_id } => self.media.resume(*session_id),
-                Effect::StopMedia { session_id } => self.media.stop(*session_id),
+                Effect::StopMedia { session_id } => {
+                    if let Some(bytes) = self.media.stop(*session_id) {
+                        let _ = self.writer.send(WriteJob::Transmitted(*session_id, bytes));
+                    }
+                }
                 Effect::NotifyTechniciansByEmail {
                     session_id,
                     technician_id,
@@ -486,14 +543,8 @@ impl Hub {
                 } => {
                     self.notify_technicians(*session_id, *technician_id, *group_id);
                 }
-                Effect::RedirectCustomer { session_id, url } => {
-                    redirects.insert(*session_id, url.clone());
-                }
+                Effect::RedirectCustomer { .. } => {}
             }
-        }
-        for id in touched {
-            let ended = finals.get(&id).map(|st| (*st, redirects.remove(&id)));
-            self.publish(inner, id, now, ended);
         }
         self.wake.notify_one();
     }
@@ -681,6 +732,7 @@ impl Hub {
                 ever_active: false,
                 transfer_comment: None,
                 shown_alarm: None,
+                customer_media: false,
                 mute: MuteState {
                     customer_audio: true,
                     customer_video: true,
@@ -723,7 +775,6 @@ impl Hub {
         let out = inner.desk.handle(id, Command::CustomerJoin, now)?;
         let conn = inner.next_conn;
         inner.next_conn += 1;
-        inner.customers.insert(id, CustomerConn { id: conn, tx });
         inner.resumes.insert(resume_hash.clone(), id);
         let mut audio = false;
         if let Some(live) = inner.live.get_mut(&id) {
@@ -740,6 +791,9 @@ impl Hub {
             }
         }
         self.after(&mut inner, out, now);
+        // Registered after the Connecting transition went out: the join reply, which the caller
+        // sends next, carries that status (PROTOCOL.md §1: the reply comes first).
+        inner.customers.insert(id, CustomerConn { id: conn, tx });
         Ok((conn, audio))
     }
 
@@ -841,6 +895,21 @@ impl Hub {
         }
         views.sort_by_key(|v| v.id);
         (conn, views, status, first)
+    }
+
+    /// After `hello`'s reply: a console that comes back gets a fresh offer for each of its Active
+    /// or On Hold sessions (PROTOCOL.md §4.2).
+    pub(crate) fn reoffer_console(&self, technician: UserId) {
+        let inner = self.lock();
+        let mine: Vec<SessionId> = inner
+            .desk
+            .sessions()
+            .filter(|s| s.technician_id == Some(technician))
+            .map(|s| s.id)
+            .collect();
+        for id in mine {
+            self.offer_console(&inner, id);
+        }
     }
 
     /// A console socket closed. Returns true when it was the technician's last one.
@@ -958,12 +1027,7 @@ impl Hub {
             self.media
                 .set_flowing(id, false, MediaKind::Audio, after.technician_audio);
         }
-        let frame = |session_id| ServerFrame::MuteState {
-            session_id,
-            customer_audio: after.customer_audio,
-            customer_video: after.customer_video,
-            technician_audio: after.technician_audio,
-        };
+        let frame = |session_id| mute_frame(session_id, after);
         if let Some(c) = inner.customers.get(&id) {
             send(&c.tx, &frame(None));
         }
@@ -1070,6 +1134,7 @@ impl Hub {
                     ever_active: row.ever_active,
                     transfer_comment: None,
                     shown_alarm: None,
+                    customer_media: false,
                     mute: MuteState {
                         customer_audio: true,
                         customer_video: true,
@@ -1116,6 +1181,19 @@ fn device_of(row: &SessionRow) -> Option<DeviceInfo> {
         browser: some(&d.browser),
     };
     (info != DeviceInfo::default()).then_some(info)
+}
+
+fn mute_frame(session_id: Option<SessionId>, m: MuteState) -> ServerFrame {
+    ServerFrame::MuteState {
+        session_id,
+        customer_audio: m.customer_audio,
+        customer_video: m.customer_video,
+        technician_audio: m.technician_audio,
+    }
+}
+
+fn live_ever_active(live: &HashMap<SessionId, Live>, id: SessionId) -> bool {
+    live.get(&id).is_some_and(|l| l.ever_active)
 }
 
 fn state_of(s: &Session, ended_at: Option<Millis>) -> SessionState {
@@ -1310,6 +1388,11 @@ async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
             }
             WriteJob::Touch(id, at) => store.touch_session(id, at).await,
             WriteJob::Chat(id, row) => store.insert_chat(id, &row).await,
+            WriteJob::Transmitted(id, bytes) => {
+                store
+                    .set_transmitted_bytes(id, i64::try_from(bytes).unwrap_or(i64::MAX))
+                    .await
+            }
             WriteJob::Flush(done) => {
                 let _ = done.send(());
                 Ok(())

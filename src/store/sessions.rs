@@ -358,6 +358,16 @@ impl Store {
         Ok(())
     }
 
+    /// What the session's media transmitted, both peers and both ways (reports, Post-to-URL).
+    pub async fn set_transmitted_bytes(&self, id: i64, bytes: i64) -> Result<()> {
+        sqlx::query("UPDATE sessions SET transmitted_bytes = $1 WHERE id = $2")
+            .bind(bytes)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Only the last-activity time (activity without a transition).
     pub async fn touch_session(&self, id: i64, at: i64) -> Result<()> {
         sqlx::query("UPDATE sessions SET last_activity = $1 WHERE id = $2")

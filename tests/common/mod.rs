@@ -80,6 +80,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     };
     config.bootstrap.email = MASTER_EMAIL.into();
     config.bootstrap.password = MASTER_PASSWORD.into();
+    // Many servers run at once: each takes a free media port.
+    config.media.udp_port = 0;
     // Tests act as clients from many addresses through X-Forwarded-For.
     config.http.trust_forwarded_for = true;
     config
