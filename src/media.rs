@@ -93,7 +93,11 @@ impl MediaPlan for SfuMediaPlan {
             .lock()
             .map(|mut s| s.insert(session))
             .unwrap_or(false);
-        if first && let Err(e) = self.sfu.start(session, audio) {
+        if !first {
+            // The transfer held the media; the new technician's pickup lifts the hold (and asks
+            // the phone for a keyframe).
+            let _ = self.sfu.resume(session);
+        } else if let Err(e) = self.sfu.start(session, audio) {
             tracing::warn!(session_id = session, technician, error = %e, "media: cannot start");
         }
     }

@@ -306,13 +306,14 @@ fn handle(hub: &Arc<Hub>, session: SessionId, tx: &Outbound, request: CustomerRe
         CustomerRequest::Decline { id } => act(hub, tx, id, session, Command::Decline),
         CustomerRequest::Ping { id } => send(tx, &ServerFrame::Pong { id }),
         CustomerRequest::Offer { id, sdp } => {
-            if !hub.is_status(session, signaling::status::Status::Active) {
+            use signaling::status::Status;
+            if !hub.is_status(session, Status::Active) && !hub.is_status(session, Status::OnHold) {
                 send(
                     tx,
                     &ServerFrame::error(
                         Some(id),
                         ErrorCode::NotAllowed,
-                        "offer only when the session is Active",
+                        "offer only when the session is Active or On Hold",
                     ),
                 );
                 return;
