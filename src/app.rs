@@ -250,7 +250,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown_signal().await;
             shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
         });
-        axum_server::bind_rustls(addr, tls)
+        // TCP_NODELAY: a reply and the event after it must not wait for a delayed ACK (Nagle).
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+        axum_server::bind(addr)
+            .acceptor(acceptor)
             .handle(handle)
             .serve(app)
             .await?;
@@ -259,6 +263,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (listen): {e}"))?;
         tracing::info!(addr = %listener.local_addr()?, "listening (HTTP)");
+        // TCP_NODELAY: a reply and the event after it must not wait for a delayed ACK (Nagle);
+        // left on, it cost ~40 ms per protocol step (benches/session_setup.rs).
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await?;

@@ -28,6 +28,8 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     ws.max_message_size(SOCKET_MAX_MESSAGE)
+        // Frames are small; the default 128 KiB buffer is cleared on every read.
+        .read_buffer_size(4096)
         .on_upgrade(move |socket| run(state, addr, socket))
 }
 

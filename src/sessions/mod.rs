@@ -1379,27 +1379,35 @@ fn send_console(inner: &Inner, technician: UserId, frame: &ServerFrame) {
     }
 }
 
-/// Appends to the store in the order decisions were made.
+/// Appends to the store in the order decisions were made, a batch of queued jobs per
+/// transaction so that the store keeps up with a busy hub.
 async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
-    while let Some(job) = jobs.recv().await {
-        let result = match job {
-            WriteJob::Transitions(id, state, events) => {
-                store.record_transitions(id, &state, &events).await
+    use crate::store::sessions::SessionWrite;
+    let mut batch = Vec::with_capacity(256);
+    while jobs.recv_many(&mut batch, 256).await > 0 {
+        let mut writes = Vec::with_capacity(batch.len());
+        let mut flushed = Vec::new();
+        for job in batch.drain(..) {
+            match job {
+                WriteJob::Transitions(id, state, events) => {
+                    writes.push(SessionWrite::Transitions(id, state, events))
+                }
+                WriteJob::Touch(id, at) => writes.push(SessionWrite::Touch(id, at)),
+                WriteJob::Chat(id, row) => writes.push(SessionWrite::Chat(id, row)),
+                WriteJob::Transmitted(id, bytes) => writes.push(SessionWrite::Transmitted(
+                    id,
+                    i64::try_from(bytes).unwrap_or(i64::MAX),
+                )),
+                WriteJob::Flush(done) => flushed.push(done),
             }
-            WriteJob::Touch(id, at) => store.touch_session(id, at).await,
-            WriteJob::Chat(id, row) => store.insert_chat(id, &row).await,
-            WriteJob::Transmitted(id, bytes) => {
-                store
-                    .set_transmitted_bytes(id, i64::try_from(bytes).unwrap_or(i64::MAX))
-                    .await
-            }
-            WriteJob::Flush(done) => {
-                let _ = done.send(());
-                Ok(())
-            }
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "could not append session events");
+        }
+        if !writes.is_empty()
+            && let Err(e) = store.write_sessions(&writes).await
+        {
+            tracing::error!(error = %e, jobs = writes.len(), "could not append session events");
+        }
+        for done in flushed {
+            let _ = done.send(());
         }
     }
 }

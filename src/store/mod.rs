@@ -67,8 +67,20 @@ impl Store {
             ensure_sqlite_parent_dir(url);
         }
         let max = if backend == Backend::Sqlite { 8 } else { 16 };
+        let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
             .max_connections(max)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // In WAL mode, NORMAL syncs at checkpoints, not at every commit: safe
+                        // against a crash of the server, and a power loss can lose only the last
+                        // commits (never corrupt the file). Per connection, hence here.
+                        sqlx::Executor::execute(conn, "PRAGMA synchronous=NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         if backend == Backend::Sqlite {

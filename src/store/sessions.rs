@@ -163,7 +163,57 @@ pub struct SessionFilter {
     pub limit: i64,
 }
 
+/// One write of the session hub; a batch of them is one transaction.
+#[derive(Debug, Clone)]
+pub enum SessionWrite {
+    Transitions(i64, SessionState, Vec<EventRow>),
+    Touch(i64, i64),
+    Chat(i64, ChatRow),
+    Transmitted(i64, i64),
+}
+
 impl Store {
+    /// Writes a batch of the hub's writes in one transaction, in order.
+    pub async fn write_sessions(&self, writes: &[SessionWrite]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for w in writes {
+            match w {
+                SessionWrite::Transitions(id, state, events) => {
+                    transitions_in(&mut tx, *id, state, events).await?
+                }
+                SessionWrite::Touch(id, at) => {
+                    sqlx::query("UPDATE sessions SET last_activity = $1 WHERE id = $2")
+                        .bind(*at)
+                        .bind(*id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                SessionWrite::Chat(id, c) => {
+                    sqlx::query(
+                        "INSERT INTO chat_messages (session_id, at, sender, sender_id, name, text) VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(*id)
+                    .bind(c.at)
+                    .bind(&c.sender)
+                    .bind(c.sender_id)
+                    .bind(&c.name)
+                    .bind(&c.text)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                SessionWrite::Transmitted(id, bytes) => {
+                    sqlx::query("UPDATE sessions SET transmitted_bytes = $1 WHERE id = $2")
+                        .bind(*bytes)
+                        .bind(*id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Inserts a new session; a PIN that is already live elsewhere is a conflict (`pin_taken`).
     pub async fn insert_session(&self, s: &SessionRow) -> Result<i64> {
         let row = sqlx::query(
@@ -313,47 +363,7 @@ impl Store {
         events: &[EventRow],
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "UPDATE sessions SET status = $1, status_since = $2, before_reconnecting = $3, last_activity = $4, \
-             ever_active = $5, technician_id = $6, group_id = $7, ended_at = $8 WHERE id = $9",
-        )
-        .bind(&state.status)
-        .bind(state.status_since)
-        .bind(&state.before_reconnecting)
-        .bind(state.last_activity)
-        .bind(i64::from(state.ever_active))
-        .bind(state.technician_id)
-        .bind(state.group_id)
-        .bind(state.ended_at)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if state.ended_at.is_some() {
-            // A dead session's codes are free for reuse.
-            sqlx::query("UPDATE sessions SET pin = NULL, link_token_hash = NULL, resume_token_hash = NULL WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for e in events {
-            sqlx::query(
-                "INSERT INTO session_events (session_id, seq, at, from_status, to_status, actor, actor_id, reason, \
-                 technician_id, group_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(id)
-            .bind(e.seq)
-            .bind(e.at)
-            .bind(&e.from_status)
-            .bind(&e.to_status)
-            .bind(&e.actor)
-            .bind(e.actor_id)
-            .bind(&e.reason)
-            .bind(e.technician_id)
-            .bind(e.group_id)
-            .bind(&e.detail)
-            .execute(&mut *tx)
-            .await?;
-        }
+        transitions_in(&mut tx, id, state, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -614,6 +624,56 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+async fn transitions_in(
+    tx: &mut super::Tx,
+    id: i64,
+    state: &SessionState,
+    events: &[EventRow],
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE sessions SET status = $1, status_since = $2, before_reconnecting = $3, last_activity = $4, \
+         ever_active = $5, technician_id = $6, group_id = $7, ended_at = $8 WHERE id = $9",
+    )
+    .bind(&state.status)
+    .bind(state.status_since)
+    .bind(&state.before_reconnecting)
+    .bind(state.last_activity)
+    .bind(i64::from(state.ever_active))
+    .bind(state.technician_id)
+    .bind(state.group_id)
+    .bind(state.ended_at)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    if state.ended_at.is_some() {
+        // A dead session's codes are free for reuse.
+        sqlx::query("UPDATE sessions SET pin = NULL, link_token_hash = NULL, resume_token_hash = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for e in events {
+        sqlx::query(
+            "INSERT INTO session_events (session_id, seq, at, from_status, to_status, actor, actor_id, reason, \
+             technician_id, group_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(id)
+        .bind(e.seq)
+        .bind(e.at)
+        .bind(&e.from_status)
+        .bind(&e.to_status)
+        .bind(&e.actor)
+        .bind(e.actor_id)
+        .bind(&e.reason)
+        .bind(e.technician_id)
+        .bind(e.group_id)
+        .bind(&e.detail)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 fn outbox_from(r: &AnyRow) -> Result<OutboxRow> {
