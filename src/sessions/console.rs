@@ -346,20 +346,10 @@ async fn handle(
                 );
                 return;
             }
-            if hub.mute_state(session_id).is_none() {
-                send(
-                    tx,
-                    &ServerFrame::error(Some(id), ErrorCode::SessionEnded, "the session has ended"),
-                );
-                return;
-            }
-            // The reply comes before the mute_state it causes (PROTOCOL.md §1).
-            send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
-            hub.set_mute(session_id, |m| match target {
+            hub.mute_request(tx, id, session_id, |m| match target {
                 MuteTarget::OwnMicrophone => m.technician_audio = !muted,
                 MuteTarget::Customer => m.customer_audio = !muted,
             });
-            let _ = hub.apply(session_id, Command::Activity);
         }
         ConsoleRequest::Chat {
             id,

@@ -338,20 +338,10 @@ fn handle(hub: &Arc<Hub>, session: SessionId, tx: &Outbound, request: CustomerRe
             hub.media().candidate(session, true, candidate.as_deref());
         }
         CustomerRequest::Mute { id, kind, muted } => {
-            if hub.mute_state(session).is_none() {
-                send(
-                    tx,
-                    &ServerFrame::error(Some(id), ErrorCode::SessionEnded, "the session has ended"),
-                );
-                return;
-            }
-            // The reply comes before the mute_state it causes (PROTOCOL.md §1).
-            send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
-            hub.set_mute(session, |m| match kind {
+            hub.mute_request(tx, id, session, |m| match kind {
                 MediaKind::Audio => m.customer_audio = !muted,
                 MediaKind::Video => m.customer_video = !muted,
             });
-            let _ = hub.apply(session, Command::Activity);
         }
         CustomerRequest::Chat { id, text } => {
             let Some((omit, _, name)) = hub.chat_context(session) else {

@@ -1002,6 +1002,28 @@ impl Hub {
         }
     }
 
+    /// Answers a `mute` request from either side: `ok` first, then the new state to both sides
+    /// (PROTOCOL.md §1); a mute is activity.
+    pub(crate) fn mute_request(
+        &self,
+        tx: &Outbound,
+        request: String,
+        id: SessionId,
+        change: impl FnOnce(&mut MuteState),
+    ) {
+        if self.mute_state(id).is_none() {
+            let ended = signaling::protocol::ErrorCode::SessionEnded;
+            send(
+                tx,
+                &ServerFrame::error(Some(request), ended, "the session has ended"),
+            );
+            return;
+        }
+        send(tx, &ServerFrame::ok(request, serde_json::Value::Null));
+        self.set_mute(id, change);
+        let _ = self.apply(id, Command::Activity);
+    }
+
     /// Applies a mute change and tells both sides. `None` when the session is not live.
     pub(crate) fn set_mute(
         &self,
