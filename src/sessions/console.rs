@@ -359,7 +359,7 @@ async fn handle(
             let context = hub
                 .chat_context(session_id)
                 .filter(|_| hub.session_visible_to(session_id, me));
-            let Some((omit, _, _)) = context else {
+            let Some(_) = context else {
                 if let Some(id) = id {
                     send(
                         tx,
@@ -376,15 +376,13 @@ async fn handle(
             if let Some(id) = id {
                 send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
             }
-            let at = hub.now();
-            hub.broadcast_chat(session_id, ChatFrom::Technician, &user.nickname, &text, at);
-            let _ = hub.apply(session_id, Command::Activity);
-            if !omit {
-                hub.store_chat(
-                    session_id,
-                    chat_row(ChatFrom::Technician, Some(me), &user.nickname, &text, at),
-                );
-            }
+            hub.say(
+                session_id,
+                ChatFrom::Technician,
+                Some(me),
+                &user.nickname,
+                &text,
+            );
         }
         ConsoleRequest::Note {
             id,

@@ -14,7 +14,7 @@ use signaling::protocol::{
 };
 use signaling::session::{Command, SessionId};
 
-use super::{Hub, Outbound, Socket, chat_row, close, refusal_frame, send};
+use super::{Hub, Outbound, Socket, close, refusal_frame, send};
 use crate::api::ClientAddr;
 use crate::app::AppState;
 
@@ -344,7 +344,7 @@ fn handle(hub: &Arc<Hub>, session: SessionId, tx: &Outbound, request: CustomerRe
             });
         }
         CustomerRequest::Chat { id, text } => {
-            let Some((omit, _, name)) = hub.chat_context(session) else {
+            let Some((_, _, name)) = hub.chat_context(session) else {
                 if let Some(id) = id {
                     send(
                         tx,
@@ -361,15 +361,7 @@ fn handle(hub: &Arc<Hub>, session: SessionId, tx: &Outbound, request: CustomerRe
             if let Some(id) = id {
                 send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
             }
-            let at = hub.now();
-            hub.broadcast_chat(session, ChatFrom::Customer, &name, &text, at);
-            let _ = hub.apply(session, Command::Activity);
-            if !omit {
-                hub.store_chat(
-                    session,
-                    chat_row(ChatFrom::Customer, None, &name, &text, at),
-                );
-            }
+            hub.say(session, ChatFrom::Customer, None, &name, &text);
         }
     }
 }

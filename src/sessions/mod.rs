@@ -967,6 +967,29 @@ impl Hub {
         Some((live.policy.omit_chat_from_storage, nickname, customer))
     }
 
+    /// A chat line from one side: sent to both sides, counted as activity, and stored unless the
+    /// group omits chat from storage.
+    pub(crate) fn say(
+        &self,
+        id: SessionId,
+        from: ChatFrom,
+        sender_id: Option<UserId>,
+        name: &str,
+        text: &str,
+    ) {
+        let at = self.now();
+        self.broadcast_chat(id, from, name, text, at);
+        let _ = self.apply(id, Command::Activity);
+        let omit = self
+            .lock()
+            .live
+            .get(&id)
+            .is_none_or(|l| l.policy.omit_chat_from_storage);
+        if !omit {
+            self.store_chat(id, chat_row(from, sender_id, name, text, at));
+        }
+    }
+
     /// A chat line to both sides of the session (the sender gets its own line back).
     pub(crate) fn broadcast_chat(
         &self,
