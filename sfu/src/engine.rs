@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use str0m::format::PayloadParams;
@@ -14,16 +15,11 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::{MediaKind, PeerCounters, SessionId};
+use crate::tap::{Tap, TapEvent};
+use crate::{MediaKind, PeerCounters, PeerRole, SessionId};
 
 /// Longest wait between two timeout sweeps, whatever the peers ask for.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    Customer,
-    Technician,
-}
 
 pub(crate) enum Command {
     Open {
@@ -31,7 +27,7 @@ pub(crate) enum Command {
     },
     AddPeer {
         session: SessionId,
-        role: Role,
+        role: PeerRole,
         rtc: Box<Rtc>,
         counters: Arc<PeerCounters>,
         video_mid: Option<Mid>,
@@ -39,7 +35,7 @@ pub(crate) enum Command {
     },
     RemoteCandidate {
         session: SessionId,
-        role: Role,
+        role: PeerRole,
         candidate: Candidate,
     },
     SetFlowing {
@@ -53,6 +49,14 @@ pub(crate) enum Command {
         held: bool,
     },
     Stop {
+        session: SessionId,
+    },
+    Tap {
+        session: SessionId,
+        sender: mpsc::Sender<TapEvent>,
+        dropped: Arc<AtomicU64>,
+    },
+    Keyframe {
         session: SessionId,
     },
 }
@@ -197,6 +201,7 @@ struct Room {
     held: bool,
     /// A keyframe is wanted from the customer as soon as its video stream is known.
     keyframe_wanted: bool,
+    tap: Option<Tap>,
 }
 
 impl Room {
@@ -211,13 +216,14 @@ impl Room {
             },
             held: false,
             keyframe_wanted: false,
+            tap: None,
         }
     }
 
-    fn peer_mut(&mut self, role: Role) -> Option<&mut Peer> {
+    fn peer_mut(&mut self, role: PeerRole) -> Option<&mut Peer> {
         match role {
-            Role::Customer => self.customer.as_mut(),
-            Role::Technician => self.technician.as_mut(),
+            PeerRole::Customer => self.customer.as_mut(),
+            PeerRole::Technician => self.technician.as_mut(),
         }
     }
 
@@ -244,7 +250,7 @@ pub(crate) struct Engine {
     local: SocketAddr,
     rooms: HashMap<SessionId, Room>,
     /// Remote address → the peer that last accepted traffic from it (the fast path).
-    routes: HashMap<SocketAddr, (SessionId, Role)>,
+    routes: HashMap<SocketAddr, (SessionId, PeerRole)>,
     next_sweep: Instant,
     unrouted: u64,
     from_customer: Polled,
@@ -304,11 +310,14 @@ impl Engine {
                 let room = self.rooms.entry(session).or_insert_with(Room::new);
                 let peer = Peer::new(*rtc, counters, video_mid, audio_mid);
                 let (slot, other) = match role {
-                    Role::Customer => (&mut room.customer, &mut room.technician),
-                    Role::Technician => (&mut room.technician, &mut room.customer),
+                    PeerRole::Customer => (&mut room.customer, &mut room.technician),
+                    PeerRole::Technician => (&mut room.technician, &mut room.customer),
                 };
                 if let Some(mut old) = slot.replace(peer) {
                     old.rtc.disconnect();
+                }
+                if let Some(tap) = room.tap.as_mut() {
+                    tap.forget(role);
                 }
                 // The other side's outgoing streams now carry packets from a new source.
                 if let Some(other) = other {
@@ -373,6 +382,21 @@ impl Engine {
                 }
                 self.routes.retain(|_, (s, _)| *s != session);
             }
+            Command::Tap {
+                session,
+                sender,
+                dropped,
+            } => {
+                if let Some(room) = self.rooms.get_mut(&session) {
+                    room.tap = Some(Tap::new(sender, dropped));
+                }
+            }
+            Command::Keyframe { session } => {
+                if let Some(room) = self.rooms.get_mut(&session) {
+                    room.keyframe_wanted = true;
+                    self.drive(session);
+                }
+            }
         }
     }
 
@@ -399,8 +423,8 @@ impl Engine {
         if target.is_none() {
             target = self.rooms.iter().find_map(|(s, room)| {
                 [
-                    (Role::Customer, room.customer.as_ref()),
-                    (Role::Technician, room.technician.as_ref()),
+                    (PeerRole::Customer, room.customer.as_ref()),
+                    (PeerRole::Technician, room.technician.as_ref()),
                 ]
                 .into_iter()
                 .find(|(_, p)| p.is_some_and(|p| p.rtc.accepts(&input)))
@@ -485,7 +509,7 @@ impl Engine {
             if room.keyframe_wanted
                 && !room.held
                 && room.flow.customer_video
-                && room.technician.as_ref().is_some_and(|t| t.connected)
+                && (room.tap.is_some() || room.technician.as_ref().is_some_and(|t| t.connected))
                 && let Some(customer) = room.customer.as_mut()
                 && customer.connected
                 && customer.request_keyframe(KeyframeRequestKind::Pli)
@@ -495,10 +519,15 @@ impl Engine {
             if self.from_customer.packets.is_empty() && self.from_technician.packets.is_empty() {
                 break;
             }
+            if room.tap.as_ref().is_some_and(Tap::is_closed) {
+                room.tap = None;
+            }
             forward_all(
                 &mut self.from_customer.packets,
+                PeerRole::Customer,
                 room.customer.as_ref(),
                 room.technician.as_mut(),
+                room.tap.as_mut(),
                 |video| {
                     !room.held
                         && if video {
@@ -510,8 +539,10 @@ impl Engine {
             );
             forward_all(
                 &mut self.from_technician.packets,
+                PeerRole::Technician,
                 room.technician.as_ref(),
                 room.customer.as_mut(),
+                room.tap.as_mut(),
                 |video| !room.held && !video && room.flow.technician_audio,
             );
         }
@@ -535,10 +566,14 @@ impl Engine {
     }
 }
 
+/// Hands `from`'s packets to the other peer (when connected) and to the tap. The tap sees every
+/// packet the room lets through, also while the other peer is not (yet) connected.
 fn forward_all(
     packets: &mut Vec<(RtpPacket, PayloadParams)>,
+    from: PeerRole,
     source: Option<&Peer>,
     target: Option<&mut Peer>,
+    mut tap: Option<&mut Tap>,
     allowed: impl Fn(bool) -> bool,
 ) {
     let Some(source) = source else {
@@ -548,7 +583,11 @@ fn forward_all(
     let mut target = target.filter(|t| t.connected);
     for (packet, params) in packets.drain(..) {
         let video = params.spec().codec.is_video();
-        if !allowed(video) {
+        let flowing = allowed(video);
+        if let Some(tap) = tap.as_deref_mut() {
+            tap.packet(from, &packet, &params, !flowing);
+        }
+        if !flowing {
             source.counters.dropped_muted();
             if let Some(target) = target.as_deref_mut() {
                 let seq = if video {

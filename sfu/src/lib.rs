@@ -19,6 +19,9 @@
 //! the receiving peer's negotiated ids. See README.md for what is built and what is not.
 
 mod engine;
+mod tap;
+
+pub use tap::{TapCodec, TapEvent, TapPacket};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -33,10 +36,19 @@ use str0m::{Candidate, Rtc, RtcConfig};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use engine::{Command, Engine, Role};
+use engine::{Command, Engine};
 
 /// The session id used by signaling (`signaling::session::SessionId`).
 pub type SessionId = i64;
+
+/// The two sides of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerRole {
+    /// The phone: sends video, sends and receives audio.
+    Customer,
+    /// The console: receives video, sends and receives audio.
+    Technician,
+}
 
 /// Which media a mute (flowing) change is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +143,8 @@ pub struct PeerStats {
 pub struct SessionStats {
     pub customer: PeerStats,
     pub technician: PeerStats,
+    /// Tap events dropped because the recorder's channel was full.
+    pub tap_dropped: u64,
 }
 
 /// What the handle keeps per session: negotiation state only, never touched by forwarding.
@@ -141,6 +155,17 @@ struct SessionRecord {
     pending_technician: Option<PendingTechnician>,
     customer: Arc<PeerCounters>,
     technician: Arc<PeerCounters>,
+    tap_dropped: Arc<AtomicU64>,
+}
+
+impl SessionRecord {
+    fn stats(&self) -> SessionStats {
+        SessionStats {
+            customer: self.customer.snapshot(),
+            technician: self.technician.snapshot(),
+            tap_dropped: self.tap_dropped.load(Ordering::Relaxed),
+        }
+    }
 }
 
 struct PendingTechnician {
@@ -240,6 +265,7 @@ impl SfuHandle {
                 pending_technician: None,
                 customer: Arc::default(),
                 technician: Arc::default(),
+                tap_dropped: Arc::default(),
             });
             record.audio = audio;
         }
@@ -268,7 +294,7 @@ impl SfuHandle {
         }
         self.send(Command::AddPeer {
             session,
-            role: Role::Customer,
+            role: PeerRole::Customer,
             rtc: Box::new(rtc),
             counters,
             video_mid: None,
@@ -336,7 +362,7 @@ impl SfuHandle {
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         self.send(Command::AddPeer {
             session,
-            role: Role::Technician,
+            role: PeerRole::Technician,
             rtc: Box::new(rtc),
             counters,
             video_mid: Some(video_mid),
@@ -370,9 +396,9 @@ impl SfuHandle {
             }
         }
         let role = if from_customer {
-            Role::Customer
+            PeerRole::Customer
         } else {
-            Role::Technician
+            PeerRole::Technician
         };
         self.send(Command::RemoteCandidate {
             session,
@@ -418,18 +444,43 @@ impl SfuHandle {
         let record = self.sessions().remove(&session);
         // A stopped task has nothing left to close.
         let _ = self.send(Command::Stop { session });
-        record.map(|r| SessionStats {
-            customer: r.customer.snapshot(),
-            technician: r.technician.snapshot(),
-        })
+        record.map(|r| r.stats())
     }
 
     /// Totals so far, per peer.
     pub fn stats(&self, session: SessionId) -> Option<SessionStats> {
-        self.sessions().get(&session).map(|r| SessionStats {
-            customer: r.customer.snapshot(),
-            technician: r.technician.snapshot(),
-        })
+        self.sessions().get(&session).map(SessionRecord::stats)
+    }
+
+    /// Opens the session's recorder tap: a bounded channel of `capacity` events receiving every
+    /// RTP packet the room lets through, from both peers, and the senders' reports (see
+    /// [`TapEvent`]). The SFU task only ever `try_send`s: when the channel is full the event is
+    /// dropped and counted in [`SessionStats::tap_dropped`], so a slow recorder never stalls
+    /// forwarding. A new tap replaces the previous one; dropping the receiver closes it.
+    pub fn tap(
+        &self,
+        session: SessionId,
+        capacity: usize,
+    ) -> Result<mpsc::Receiver<TapEvent>, SfuError> {
+        let dropped = self
+            .sessions()
+            .get(&session)
+            .ok_or(SfuError::UnknownSession(session))?
+            .tap_dropped
+            .clone();
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        self.send(Command::Tap {
+            session,
+            sender,
+            dropped,
+        })?;
+        Ok(receiver)
+    }
+
+    /// Asks the customer for a keyframe (the recorder wants one when it starts). Sent as soon as
+    /// the customer's video is up and not paused or on hold.
+    pub fn request_keyframe(&self, session: SessionId) -> Result<(), SfuError> {
+        self.send(Command::Keyframe { session })
     }
 }
 
