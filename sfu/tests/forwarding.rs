@@ -52,7 +52,52 @@ async fn video_reaches_the_technician_unchanged_and_audio_flows_both_ways() {
         stats.technician.bytes_in > 0 && stats.technician.bytes_out > 0,
         "{stats:?}"
     );
-    assert!(call.sfu.stop(SESSION).is_some());
+
+    // Quality figures come from str0m's stats events (every second): the bitrates need two.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut stats = call.sfu.stats(SESSION).unwrap();
+    while (stats.customer.bitrate_in == 0 || stats.technician.bitrate_out == 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stats = call.sfu.stats(SESSION).unwrap();
+    }
+    for peer in [stats.customer, stats.technician] {
+        assert!(peer.rtt_ms > 0.0, "{stats:?}");
+        assert!(peer.bitrate_in > 0 && peer.bitrate_out > 0, "{stats:?}");
+        assert!((0.0..=1.0).contains(&peer.loss_in), "{stats:?}");
+        assert!(peer.jitter_ms >= 0.0, "{stats:?}");
+    }
+    let metrics = call.sfu.metrics();
+    assert_eq!(
+        (metrics.rooms, metrics.peers_connected),
+        (1, 2),
+        "{metrics:?}"
+    );
+    assert!(metrics.rtp_forwarded_packets >= 150, "{metrics:?}");
+    assert!(metrics.rtp_forwarded_bytes > 150 * 100, "{metrics:?}");
+    assert!(metrics.keyframe_requests_sent >= 1, "{metrics:?}");
+    let latency = &metrics.forward_latency;
+    assert_eq!(latency.count, metrics.rtp_forwarded_packets, "{metrics:?}");
+    assert_eq!(latency.cumulative.len(), latency.bounds.len() + 1);
+    assert_eq!(latency.cumulative.last(), Some(&latency.count));
+    assert!(latency.sum_seconds > 0.0, "{metrics:?}");
+
+    let last = call.sfu.stop(SESSION).unwrap();
+    assert!(
+        last.customer.bytes_in >= stats.customer.bytes_in,
+        "{last:?}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while call.sfu.metrics().peers_connected > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = call.sfu.metrics();
+    assert_eq!(
+        (metrics.rooms, metrics.peers_connected),
+        (0, 0),
+        "{metrics:?}"
+    );
     call.hang_up().await;
 }
 
