@@ -130,6 +130,7 @@ pub fn router(state: AppState) -> Router {
     .route("/metrics", get(crate::metrics::metrics_handler))
     .route("/ws/customer", get(crate::sessions::customer::upgrade))
     .route("/ws/console", get(crate::sessions::console::upgrade))
+    .merge(crate::web::routes())
     .fallback(crate::api::not_found)
     .layer(axum::middleware::from_fn_with_state(
         state.clone(),
