@@ -63,7 +63,7 @@ async function session(codec) {
   // The technician creates a PIN session in the console's dialog.
   await consolePage.getByRole("button", { name: "New session" }).click();
   const dialog = consolePage.getByRole("dialog", { name: "New session" });
-  await dialog.getByLabel("Customer name").fill(`Customer ${codec}`);
+  await dialog.getByLabel("Name", { exact: true }).fill(`Customer ${codec}`);
   await dialog.getByRole("button", { name: "Create" }).click();
   const pin = await dialog.locator(".pin-code").getAttribute("data-pin", { timeout: STEP });
   assert.match(pin ?? "", /^\d{6}$/);
