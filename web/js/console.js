@@ -385,6 +385,7 @@ function renderDetail() {
   on("transfer", live && ["Waiting", "Active", "On Hold"].includes(v.status));
   on("end", live);
   const media = live && (v.status === "Active" || v.status === "On Hold");
+  on("viewer", live && ["Active", "On Hold", "Reconnecting", "Transferring"].includes(v.status));
   for (const id of ["zoom", "fullscreen", "snapshot"]) on(id, media);
   on("mute-self", media && v.audio);
   on("mute-customer", media && v.audio);
