@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod groups;
 pub mod org;
 pub mod sessions;
@@ -34,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(settings::routes())
         .merge(audit::routes())
         .merge(sessions::routes())
+        .merge(console::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

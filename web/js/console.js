@@ -298,6 +298,8 @@ function statusText(status) {
 function render() {
   const entries = [...state.sessions.values()].sort((a, b) => a.view.created_at.localeCompare(b.view.created_at));
   byId("no-sessions").hidden = entries.length > 0;
+  // The list is redrawn every second (waiting times): keep the keyboard focus where it was.
+  const focused = document.activeElement?.getAttribute("data-session");
   list.replaceChildren(
     ...entries.map((entry) => {
       const v = entry.view;
@@ -327,6 +329,8 @@ function render() {
       return el("li", {}, [button]);
     }),
   );
+  const again = focused ? list.querySelector(`[data-session="${focused}"]`) : null;
+  if (again instanceof HTMLElement) again.focus();
   renderDetail();
 }
 
@@ -381,6 +385,7 @@ function renderDetail() {
   on("transfer", live && ["Waiting", "Active", "On Hold"].includes(v.status));
   on("end", live);
   const media = live && (v.status === "Active" || v.status === "On Hold");
+  on("viewer", live && ["Active", "On Hold", "Reconnecting", "Transferring"].includes(v.status));
   for (const id of ["zoom", "fullscreen", "snapshot"]) on(id, media);
   on("mute-self", media && v.audio);
   on("mute-customer", media && v.audio);
@@ -535,18 +540,53 @@ function renderCreateMethod() {
   byId("create-email-row").hidden = method !== "email";
 }
 
-byId("new-session").addEventListener("click", () => {
+/**
+ * The create-session form of the technician's group: allowed methods, the name field's label and
+ * the enabled custom fields (open text or drop-down, mandatory or not).
+ * @param {{methods: string[], email_via: string[], name_label: string,
+ *   custom_fields: {index: number, label: string, mandatory: boolean, kind: string, choices: string[]}[]}} form
+ */
+function drawCreateForm(form) {
+  for (const label of createForm.querySelectorAll("[data-method]")) {
+    const allowed = form.methods.includes(label.getAttribute("data-method") ?? "");
+    /** @type {HTMLElement} */ (label).hidden = !allowed;
+  }
+  const first = createForm.querySelector(`input[name="method"][value="${form.methods[0] ?? "pin"}"]`);
+  if (first instanceof HTMLInputElement) first.checked = true;
+  for (const label of createForm.querySelectorAll("[data-via]")) {
+    /** @type {HTMLElement} */ (label).hidden = !form.email_via.includes(label.getAttribute("data-via") ?? "");
+  }
+  const via = createForm.querySelector(`input[name="email-via"][value="${form.email_via[0] ?? "servers"}"]`);
+  if (via instanceof HTMLInputElement) via.checked = true;
+  byId("create-name-label").textContent = form.name_label;
+  byId("create-custom").replaceChildren(
+    ...form.custom_fields.flatMap((f) => {
+      const id = `create-custom-${f.index}`;
+      const label = el("label", { for: id }, [f.mandatory ? `${f.label} *` : f.label]);
+      const input =
+        f.kind === "drop_down"
+          ? el("select", { id, required: f.mandatory }, [
+              el("option", { value: "" }, [f.mandatory ? t("create.choose") : ""]),
+              ...f.choices.map((c) => el("option", { value: c }, [c])),
+            ])
+          : el("input", { id, maxlength: "64", autocomplete: "off", required: f.mandatory });
+      return [label, input];
+    }),
+  );
+  byId("create-submit").hidden = form.methods.length === 0;
+  byId("create-error").textContent = form.methods.length === 0 ? t("create.noMethods") : "";
+}
+
+byId("new-session").addEventListener("click", async () => {
   createForm.reset();
   byId("create-error").textContent = "";
   byId("create-result").hidden = true;
   byId("create-submit").hidden = false;
-  const custom = byId("create-custom");
-  custom.replaceChildren(
-    ...[1, 2, 3, 4, 5].flatMap((i) => [
-      el("label", { for: `create-custom-${i}` }, [t("create.customField", { n: i })]),
-      el("input", { id: `create-custom-${i}`, maxlength: "64", autocomplete: "off" }),
-    ]),
-  );
+  try {
+    drawCreateForm(await api("GET", "/console/session-form", state.token));
+  } catch (e) {
+    byId("create-error").textContent = e instanceof Error ? e.message : String(e);
+  }
   renderCreateMethod();
   createDialog.showModal();
   byId("create-name").focus();
@@ -561,7 +601,10 @@ byId("create-cancel").addEventListener("click", () => createDialog.close());
 createForm.addEventListener("submit", async (e) => {
   e.preventDefault();
   const method = createMethod();
-  const value = (/** @type {string} */ id) => byId(id, HTMLInputElement).value.trim();
+  const value = (/** @type {string} */ id) => {
+    const input = document.getElementById(id);
+    return input instanceof HTMLInputElement || input instanceof HTMLSelectElement ? input.value.trim() : "";
+  };
   /** @type {import("./socket.js").Frame} */
   const frame = {
     type: "create_session",
@@ -573,7 +616,8 @@ createForm.addEventListener("submit", async (e) => {
   if (method === "sms") frame.phone = value("create-phone");
   if (method === "email") {
     frame.email = value("create-email");
-    frame.email_via = byId("create-email-servers", HTMLInputElement).checked ? "servers" : "default_client";
+    const via = createForm.querySelector('input[name="email-via"]:checked');
+    frame.email_via = via instanceof HTMLInputElement ? via.value : "servers";
   }
   const error = byId("create-error");
   error.textContent = "";
@@ -605,20 +649,33 @@ createForm.addEventListener("submit", async (e) => {
 const transferDialog = byId("transfer-dialog", HTMLDialogElement);
 const transferForm = byId("transfer-form", HTMLFormElement);
 
-byId("transfer").addEventListener("click", () => {
+byId("transfer").addEventListener("click", async () => {
   transferForm.reset();
   byId("transfer-error").textContent = "";
+  const select = byId("transfer-target", HTMLSelectElement);
+  try {
+    /** @type {{technicians: {id: number, name: string}[], groups: {id: number, name: string}[]}} */
+    const targets = await api("GET", "/console/transfer-targets", state.token);
+    const group = (/** @type {string} */ label, /** @type {string} */ kind, /** @type {{id: number, name: string}[]} */ items) =>
+      el("optgroup", { label }, items.map((i) => el("option", { value: `${kind}:${i.id}` }, [i.name])));
+    select.replaceChildren(
+      group(t("transfer.technicians"), "technician", targets.technicians),
+      group(t("transfer.groups"), "group", targets.groups),
+    );
+  } catch (e) {
+    byId("transfer-error").textContent = e instanceof Error ? e.message : String(e);
+  }
   transferDialog.showModal();
 });
 byId("transfer-cancel").addEventListener("click", () => transferDialog.close());
 transferForm.addEventListener("submit", async (e) => {
   e.preventDefault();
-  const target = transferForm.querySelector('input[name="target"]:checked');
-  const to = Number(byId("transfer-id", HTMLInputElement).value);
-  if (!Number.isInteger(to) || to <= 0 || state.selected === null || !state.socket) return;
+  const [kind, raw] = byId("transfer-target", HTMLSelectElement).value.split(":");
+  const to = Number(raw);
+  if (!Number.isInteger(to) || state.selected === null || !state.socket) return;
   /** @type {import("./socket.js").Frame} */
   const frame = { type: "transfer", session_id: state.selected };
-  frame[target instanceof HTMLInputElement && target.value === "group" ? "to_group_id" : "to_technician_id"] = to;
+  frame[kind === "group" ? "to_group_id" : "to_technician_id"] = to;
   const comment = byId("transfer-comment", HTMLInputElement).value.trim();
   if (comment) frame.comment = comment;
   try {

@@ -1,0 +1,165 @@
+// Issue 5's main flows through the real pages: a wrong PIN, then a whole session — chat both
+// ways, mute and unmute on both sides, hold and resume, the customer ends, the surveys (the
+// self-hosted kind) are offered. Screenshots of each page at phone and desktop sizes go to
+// tests/browser/screenshots/ (not committed) for people to look at.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import {
+  call,
+  consoleLogin,
+  createPinSession,
+  customerJoins,
+  instrument,
+  launch,
+  mediaStats,
+  pickUp,
+  requireChromium,
+  screenshotDir,
+  startServer,
+  STEP,
+  technicianWithAudio,
+  until,
+} from "./harness.mjs";
+
+const have = requireChromium();
+/** @type {Awaited<ReturnType<typeof startServer>>} */
+let server;
+/** @type {Awaited<ReturnType<typeof launch>>} */
+let chromium;
+/** @type {Awaited<ReturnType<typeof technicianWithAudio>>} */
+let tech;
+
+/** The sizes of the screenshots: phones and desktops. */
+const SIZES = [
+  [360, 740],
+  [390, 844],
+  [1280, 800],
+  [1440, 900],
+];
+
+/**
+ * Saves `page` at every size as <name>-<width>.png, then restores its size.
+ * @param {import("playwright-core").Page} page
+ * @param {string} name
+ */
+async function shoot(page, name) {
+  const before = page.viewportSize();
+  for (const [width, height] of SIZES) {
+    await page.setViewportSize({ width, height });
+    await page.screenshot({ path: join(screenshotDir(), `${name}-${width}.png`) });
+  }
+  if (before) await page.setViewportSize(before);
+}
+
+before(async () => {
+  if (!have) return;
+  server = await startServer();
+  chromium = await launch();
+  tech = await technicianWithAudio(server.url, "sam@example.com");
+  // Self-hosted surveys on both sides, with session details for the customer's.
+  const settings = await call(server.url, "GET", `/technician-groups/${tech.group}/settings`, tech.admin);
+  settings.customer_survey = { ...settings.customer_survey, mode: "self_hosted", url: "https://survey.example.com/lens", add_session_details: true };
+  settings.technician_survey = { ...settings.technician_survey, mode: "self_hosted", url: "https://survey.example.com/tech" };
+  await call(server.url, "PUT", `/technician-groups/${tech.group}/settings`, tech.admin, settings);
+});
+
+after(async () => {
+  await chromium?.close();
+  await server?.stop();
+});
+
+test("a wrong PIN is refused with a clear message", { skip: !have }, async () => {
+  const context = await chromium.browser.newContext({ viewport: { width: 390, height: 844 } });
+  const page = await context.newPage();
+  await page.goto(`${server.url}/`);
+  await shoot(page, "customer-entry");
+  await page.getByLabel("PIN code").fill("12345");
+  await page.getByRole("button", { name: "Start" }).click();
+  await page.getByText("The PIN code has 6 digits.").waitFor();
+  await page.getByLabel("PIN code").fill("000 000");
+  await page.getByRole("button", { name: "Start" }).click();
+  await page.getByText("This code is unknown or has already been used").waitFor({ timeout: STEP });
+  // The page is usable with the keyboard alone: the PIN field has the focus, Enter submits.
+  await page.getByLabel("PIN code").fill("111111");
+  await page.getByLabel("PIN code").press("Enter");
+  await page.getByText("This code is unknown or has already been used").waitFor({ timeout: STEP });
+  await context.close();
+});
+
+test("a whole session: chat, mutes, hold and resume, the customer ends, surveys", { skip: !have }, async () => {
+  const desk = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await instrument(desk);
+  const consolePage = await consoleLogin(desk, server.url, tech);
+  const pin = await createPinSession(consolePage, "Ann Lee");
+  const mobile = await chromium.browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await instrument(mobile);
+  const phone = await customerJoins(mobile, server.url, pin);
+  await shoot(phone, "customer-waiting");
+  await pickUp(consolePage, "Ann Lee");
+  await phone.getByText("Connected to Sam").waitFor({ timeout: STEP });
+  await until("video at the console", () => mediaStats(consolePage), (s) => (s?.["inbound-rtp-video"]?.framesDecoded ?? 0) > 20);
+
+  // Chat both ways.
+  const chat = consolePage.locator(".chat");
+  await chat.getByLabel("Message").fill("Hi Ann, please point the camera at the router.");
+  await chat.getByRole("button", { name: "Send" }).click();
+  await phone.getByText("Hi Ann, please point the camera at the router.").waitFor({ timeout: STEP });
+  await phone.getByLabel("Message").fill("Like this? The red one blinks.");
+  await phone.getByLabel("Message").press("Enter");
+  await consolePage.getByText("Like this? The red one blinks.").waitFor({ timeout: STEP });
+
+  // A private note stays in the console.
+  await consolePage.getByLabel("Note", { exact: true }).fill("LOS light red: fibre fault.");
+  await consolePage.getByRole("button", { name: "Add" }).click();
+  await consolePage.locator(".notes-log").getByText("LOS light red: fibre fault.").waitFor();
+  assert.equal(await phone.getByText("LOS light red").count(), 0);
+
+  // The customer mutes and unmutes; the console is told.
+  await phone.getByRole("button", { name: "Mute" }).click();
+  await consolePage.getByText("The customer's microphone is off").waitFor({ timeout: STEP });
+  await phone.getByRole("button", { name: "Unmute" }).click();
+  await consolePage.getByText("The customer's microphone is off").waitFor({ state: "hidden", timeout: STEP });
+  // The technician mutes the customer; the phone says so; and unmutes.
+  await consolePage.getByRole("button", { name: "Mute customer" }).click();
+  await phone.getByText("the technician muted your microphone").waitFor({ timeout: STEP });
+  await consolePage.getByRole("button", { name: "Unmute customer" }).click();
+  await phone.getByText("the technician muted your microphone").waitFor({ state: "hidden", timeout: STEP });
+  // The technician mutes its own microphone, and unmutes it.
+  await consolePage.getByRole("button", { name: "Mute my microphone" }).click();
+  await consolePage.getByText("Your microphone is off").waitFor({ timeout: STEP });
+  await consolePage.getByRole("button", { name: "Unmute my microphone" }).click();
+  await consolePage.getByText("Your microphone is off").waitFor({ state: "hidden", timeout: STEP });
+  // The customer pauses the video, and resumes it.
+  await phone.getByRole("button", { name: "Pause video" }).click();
+  await consolePage.getByText("The customer paused the video").first().waitFor({ timeout: STEP });
+  await phone.getByRole("button", { name: "Resume video" }).click();
+  await consolePage.getByText("The customer paused the video").first().waitFor({ state: "hidden", timeout: STEP });
+
+  await shoot(phone, "customer-call");
+  await shoot(consolePage, "console-call");
+
+  // Hold and resume.
+  await consolePage.getByRole("button", { name: "Hold" }).click();
+  await phone.getByText("On hold").waitFor({ timeout: STEP });
+  await consolePage.getByRole("button", { name: "Resume" }).click();
+  await phone.getByText("Connected to Sam").waitFor({ timeout: STEP });
+
+  // The snapshot is a PNG download.
+  const [download] = await Promise.all([consolePage.waitForEvent("download"), consolePage.getByRole("button", { name: "Snapshot" }).click()]);
+  assert.match(download.suggestedFilename(), /^lens-session-\d+-.*\.png$/);
+
+  // The customer ends; both sides see it, with their surveys.
+  await phone.getByRole("button", { name: "End", exact: true }).click();
+  await phone.getByText("You ended the session").waitFor({ timeout: STEP });
+  const survey = await phone.getByRole("link", { name: "Tell us how we did" }).getAttribute("href");
+  assert.match(survey ?? "", /^https:\/\/survey\.example\.com\/lens\?.*RescueSessionID=\d+/);
+  await consolePage.getByText("Session ended: Closed by customer").waitFor({ timeout: STEP });
+  const techSurvey = await consolePage.getByRole("link", { name: "Technician survey" }).getAttribute("href");
+  assert.match(techSurvey ?? "", /^https:\/\/survey\.example\.com\/tech/);
+  await shoot(phone, "customer-ended");
+  await shoot(consolePage, "console-ended");
+  await mobile.close();
+  await desk.close();
+});
