@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`: one module per resource family, one error type, and the caller's
 //! identity as an extractor that enforces login, account state and IP restrictions on every route.
 
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod groups;
@@ -36,6 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(sessions::routes())
         .merge(post_to_url::routes())
+        .merge(api_keys::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
