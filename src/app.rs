@@ -90,6 +90,7 @@ impl AppState {
         (name = "org", description = "The organization tree and its members"),
         (name = "settings", description = "Technician group settings and Global Settings"),
         (name = "audit", description = "The audit log"),
+        (name = "integrations", description = "Post-to-URL, API keys, API tokens, single sign-on"),
         (name = "ops", description = "Health, metrics, this document"),
     )
 )]
@@ -217,6 +218,19 @@ pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
         Err(e) => return Err(anyhow::anyhow!("{e}")),
     };
     tokio::spawn(crate::sessions::outbox::run(state.hub.clone(), sms, mailer));
+    if let Some(triggers) = state.hub.take_post_triggers() {
+        use crate::integrations::post_to_url;
+        tokio::spawn(post_to_url::run_builder(
+            state.hub.clone(),
+            triggers,
+            state.hub.post_wake.clone(),
+        ));
+        tokio::spawn(post_to_url::run_sender(
+            state.store.clone(),
+            state.config.integrations.clone(),
+            state.hub.post_wake.clone(),
+        ));
+    }
     Ok(())
 }
 

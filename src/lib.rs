@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod integrations;
 pub mod ipfilter;
 pub mod media;
 pub mod metrics;

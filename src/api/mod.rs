@@ -1,11 +1,13 @@
 //! The REST API under `/api/v1`: one module per resource family, one error type, and the caller's
 //! identity as an extractor that enforces login, account state and IP restrictions on every route.
 
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod groups;
 pub mod org;
+pub mod post_to_url;
 pub mod sessions;
 pub mod settings;
 pub mod users;
@@ -36,6 +38,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(sessions::routes())
         .merge(console::routes())
+        .merge(post_to_url::routes())
+        .merge(api_keys::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

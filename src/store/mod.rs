@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod groups;
+pub mod integrations;
 pub mod logins;
 pub mod sessions;
 pub mod settings;
