@@ -10,14 +10,18 @@
 //! records what it reports. See README.md for what is built and what is not.
 
 pub mod depacketize;
+pub mod location;
 pub mod mp4;
 pub mod recorder;
 pub mod reorder;
+pub mod sink;
+pub mod spool;
 
 use std::time::Instant;
 
 use bytes::Bytes;
 
+pub use location::{Location, LocationError};
 pub use recorder::{Recorder, RecorderStats, RecordingSummary};
 
 /// Who sent a stream.
