@@ -168,7 +168,7 @@ mod tests {
             "/srv/../etc",
             "C:\\recordings",
             "gopher://x/y",
-            "ftp:///x",
+            "ftp://",
         ] {
             assert!(
                 Location::parse(bad, Some(Path::new("/mnt"))).is_err(),
