@@ -35,11 +35,13 @@ impl AppState {
         let auth = &config.auth;
         let metrics = Metrics::new();
         let global = Arc::new(RwLock::new(Arc::new(GlobalSettings::default())));
+        let media = crate::media::SfuMediaPlan::start(&config)?;
+        metrics.register_media(media.sfu().clone());
         let hub = crate::sessions::Hub::new(
             store.clone(),
             config.clone(),
             metrics.clone(),
-            Arc::new(crate::media::SfuMediaPlan::start(&config)?),
+            Arc::new(media),
         );
         let state = AppState {
             logins_by_address: Arc::new(Throttle::new(
@@ -128,6 +130,7 @@ pub fn router(state: AppState) -> Router {
     .route("/metrics", get(crate::metrics::metrics_handler))
     .route("/ws/customer", get(crate::sessions::customer::upgrade))
     .route("/ws/console", get(crate::sessions::console::upgrade))
+    .merge(crate::web::routes())
     .fallback(crate::api::not_found)
     .layer(axum::middleware::from_fn_with_state(
         state.clone(),

@@ -15,3 +15,4 @@ pub mod org;
 pub mod sessions;
 pub mod settings;
 pub mod store;
+pub mod web;

@@ -68,6 +68,11 @@ impl SfuMediaPlan {
         })
     }
 
+    /// The SFU itself (metrics, the recorder tap).
+    pub fn sfu(&self) -> &sfu::SfuHandle {
+        &self.sfu
+    }
+
     pub fn candidate_addr(&self) -> std::net::SocketAddr {
         self.sfu.candidate_addr()
     }

@@ -1,10 +1,12 @@
-//! Prometheus metrics on `/metrics`: HTTP requests by route and status, and their latency.
+//! Prometheus metrics on `/metrics`: HTTP requests by route and status, and their latency; sessions;
+//! and the media path (the SFU's counters, read at scrape time).
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -125,6 +127,13 @@ impl Metrics {
         self.websockets.with_label_values(&[side]).dec();
     }
 
+    /// Exports the SFU's counters (`lens_media_*`), read from its atomics at each scrape.
+    pub fn register_media(&self, sfu: sfu::SfuHandle) {
+        if let Err(e) = self.registry.register(Box::new(MediaCollector::new(sfu))) {
+            tracing::warn!(error = %e, "media metrics not registered");
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
@@ -167,4 +176,161 @@ pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse
         )],
         state.metrics.render(),
     )
+}
+
+/// The media metrics: (name, help, type). Names get the registry's `lens_` prefix.
+const MEDIA_METRICS: [(&str, &str, MetricType); 8] = [
+    (
+        "media_rooms",
+        "Sessions with media in the SFU",
+        MetricType::GAUGE,
+    ),
+    (
+        "media_peers_connected",
+        "WebRTC peers with ICE and DTLS up",
+        MetricType::GAUGE,
+    ),
+    (
+        "media_rtp_forwarded_packets_total",
+        "RTP packets forwarded from one peer to the other",
+        MetricType::COUNTER,
+    ),
+    (
+        "media_rtp_forwarded_bytes_total",
+        "RTP payload bytes forwarded from one peer to the other",
+        MetricType::COUNTER,
+    ),
+    (
+        "media_nacks_received_total",
+        "RTCP NACKs received from peers",
+        MetricType::COUNTER,
+    ),
+    (
+        "media_keyframe_requests_total",
+        "Keyframe requests sent to the phone: forwarded from the technician, or the server's own",
+        MetricType::COUNTER,
+    ),
+    (
+        "media_garbage_datagrams_total",
+        "Datagrams on the media port dropped: unparseable or for no peer",
+        MetricType::COUNTER,
+    ),
+    (
+        "media_forward_latency_seconds",
+        "Time from a packet's arrival to its forwarded copy being handed to the socket",
+        MetricType::HISTOGRAM,
+    ),
+];
+
+struct MediaCollector {
+    sfu: sfu::SfuHandle,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+impl MediaCollector {
+    fn new(sfu: sfu::SfuHandle) -> Self {
+        let descs = MEDIA_METRICS
+            .iter()
+            .filter_map(|(name, help, _)| {
+                let labels = if *name == "media_keyframe_requests_total" {
+                    vec!["origin".to_owned()]
+                } else {
+                    vec![]
+                };
+                prometheus::core::Desc::new(
+                    (*name).to_owned(),
+                    (*help).to_owned(),
+                    labels,
+                    Default::default(),
+                )
+                .ok()
+            })
+            .collect();
+        MediaCollector { sfu, descs }
+    }
+}
+
+fn number(kind: MetricType, value: u64, labels: &[(&str, &str)]) -> Metric {
+    let mut metric = Metric::from_label(
+        labels
+            .iter()
+            .map(|(name, value)| {
+                let mut pair = LabelPair::default();
+                pair.set_name((*name).to_owned());
+                pair.set_value((*value).to_owned());
+                pair
+            })
+            .collect(),
+    );
+    if kind == MetricType::GAUGE {
+        let mut gauge = prometheus::proto::Gauge::default();
+        gauge.set_value(value as f64);
+        metric.set_gauge(gauge);
+    } else {
+        let mut counter = prometheus::proto::Counter::default();
+        counter.set_value(value as f64);
+        metric.set_counter(counter);
+    }
+    metric
+}
+
+impl prometheus::core::Collector for MediaCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let m = self.sfu.metrics();
+        let mut latency = prometheus::proto::Histogram::default();
+        latency.set_sample_count(m.forward_latency.count);
+        latency.set_sample_sum(m.forward_latency.sum_seconds);
+        latency.set_bucket(
+            m.forward_latency
+                .bounds
+                .iter()
+                .zip(&m.forward_latency.cumulative)
+                .map(|(bound, count)| {
+                    let mut bucket = prometheus::proto::Bucket::default();
+                    bucket.set_upper_bound(*bound);
+                    bucket.set_cumulative_count(*count);
+                    bucket
+                })
+                .collect(),
+        );
+        let mut latency_metric = Metric::default();
+        latency_metric.set_histogram(latency);
+        let values: [Vec<Metric>; 8] = [
+            vec![number(MetricType::GAUGE, m.rooms, &[])],
+            vec![number(MetricType::GAUGE, m.peers_connected, &[])],
+            vec![number(MetricType::COUNTER, m.rtp_forwarded_packets, &[])],
+            vec![number(MetricType::COUNTER, m.rtp_forwarded_bytes, &[])],
+            vec![number(MetricType::COUNTER, m.nacks_received, &[])],
+            vec![
+                number(
+                    MetricType::COUNTER,
+                    m.keyframe_requests_forwarded,
+                    &[("origin", "technician")],
+                ),
+                number(
+                    MetricType::COUNTER,
+                    m.keyframe_requests_sent,
+                    &[("origin", "server")],
+                ),
+            ],
+            vec![number(MetricType::COUNTER, m.garbage_dropped, &[])],
+            vec![latency_metric],
+        ];
+        MEDIA_METRICS
+            .iter()
+            .zip(values)
+            .map(|((name, help, kind), metrics)| {
+                let mut family = MetricFamily::default();
+                family.set_name((*name).to_owned());
+                family.set_help((*help).to_owned());
+                family.set_field_type(*kind);
+                family.set_metric(metrics);
+                family
+            })
+            .collect()
+    }
 }

@@ -487,15 +487,7 @@ async fn metrics_count_requests_by_route_and_status() {
     let s = start().await;
     let t = s.master().await;
     s.get("/api/v1/technicians/424242", &t).await;
-    let text = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(text.contains(r#"lens_http_requests_total{method="GET",route="/api/v1/technicians/{id}",status="404"} 1"#), "{text}");
     assert!(text.contains("lens_http_request_duration_seconds_bucket"));
     assert!(text.contains(r#"lens_login_attempts_total{outcome="ok"}"#));

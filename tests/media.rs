@@ -554,6 +554,41 @@ async fn video_reaches_the_technician_unchanged_and_opus_flows_both_ways() {
         call.phone.plis.load(Ordering::SeqCst) >= 1,
         "the phone was not asked for a keyframe when the console connected"
     );
+
+    // The media path on /metrics.
+    let metrics = call.s.metrics().await;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
+    };
+    assert_eq!(value("lens_media_rooms"), 1.0);
+    assert_eq!(value("lens_media_peers_connected"), 2.0);
+    assert!(value("lens_media_rtp_forwarded_packets_total") >= 150.0);
+    assert!(value("lens_media_rtp_forwarded_bytes_total") > 0.0);
+    assert!(value(r#"lens_media_keyframe_requests_total{origin="server"}"#) >= 1.0);
+    assert_eq!(
+        value("lens_media_forward_latency_seconds_count"),
+        value("lens_media_rtp_forwarded_packets_total")
+    );
+    value("lens_media_nacks_received_total");
+    value("lens_media_garbage_datagrams_total");
+
+    // Ending the session stores what it transmitted (every datagram of both peers, both ways).
+    call.console_ok(json!({"type": "end"})).await;
+    let path = format!("/api/v1/sessions/{}", call.id);
+    let deadline = Instant::now() + ARRIVAL;
+    let transmitted = loop {
+        let session = call.s.get(&path, &call.token).await.expect(200);
+        let bytes = session["transmitted_bytes"].as_i64().unwrap();
+        if bytes > 0 || Instant::now() > deadline {
+            break bytes;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // 100 video and audio packets of 120+ bytes each reached the technician alone.
+    assert!(transmitted > 100 * 120, "transmitted_bytes = {transmitted}");
     call.close().await;
 }
 

@@ -279,15 +279,7 @@ async fn code_guessing_is_throttled_after_ten_failures_a_minute() {
         "the 11th attempt is refused even with the right code"
     );
     assert!(r["retry_after"].as_u64().unwrap() >= 1);
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains(r#"lens_code_attempts_total{outcome="invalid"} 10"#),
         "{metrics}"

@@ -73,3 +73,20 @@ check_rust_tools() {
         log "cargo-nextest not found; tests will run with 'cargo test'"
     fi
 }
+
+# npm packages of the browser tests (tests/browser/package-lock.json), installed with `npm ci`
+# into tests/browser/node_modules; skipped when the lock file has not changed since.
+ensure_npm_packages() {
+    local dir="$REPO_ROOT/tests/browser"
+    command -v node >/dev/null 2>&1 || die "node not found (Node.js 20 or later; on Debian: apt-get install nodejs npm)"
+    command -v npm >/dev/null 2>&1 || die "npm not found (on Debian: apt-get install npm)"
+    local stamp="$dir/node_modules/.lens-test-stamp" want
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
+        log "npm: tests/browser up to date"
+        return 0
+    fi
+    log "npm: installing tests/browser (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed in tests/browser"
+    printf '%s\n' "$want" > "$stamp"
+}

@@ -4,26 +4,24 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, Mid, Pt};
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
+use str0m::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::{MediaKind, PeerCounters, SessionId};
+use crate::metrics::{EngineMetrics, add};
+use crate::tap::{Tap, TapEvent};
+use crate::{MediaKind, PeerCounters, PeerRole, Quality, SessionId};
 
 /// Longest wait between two timeout sweeps, whatever the peers ask for.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    Customer,
-    Technician,
-}
 
 pub(crate) enum Command {
     Open {
@@ -31,7 +29,7 @@ pub(crate) enum Command {
     },
     AddPeer {
         session: SessionId,
-        role: Role,
+        role: PeerRole,
         rtc: Box<Rtc>,
         counters: Arc<PeerCounters>,
         video_mid: Option<Mid>,
@@ -39,7 +37,7 @@ pub(crate) enum Command {
     },
     RemoteCandidate {
         session: SessionId,
-        role: Role,
+        role: PeerRole,
         candidate: Candidate,
     },
     SetFlowing {
@@ -53,6 +51,14 @@ pub(crate) enum Command {
         held: bool,
     },
     Stop {
+        session: SessionId,
+    },
+    Tap {
+        session: SessionId,
+        sender: mpsc::Sender<TapEvent>,
+        dropped: Arc<AtomicU64>,
+    },
+    Keyframe {
         session: SessionId,
     },
 }
@@ -91,6 +97,7 @@ impl SeqRewrite {
 struct Peer {
     rtc: Rtc,
     counters: Arc<PeerCounters>,
+    metrics: Arc<EngineMetrics>,
     video_mid: Option<Mid>,
     audio_mid: Option<Mid>,
     connected: bool,
@@ -99,18 +106,32 @@ struct Peer {
     pt_map: Vec<(Pt, Option<Pt>)>,
     video_seq: SeqRewrite,
     audio_seq: SeqRewrite,
+    /// Our byte counters at the previous stats event, for the bitrates.
+    last_stats: Option<(Instant, u64, u64)>,
+    /// Per outgoing mid, the NACK count of the previous stats event.
+    egress_nacks: Vec<(Mid, u64)>,
+    /// Per incoming mid, the latest jitter in milliseconds.
+    jitter: Vec<(Mid, f64)>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.set_connected(false);
+    }
 }
 
 impl Peer {
     fn new(
         rtc: Rtc,
         counters: Arc<PeerCounters>,
+        metrics: Arc<EngineMetrics>,
         video_mid: Option<Mid>,
         audio_mid: Option<Mid>,
     ) -> Self {
         Peer {
             rtc,
             counters,
+            metrics,
             video_mid,
             audio_mid,
             connected: false,
@@ -118,7 +139,84 @@ impl Peer {
             pt_map: Vec::new(),
             video_seq: SeqRewrite::default(),
             audio_seq: SeqRewrite::default(),
+            last_stats: None,
+            egress_nacks: Vec::new(),
+            jitter: Vec::new(),
         }
+    }
+
+    /// Keeps the SFU-wide connected-peers gauge in step.
+    fn set_connected(&mut self, connected: bool) {
+        if connected != self.connected {
+            let delta = if connected { 1 } else { -1 };
+            self.metrics
+                .peers_connected
+                .fetch_add(delta, Ordering::Relaxed);
+            self.connected = connected;
+        }
+    }
+
+    fn peer_stats(&mut self, stats: &PeerStats) {
+        let (bytes_in, bytes_out) = self.counters.bytes();
+        let bitrates = self.last_stats.and_then(|(at, last_in, last_out)| {
+            let secs = stats.timestamp.checked_duration_since(at)?.as_secs_f64();
+            (secs > 0.0).then(|| {
+                let rate =
+                    |now: u64, then: u64| (now.saturating_sub(then) as f64 * 8.0 / secs) as u64;
+                (rate(bytes_in, last_in), rate(bytes_out, last_out))
+            })
+        });
+        self.last_stats = Some((stats.timestamp, bytes_in, bytes_out));
+        self.counters.quality(Quality {
+            rtt_ms: stats.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            loss_in: stats.ingress_loss_fraction.map(f64::from),
+            loss_out: stats.egress_loss_fraction.map(f64::from),
+            jitter_ms: None,
+            bitrate_in: bitrates.map(|b| b.0),
+            bitrate_out: bitrates.map(|b| b.1),
+        });
+    }
+
+    fn ingress_stats(&mut self, stats: &MediaIngressStats) {
+        let clock_rate = if Some(stats.mid) == self.video_mid {
+            90_000.0
+        } else {
+            48_000.0
+        };
+        let jitter_ms = f64::from(stats.jitter) * 1000.0 / clock_rate;
+        match self.jitter.iter_mut().find(|(m, _)| *m == stats.mid) {
+            Some((_, j)) => *j = jitter_ms,
+            None => self.jitter.push((stats.mid, jitter_ms)),
+        }
+        // Each event reports one stream; the worst one is what matters.
+        let worst = self.jitter.iter().map(|(_, j)| *j).fold(0.0, f64::max);
+        self.counters.quality(Quality {
+            jitter_ms: Some(worst),
+            loss_in: stats.loss.map(f64::from),
+            rtt_ms: stats.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            ..Quality::default()
+        });
+    }
+
+    fn egress_stats(&mut self, stats: &MediaEgressStats) {
+        let last = match self.egress_nacks.iter_mut().find(|(m, _)| *m == stats.mid) {
+            Some((_, n)) => n,
+            None => {
+                self.egress_nacks.push((stats.mid, 0));
+                &mut self.egress_nacks.last_mut().expect("just pushed").1
+            }
+        };
+        let new = stats.nacks.saturating_sub(*last);
+        *last = stats.nacks;
+        if new > 0 {
+            self.counters.nacks(new);
+            add(&self.metrics.nacks_received, new);
+        }
+        self.counters.quality(Quality {
+            loss_out: stats.loss.map(f64::from),
+            rtt_ms: stats.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            ..Quality::default()
+        });
     }
 
     fn request_keyframe(&mut self, kind: KeyframeRequestKind) -> bool {
@@ -197,6 +295,7 @@ struct Room {
     held: bool,
     /// A keyframe is wanted from the customer as soon as its video stream is known.
     keyframe_wanted: bool,
+    tap: Option<Tap>,
 }
 
 impl Room {
@@ -211,13 +310,14 @@ impl Room {
             },
             held: false,
             keyframe_wanted: false,
+            tap: None,
         }
     }
 
-    fn peer_mut(&mut self, role: Role) -> Option<&mut Peer> {
+    fn peer_mut(&mut self, role: PeerRole) -> Option<&mut Peer> {
         match role {
-            Role::Customer => self.customer.as_mut(),
-            Role::Technician => self.technician.as_mut(),
+            PeerRole::Customer => self.customer.as_mut(),
+            PeerRole::Technician => self.technician.as_mut(),
         }
     }
 
@@ -244,22 +344,26 @@ pub(crate) struct Engine {
     local: SocketAddr,
     rooms: HashMap<SessionId, Room>,
     /// Remote address → the peer that last accepted traffic from it (the fast path).
-    routes: HashMap<SocketAddr, (SessionId, Role)>,
+    routes: HashMap<SocketAddr, (SessionId, PeerRole)>,
     next_sweep: Instant,
-    unrouted: u64,
+    metrics: Arc<EngineMetrics>,
+    /// Arrival time and payload size of each packet forwarded by the current `drive`, observed
+    /// into the latency histogram once the packets have been handed to the socket.
+    forwarded: Vec<(Instant, usize)>,
     from_customer: Polled,
     from_technician: Polled,
 }
 
 impl Engine {
-    pub(crate) fn new(socket: UdpSocket, local: SocketAddr) -> Self {
+    pub(crate) fn new(socket: UdpSocket, local: SocketAddr, metrics: Arc<EngineMetrics>) -> Self {
         Engine {
             socket,
             local,
             rooms: HashMap::new(),
             routes: HashMap::new(),
             next_sweep: Instant::now(),
-            unrouted: 0,
+            metrics,
+            forwarded: Vec::new(),
             from_customer: Polled::default(),
             from_technician: Polled::default(),
         }
@@ -285,13 +389,16 @@ impl Engine {
                 self.sweep();
             }
         }
-        tracing::info!(unrouted = self.unrouted, "SFU task stopped");
+        tracing::info!(
+            garbage_dropped = self.metrics.garbage_dropped.load(Ordering::Relaxed),
+            "SFU task stopped"
+        );
     }
 
     fn command(&mut self, command: Command) {
         match command {
             Command::Open { session } => {
-                self.rooms.entry(session).or_insert_with(Room::new);
+                self.room(session);
             }
             Command::AddPeer {
                 session,
@@ -301,14 +408,18 @@ impl Engine {
                 video_mid,
                 audio_mid,
             } => {
-                let room = self.rooms.entry(session).or_insert_with(Room::new);
-                let peer = Peer::new(*rtc, counters, video_mid, audio_mid);
+                let metrics = self.metrics.clone();
+                let room = self.room(session);
+                let peer = Peer::new(*rtc, counters, metrics, video_mid, audio_mid);
                 let (slot, other) = match role {
-                    Role::Customer => (&mut room.customer, &mut room.technician),
-                    Role::Technician => (&mut room.technician, &mut room.customer),
+                    PeerRole::Customer => (&mut room.customer, &mut room.technician),
+                    PeerRole::Technician => (&mut room.technician, &mut room.customer),
                 };
                 if let Some(mut old) = slot.replace(peer) {
                     old.rtc.disconnect();
+                }
+                if let Some(tap) = room.tap.as_mut() {
+                    tap.forget(role);
                 }
                 // The other side's outgoing streams now carry packets from a new source.
                 if let Some(other) = other {
@@ -364,6 +475,7 @@ impl Engine {
             }
             Command::Stop { session } => {
                 if let Some(mut room) = self.rooms.remove(&session) {
+                    self.metrics.rooms.fetch_sub(1, Ordering::Relaxed);
                     for peer in [room.customer.as_mut(), room.technician.as_mut()]
                         .into_iter()
                         .flatten()
@@ -373,12 +485,35 @@ impl Engine {
                 }
                 self.routes.retain(|_, (s, _)| *s != session);
             }
+            Command::Tap {
+                session,
+                sender,
+                dropped,
+            } => {
+                if let Some(room) = self.rooms.get_mut(&session) {
+                    room.tap = Some(Tap::new(sender, dropped));
+                }
+            }
+            Command::Keyframe { session } => {
+                if let Some(room) = self.rooms.get_mut(&session) {
+                    room.keyframe_wanted = true;
+                    self.drive(session);
+                }
+            }
         }
+    }
+
+    /// The session's room, opened if needed.
+    fn room(&mut self, session: SessionId) -> &mut Room {
+        self.rooms.entry(session).or_insert_with(|| {
+            self.metrics.rooms.fetch_add(1, Ordering::Relaxed);
+            Room::new()
+        })
     }
 
     fn datagram(&mut self, data: &[u8], source: SocketAddr) {
         let Ok(contents) = DatagramRecv::try_from(data) else {
-            self.unrouted += 1;
+            add(&self.metrics.garbage_dropped, 1);
             return;
         };
         let input = Input::Receive(
@@ -399,8 +534,8 @@ impl Engine {
         if target.is_none() {
             target = self.rooms.iter().find_map(|(s, room)| {
                 [
-                    (Role::Customer, room.customer.as_ref()),
-                    (Role::Technician, room.technician.as_ref()),
+                    (PeerRole::Customer, room.customer.as_ref()),
+                    (PeerRole::Technician, room.technician.as_ref()),
                 ]
                 .into_iter()
                 .find(|(_, p)| p.is_some_and(|p| p.rtc.accepts(&input)))
@@ -411,13 +546,14 @@ impl Engine {
             }
         }
         let Some((session, role)) = target else {
-            self.unrouted += 1;
+            add(&self.metrics.garbage_dropped, 1);
             tracing::trace!(%source, "datagram for no peer");
             return;
         };
         if let Some(peer) = self.rooms.get_mut(&session).and_then(|r| r.peer_mut(role)) {
             peer.counters.received(data.len());
             if let Err(e) = peer.rtc.handle_input(input) {
+                add(&self.metrics.garbage_dropped, 1);
                 tracing::debug!(session_id = session, ?role, error = %e, "peer rejected input");
             }
         }
@@ -478,27 +614,35 @@ impl Engine {
                 && !room.held
                 && room.flow.customer_video
                 && let Some(customer) = room.customer.as_mut()
+                && customer.request_keyframe(kind)
             {
-                customer.request_keyframe(kind);
+                add(&self.metrics.keyframe_requests_forwarded, 1);
             }
             self.from_customer.keyframe_request = None;
             if room.keyframe_wanted
                 && !room.held
                 && room.flow.customer_video
-                && room.technician.as_ref().is_some_and(|t| t.connected)
+                && (room.tap.is_some() || room.technician.as_ref().is_some_and(|t| t.connected))
                 && let Some(customer) = room.customer.as_mut()
                 && customer.connected
                 && customer.request_keyframe(KeyframeRequestKind::Pli)
             {
+                add(&self.metrics.keyframe_requests_sent, 1);
                 room.keyframe_wanted = false;
             }
             if self.from_customer.packets.is_empty() && self.from_technician.packets.is_empty() {
                 break;
             }
+            if room.tap.as_ref().is_some_and(Tap::is_closed) {
+                room.tap = None;
+            }
             forward_all(
                 &mut self.from_customer.packets,
+                PeerRole::Customer,
                 room.customer.as_ref(),
                 room.technician.as_mut(),
+                room.tap.as_mut(),
+                &mut self.forwarded,
                 |video| {
                     !room.held
                         && if video {
@@ -510,10 +654,21 @@ impl Engine {
             );
             forward_all(
                 &mut self.from_technician.packets,
+                PeerRole::Technician,
                 room.technician.as_ref(),
                 room.customer.as_mut(),
+                room.tap.as_mut(),
+                &mut self.forwarded,
                 |video| !room.held && !video && room.flow.technician_audio,
             );
+        }
+        // Every packet forwarded above has been handed to the socket by the last polls.
+        if !self.forwarded.is_empty() {
+            let now = Instant::now();
+            for (arrival, bytes) in self.forwarded.drain(..) {
+                self.metrics
+                    .forwarded(bytes, now.saturating_duration_since(arrival));
+            }
         }
         if let Some(t) = room.next_timeout() {
             self.next_sweep = self.next_sweep.min(t);
@@ -535,10 +690,15 @@ impl Engine {
     }
 }
 
+/// Hands `from`'s packets to the other peer (when connected) and to the tap. The tap sees every
+/// packet the room lets through, also while the other peer is not (yet) connected.
 fn forward_all(
     packets: &mut Vec<(RtpPacket, PayloadParams)>,
+    from: PeerRole,
     source: Option<&Peer>,
     target: Option<&mut Peer>,
+    mut tap: Option<&mut Tap>,
+    forwarded: &mut Vec<(Instant, usize)>,
     allowed: impl Fn(bool) -> bool,
 ) {
     let Some(source) = source else {
@@ -548,7 +708,11 @@ fn forward_all(
     let mut target = target.filter(|t| t.connected);
     for (packet, params) in packets.drain(..) {
         let video = params.spec().codec.is_video();
-        if !allowed(video) {
+        let flowing = allowed(video);
+        if let Some(tap) = tap.as_deref_mut() {
+            tap.packet(from, &packet, &params, !flowing);
+        }
+        if !flowing {
             source.counters.dropped_muted();
             if let Some(target) = target.as_deref_mut() {
                 let seq = if video {
@@ -564,6 +728,7 @@ fn forward_all(
             && target.forward(&packet, &params, video)
         {
             source.counters.forwarded();
+            forwarded.push((packet.timestamp, packet.payload.len()));
         }
     }
 }
@@ -593,13 +758,13 @@ fn poll_peer(peer: &mut Peer, socket: &UdpSocket, polled: &mut Polled, session: 
             },
             Output::Event(event) => match event {
                 Event::Connected => {
-                    peer.connected = true;
+                    peer.set_connected(true);
                     polled.connected = true;
                 }
                 Event::IceConnectionStateChange(state) => {
                     tracing::debug!(session_id = session, ?state, "ICE state");
                     match state {
-                        IceConnectionState::Disconnected => peer.connected = false,
+                        IceConnectionState::Disconnected => peer.set_connected(false),
                         IceConnectionState::Connected | IceConnectionState::Completed
                             if !peer.connected && peer.rtc.is_connected() =>
                         {
@@ -617,6 +782,9 @@ fn poll_peer(peer: &mut Peer, socket: &UdpSocket, polled: &mut Polled, session: 
                     }
                 }
                 Event::KeyframeRequest(request) => polled.keyframe_request = Some(request.kind),
+                Event::PeerStats(stats) => peer.peer_stats(&stats),
+                Event::MediaIngressStats(stats) => peer.ingress_stats(&stats),
+                Event::MediaEgressStats(stats) => peer.egress_stats(&stats),
                 Event::RtpPacket(packet) => {
                     let pt = packet.header.payload_type;
                     if let Some(params) = peer.rtc.codec_config().find(|p| p.pt() == pt).copied() {

@@ -19,6 +19,11 @@
 //! the receiving peer's negotiated ids. See README.md for what is built and what is not.
 
 mod engine;
+mod metrics;
+mod tap;
+
+pub use metrics::{FORWARD_LATENCY_BOUNDS, LatencyHistogram, MetricsSnapshot};
+pub use tap::{TapCodec, TapEvent, TapPacket};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -33,10 +38,19 @@ use str0m::{Candidate, Rtc, RtcConfig};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use engine::{Command, Engine, Role};
+use engine::{Command, Engine};
 
 /// The session id used by signaling (`signaling::session::SessionId`).
 pub type SessionId = i64;
+
+/// The two sides of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerRole {
+    /// The phone: sends video, sends and receives audio.
+    Customer,
+    /// The console: receives video, sends and receives audio.
+    Technician,
+}
 
 /// Which media a mute (flowing) change is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +97,35 @@ pub(crate) struct PeerCounters {
     packets_out: AtomicU64,
     rtp_forwarded: AtomicU64,
     rtp_dropped_muted: AtomicU64,
+    nacks_received: AtomicU64,
+    /// Last measured values (f64 bits), from str0m's periodic stats.
+    rtt_ms: AtomicU64,
+    loss_in: AtomicU64,
+    loss_out: AtomicU64,
+    jitter_ms: AtomicU64,
+    bitrate_in: AtomicU64,
+    bitrate_out: AtomicU64,
+}
+
+/// The latest quality figures of one peer (see [`PeerStats`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Quality {
+    pub(crate) rtt_ms: Option<f64>,
+    pub(crate) loss_in: Option<f64>,
+    pub(crate) loss_out: Option<f64>,
+    pub(crate) jitter_ms: Option<f64>,
+    pub(crate) bitrate_in: Option<u64>,
+    pub(crate) bitrate_out: Option<u64>,
+}
+
+fn store_f64(cell: &AtomicU64, value: Option<f64>) {
+    if let Some(v) = value {
+        cell.store(v.to_bits(), Ordering::Relaxed);
+    }
+}
+
+fn load_f64(cell: &AtomicU64) -> f64 {
+    f64::from_bits(cell.load(Ordering::Relaxed))
 }
 
 impl PeerCounters {
@@ -100,6 +143,28 @@ impl PeerCounters {
     pub(crate) fn dropped_muted(&self) {
         self.rtp_dropped_muted.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn nacks(&self, n: u64) {
+        self.nacks_received.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Figures not measured this time keep their last value.
+    pub(crate) fn quality(&self, q: Quality) {
+        store_f64(&self.rtt_ms, q.rtt_ms);
+        store_f64(&self.loss_in, q.loss_in);
+        store_f64(&self.loss_out, q.loss_out);
+        store_f64(&self.jitter_ms, q.jitter_ms);
+        if let Some(b) = q.bitrate_in {
+            self.bitrate_in.store(b, Ordering::Relaxed);
+        }
+        if let Some(b) = q.bitrate_out {
+            self.bitrate_out.store(b, Ordering::Relaxed);
+        }
+    }
+    pub(crate) fn bytes(&self) -> (u64, u64) {
+        (
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        )
+    }
     fn snapshot(&self) -> PeerStats {
         PeerStats {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
@@ -108,12 +173,20 @@ impl PeerCounters {
             packets_out: self.packets_out.load(Ordering::Relaxed),
             rtp_forwarded: self.rtp_forwarded.load(Ordering::Relaxed),
             rtp_dropped_muted: self.rtp_dropped_muted.load(Ordering::Relaxed),
+            nacks_received: self.nacks_received.load(Ordering::Relaxed),
+            rtt_ms: load_f64(&self.rtt_ms),
+            loss_in: load_f64(&self.loss_in),
+            loss_out: load_f64(&self.loss_out),
+            jitter_ms: load_f64(&self.jitter_ms),
+            bitrate_in: self.bitrate_in.load(Ordering::Relaxed),
+            bitrate_out: self.bitrate_out.load(Ordering::Relaxed),
         }
     }
 }
 
-/// One peer's totals since the session's media started (they survive peer replacement).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// One peer's totals since the session's media started (they survive peer replacement), and its
+/// latest quality figures (0 until first measured; str0m reports every second).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PeerStats {
     /// Datagrams and bytes received from this peer.
     pub bytes_in: u64,
@@ -125,12 +198,27 @@ pub struct PeerStats {
     pub rtp_forwarded: u64,
     /// RTP packets from this peer not forwarded because the media was muted or on hold.
     pub rtp_dropped_muted: u64,
+    /// RTCP NACKs this peer sent (it lost packets we sent).
+    pub nacks_received: u64,
+    /// Round-trip time between the server and this peer, in milliseconds.
+    pub rtt_ms: f64,
+    /// Fraction (0..1) of this peer's RTP packets lost on the way to the server.
+    pub loss_in: f64,
+    /// Fraction (0..1) of the server's RTP packets lost on the way to this peer (its reports).
+    pub loss_out: f64,
+    /// Interarrival jitter of this peer's worst incoming stream, in milliseconds.
+    pub jitter_ms: f64,
+    /// Bits per second received from / sent to this peer over the last stats interval.
+    pub bitrate_in: u64,
+    pub bitrate_out: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SessionStats {
     pub customer: PeerStats,
     pub technician: PeerStats,
+    /// Tap events dropped because the recorder's channel was full.
+    pub tap_dropped: u64,
 }
 
 /// What the handle keeps per session: negotiation state only, never touched by forwarding.
@@ -141,6 +229,17 @@ struct SessionRecord {
     pending_technician: Option<PendingTechnician>,
     customer: Arc<PeerCounters>,
     technician: Arc<PeerCounters>,
+    tap_dropped: Arc<AtomicU64>,
+}
+
+impl SessionRecord {
+    fn stats(&self) -> SessionStats {
+        SessionStats {
+            customer: self.customer.snapshot(),
+            technician: self.technician.snapshot(),
+            tap_dropped: self.tap_dropped.load(Ordering::Relaxed),
+        }
+    }
 }
 
 struct PendingTechnician {
@@ -152,6 +251,7 @@ struct PendingTechnician {
 
 struct Inner {
     commands: mpsc::UnboundedSender<Command>,
+    metrics: Arc<metrics::EngineMetrics>,
     candidate_addr: SocketAddr,
     sessions: Mutex<HashMap<SessionId, SessionRecord>>,
 }
@@ -175,11 +275,13 @@ impl Sfu {
         let candidate_addr = SocketAddr::new(ip, bound.port());
         let socket = tokio::net::UdpSocket::from_std(std_socket)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let engine = Engine::new(socket, candidate_addr);
+        let metrics = Arc::new(metrics::EngineMetrics::default());
+        let engine = Engine::new(socket, candidate_addr, metrics.clone());
         let task = tokio::spawn(engine.run(rx));
         let handle = SfuHandle {
             inner: Arc::new(Inner {
                 commands: tx,
+                metrics,
                 candidate_addr,
                 sessions: Mutex::new(HashMap::new()),
             }),
@@ -194,9 +296,13 @@ pub struct SfuHandle {
     inner: Arc<Inner>,
 }
 
+/// How often str0m reports loss, jitter, RTT and byte counts per peer.
+const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn rtc_config() -> RtcConfig {
     Rtc::builder()
         .set_rtp_mode(true)
+        .set_stats_interval(Some(STATS_INTERVAL))
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
@@ -240,6 +346,7 @@ impl SfuHandle {
                 pending_technician: None,
                 customer: Arc::default(),
                 technician: Arc::default(),
+                tap_dropped: Arc::default(),
             });
             record.audio = audio;
         }
@@ -268,7 +375,7 @@ impl SfuHandle {
         }
         self.send(Command::AddPeer {
             session,
-            role: Role::Customer,
+            role: PeerRole::Customer,
             rtc: Box::new(rtc),
             counters,
             video_mid: None,
@@ -336,7 +443,7 @@ impl SfuHandle {
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         self.send(Command::AddPeer {
             session,
-            role: Role::Technician,
+            role: PeerRole::Technician,
             rtc: Box::new(rtc),
             counters,
             video_mid: Some(video_mid),
@@ -370,9 +477,9 @@ impl SfuHandle {
             }
         }
         let role = if from_customer {
-            Role::Customer
+            PeerRole::Customer
         } else {
-            Role::Technician
+            PeerRole::Technician
         };
         self.send(Command::RemoteCandidate {
             session,
@@ -418,18 +525,48 @@ impl SfuHandle {
         let record = self.sessions().remove(&session);
         // A stopped task has nothing left to close.
         let _ = self.send(Command::Stop { session });
-        record.map(|r| SessionStats {
-            customer: r.customer.snapshot(),
-            technician: r.technician.snapshot(),
-        })
+        record.map(|r| r.stats())
+    }
+
+    /// The SFU-wide counters (for Prometheus).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
     }
 
     /// Totals so far, per peer.
     pub fn stats(&self, session: SessionId) -> Option<SessionStats> {
-        self.sessions().get(&session).map(|r| SessionStats {
-            customer: r.customer.snapshot(),
-            technician: r.technician.snapshot(),
-        })
+        self.sessions().get(&session).map(SessionRecord::stats)
+    }
+
+    /// Opens the session's recorder tap: a bounded channel of `capacity` events receiving every
+    /// RTP packet the room lets through, from both peers, and the senders' reports (see
+    /// [`TapEvent`]). The SFU task only ever `try_send`s: when the channel is full the event is
+    /// dropped and counted in [`SessionStats::tap_dropped`], so a slow recorder never stalls
+    /// forwarding. A new tap replaces the previous one; dropping the receiver closes it.
+    pub fn tap(
+        &self,
+        session: SessionId,
+        capacity: usize,
+    ) -> Result<mpsc::Receiver<TapEvent>, SfuError> {
+        let dropped = self
+            .sessions()
+            .get(&session)
+            .ok_or(SfuError::UnknownSession(session))?
+            .tap_dropped
+            .clone();
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        self.send(Command::Tap {
+            session,
+            sender,
+            dropped,
+        })?;
+        Ok(receiver)
+    }
+
+    /// Asks the customer for a keyframe (the recorder wants one when it starts). Sent as soon as
+    /// the customer's video is up and not paused or on hold.
+    pub fn request_keyframe(&self, session: SessionId) -> Result<(), SfuError> {
+        self.send(Command::Keyframe { session })
     }
 }
 

@@ -1,0 +1,107 @@
+//! SFU-wide counters for monitoring: plain relaxed atomics written by the SFU task, read by
+//! [`crate::SfuHandle::metrics`] at scrape time. The sfu crate knows nothing of Prometheus; the
+//! `lens` crate turns a [`MetricsSnapshot`] into metrics.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the receive→send latency histogram's buckets.
+pub const FORWARD_LATENCY_BOUNDS: [f64; 12] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05,
+];
+
+#[derive(Default)]
+pub(crate) struct EngineMetrics {
+    pub(crate) rooms: AtomicI64,
+    pub(crate) peers_connected: AtomicI64,
+    pub(crate) rtp_forwarded_packets: AtomicU64,
+    pub(crate) rtp_forwarded_bytes: AtomicU64,
+    pub(crate) nacks_received: AtomicU64,
+    pub(crate) keyframe_requests_forwarded: AtomicU64,
+    pub(crate) keyframe_requests_sent: AtomicU64,
+    pub(crate) garbage_dropped: AtomicU64,
+    /// Per bucket (not cumulative); the last one is +Inf.
+    latency_buckets: [AtomicU64; FORWARD_LATENCY_BOUNDS.len() + 1],
+    latency_sum_ns: AtomicU64,
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl EngineMetrics {
+    pub(crate) fn forwarded(&self, bytes: usize, latency: Duration) {
+        add(&self.rtp_forwarded_packets, 1);
+        add(&self.rtp_forwarded_bytes, bytes as u64);
+        let seconds = latency.as_secs_f64();
+        let bucket = FORWARD_LATENCY_BOUNDS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(FORWARD_LATENCY_BOUNDS.len());
+        add(&self.latency_buckets[bucket], 1);
+        add(
+            &self.latency_sum_ns,
+            u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX),
+        );
+    }
+
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let gauge = |c: &AtomicI64| u64::try_from(c.load(Ordering::Relaxed)).unwrap_or(0);
+        let mut cumulative = Vec::with_capacity(self.latency_buckets.len());
+        let mut total = 0;
+        for b in &self.latency_buckets {
+            total += load(b);
+            cumulative.push(total);
+        }
+        MetricsSnapshot {
+            rooms: gauge(&self.rooms),
+            peers_connected: gauge(&self.peers_connected),
+            rtp_forwarded_packets: load(&self.rtp_forwarded_packets),
+            rtp_forwarded_bytes: load(&self.rtp_forwarded_bytes),
+            nacks_received: load(&self.nacks_received),
+            keyframe_requests_forwarded: load(&self.keyframe_requests_forwarded),
+            keyframe_requests_sent: load(&self.keyframe_requests_sent),
+            garbage_dropped: load(&self.garbage_dropped),
+            forward_latency: LatencyHistogram {
+                bounds: &FORWARD_LATENCY_BOUNDS,
+                count: total,
+                cumulative,
+                sum_seconds: load(&self.latency_sum_ns) as f64 / 1e9,
+            },
+        }
+    }
+}
+
+/// The SFU's counters at one moment. Counters only grow; `rooms` and `peers_connected` are gauges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Sessions with media (rooms).
+    pub rooms: u64,
+    /// Peers whose ICE and DTLS are up.
+    pub peers_connected: u64,
+    /// RTP packets handed from one peer to the other, and their payload bytes.
+    pub rtp_forwarded_packets: u64,
+    pub rtp_forwarded_bytes: u64,
+    /// RTCP NACK packets received from peers (answered from the retransmission buffer).
+    pub nacks_received: u64,
+    /// Keyframe requests (PLI/FIR) from the technician passed on to the customer.
+    pub keyframe_requests_forwarded: u64,
+    /// Keyframe requests (PLI) the SFU sent of its own accord: technician connected, resume,
+    /// video unpaused, recorder start.
+    pub keyframe_requests_sent: u64,
+    /// Datagrams on the media port that no peer accepted or that could not be parsed.
+    pub garbage_dropped: u64,
+    pub forward_latency: LatencyHistogram,
+}
+
+/// Time from a datagram's arrival to the forwarded packet being handed to the socket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyHistogram {
+    /// Bucket upper bounds in seconds; `cumulative` has one more entry (+Inf).
+    pub bounds: &'static [f64],
+    pub cumulative: Vec<u64>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}

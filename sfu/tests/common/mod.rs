@@ -1,0 +1,388 @@
+//! Test peers: a customer and a technician built on webrtc-rs (an implementation independent of
+//! str0m) connected through an SFU on 127.0.0.1, sending tagged synthetic payloads.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::sansio;
+use rtc::shared::error::Error;
+use sfu::{Sfu, SfuConfig, SfuHandle};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceGatheringState, RTCSessionDescription, Registry, register_default_interceptors,
+};
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use webrtc::runtime::{Runtime, default_runtime};
+
+pub const SESSION: i64 = 7;
+pub const VIDEO_PT: u8 = 96;
+pub const OPUS_PT: u8 = 111;
+/// First payload byte says who sent what, so a receiver can tell streams apart.
+pub const TAG_VIDEO: u8 = b'V';
+pub const TAG_CUSTOMER_AUDIO: u8 = b'A';
+pub const TAG_TECHNICIAN_AUDIO: u8 = b'T';
+
+pub fn vp8() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_VP8.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    }
+}
+
+pub fn opus() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// The synthetic payload of packet `n` of a stream: a tag, the counter, then filler that
+/// depends on both, so any change on the way is seen.
+pub fn payload(tag: u8, n: u16) -> Vec<u8> {
+    let mut p = vec![tag, (n >> 8) as u8, n as u8];
+    p.extend((0..(120 + n % 50)).map(|i| (i as u8).wrapping_mul(7).wrapping_add(n as u8)));
+    p
+}
+
+/// Marks every inbound RTCP packet for the application, so the customer's video track can see
+/// the keyframe requests the SFU sends it.
+#[derive(Default)]
+pub struct DeliverRtcp {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
+        if matches!(msg.message.packet, Packet::Rtcp(_)) {
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+    fn handle_timeout(&mut self, _now: std::time::Instant) -> Result<(), Error> {
+        Ok(())
+    }
+    fn poll_timeout(&mut self) -> Option<std::time::Instant> {
+        None
+    }
+}
+
+impl Interceptor for DeliverRtcp {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// Reports gathering completion and hands every received RTP payload to a channel.
+pub struct Handler {
+    runtime: Arc<dyn Runtime>,
+    gathered: mpsc::UnboundedSender<()>,
+    received: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(());
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let received = self.received.clone();
+        self.runtime.spawn(Box::pin(async move {
+            while let Some(event) = track.poll().await {
+                match event {
+                    TrackRemoteEvent::OnRtpPacket(packet) => {
+                        let _ = received.send(packet.payload.to_vec());
+                    }
+                    TrackRemoteEvent::OnEnded => break,
+                    _ => {}
+                }
+            }
+        }));
+    }
+}
+
+pub struct TestPeer {
+    pub pc: Arc<dyn PeerConnection>,
+    pub gathered: mpsc::UnboundedReceiver<()>,
+    pub received: mpsc::UnboundedReceiver<Vec<u8>>,
+}
+
+pub async fn peer(runtime: &Arc<dyn Runtime>, with_video: bool) -> TestPeer {
+    let mut media_engine = MediaEngine::default();
+    if with_video {
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: vp8(),
+                    payload_type: VIDEO_PT,
+                },
+                RtpCodecKind::Video,
+            )
+            .unwrap();
+    }
+    media_engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus(),
+                payload_type: OPUS_PT,
+            },
+            RtpCodecKind::Audio,
+        )
+        .unwrap();
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+        .unwrap()
+        .with(Slot::from(14_000), DeliverRtcp::default());
+    let (gathered_tx, gathered) = mpsc::unbounded_channel();
+    let (received_tx, received) = mpsc::unbounded_channel();
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler {
+            runtime: runtime.clone(),
+            gathered: gathered_tx,
+            received: received_tx,
+        }))
+        .with_runtime(runtime.clone())
+        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        .build()
+        .await
+        .unwrap();
+    TestPeer {
+        pc: Arc::new(pc),
+        gathered,
+        received,
+    }
+}
+
+pub fn local_track(
+    id: &str,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    ssrc: u32,
+) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("{id}-stream"),
+        id.to_owned(),
+        format!("{id}-label"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )))
+}
+
+/// Sends packets of one stream every 20 ms until the task is dropped with the runtime.
+pub fn send_stream(track: Arc<TrackLocalStaticRTP>, tag: u8, pt: u8, ssrc: u32, clock_step: u32) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for n in 0u16.. {
+            tick.tick().await;
+            let packet = rtc::rtp::packet::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: pt,
+                    sequence_number: n.wrapping_add(1000),
+                    timestamp: u32::from(n).wrapping_mul(clock_step),
+                    ssrc,
+                    ..Default::default()
+                },
+                payload: bytes::Bytes::from(payload(tag, n)),
+            };
+            if track.write_rtp(packet).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+pub struct Call {
+    pub sfu: SfuHandle,
+    pub customer: TestPeer,
+    pub technician: TestPeer,
+    pub plis_at_customer: Arc<AtomicU32>,
+}
+
+impl Call {
+    /// Closes both WebRTC peers (the SFU session is stopped by the test).
+    pub async fn hang_up(self) {
+        self.customer.pc.close().await.ok();
+        self.technician.pc.close().await.ok();
+    }
+}
+
+/// Starts an SFU and connects a customer (VP8 video sendonly + Opus sendrecv) and a technician
+/// (the server's offer; Opus back), both sending from the start.
+pub async fn call() -> Call {
+    let runtime = default_runtime().unwrap();
+    let (sfu, _task) = Sfu::start(SfuConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        public_ip: None,
+    })
+    .unwrap();
+    sfu.start(SESSION, true).unwrap();
+
+    // The customer offers.
+    let mut customer = peer(&runtime, true).await;
+    let video = local_track("camera", RtpCodecKind::Video, vp8(), 0x1111);
+    let mic = local_track("mic", RtpCodecKind::Audio, opus(), 0x2222);
+    customer
+        .pc
+        .add_transceiver_from_track(
+            video.clone() as Arc<dyn TrackLocal>,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+    customer
+        .pc
+        .add_track(mic.clone() as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let offer = customer.pc.create_offer(None).await.unwrap();
+    customer.pc.set_local_description(offer).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), customer.gathered.recv())
+        .await
+        .unwrap();
+    let offer = customer.pc.local_description().await.unwrap();
+    let answer = sfu.customer_offer(SESSION, &offer.sdp).unwrap();
+    customer
+        .pc
+        .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        .await
+        .unwrap();
+
+    let plis_at_customer = Arc::new(AtomicU32::new(0));
+    {
+        let plis = plis_at_customer.clone();
+        let video = video.clone();
+        tokio::spawn(async move {
+            while let Some(event) = video.poll().await {
+                if let TrackLocalEvent::OnRtcpPacket(packets) = event {
+                    let n = packets
+                        .iter()
+                        .filter(|p| p.as_any().is::<PictureLossIndication>())
+                        .count();
+                    plis.fetch_add(n as u32, Ordering::SeqCst);
+                }
+            }
+        });
+    }
+    send_stream(video, TAG_VIDEO, VIDEO_PT, 0x1111, 3000);
+    send_stream(mic, TAG_CUSTOMER_AUDIO, OPUS_PT, 0x2222, 960);
+
+    // The server offers the technician's console.
+    let mut technician = peer(&runtime, true).await;
+    let offer = sfu.technician_offer(SESSION).unwrap();
+    technician
+        .pc
+        .set_remote_description(RTCSessionDescription::offer(offer).unwrap())
+        .await
+        .unwrap();
+    let headset = local_track("headset", RtpCodecKind::Audio, opus(), 0x3333);
+    technician
+        .pc
+        .add_track(headset.clone() as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let answer = technician.pc.create_answer(None).await.unwrap();
+    technician.pc.set_local_description(answer).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), technician.gathered.recv())
+        .await
+        .unwrap();
+    let answer = technician.pc.local_description().await.unwrap();
+    sfu.technician_answer(SESSION, &answer.sdp).unwrap();
+    send_stream(headset, TAG_TECHNICIAN_AUDIO, OPUS_PT, 0x3333, 960);
+
+    Call {
+        sfu,
+        customer,
+        technician,
+        plis_at_customer,
+    }
+}
+
+/// Collects what arrives for `window`, counted by tag; video payloads are checked byte for byte.
+pub async fn collect(rx: &mut mpsc::UnboundedReceiver<Vec<u8>>, window: Duration) -> [u32; 3] {
+    let mut counts = [0u32; 3];
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some(p)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        let n = u16::from_be_bytes([p[1], p[2]]);
+        assert_eq!(p, payload(p[0], n), "payload changed on the way");
+        match p[0] {
+            TAG_VIDEO => counts[0] += 1,
+            TAG_CUSTOMER_AUDIO => counts[1] += 1,
+            TAG_TECHNICIAN_AUDIO => counts[2] += 1,
+            other => panic!("unexpected payload tag {other}"),
+        }
+    }
+    counts
+}
+
+/// Waits until `rx` has delivered at least `want` packets of each tag (0 = none needed).
+pub async fn wait_for(
+    rx: &mut mpsc::UnboundedReceiver<Vec<u8>>,
+    want: [u32; 3],
+    limit: Duration,
+) -> [u32; 3] {
+    let mut got = [0u32; 3];
+    let deadline = tokio::time::Instant::now() + limit;
+    while got.iter().zip(want).any(|(g, w)| *g < w) && tokio::time::Instant::now() < deadline {
+        let c = collect(rx, Duration::from_millis(100)).await;
+        for i in 0..3 {
+            got[i] += c[i];
+        }
+    }
+    got
+}

@@ -1,0 +1,240 @@
+// Test harness for the browser tests: the real `lens` binary on 127.0.0.1 with a fresh data
+// directory, the HTTP API for set-up, and Debian's Chromium driven by playwright-core (never a
+// downloaded browser). With CI=true a missing tool is a failure, never a skip.
+
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, mkdirSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const REPO = resolve(here, "../..");
+export const CHROMIUM = process.env.LENS_TEST_CHROMIUM ?? "/usr/bin/chromium";
+export const ADMIN_EMAIL = "admin@example.com";
+export const ADMIN_PASSWORD = "Admin-Pass-2026!";
+/** Screenshots for people to look at; not committed (.gitignore). */
+export const SCREENSHOTS = join(here, "screenshots");
+
+/** The lens binary the cargo tests built (scripts/test builds it before this step). */
+export function lensBinary() {
+  if (process.env.LENS_BIN) return process.env.LENS_BIN;
+  const target = process.env.CARGO_TARGET_DIR ?? join(REPO, "target");
+  return join(target, "debug", "lens");
+}
+
+async function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once("error", fail);
+    s.listen(0, "127.0.0.1", () => {
+      const address = s.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      s.close(() => ok(port));
+    });
+  });
+}
+
+/**
+ * Starts `lens serve` on a free port; resolves once /healthz answers 200.
+ * @returns {Promise<{url: string, stop: () => Promise<void>, log: () => string}>}
+ */
+export async function startServer() {
+  const bin = lensBinary();
+  if (!existsSync(bin)) throw new Error(`lens binary not found at ${bin}: build it first (cargo build)`);
+  const dir = mkdtempSync(join(tmpdir(), "lens-browser-"));
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  let output = "";
+  const child = spawn(bin, ["serve"], {
+    env: {
+      ...process.env,
+      LENS_LISTEN: `127.0.0.1:${port}`,
+      LENS_DATA_DIR: join(dir, "data"),
+      LENS_MEDIA_UDP_PORT: "0",
+      LENS_MEDIA_PUBLIC_IP: "127.0.0.1",
+      LENS_BOOTSTRAP_EMAIL: ADMIN_EMAIL,
+      LENS_BOOTSTRAP_PASSWORD: ADMIN_PASSWORD,
+      RUST_LOG: process.env.RUST_LOG ?? "warn",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  const exited = new Promise((r) => child.once("exit", r));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`lens serve exited (${child.exitCode}):\n${output}`);
+    try {
+      const r = await fetch(`${url}/healthz`);
+      if (r.status === 200) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`lens serve did not answer /healthz:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url,
+    log: () => output,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      if (child.exitCode === null) child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Calls the API; throws on a status other than `expect`.
+ * @param {string} base
+ * @param {string} method
+ * @param {string} path
+ * @param {string | null} token
+ * @param {unknown} [body]
+ * @param {number} [expect]
+ */
+export async function call(base, method, path, token, body, expect) {
+  /** @type {Record<string, string>} */
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const r = await fetch(`${base}/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  const json = text ? JSON.parse(text) : null;
+  const ok = expect === undefined ? r.ok : r.status === expect;
+  if (!ok) throw new Error(`${method} ${path}: HTTP ${r.status} ${text}`);
+  return json;
+}
+
+/**
+ * A technician group with audio on and a technician in it, set up by the master administrator
+ * through the API. The technician must change the password at the first login (the default policy).
+ * @param {string} base
+ * @param {string} email
+ */
+export async function technicianWithAudio(base, email) {
+  const admin = (await call(base, "POST", "/auth/login", null, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD })).token;
+  const group = await call(base, "POST", "/technician-groups", admin, { name: `Field ${email}` }, 201);
+  const settings = await call(base, "GET", `/technician-groups/${group.id}/settings`, admin);
+  settings.audio.enabled = true;
+  await call(base, "PUT", `/technician-groups/${group.id}/settings`, admin, settings);
+  const password = "Sample1%x";
+  const tech = await call(base, "POST", "/technicians", admin, { name: "Ada Lovelace", nickname: "Ada", email, password, group_id: group.id }, 201);
+  return { admin, group: group.id, technician: tech.id, email, password };
+}
+
+/** Skips (locally) or fails (CI=true) when Chromium is missing. */
+export function requireChromium() {
+  if (existsSync(CHROMIUM)) return true;
+  if (process.env.CI === "true") throw new Error(`${CHROMIUM} not found but CI=true: run ./scripts/test`);
+  return false;
+}
+
+/** Headless Chromium with fake camera and microphone, as FIELD-NOTES.md says works here. */
+export async function launch() {
+  // playwright gives every launch a fresh profile of its own (it refuses --user-data-dir here).
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--use-fake-ui-for-media-stream",
+      "--use-fake-device-for-media-stream",
+      "--allow-loopback-in-peer-connection",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-quic",
+      "--no-first-run",
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+  return {
+    browser,
+    close: () => browser.close(),
+  };
+}
+
+/**
+ * Keeps every RTCPeerConnection a page makes in `window.__lensPcs`, so a test can read getStats.
+ * With `videoCodec` ("video/VP8", "video/H264") the page's offers carry only that video codec
+ * (setCodecPreferences, packetization-mode 1 for H.264).
+ * @param {import("playwright-core").BrowserContext} context
+ * @param {string} [videoCodec]
+ */
+export async function instrument(context, videoCodec) {
+  await context.addInitScript((codec) => {
+    const w = /** @type {any} */ (window);
+    w.__lensPcs = [];
+    const Original = window.RTCPeerConnection;
+    class Recorded extends Original {
+      /** @param {RTCConfiguration} [config] */
+      constructor(config) {
+        super(config);
+        w.__lensPcs.push(this);
+      }
+      /** @param {RTCOfferOptions} [options] */
+      createOffer(options) {
+        if (codec) {
+          const all = RTCRtpReceiver.getCapabilities("video")?.codecs ?? [];
+          let wanted = all.filter((c) => c.mimeType === codec);
+          if (codec === "video/H264") {
+            const pm1 = wanted.filter((c) => /packetization-mode=1/.test(c.sdpFmtpLine ?? ""));
+            const baseline = pm1.filter((c) => /profile-level-id=42e01f/.test(c.sdpFmtpLine ?? ""));
+            wanted = baseline.length ? baseline : pm1;
+          }
+          for (const tx of this.getTransceivers()) {
+            if (tx.sender.track?.kind === "video") tx.setCodecPreferences(wanted);
+          }
+        }
+        return super.createOffer(options);
+      }
+    }
+    window.RTCPeerConnection = Recorded;
+  }, videoCodec ?? "");
+}
+
+/**
+ * The WebRTC statistics the test looks at, from the page's last peer connection.
+ * @param {import("playwright-core").Page} page
+ */
+export async function mediaStats(page) {
+  return page.evaluate(async () => {
+    const pcs = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__lensPcs ?? []);
+    const pc = pcs[pcs.length - 1];
+    if (!pc) return null;
+    const report = await pc.getStats();
+    /** @type {Record<string, any>} */
+    const out = { state: pc.connectionState };
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" || s.type === "outbound-rtp") {
+        const key = `${s.type}-${s.kind}`;
+        const codec = s.codecId ? report.get(s.codecId) : undefined;
+        out[key] = {
+          packets: s.type === "inbound-rtp" ? s.packetsReceived : s.packetsSent,
+          framesDecoded: s.framesDecoded,
+          framesEncoded: s.framesEncoded,
+          frameWidth: s.frameWidth,
+          frameHeight: s.frameHeight,
+          codec: codec?.mimeType,
+          fmtp: codec?.sdpFmtpLine,
+        };
+      }
+    });
+    return out;
+  });
+}
+
+export function screenshotDir() {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  return SCREENSHOTS;
+}

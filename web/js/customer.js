@@ -1,0 +1,471 @@
+// The customer page: enter the PIN (or open the link /s/<token>), share the camera (rear camera
+// preferred) and, when the session has audio, the microphone; talk and chat with the technician.
+// Protocol: signaling/PROTOCOL.md §3 and §5.
+
+import { byId, el, showOnly, clock } from "./dom.js";
+import { fillLanguageSelect, pickLanguage, setLanguage, t } from "./i18n.js";
+import { addCandidate, isDead, peerConnection, trickle } from "./media.js";
+import { ProtocolError, Socket } from "./socket.js";
+
+const entry = byId("entry");
+const call = byId("call");
+const ended = byId("ended");
+const pinForm = byId("pin-form", HTMLFormElement);
+const pinInput = byId("pin", HTMLInputElement);
+const entryError = byId("entry-error");
+const selfView = byId("self-view", HTMLVideoElement);
+const statusLine = byId("status");
+const liveBadge = byId("live");
+const muteButton = byId("mute", HTMLButtonElement);
+const pauseButton = byId("pause", HTMLButtonElement);
+const switchButton = byId("switch", HTMLButtonElement);
+const endButton = byId("end", HTMLButtonElement);
+const chatLog = byId("chat-log");
+const chatForm = byId("chat-form", HTMLFormElement);
+const chatText = byId("chat-text", HTMLInputElement);
+const remoteAudio = byId("remote-audio", HTMLAudioElement);
+const languageSelect = byId("language", HTMLSelectElement);
+
+/** Everything this page knows about its session. */
+const state = {
+  /** @type {Socket | null} */
+  socket: null,
+  resumeToken: "",
+  audio: false,
+  /** @type {RTCIceServer[]} */
+  iceServers: [],
+  status: "",
+  technician: "",
+  /** @type {MediaStream | null} */
+  camera: null,
+  /** @type {RTCPeerConnection | null} */
+  pc: null,
+  /** @type {RTCRtpSender | null} */
+  videoSender: null,
+  micMuted: false,
+  videoPaused: false,
+  /** What the server says flows. */
+  mute: { customer_audio: true, customer_video: true, technician_audio: true },
+  over: false,
+  /** The status line shown while nothing more specific applies. */
+  statusKey: "customer.status.connecting",
+  /** @type {Record<string, string | number>} */
+  statusVars: {},
+};
+
+/** The link's token when the page was opened as /s/<token>. */
+function linkToken() {
+  const m = location.pathname.match(/^\/s\/([^/]+)$/);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+function device() {
+  const ua = navigator.userAgent;
+  const platform = /Android [\d.]+/.exec(ua)?.[0] ?? (/iPhone|iPad/.test(ua) ? "iOS" : navigator.platform);
+  const browser = /(Edg|OPR|Chrome|CriOS|Firefox|FxiOS|Version)\/[\d.]+/.exec(ua)?.[0] ?? "browser";
+  return {
+    platform: platform.slice(0, 64),
+    browser: (browser.startsWith("Version") ? "Safari/" + browser.split("/")[1] : browser).slice(0, 64),
+    locale: navigator.language.slice(0, 64),
+    app: "Lens web",
+  };
+}
+
+/**
+ * @param {string} key
+ * @param {Record<string, string | number>} [vars]
+ */
+function setStatus(key, vars = {}) {
+  state.statusKey = key;
+  state.statusVars = vars;
+  renderStatus();
+}
+
+function renderStatus() {
+  let text = t(state.statusKey, state.statusVars);
+  if (state.status === "Active" && state.mute.customer_audio === false && state.audio && !state.micMuted) {
+    text += " · " + t("customer.status.technicianMutedYou");
+  }
+  statusLine.textContent = text;
+  liveBadge.hidden = state.status !== "Active";
+}
+
+/** @param {string} status the session status from the server */
+function onStatus(status) {
+  state.status = status;
+  switch (status) {
+    case "Connecting":
+      setStatus("customer.status.connecting");
+      break;
+    case "Waiting":
+      setStatus("customer.status.waiting");
+      break;
+    case "Active":
+      setStatus(state.technician ? "customer.status.connectedTo" : "customer.status.connected", {
+        name: state.technician,
+      });
+      if (isDead(state.pc)) startMedia().catch((e) => failMedia(e));
+      break;
+    case "On Hold":
+      setStatus("customer.status.onHold");
+      break;
+    case "Transferring":
+      setStatus("customer.status.transferring");
+      break;
+    case "Reconnecting":
+      setStatus("customer.status.technicianReconnecting");
+      break;
+    default:
+      break;
+  }
+}
+
+/** @param {unknown} e */
+function failMedia(e) {
+  console.error("media", e);
+  setStatus("customer.status.mediaFailed");
+}
+
+/** @param {import("./socket.js").Frame} f */
+function onEvent(f) {
+  switch (f.type) {
+    case "status":
+      if (f.technician?.nickname) state.technician = f.technician.nickname;
+      onStatus(f.status);
+      break;
+    case "mute_state":
+      state.mute = {
+        customer_audio: f.customer_audio,
+        customer_video: f.customer_video,
+        technician_audio: f.technician_audio,
+      };
+      renderStatus();
+      break;
+    case "candidate":
+      if (state.pc) addCandidate(state.pc, f);
+      break;
+    case "chat":
+      addChat(f.from, f.name, f.text, f.at);
+      break;
+    case "ended":
+      finish(f.status, f.survey, f.redirect_url);
+      break;
+    default:
+      break; // Later servers may add events: ignored.
+  }
+}
+
+/**
+ * @param {string} from
+ * @param {string} name
+ * @param {string} text
+ * @param {string} at
+ */
+function addChat(from, name, text, at) {
+  const who = from === "customer" ? t("chat.you") : name;
+  chatLog.append(
+    el("li", { class: `chat-line from-${from}` }, [
+      el("span", { class: "chat-meta" }, [`${who} · ${clock(at)}`]),
+      el("span", { class: "chat-text" }, [text]),
+    ]),
+  );
+  chatLog.scrollTop = chatLog.scrollHeight;
+}
+
+/** @param {string} status */
+function endedTextKey(status) {
+  switch (status) {
+    case "Closed by customer":
+    case "Closed by waiting customer":
+    case "Declined by customer":
+      return "customer.ended.byYou";
+    case "Closed by technician":
+    case "Timed out: closed by technician":
+      return "customer.ended.byTechnician";
+    case "Timed out":
+      return "customer.ended.timedOut";
+    case "Disconnected":
+      return "customer.ended.disconnected";
+    case "Expired":
+      return "customer.error.codeExpired";
+    default:
+      return "customer.ended.other";
+  }
+}
+
+/**
+ * The session is over: stop the camera, show why, and the survey when the group has one.
+ * @param {string} status
+ * @param {{url?: string} | undefined} survey
+ * @param {string | undefined} redirect
+ */
+function finish(status, survey, redirect) {
+  if (state.over) return;
+  state.over = true;
+  stopMedia();
+  if (redirect && /^https?:\/\//.test(redirect)) {
+    location.assign(redirect);
+    return;
+  }
+  byId("ended-text").textContent = t(endedTextKey(status));
+  const surveyBox = byId("survey");
+  const link = byId("survey-link", HTMLAnchorElement);
+  // A self-hosted survey (its URL already carries RescueSessionID and CField0..5 when the group
+  // adds session details). The built-in survey's answers are not taken by this server version.
+  if (survey?.url && /^https?:\/\//.test(survey.url)) {
+    link.href = survey.url;
+    surveyBox.hidden = false;
+  }
+  showOnly([entry, call, ended], ended);
+}
+
+function stopMedia() {
+  state.pc?.close();
+  state.pc = null;
+  for (const track of state.camera?.getTracks() ?? []) track.stop();
+  state.camera = null;
+  selfView.srcObject = null;
+}
+
+/** The camera (rear preferred) and, when the session has audio, the microphone. */
+async function openCamera() {
+  return navigator.mediaDevices.getUserMedia({
+    video: { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } },
+    audio: state.audio ? { echoCancellation: true, noiseSuppression: true } : false,
+  });
+}
+
+/** Offers the camera (and microphone) to the server once the session is Active (§3.2 step 5). */
+async function startMedia() {
+  const socket = state.socket;
+  const camera = state.camera;
+  if (!socket || !camera) return;
+  state.pc?.close();
+  const pc = peerConnection(state.iceServers);
+  state.pc = pc;
+  const video = camera.getVideoTracks()[0];
+  const videoTx = pc.addTransceiver(video, { direction: "sendonly", streams: [camera] });
+  state.videoSender = videoTx.sender;
+  // Technicians read details off the picture: keep the resolution, give up frame rate first.
+  const params = videoTx.sender.getParameters();
+  params.degradationPreference = "maintain-resolution";
+  await videoTx.sender.setParameters(params).catch(() => {});
+  const mic = camera.getAudioTracks()[0];
+  if (state.audio && mic) {
+    pc.addTransceiver(mic, { direction: "sendrecv", streams: [camera] });
+    pc.addEventListener("track", (e) => {
+      if (e.track.kind === "audio") {
+        remoteAudio.srcObject = new MediaStream([e.track]);
+        remoteAudio.play().catch(() => {});
+      }
+    });
+  }
+  pc.addEventListener("connectionstatechange", () => {
+    if (pc === state.pc && pc.connectionState === "failed" && !state.over) {
+      // The server answers a new offer in Active / On Hold with a fresh media session.
+      if (state.status === "Active" || state.status === "On Hold") startMedia().catch(failMedia);
+    }
+  });
+  /** @type {(v: unknown) => void} */
+  let offered = () => {};
+  trickle(pc, new Promise((r) => (offered = r)), (c) => socket.send({ type: "candidate", ...c }));
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  const ok = await socket.request({ type: "offer", sdp: pc.localDescription?.sdp ?? offer.sdp });
+  if (pc !== state.pc) return;
+  await pc.setRemoteDescription({ type: "answer", sdp: ok.sdp });
+  offered(undefined);
+}
+
+/**
+ * Opens the socket and presents the code (`join`), or a resume token (`resume`).
+ * @param {{type: "join", code: string} | {type: "resume", resume_token: string}} first
+ */
+async function connect(first) {
+  const socket = new Socket("/ws/customer", onEvent, (code) => onSocketClosed(socket, code));
+  state.socket = socket;
+  const frame = first.type === "join" ? { ...first, v: 1, device: device() } : first;
+  const ok = await socket.request(frame);
+  state.resumeToken = ok.resume_token;
+  state.audio = ok.audio;
+  state.iceServers = ok.ice_servers ?? [];
+  return ok;
+}
+
+/**
+ * The socket closed. Unless the session is over, resume it with back-off (1 s, 2 s, 4 s, then
+ * every 5 s) until the server says it ended.
+ * @param {Socket} socket
+ * @param {number} code
+ */
+async function onSocketClosed(socket, code) {
+  if (socket !== state.socket || state.over || !state.resumeToken) return;
+  if (code === 4000) return; // replaced by a newer socket of ours
+  setStatus("customer.status.reconnecting");
+  liveBadge.hidden = true;
+  for (let attempt = 0; !state.over; attempt++) {
+    await new Promise((r) => setTimeout(r, Math.min(1000 * 2 ** attempt, 5000)));
+    try {
+      const ok = await connect({ type: "resume", resume_token: state.resumeToken });
+      onStatus(ok.status);
+      return;
+    } catch (e) {
+      if (e instanceof ProtocolError && (e.code === "session_ended" || e.code === "resume_invalid")) {
+        finish("Disconnected", undefined, undefined);
+        return;
+      }
+    }
+  }
+}
+
+/** @param {unknown} e */
+function joinErrorText(e) {
+  if (!(e instanceof ProtocolError)) return t("customer.error.network");
+  switch (e.code) {
+    case "code_invalid":
+      return t("customer.error.codeInvalid");
+    case "code_expired":
+      return t("customer.error.codeExpired");
+    case "too_many_attempts":
+      return t("customer.error.tooManyAttempts", { seconds: e.retryAfter ?? 60 });
+    default:
+      return e.message;
+  }
+}
+
+/** @param {string} code */
+async function join(code) {
+  entryError.textContent = "";
+  try {
+    if (state.socket && state.socket.ws.readyState === WebSocket.OPEN) {
+      // A wrong code may be retried on the same socket (§3.2 step 2).
+      const ok = await state.socket.request({ type: "join", v: 1, code, device: device() });
+      state.resumeToken = ok.resume_token;
+      state.audio = ok.audio;
+      state.iceServers = ok.ice_servers ?? [];
+    } else {
+      await connect({ type: "join", code });
+    }
+  } catch (e) {
+    entryError.textContent = joinErrorText(e);
+    showOnly([entry, call, ended], entry);
+    return;
+  }
+  showOnly([entry, call, ended], call);
+  setStatus("customer.status.camera");
+  muteButton.hidden = !state.audio;
+  try {
+    state.camera = await openCamera();
+  } catch (e) {
+    console.error("camera", e);
+    await state.socket?.request({ type: "decline" }).catch(() => {});
+    finish("Declined by customer", undefined, undefined);
+    byId("ended-text").textContent = t("customer.error.camera");
+    return;
+  }
+  selfView.srcObject = state.camera;
+  switchButton.hidden = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "videoinput").length < 2;
+  setStatus("customer.status.connecting");
+  await state.socket?.request({ type: "ready" });
+}
+
+pinForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const code = pinInput.value.replace(/\D/g, "");
+  if (code.length !== 6) {
+    entryError.textContent = t("customer.error.pinFormat");
+    pinInput.focus();
+    return;
+  }
+  join(code);
+});
+
+muteButton.addEventListener("click", async () => {
+  const muted = !state.micMuted;
+  try {
+    await state.socket?.request({ type: "mute", kind: "audio", muted });
+  } catch {
+    return;
+  }
+  state.micMuted = muted;
+  for (const track of state.camera?.getAudioTracks() ?? []) track.enabled = !muted;
+  muteButton.setAttribute("aria-pressed", String(muted));
+  muteButton.textContent = t(muted ? "customer.call.unmute" : "customer.call.mute");
+  renderStatus();
+});
+
+pauseButton.addEventListener("click", async () => {
+  const paused = !state.videoPaused;
+  try {
+    await state.socket?.request({ type: "mute", kind: "video", muted: paused });
+  } catch {
+    return;
+  }
+  state.videoPaused = paused;
+  for (const track of state.camera?.getVideoTracks() ?? []) track.enabled = !paused;
+  pauseButton.setAttribute("aria-pressed", String(paused));
+  pauseButton.textContent = t(paused ? "customer.call.resumeVideo" : "customer.call.pauseVideo");
+});
+
+switchButton.addEventListener("click", async () => {
+  const camera = state.camera;
+  if (!camera) return;
+  const cameras = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "videoinput");
+  const now = camera.getVideoTracks()[0]?.getSettings().deviceId;
+  const next = cameras[(cameras.findIndex((d) => d.deviceId === now) + 1) % cameras.length];
+  if (!next) return;
+  const fresh = await navigator.mediaDevices.getUserMedia({
+    video: { deviceId: { exact: next.deviceId }, width: { ideal: 1280 }, height: { ideal: 720 } },
+  });
+  const track = fresh.getVideoTracks()[0];
+  const old = camera.getVideoTracks()[0];
+  track.enabled = !state.videoPaused;
+  await state.videoSender?.replaceTrack(track);
+  if (old) {
+    camera.removeTrack(old);
+    old.stop();
+  }
+  camera.addTrack(track);
+  selfView.srcObject = camera;
+});
+
+endButton.addEventListener("click", async () => {
+  if (!confirm(t("customer.call.endConfirm"))) return;
+  const before = state.status === "Connecting" || state.status === "Waiting";
+  await state.socket?.request({ type: before ? "decline" : "end" }).catch(() => {});
+});
+
+chatForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const text = chatText.value.trim();
+  if (!text) return;
+  try {
+    await state.socket?.request({ type: "chat", text });
+    chatText.value = "";
+  } catch (err) {
+    if (err instanceof ProtocolError && err.code === "not_allowed") {
+      addChat("system", "Lens", t("chat.notYet"), new Date().toISOString());
+    }
+  }
+});
+
+languageSelect.addEventListener("change", async () => {
+  localStorage.setItem("lens.language", languageSelect.value);
+  await setLanguage(languageSelect.value);
+  renderStatus();
+});
+
+async function main() {
+  await setLanguage(localStorage.getItem("lens.language") ?? pickLanguage(navigator.languages));
+  fillLanguageSelect(languageSelect);
+  const token = linkToken();
+  if (token) {
+    showOnly([entry, call, ended], call);
+    await join(token);
+  } else {
+    showOnly([entry, call, ended], entry);
+    pinInput.focus();
+  }
+}
+
+main();
