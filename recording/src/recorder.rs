@@ -1,0 +1,683 @@
+//! One recording: the customer's video and audio of a session in one fragmented MP4.
+//!
+//! Timeline: each track's file time is its RTP time (extended) minus the RTP time of its first
+//! written frame, plus the track's start offset. The file starts on the first video keyframe
+//! (or the first audio frame when there is no video); the audio start offset comes from the
+//! streams' RTCP sender reports when both have one, otherwise from arrival times. Audio holes
+//! (muted stretches the SFU did not pass on, lost packets, hold) are filled with Opus silence so
+//! audio stays in step with video; video holes keep the last frame on screen (its duration
+//! grows). After a video loss, frames are skipped until the next keyframe, which is requested.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use shiguredo_mp4::TrackKind;
+use shiguredo_mp4::bitstream::h264::{H264SampleEntryConfig, LengthSize, build_avc1_box};
+use shiguredo_mp4::bitstream::opus::{ChannelCount, OpusSampleEntryConfig, build_opus_box};
+use shiguredo_mp4::bitstream::vp8::{Vp8SampleEntryConfig, build_vp08_box, parse_frame_header};
+use shiguredo_mp4::boxes::SampleEntry;
+
+use crate::depacketize::{Depacketizer, Frame, OPUS_FRAME_20MS, OPUS_SILENCE_20MS};
+use crate::mp4::{Fmp4Writer, MediaSample};
+use crate::reorder::ReorderBuffer;
+use crate::{Codec, Kind, RtpPacket, SenderReport, Source};
+
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// How long a missing packet is waited for.
+    pub reorder_wait: Duration,
+    pub reorder_capacity: usize,
+    /// A fragment is written at least this often (the file is playable up to the last one).
+    pub fragment_interval: Duration,
+    /// How long to wait for the second track before starting the file with one.
+    pub start_wait: Duration,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        RecorderConfig {
+            reorder_wait: Duration::from_millis(150),
+            reorder_capacity: 512,
+            fragment_interval: Duration::from_secs(1),
+            start_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters of one recording.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecorderStats {
+    pub packets: u64,
+    /// Technician packets and codecs we do not record.
+    pub packets_ignored: u64,
+    pub packets_lost: u64,
+    pub packets_late: u64,
+    pub packets_duplicate: u64,
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    /// Opus silence frames written for holes and muted stretches.
+    pub silence_frames: u64,
+    /// Frames dropped: incomplete, before the file's start, or waiting for a keyframe.
+    pub frames_dropped: u64,
+    pub keyframe_requests: u64,
+    pub bytes: u64,
+}
+
+/// What a finished recording holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingSummary {
+    pub bytes: u64,
+    pub duration: Duration,
+    /// Codec names in the file (`vp8`, `h264`, `opus`), video first.
+    pub codecs: Vec<&'static str>,
+    pub stats: RecorderStats,
+}
+
+struct Stream {
+    ssrc: u32,
+    codec: Codec,
+    clock_rate: u32,
+    reorder: ReorderBuffer,
+    depack: Depacketizer,
+    /// Frames waiting for the file to start.
+    pending: Vec<Frame>,
+    first: Option<(Instant, i64)>,
+}
+
+struct Track {
+    kind: TrackKind,
+    codec: Codec,
+    timescale: NonZeroU32,
+    entry: SampleEntry,
+    /// Extended RTP time that maps to `offset` in the file.
+    base_ts: i64,
+    offset: i64,
+    last: Option<Held>,
+    ready: Vec<MediaSample>,
+    /// File time where the samples written so far end.
+    end: i64,
+    /// Usual distance between frames, for the last frame and for gap detection.
+    step: i64,
+    waiting_keyframe: bool,
+    last_arrival: Option<Instant>,
+}
+
+/// The newest sample: its duration is known when the next one comes.
+struct Held {
+    at: i64,
+    data: Vec<u8>,
+    keyframe: bool,
+}
+
+pub struct Recorder<W: Write> {
+    config: RecorderConfig,
+    writer: Option<Fmp4Writer<W>>,
+    streams: HashMap<Kind, Stream>,
+    reports: HashMap<u32, SenderReport>,
+    video: Option<Track>,
+    audio: Option<Track>,
+    running: bool,
+    first_packet: Option<Instant>,
+    last_flush: Option<Instant>,
+    keyframe_wanted: bool,
+    stats: RecorderStats,
+}
+
+impl<W: Write> Recorder<W> {
+    pub fn new(out: W, config: RecorderConfig) -> io::Result<Self> {
+        Ok(Recorder {
+            config,
+            writer: Some(Fmp4Writer::new(out)?),
+            streams: HashMap::new(),
+            reports: HashMap::new(),
+            video: None,
+            audio: None,
+            running: false,
+            first_packet: None,
+            last_flush: None,
+            // The file must start on a keyframe: ask for one at once.
+            keyframe_wanted: true,
+            stats: RecorderStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> RecorderStats {
+        let mut s = self.stats;
+        for st in self.streams.values() {
+            s.packets_lost += st.reorder.stats.lost;
+            s.packets_late += st.reorder.stats.late;
+            s.packets_duplicate += st.reorder.stats.duplicates;
+        }
+        s.bytes = self.writer.as_ref().map_or(0, |w| w.bytes());
+        s
+    }
+
+    /// True once after the recorder decided it needs a keyframe (start, loss, new stream).
+    pub fn take_keyframe_request(&mut self) -> bool {
+        let w = std::mem::take(&mut self.keyframe_wanted);
+        if w {
+            self.stats.keyframe_requests += 1;
+        }
+        w
+    }
+
+    pub fn push_sender_report(&mut self, sr: SenderReport) {
+        self.reports.insert(sr.ssrc, sr);
+    }
+
+    pub fn push_rtp(&mut self, p: RtpPacket) -> io::Result<()> {
+        self.stats.packets += 1;
+        if p.source != Source::Customer || p.clock_rate == 0 {
+            self.stats.packets_ignored += 1;
+            return Ok(());
+        }
+        let now = p.arrival;
+        self.first_packet.get_or_insert(now);
+        let kind = p.codec.kind();
+        if self
+            .streams
+            .get(&kind)
+            .is_some_and(|s| s.ssrc != p.ssrc || s.codec != p.codec)
+        {
+            self.replace_stream(kind);
+        }
+        let cfg = &self.config;
+        let stream = self.streams.entry(kind).or_insert_with(|| Stream {
+            ssrc: p.ssrc,
+            codec: p.codec,
+            clock_rate: p.clock_rate,
+            reorder: ReorderBuffer::new(cfg.reorder_wait, cfg.reorder_capacity),
+            depack: Depacketizer::new(p.codec),
+            pending: Vec::new(),
+            first: None,
+        });
+        let mut frames = Vec::new();
+        for o in stream.reorder.push(p) {
+            frames.extend(stream.depack.push(o));
+        }
+        self.take_frames(kind, frames);
+        self.tick(now)
+    }
+
+    /// Timer work: give up on late packets, start the file, write a fragment when due.
+    pub fn tick(&mut self, now: Instant) -> io::Result<()> {
+        let kinds: Vec<Kind> = self.streams.keys().copied().collect();
+        for kind in kinds {
+            let frames = match self.streams.get_mut(&kind) {
+                Some(s) => {
+                    let mut f = Vec::new();
+                    for o in s.reorder.poll(now) {
+                        f.extend(s.depack.push(o));
+                    }
+                    f
+                }
+                None => continue,
+            };
+            self.take_frames(kind, frames);
+        }
+        if !self.running {
+            self.try_start(now, false);
+        }
+        let due = self
+            .last_flush
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.config.fragment_interval);
+        if self.running && due {
+            self.flush(false)?;
+            self.last_flush = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Writes everything still buffered and the index; hands the output back.
+    pub fn finish(mut self) -> io::Result<(W, RecordingSummary)> {
+        let kinds: Vec<Kind> = self.streams.keys().copied().collect();
+        for kind in kinds {
+            let frames = self.drain_stream(kind);
+            self.take_frames(kind, frames);
+        }
+        if !self.running {
+            self.try_start(Instant::now(), true);
+        }
+        self.flush(true)?;
+        let duration_secs = [&self.video, &self.audio]
+            .into_iter()
+            .flatten()
+            .map(|t| t.end as f64 / t.timescale.get() as f64)
+            .fold(0.0, f64::max);
+        let codecs = [&self.video, &self.audio]
+            .into_iter()
+            .flatten()
+            .map(|t| t.codec.name())
+            .collect();
+        let stats = self.stats();
+        let writer = self.writer.take().expect("writer present until finish");
+        let (out, bytes) = writer.finish()?;
+        Ok((
+            out,
+            RecordingSummary {
+                bytes,
+                duration: Duration::from_secs_f64(duration_secs),
+                codecs,
+                stats: RecorderStats { bytes, ..stats },
+            },
+        ))
+    }
+
+    fn drain_stream(&mut self, kind: Kind) -> Vec<Frame> {
+        let Some(s) = self.streams.get_mut(&kind) else {
+            return Vec::new();
+        };
+        let mut f = Vec::new();
+        for o in s.reorder.flush() {
+            f.extend(s.depack.push(o));
+        }
+        f.extend(s.depack.flush());
+        f
+    }
+
+    /// The sender changed its stream (new SSRC or codec): finish the old one and re-anchor the
+    /// track on arrival time when the new one starts.
+    fn replace_stream(&mut self, kind: Kind) {
+        let frames = self.drain_stream(kind);
+        self.take_frames(kind, frames);
+        if let Some(old) = self.streams.remove(&kind) {
+            self.stats.packets_lost += old.reorder.stats.lost;
+            self.stats.packets_late += old.reorder.stats.late;
+            self.stats.packets_duplicate += old.reorder.stats.duplicates;
+            self.stats.frames_dropped += old.depack.dropped_frames;
+        }
+        if let Some(t) = self.track_mut(kind) {
+            // A codec change cannot continue in the same track; the new stream's frames are
+            // dropped (counted) rather than written under the wrong sample entry.
+            t.base_ts = i64::MIN;
+        }
+        if kind == Kind::Video {
+            self.keyframe_wanted = true;
+        }
+    }
+
+    fn track_mut(&mut self, kind: Kind) -> Option<&mut Track> {
+        match kind {
+            Kind::Video => self.video.as_mut(),
+            Kind::Audio => self.audio.as_mut(),
+        }
+    }
+
+    fn take_frames(&mut self, kind: Kind, frames: Vec<Frame>) {
+        if frames.is_empty() {
+            return;
+        }
+        let Some(stream) = self.streams.get_mut(&kind) else {
+            return;
+        };
+        if stream.first.is_none() {
+            stream.first = Some((frames[0].arrival, frames[0].timestamp));
+        }
+        if !self.running {
+            stream.pending.extend(frames);
+            // Before the start only the frames from the newest keyframe on matter for video.
+            if kind == Kind::Video
+                && let Some(k) = stream.pending.iter().rposition(|f| f.keyframe)
+                && k > 0
+            {
+                self.stats.frames_dropped += k as u64;
+                stream.pending.drain(..k);
+            }
+            return;
+        }
+        let (codec, clock_rate) = (stream.codec, stream.clock_rate);
+        for f in frames {
+            self.write_frame(kind, codec, clock_rate, f);
+        }
+    }
+
+    fn write_frame(&mut self, kind: Kind, codec: Codec, clock_rate: u32, f: Frame) {
+        let track = match kind {
+            Kind::Video => &mut self.video,
+            Kind::Audio => &mut self.audio,
+        };
+        let Some(t) = track.as_mut() else {
+            // The file started without this kind: it cannot be added to the init segment.
+            self.stats.frames_dropped += 1;
+            return;
+        };
+        if t.codec != codec || t.timescale.get() != clock_rate {
+            self.stats.frames_dropped += 1;
+            return;
+        }
+        if t.base_ts == i64::MIN {
+            // First frame of a replacement stream: continue where the track ended, plus the
+            // time that passed in between.
+            let gap = t
+                .last_arrival
+                .map(|a| f.arrival.saturating_duration_since(a))
+                .unwrap_or_default();
+            let at = t.last.as_ref().map_or(t.end, |h| h.at + t.step)
+                + (gap.as_secs_f64() * clock_rate as f64) as i64
+                - t.step;
+            t.base_ts = f.timestamp;
+            t.offset = at.max(t.last.as_ref().map_or(t.end, |h| h.at + 1));
+            if kind == Kind::Video {
+                t.waiting_keyframe = true;
+            }
+        }
+        let at = f.timestamp - t.base_ts + t.offset;
+        t.last_arrival = Some(f.arrival);
+        match kind {
+            Kind::Video => {
+                if f.after_loss && !f.keyframe {
+                    t.waiting_keyframe = true;
+                }
+                if t.waiting_keyframe && !f.keyframe {
+                    self.stats.frames_dropped += 1;
+                    self.keyframe_wanted = true;
+                    return;
+                }
+                if t.last.as_ref().is_some_and(|h| at <= h.at) || at < t.end {
+                    self.stats.frames_dropped += 1;
+                    return;
+                }
+                t.waiting_keyframe = false;
+                t.hold_and_release(at, f.data, f.keyframe);
+                self.stats.video_frames += 1;
+            }
+            Kind::Audio => {
+                let floor = t.last.as_ref().map_or(t.end, |h| h.at + 1);
+                if at < floor {
+                    self.stats.frames_dropped += 1;
+                    return;
+                }
+                self.stats.silence_frames += t.fill_silence(at);
+                t.hold_and_release(at, f.data, true);
+                self.stats.audio_frames += 1;
+            }
+        }
+    }
+
+    /// Starts the file when video has a keyframe and audio has frames, or after `start_wait`
+    /// with what there is (or at the end, `force`).
+    fn try_start(&mut self, now: Instant, force: bool) {
+        let video_ready = self.streams.get(&Kind::Video).is_some_and(|s| {
+            s.pending
+                .first()
+                .is_some_and(|f| f.keyframe && video_entry(s, f).is_some())
+        });
+        let audio_ready = self
+            .streams
+            .get(&Kind::Audio)
+            .is_some_and(|s| !s.pending.is_empty());
+        let waited = self
+            .first_packet
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.config.start_wait);
+        let both = video_ready && audio_ready;
+        if !(both || ((waited || force) && (video_ready || audio_ready))) {
+            return;
+        }
+        // Wall-clock position of a stream's RTP time: sender reports when every stream that is
+        // starting has one, otherwise arrival time (relative to the first packet).
+        let starting: Vec<Kind> = [(Kind::Video, video_ready), (Kind::Audio, audio_ready)]
+            .into_iter()
+            .filter_map(|(k, r)| r.then_some(k))
+            .collect();
+        let use_reports = starting.iter().all(|k| {
+            self.streams
+                .get(k)
+                .is_some_and(|s| self.reports.contains_key(&s.ssrc))
+        });
+        let reference = self.first_packet.unwrap_or(now);
+        let wall = |s: &Stream, ts: i64| -> f64 {
+            let rate = s.clock_rate as f64;
+            match self.reports.get(&s.ssrc) {
+                Some(sr) if use_reports => {
+                    let sr_ts = unwrap_near(sr.rtp_time, ts);
+                    sr.ntp_seconds() + (ts - sr_ts) as f64 / rate
+                }
+                _ => {
+                    let (arr, ts0) = s.first.unwrap_or((reference, ts));
+                    arr.saturating_duration_since(reference).as_secs_f64()
+                        + (ts - ts0) as f64 / rate
+                }
+            }
+        };
+        let t0 = if video_ready {
+            let s = &self.streams[&Kind::Video];
+            wall(s, s.pending[0].timestamp)
+        } else {
+            let s = &self.streams[&Kind::Audio];
+            wall(s, s.pending[0].timestamp)
+        };
+        let mut audio_start = None;
+        if audio_ready {
+            let s = &self.streams[&Kind::Audio];
+            // Audio from before the first video frame is cut; later audio starts later.
+            let first = s
+                .pending
+                .iter()
+                .position(|f| wall(s, f.timestamp) >= t0 - 0.010);
+            if let Some(i) = first {
+                let offset = ((wall(s, s.pending[i].timestamp) - t0) * s.clock_rate as f64)
+                    .round()
+                    .max(0.0) as i64;
+                audio_start = Some((i, offset));
+            }
+        }
+        if video_ready {
+            let s = self.streams.get_mut(&Kind::Video).expect("checked");
+            let f = &s.pending[0];
+            let entry = video_entry(s, f).expect("checked");
+            self.video = Some(Track::new(
+                TrackKind::Video,
+                s.codec,
+                s.clock_rate,
+                entry,
+                f.timestamp,
+                0,
+                3000,
+            ));
+        }
+        if let Some((i, offset)) = audio_start {
+            let s = self.streams.get_mut(&Kind::Audio).expect("checked");
+            self.stats.frames_dropped += i as u64;
+            s.pending.drain(..i);
+            let entry = SampleEntry::Opus(build_opus_box(&OpusSampleEntryConfig {
+                // WebRTC negotiates opus/48000/2; a mono packet decodes fine as stereo.
+                channel_count: ChannelCount::Stereo,
+                pre_skip: 0,
+                input_sample_rate: 48000,
+                output_gain: 0,
+            }));
+            self.audio = Some(Track::new(
+                TrackKind::Audio,
+                s.codec,
+                s.clock_rate,
+                entry,
+                s.pending[0].timestamp,
+                offset,
+                OPUS_FRAME_20MS,
+            ));
+        }
+        self.running = true;
+        for kind in [Kind::Video, Kind::Audio] {
+            let Some(s) = self.streams.get_mut(&kind) else {
+                continue;
+            };
+            let pending = std::mem::take(&mut s.pending);
+            let (codec, rate) = (s.codec, s.clock_rate);
+            for f in pending {
+                self.write_frame(kind, codec, rate, f);
+            }
+        }
+    }
+
+    /// Writes a fragment of every sample whose duration is known (all of them at the end).
+    fn flush(&mut self, end: bool) -> io::Result<()> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let mut tracks: Vec<&mut Track> = [&mut self.video, &mut self.audio]
+            .into_iter()
+            .flatten()
+            .collect();
+        if end {
+            for t in tracks.iter_mut() {
+                t.release_last();
+            }
+        }
+        // The first fragment defines the file's tracks: wait until each has a sample.
+        if !writer.started() && !end && tracks.iter().any(|t| t.ready.is_empty()) {
+            return Ok(());
+        }
+        let mut samples = Vec::new();
+        for t in tracks {
+            samples.append(&mut t.ready);
+        }
+        writer.write_fragment(&samples)
+    }
+}
+
+impl Track {
+    fn new(
+        kind: TrackKind,
+        codec: Codec,
+        clock_rate: u32,
+        entry: SampleEntry,
+        base_ts: i64,
+        offset: i64,
+        step: i64,
+    ) -> Track {
+        Track {
+            kind,
+            codec,
+            timescale: NonZeroU32::new(clock_rate).unwrap_or(NonZeroU32::MIN),
+            entry,
+            base_ts,
+            offset,
+            last: None,
+            ready: Vec::new(),
+            end: 0,
+            step,
+            waiting_keyframe: false,
+            last_arrival: None,
+        }
+    }
+
+    fn hold_and_release(&mut self, at: i64, data: Vec<u8>, keyframe: bool) {
+        if let Some(h) = self.last.take() {
+            let d = at - h.at;
+            // Remember the usual frame distance (ignoring holes) for the last frame.
+            if d > 0 && d <= self.timescale.get() as i64 / 5 {
+                self.step = d;
+            }
+            self.release(h, d);
+        } else if at > self.end && self.kind == TrackKind::Video {
+            // Only possible for a replacement stream: the previous frame already ended.
+            self.end = at;
+        }
+        self.last = Some(Held { at, data, keyframe });
+    }
+
+    fn release(&mut self, h: Held, duration: i64) {
+        let duration = duration.clamp(1, u32::MAX as i64);
+        self.end = h.at + duration;
+        self.ready.push(MediaSample {
+            kind: self.kind,
+            timescale: self.timescale,
+            entry: self.entry.clone(),
+            duration: duration as u32,
+            keyframe: h.keyframe,
+            data: h.data,
+        });
+    }
+
+    fn release_last(&mut self) {
+        if let Some(h) = self.last.take() {
+            let step = self.step;
+            self.release(h, step);
+        }
+    }
+
+    /// Audio: fills [end of the held frame, at) with 20 ms silence frames when it is a hole
+    /// (more than one and a half frames); returns how many were written.
+    fn fill_silence(&mut self, at: i64) -> u64 {
+        let from = match &self.last {
+            Some(h) => h.at + self.step,
+            None => self.end,
+        };
+        if at - from < self.step / 2 && self.last.is_some() {
+            return 0;
+        }
+        if at - from < OPUS_FRAME_20MS / 2 {
+            return 0;
+        }
+        if let Some(h) = self.last.take() {
+            let step = self.step;
+            self.release(h, step);
+        }
+        let mut n = 0;
+        let mut t = from;
+        while at - t >= OPUS_FRAME_20MS {
+            // The last silence frame absorbs the remainder so the next frame lands exactly.
+            let d = if at - t < 2 * OPUS_FRAME_20MS {
+                at - t
+            } else {
+                OPUS_FRAME_20MS
+            };
+            self.release(
+                Held {
+                    at: t,
+                    data: OPUS_SILENCE_20MS.to_vec(),
+                    keyframe: true,
+                },
+                d,
+            );
+            t += d;
+            n += 1;
+        }
+        if t < at
+            && let Some(s) = self.ready.last_mut()
+        {
+            // A remainder under 20 ms: stretch the previous sample.
+            s.duration += (at - t) as u32;
+            self.end = at;
+        }
+        n
+    }
+}
+
+/// The sample entry for a video stream's keyframe, when it carries what it needs.
+fn video_entry(s: &Stream, f: &Frame) -> Option<SampleEntry> {
+    match s.codec {
+        Codec::Vp8 => {
+            let key = parse_frame_header(&f.data).ok()?.keyframe?;
+            Some(SampleEntry::Vp08(build_vp08_box(&Vp8SampleEntryConfig {
+                video_full_range_flag: false,
+                colour_primaries: Vp8SampleEntryConfig::COLOUR_PRIMARIES_BT601,
+                transfer_characteristics: Vp8SampleEntryConfig::TRANSFER_CHARACTERISTICS_BT601,
+                matrix_coefficients: Vp8SampleEntryConfig::MATRIX_COEFFICIENTS_BT601,
+                width: key.width,
+                height: key.height,
+            })))
+        }
+        Codec::H264 => {
+            let sps = s.depack.sps.clone()?;
+            let pps = s.depack.pps.clone()?;
+            build_avc1_box(
+                &[sps],
+                &[pps],
+                &H264SampleEntryConfig {
+                    length_size: LengthSize::FourBytes,
+                },
+            )
+            .ok()
+            .map(SampleEntry::Avc1)
+        }
+        Codec::Opus => None,
+    }
+}
+
+/// Extends a sender report's 32-bit RTP time to the lap of `near`.
+fn unwrap_near(ts: u32, near: i64) -> i64 {
+    near + ts.wrapping_sub(near as u32) as i32 as i64
+}
