@@ -56,6 +56,7 @@ async fn pages_and_assets_are_served_with_their_types_and_validators() {
         ("/", "text/html; charset=utf-8"),
         ("/s/Zq3xLinkToken", "text/html; charset=utf-8"),
         ("/console", "text/html; charset=utf-8"),
+        ("/admin", "text/html; charset=utf-8"),
         ("/assets/js/customer.js", "text/javascript; charset=utf-8"),
         ("/assets/css/lens.css", "text/css; charset=utf-8"),
         ("/assets/i18n/en.json", "application/json"),
