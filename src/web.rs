@@ -46,7 +46,18 @@ static ASSETS: &[Asset] = assets![
     "js/login.js",
     "js/media.js",
     "js/socket.js",
+    "i18n/de.json",
     "i18n/en.json",
+    "i18n/es.json",
+    "i18n/fr.json",
+    "i18n/it.json",
+    "i18n/ja.json",
+    "i18n/ko.json",
+    "i18n/nl.json",
+    "i18n/pt-br.json",
+    "i18n/th.json",
+    "i18n/zh.json",
+    "i18n/zh-TW.json",
     "icon.svg",
 ];
 

@@ -280,7 +280,9 @@ export async function createPinSession(page, name) {
   const dialog = page.getByRole("dialog", { name: "New session" });
   await dialog.getByLabel("Name", { exact: true }).fill(name);
   await dialog.getByRole("button", { name: "Create" }).click();
-  const pin = (await dialog.locator(".pin-code").getAttribute("data-pin", { timeout: STEP })) ?? "";
+  const code = dialog.locator(".pin-code");
+  await code.waitFor({ state: "visible", timeout: STEP });
+  const pin = (await code.getAttribute("data-pin")) ?? "";
   await dialog.getByRole("button", { name: "Close" }).click();
   return pin;
 }

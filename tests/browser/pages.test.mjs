@@ -163,3 +163,32 @@ test("a whole session: chat, mutes, hold and resume, the customer ends, surveys"
   await mobile.close();
   await desk.close();
 });
+
+test("the pages follow the browser's language among the twelve, with no raw key on screen", { skip: !have }, async () => {
+  /** Browser locale → the catalog the pages must pick. */
+  const locales = [
+    ["de-DE", "de"], ["en-US", "en"], ["es-ES", "es"], ["fr-FR", "fr"], ["it-IT", "it"], ["ja-JP", "ja"],
+    ["ko-KR", "ko"], ["nl-NL", "nl"], ["pt-BR", "pt-br"], ["th-TH", "th"], ["zh-CN", "zh"], ["zh-TW", "zh-TW"],
+  ];
+  const rawKey = /\b(common|chat|status|customer|login|password|console|create|transfer|admin)\.[A-Za-z]/;
+  for (const [locale, code] of locales) {
+    const context = await chromium.browser.newContext({ locale, viewport: { width: 360, height: 740 } });
+    const page = await context.newPage();
+    for (const path of ["/", "/console"]) {
+      await page.goto(`${server.url}${path}`);
+      await page.waitForFunction((want) => document.documentElement.lang === want, code);
+      const text = await page.locator("body").innerText();
+      assert.doesNotMatch(text, rawKey, `${locale} ${path}: a raw key is shown`);
+      const labels = await page.locator("[aria-label], [placeholder]").evaluateAll((els) =>
+        els.map((e) => `${e.getAttribute("aria-label") ?? ""} ${e.getAttribute("placeholder") ?? ""}`).join(" "),
+      );
+      assert.doesNotMatch(labels, rawKey, `${locale} ${path}: a raw key in a label`);
+    }
+    if (["de", "ja", "th"].includes(code)) {
+      await page.goto(`${server.url}/`);
+      await page.waitForFunction((want) => document.documentElement.lang === want, code);
+      await page.screenshot({ path: join(screenshotDir(), `customer-entry-${code}-360.png`) });
+    }
+    await context.close();
+  }
+});

@@ -535,6 +535,8 @@ function drawCreateForm(form) {
 byId("new-session").addEventListener("click", async () => {
   createForm.reset();
   byId("create-error").textContent = "";
+  // The previous session's code must not linger in the dialog.
+  byId("create-result").replaceChildren();
   byId("create-result").hidden = true;
   byId("create-submit").hidden = false;
   try {
