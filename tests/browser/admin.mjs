@@ -6,23 +6,21 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { ADMIN_EMAIL, ADMIN_PASSWORD, call, launch, requireChromium, screenshotDir, startServer, STEP } from "./harness.mjs";
+import { ADMIN_EMAIL, ADMIN_PASSWORD, call, requireChromium, screenshotDir, acquire, release, STEP } from "./harness.mjs";
 
 const have = requireChromium();
-/** @type {Awaited<ReturnType<typeof startServer>>} */
+/** @type {import("./harness.mjs").Server} */
 let server;
-/** @type {Awaited<ReturnType<typeof launch>>} */
+/** @type {import("./harness.mjs").Browser} */
 let chromium;
 
 before(async () => {
   if (!have) return;
-  server = await startServer();
-  chromium = await launch();
+  ({ server, chromium } = await acquire());
 });
 
 after(async () => {
-  await chromium?.close();
-  await server?.stop();
+  if (have) await release();
 });
 
 /**
@@ -83,22 +81,22 @@ test("an administrator creates a group, changes its settings, adds a technician 
   // A technician in the group.
   await page.getByRole("button", { name: "Configuration" }).click();
   await page.getByRole("button", { name: "New technician", exact: true }).click();
-  await form.getByLabel("Name", { exact: true }).fill("Ada Lovelace");
-  await form.getByLabel("Nickname (shown to customers)").fill("Ada");
-  await form.getByLabel("Email").fill("ada@example.com");
+  await form.getByLabel("Name", { exact: true }).fill("Grace Hopper");
+  await form.getByLabel("Nickname (shown to customers)").fill("Grace");
+  await form.getByLabel("Email").fill("grace@example.com");
   await form.getByLabel("Password").fill("Sample1%x");
   await form.getByRole("button", { name: "Create" }).click();
-  await tree.getByRole("button", { name: "Ada Lovelace" }).waitFor({ timeout: STEP });
+  await tree.getByRole("button", { name: "Grace Hopper" }).waitFor({ timeout: STEP });
   const techs = await call(server.url, "GET", "/technicians", admin);
-  const ada = (Array.isArray(techs) ? techs : techs.items ?? techs.technicians ?? []).find((/** @type {any} */ u) => u.email === "ada@example.com");
-  assert.equal(ada?.group_id, group.id, JSON.stringify(techs));
-  assert.equal(ada?.nickname, "Ada");
+  const grace = (Array.isArray(techs) ? techs : techs.items ?? techs.technicians ?? []).find((/** @type {any} */ u) => u.email === "grace@example.com");
+  assert.equal(grace?.group_id, group.id, JSON.stringify(techs));
+  assert.equal(grace?.nickname, "Grace");
 
   // Disable her from her form.
   await form.getByLabel("Enabled").uncheck();
   await form.getByRole("button", { name: "Save changes" }).click();
   await page.getByText("Saved.").waitFor({ timeout: STEP });
-  const disabled = await call(server.url, "GET", `/technicians/${ada.id}`, admin);
+  const disabled = await call(server.url, "GET", `/technicians/${grace.id}`, admin);
   assert.equal(disabled.enabled, false);
   await shoot(page, "admin-org");
 

@@ -12,21 +12,21 @@ import {
   createPinSession,
   customerJoins,
   instrument,
-  launch,
   mediaStats,
   pickUp,
   requireChromium,
   screenshotDir,
-  startServer,
+  acquire,
+  release,
   STEP,
   technicianWithAudio,
   until,
 } from "./harness.mjs";
 
 const have = requireChromium();
-/** @type {Awaited<ReturnType<typeof startServer>>} */
+/** @type {import("./harness.mjs").Server} */
 let server;
-/** @type {Awaited<ReturnType<typeof launch>>} */
+/** @type {import("./harness.mjs").Browser} */
 let chromium;
 /** @type {Awaited<ReturnType<typeof technicianWithAudio>>} */
 let tech;
@@ -55,8 +55,7 @@ async function shoot(page, name) {
 
 before(async () => {
   if (!have) return;
-  server = await startServer();
-  chromium = await launch();
+  ({ server, chromium } = await acquire());
   tech = await technicianWithAudio(server.url, "sam@example.com");
   // Self-hosted surveys on both sides, with session details for the customer's.
   const settings = await call(server.url, "GET", `/technician-groups/${tech.group}/settings`, tech.admin);
@@ -66,8 +65,7 @@ before(async () => {
 });
 
 after(async () => {
-  await chromium?.close();
-  await server?.stop();
+  if (have) await release();
 });
 
 test("a wrong PIN is refused with a clear message", { skip: !have }, async () => {
