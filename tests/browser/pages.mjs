@@ -1,6 +1,6 @@
 // Issue 5's main flows through the real pages: a wrong PIN, then a whole session — chat both
-// ways, mute and unmute on both sides, hold and resume, the customer ends, the surveys (the
-// self-hosted kind) are offered. Screenshots of each page at phone and desktop sizes go to
+// ways, mute and unmute on both sides, hold and resume, a transfer to a colleague, the customer
+// ends, the surveys (the self-hosted kind) are offered. Screenshots of each page at phone and desktop sizes go to
 // tests/browser/screenshots/ (not committed) for people to look at.
 
 import assert from "node:assert/strict";
@@ -86,7 +86,7 @@ test("a wrong PIN is refused with a clear message", { skip: !have }, async () =>
   await context.close();
 });
 
-test("a whole session: chat, mutes, hold and resume, the customer ends, surveys", { skip: !have }, async () => {
+test("a whole session: chat, mutes, hold and resume, transfer, the customer ends, surveys", { skip: !have }, async () => {
   const desk = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } });
   await instrument(desk);
   const consolePage = await consoleLogin(desk, server.url, tech);
@@ -148,18 +148,38 @@ test("a whole session: chat, mutes, hold and resume, the customer ends, surveys"
   const [download] = await Promise.all([consolePage.waitForEvent("download"), consolePage.getByRole("button", { name: "Snapshot" }).click()]);
   assert.match(download.suggestedFilename(), /^lens-session-\d+-.*\.png$/);
 
+  // Sam transfers the session to Tom, a colleague in the same group, with a comment; Tom picks it
+  // up and gets the phone's video; Sam's console lets it go.
+  await call(server.url, "POST", "/technicians", tech.admin, { name: "Tom Tester", nickname: "Tom", email: "tom@example.com", password: tech.password, group_id: tech.group }, 201);
+  const desk2 = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await instrument(desk2);
+  const tomPage = await consoleLogin(desk2, server.url, { email: "tom@example.com", password: tech.password });
+  await consolePage.getByRole("button", { name: "Transfer" }).click();
+  const transfer = consolePage.getByRole("dialog", { name: "Transfer the session" });
+  await transfer.getByLabel("Transfer to").selectOption({ label: "Tom Tester (Tom)" });
+  await transfer.getByLabel("Comment").fill("Needs a fibre specialist");
+  await transfer.getByRole("button", { name: "Transfer" }).click();
+  await consolePage.locator(".session-item", { hasText: "Ann Lee" }).waitFor({ state: "detached", timeout: STEP });
+  await pickUp(tomPage, "Ann Lee");
+  await tomPage.getByText("“Needs a fibre specialist”").waitFor({ timeout: STEP });
+  await phone.getByText("Connected to Tom").waitFor({ timeout: STEP });
+  await until("video at Tom's console", () => mediaStats(tomPage), (s) => (s?.["inbound-rtp-video"]?.framesDecoded ?? 0) > 20);
+
   // The customer ends; both sides see it, with their surveys.
   await phone.getByRole("button", { name: "End", exact: true }).click();
   await phone.getByText("You ended the session").waitFor({ timeout: STEP });
   const survey = await phone.getByRole("link", { name: "Tell us how we did" }).getAttribute("href");
   assert.match(survey ?? "", /^https:\/\/survey\.example\.com\/lens\?.*RescueSessionID=\d+/);
-  await consolePage.getByText("Session ended: Closed by customer").waitFor({ timeout: STEP });
-  const techSurvey = await consolePage.getByRole("link", { name: "Technician survey" }).getAttribute("href");
+  await tomPage.getByText("Session ended: Closed by customer").waitFor({ timeout: STEP });
+  const techSurvey = await tomPage.getByRole("link", { name: "Technician survey" }).getAttribute("href");
   assert.match(techSurvey ?? "", /^https:\/\/survey\.example\.com\/tech/);
   await shoot(phone, "customer-ended");
-  await shoot(consolePage, "console-ended");
+  await shoot(tomPage, "console-ended");
+  await tomPage.getByRole("button", { name: "Remove from the list" }).click();
+  await tomPage.locator(".session-item", { hasText: "Ann Lee" }).waitFor({ state: "detached" });
   await mobile.close();
   await desk.close();
+  await desk2.close();
 });
 
 test("the pages follow the browser's language among the twelve, with no raw key on screen", { skip: !have }, async () => {

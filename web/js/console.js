@@ -324,10 +324,11 @@ function renderDetail() {
   const endedBox = byId("session-ended");
   endedBox.hidden = !entry.ended;
   if (entry.ended) {
-    endedBox.replaceChildren(t("console.endedAs", { status: statusText(entry.ended.status) }));
+    const text = byId("session-ended-text");
+    text.replaceChildren(t("console.endedAs", { status: statusText(entry.ended.status) }));
     const url = entry.ended.survey?.url;
     if (url && /^https?:\/\//.test(url)) {
-      endedBox.append(" ", el("a", { href: url, target: "_blank", rel: "noopener" }, [t("console.survey")]));
+      text.append(" ", el("a", { href: url, target: "_blank", rel: "noopener" }, [t("console.survey")]));
     }
   }
 
@@ -389,6 +390,13 @@ function renderDetail() {
 // ---------------------------------------------------------------- actions --
 
 byId("pickup").addEventListener("click", () => act({ type: "pickup" }));
+// A closed session stays on screen (chat, notes, survey) until the technician removes it.
+byId("dismiss").addEventListener("click", () => {
+  if (state.selected === null) return;
+  state.sessions.delete(state.selected);
+  state.selected = null;
+  render();
+});
 byId("hold").addEventListener("click", () => act({ type: "hold" }));
 byId("resume").addEventListener("click", () => act({ type: "resume" }));
 byId("end").addEventListener("click", () => {
