@@ -38,6 +38,9 @@ async function freePort() {
   });
 }
 
+/** @typedef {Awaited<ReturnType<typeof startServer>>} Server */
+/** @typedef {Awaited<ReturnType<typeof launch>>} Browser */
+
 /**
  * Starts `lens serve` on a free port; resolves once /healthz answers 200.
  * @returns {Promise<{url: string, stop: () => Promise<void>, log: () => string}>}
@@ -280,7 +283,9 @@ export async function createPinSession(page, name) {
   const dialog = page.getByRole("dialog", { name: "New session" });
   await dialog.getByLabel("Name", { exact: true }).fill(name);
   await dialog.getByRole("button", { name: "Create" }).click();
-  const pin = (await dialog.locator(".pin-code").getAttribute("data-pin", { timeout: STEP })) ?? "";
+  const code = dialog.locator(".pin-code");
+  await code.waitFor({ state: "visible", timeout: STEP });
+  const pin = (await code.getAttribute("data-pin")) ?? "";
   await dialog.getByRole("button", { name: "Close" }).click();
   return pin;
 }
@@ -335,4 +340,27 @@ export async function until(what, read, done, ms = STEP) {
     if (Date.now() > deadline) assert.fail(`${what}: not reached within ${ms} ms; last: ${JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** @type {Promise<{server: Awaited<ReturnType<typeof startServer>>, chromium: Awaited<ReturnType<typeof launch>>}> | null} */
+let sharedParts = null;
+let sharedUsers = 0;
+
+/**
+ * One server and one Chromium for every test file of this process (starting them is the slow
+ * part); stopped when the last file that acquired them releases them.
+ */
+export function acquire() {
+  sharedUsers += 1;
+  sharedParts ??= (async () => ({ server: await startServer(), chromium: await launch() }))();
+  return sharedParts;
+}
+
+export async function release() {
+  sharedUsers -= 1;
+  if (sharedUsers > 0 || !sharedParts) return;
+  const { server, chromium } = await sharedParts;
+  sharedParts = null;
+  await chromium.close();
+  await server.stop();
 }

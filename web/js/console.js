@@ -2,9 +2,10 @@
 // queue, create sessions, pick up, watch the customer's camera, talk, chat, take notes, hold,
 // transfer and end. Protocol: signaling/PROTOCOL.md §4 and §5.
 
-import { api, ApiError, login, onPasswordRefused } from "./api.js";
+import { api } from "./api.js";
 import { byId, clock, duration, el, showOnly } from "./dom.js";
 import { fillLanguageSelect, pickLanguage, setLanguage, t } from "./i18n.js";
+import { loginPanels, resumeOrLogin, setupLogin } from "./login.js";
 import { addCandidate, peerConnection, trickle } from "./media.js";
 import { ProtocolError, Socket } from "./socket.js";
 
@@ -21,7 +22,7 @@ import { ProtocolError, Socket } from "./socket.js";
  *   ended?: {status: string, survey?: {url?: string}}}} Entry
  */
 
-const panels = [byId("login"), byId("change-password"), byId("workspace")];
+const panels = [...loginPanels(), byId("workspace")];
 const languageSelect = byId("language", HTMLSelectElement);
 const presence = byId("presence", HTMLSelectElement);
 const list = byId("session-list");
@@ -46,56 +47,10 @@ const state = {
 
 // ------------------------------------------------------------------ login --
 
-/** @returns {Promise<string>} the new password the user chose */
-function askNewPassword() {
-  showOnly(panels, byId("change-password"));
-  byId("new-password", HTMLInputElement).focus();
-  return new Promise((resolve) => {
-    const form = byId("password-form", HTMLFormElement);
-    /** @param {SubmitEvent} e */
-    const submit = (e) => {
-      e.preventDefault();
-      const a = byId("new-password", HTMLInputElement).value;
-      const b = byId("confirm-password", HTMLInputElement).value;
-      if (a !== b) {
-        byId("password-error").textContent = t("password.mismatch");
-        return;
-      }
-      form.removeEventListener("submit", submit);
-      byId("password-error").textContent = "";
-      resolve(a);
-    };
-    form.addEventListener("submit", submit);
-  });
-}
-
-onPasswordRefused((message) => {
-  byId("password-error").textContent = message;
-});
-
-byId("login-form", HTMLFormElement).addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const error = byId("login-error");
-  error.textContent = "";
-  try {
-    const session = await login(
-      byId("email", HTMLInputElement).value.trim(),
-      byId("password", HTMLInputElement).value,
-      askNewPassword,
-    );
-    if (session.user.role !== "technician") {
-      showOnly(panels, byId("login"));
-      error.textContent = t("login.notTechnician");
-      return;
-    }
-    state.token = session.token;
-    sessionStorage.setItem("lens.console.token", session.token);
-    await openConsole();
-  } catch (err) {
-    showOnly(panels, byId("login"));
-    error.textContent =
-      err instanceof ApiError && err.status === 401 ? t("login.wrong") : err instanceof Error ? err.message : String(err);
-  }
+setupLogin(panels, (role) => role === "technician", "login.notTechnician", async (session) => {
+  state.token = session.token;
+  sessionStorage.setItem("lens.console.token", session.token);
+  await openConsole();
 });
 
 byId("logout").addEventListener("click", async () => {
@@ -369,10 +324,11 @@ function renderDetail() {
   const endedBox = byId("session-ended");
   endedBox.hidden = !entry.ended;
   if (entry.ended) {
-    endedBox.replaceChildren(t("console.endedAs", { status: statusText(entry.ended.status) }));
+    const text = byId("session-ended-text");
+    text.replaceChildren(t("console.endedAs", { status: statusText(entry.ended.status) }));
     const url = entry.ended.survey?.url;
     if (url && /^https?:\/\//.test(url)) {
-      endedBox.append(" ", el("a", { href: url, target: "_blank", rel: "noopener" }, [t("console.survey")]));
+      text.append(" ", el("a", { href: url, target: "_blank", rel: "noopener" }, [t("console.survey")]));
     }
   }
 
@@ -434,6 +390,13 @@ function renderDetail() {
 // ---------------------------------------------------------------- actions --
 
 byId("pickup").addEventListener("click", () => act({ type: "pickup" }));
+// A closed session stays on screen (chat, notes, survey) until the technician removes it.
+byId("dismiss").addEventListener("click", () => {
+  if (state.selected === null) return;
+  state.sessions.delete(state.selected);
+  state.selected = null;
+  render();
+});
 byId("hold").addEventListener("click", () => act({ type: "hold" }));
 byId("resume").addEventListener("click", () => act({ type: "resume" }));
 byId("end").addEventListener("click", () => {
@@ -580,6 +543,8 @@ function drawCreateForm(form) {
 byId("new-session").addEventListener("click", async () => {
   createForm.reset();
   byId("create-error").textContent = "";
+  // The previous session's code must not linger in the dialog.
+  byId("create-result").replaceChildren();
   byId("create-result").hidden = true;
   byId("create-submit").hidden = false;
   try {
@@ -695,18 +660,10 @@ async function main() {
   setInterval(() => {
     if ([...state.sessions.values()].some((e) => e.view.waiting_seconds !== undefined)) render();
   }, 1000);
-  const token = sessionStorage.getItem("lens.console.token");
-  if (token) {
+  await resumeOrLogin(panels, "lens.console.token", async (token) => {
     state.token = token;
-    try {
-      await openConsole();
-      return;
-    } catch {
-      sessionStorage.removeItem("lens.console.token");
-    }
-  }
-  showOnly(panels, byId("login"));
-  byId("email", HTMLInputElement).focus();
+    await openConsole();
+  });
 }
 
 main();

@@ -6,20 +6,19 @@
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { consoleLogin, createPinSession, customerJoins, instrument, launch, mediaStats, pickUp, requireChromium, startServer, STEP, technicianWithAudio, until } from "./harness.mjs";
+import { consoleLogin, createPinSession, customerJoins, instrument, mediaStats, pickUp, requireChromium, acquire, release, STEP, technicianWithAudio, until } from "./harness.mjs";
 
 const have = requireChromium();
-/** @type {Awaited<ReturnType<typeof startServer>>} */
+/** @type {import("./harness.mjs").Server} */
 let server;
-/** @type {Awaited<ReturnType<typeof launch>>} */
+/** @type {import("./harness.mjs").Browser} */
 let chromium;
 /** @type {import("playwright-core").Page} */
 let consolePage;
 
 before(async () => {
   if (!have) return;
-  server = await startServer();
-  chromium = await launch();
+  ({ server, chromium } = await acquire());
   const tech = await technicianWithAudio(server.url, "ada@example.com");
   const context = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } });
   await instrument(context);
@@ -27,8 +26,7 @@ before(async () => {
 });
 
 after(async () => {
-  await chromium?.close();
-  await server?.stop();
+  if (have) await release();
 });
 
 /** @param {string} codec */

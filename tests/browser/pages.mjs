@@ -1,6 +1,6 @@
 // Issue 5's main flows through the real pages: a wrong PIN, then a whole session — chat both
-// ways, mute and unmute on both sides, hold and resume, the customer ends, the surveys (the
-// self-hosted kind) are offered. Screenshots of each page at phone and desktop sizes go to
+// ways, mute and unmute on both sides, hold and resume, a transfer to a colleague, the customer
+// ends, the surveys (the self-hosted kind) are offered. Screenshots of each page at phone and desktop sizes go to
 // tests/browser/screenshots/ (not committed) for people to look at.
 
 import assert from "node:assert/strict";
@@ -12,21 +12,21 @@ import {
   createPinSession,
   customerJoins,
   instrument,
-  launch,
   mediaStats,
   pickUp,
   requireChromium,
   screenshotDir,
-  startServer,
+  acquire,
+  release,
   STEP,
   technicianWithAudio,
   until,
 } from "./harness.mjs";
 
 const have = requireChromium();
-/** @type {Awaited<ReturnType<typeof startServer>>} */
+/** @type {import("./harness.mjs").Server} */
 let server;
-/** @type {Awaited<ReturnType<typeof launch>>} */
+/** @type {import("./harness.mjs").Browser} */
 let chromium;
 /** @type {Awaited<ReturnType<typeof technicianWithAudio>>} */
 let tech;
@@ -55,8 +55,7 @@ async function shoot(page, name) {
 
 before(async () => {
   if (!have) return;
-  server = await startServer();
-  chromium = await launch();
+  ({ server, chromium } = await acquire());
   tech = await technicianWithAudio(server.url, "sam@example.com");
   // Self-hosted surveys on both sides, with session details for the customer's.
   const settings = await call(server.url, "GET", `/technician-groups/${tech.group}/settings`, tech.admin);
@@ -66,8 +65,7 @@ before(async () => {
 });
 
 after(async () => {
-  await chromium?.close();
-  await server?.stop();
+  if (have) await release();
 });
 
 test("a wrong PIN is refused with a clear message", { skip: !have }, async () => {
@@ -88,7 +86,7 @@ test("a wrong PIN is refused with a clear message", { skip: !have }, async () =>
   await context.close();
 });
 
-test("a whole session: chat, mutes, hold and resume, the customer ends, surveys", { skip: !have }, async () => {
+test("a whole session: chat, mutes, hold and resume, transfer, the customer ends, surveys", { skip: !have }, async () => {
   const desk = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } });
   await instrument(desk);
   const consolePage = await consoleLogin(desk, server.url, tech);
@@ -150,16 +148,65 @@ test("a whole session: chat, mutes, hold and resume, the customer ends, surveys"
   const [download] = await Promise.all([consolePage.waitForEvent("download"), consolePage.getByRole("button", { name: "Snapshot" }).click()]);
   assert.match(download.suggestedFilename(), /^lens-session-\d+-.*\.png$/);
 
+  // Sam transfers the session to Tom, a colleague in the same group, with a comment; Tom picks it
+  // up and gets the phone's video; Sam's console lets it go.
+  await call(server.url, "POST", "/technicians", tech.admin, { name: "Tom Tester", nickname: "Tom", email: "tom@example.com", password: tech.password, group_id: tech.group }, 201);
+  const desk2 = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await instrument(desk2);
+  const tomPage = await consoleLogin(desk2, server.url, { email: "tom@example.com", password: tech.password });
+  await consolePage.getByRole("button", { name: "Transfer" }).click();
+  const transfer = consolePage.getByRole("dialog", { name: "Transfer the session" });
+  await transfer.getByLabel("Transfer to").selectOption({ label: "Tom Tester (Tom)" });
+  await transfer.getByLabel("Comment").fill("Needs a fibre specialist");
+  await transfer.getByRole("button", { name: "Transfer" }).click();
+  await consolePage.locator(".session-item", { hasText: "Ann Lee" }).waitFor({ state: "detached", timeout: STEP });
+  await pickUp(tomPage, "Ann Lee");
+  await tomPage.getByText("“Needs a fibre specialist”").waitFor({ timeout: STEP });
+  await phone.getByText("Connected to Tom").waitFor({ timeout: STEP });
+  await until("video at Tom's console", () => mediaStats(tomPage), (s) => (s?.["inbound-rtp-video"]?.framesDecoded ?? 0) > 20);
+
   // The customer ends; both sides see it, with their surveys.
   await phone.getByRole("button", { name: "End", exact: true }).click();
   await phone.getByText("You ended the session").waitFor({ timeout: STEP });
   const survey = await phone.getByRole("link", { name: "Tell us how we did" }).getAttribute("href");
   assert.match(survey ?? "", /^https:\/\/survey\.example\.com\/lens\?.*RescueSessionID=\d+/);
-  await consolePage.getByText("Session ended: Closed by customer").waitFor({ timeout: STEP });
-  const techSurvey = await consolePage.getByRole("link", { name: "Technician survey" }).getAttribute("href");
+  await tomPage.getByText("Session ended: Closed by customer").waitFor({ timeout: STEP });
+  const techSurvey = await tomPage.getByRole("link", { name: "Technician survey" }).getAttribute("href");
   assert.match(techSurvey ?? "", /^https:\/\/survey\.example\.com\/tech/);
   await shoot(phone, "customer-ended");
-  await shoot(consolePage, "console-ended");
+  await shoot(tomPage, "console-ended");
+  await tomPage.getByRole("button", { name: "Remove from the list" }).click();
+  await tomPage.locator(".session-item", { hasText: "Ann Lee" }).waitFor({ state: "detached" });
   await mobile.close();
   await desk.close();
+  await desk2.close();
+});
+
+test("the pages follow the browser's language among the twelve, with no raw key on screen", { skip: !have }, async () => {
+  /** Browser locale → the catalog the pages must pick. */
+  const locales = [
+    ["de-DE", "de"], ["en-US", "en"], ["es-ES", "es"], ["fr-FR", "fr"], ["it-IT", "it"], ["ja-JP", "ja"],
+    ["ko-KR", "ko"], ["nl-NL", "nl"], ["pt-BR", "pt-br"], ["th-TH", "th"], ["zh-CN", "zh"], ["zh-TW", "zh-TW"],
+  ];
+  const rawKey = /\b(common|chat|status|customer|login|password|console|create|transfer|admin)\.[A-Za-z]/;
+  for (const [locale, code] of locales) {
+    const context = await chromium.browser.newContext({ locale, viewport: { width: 360, height: 740 } });
+    const page = await context.newPage();
+    for (const path of ["/", "/console"]) {
+      await page.goto(`${server.url}${path}`);
+      await page.waitForFunction((want) => document.documentElement.lang === want, code);
+      const text = await page.locator("body").innerText();
+      assert.doesNotMatch(text, rawKey, `${locale} ${path}: a raw key is shown`);
+      const labels = await page.locator("[aria-label], [placeholder]").evaluateAll((els) =>
+        els.map((e) => `${e.getAttribute("aria-label") ?? ""} ${e.getAttribute("placeholder") ?? ""}`).join(" "),
+      );
+      assert.doesNotMatch(labels, rawKey, `${locale} ${path}: a raw key in a label`);
+    }
+    if (["de", "ja", "th"].includes(code)) {
+      await page.goto(`${server.url}/`);
+      await page.waitForFunction((want) => document.documentElement.lang === want, code);
+      await page.screenshot({ path: join(screenshotDir(), `customer-entry-${code}-360.png`) });
+    }
+    await context.close();
+  }
 });
