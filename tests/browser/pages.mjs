@@ -202,6 +202,23 @@ test("the pages follow the browser's language among the twelve, with no raw key 
       );
       assert.doesNotMatch(labels, rawKey, `${locale} ${path}: a raw key in a label`);
     }
+    if (code === "en") {
+      // Every form control of every page has a label (a <label>, or aria-label).
+      for (const path of ["/", "/console", "/admin"]) {
+        await page.goto(`${server.url}${path}`);
+        await page.waitForFunction(() => document.documentElement.lang === "en");
+        const unlabelled = await page.locator("input, select, textarea, button").evaluateAll((els) =>
+          els
+            .filter((e) => {
+              const control = /** @type {HTMLInputElement} */ (e);
+              const named = (control.labels?.length ?? 0) > 0 || e.getAttribute("aria-label") || (e.tagName === "BUTTON" && e.textContent?.trim());
+              return !named;
+            })
+            .map((e) => e.outerHTML.slice(0, 80)),
+        );
+        assert.deepEqual(unlabelled, [], `${path}: controls without a label`);
+      }
+    }
     if (["de", "ja", "th"].includes(code)) {
       await page.goto(`${server.url}/`);
       await page.waitForFunction((want) => document.documentElement.lang === want, code);
