@@ -61,6 +61,8 @@ before(async () => {
   const settings = await call(server.url, "GET", `/technician-groups/${tech.group}/settings`, tech.admin);
   settings.customer_survey = { ...settings.customer_survey, mode: "self_hosted", url: "https://survey.example.com/lens", add_session_details: true };
   settings.technician_survey = { ...settings.technician_survey, mode: "self_hosted", url: "https://survey.example.com/tech" };
+  // A waiting session turns red in the queue after a second.
+  settings.timeouts.alarms = [{ kind: "waiting", after_seconds: 1, color: "#d32f2f" }];
   await call(server.url, "PUT", `/technician-groups/${tech.group}/settings`, tech.admin, settings);
 });
 
@@ -95,6 +97,12 @@ test("a whole session: chat, mutes, hold and resume, transfer, the customer ends
   await instrument(mobile);
   const phone = await customerJoins(mobile, server.url, pin);
   await shoot(phone, "customer-waiting");
+  // The queue shows the waiting time, and the group's alarm colour once it has passed.
+  const queued = consolePage.locator(".session-item.alarm", { hasText: "Ann Lee" });
+  await queued.waitFor({ timeout: STEP });
+  assert.equal(await queued.evaluate((e) => getComputedStyle(e).borderInlineStartColor), "rgb(211, 47, 47)");
+  await consolePage.locator(".session-item", { hasText: "Ann Lee" }).getByText(/Waiting \d+:\d\d/).waitFor();
+  await shoot(consolePage, "console-waiting");
   await pickUp(consolePage, "Ann Lee");
   await phone.getByText("Connected to Sam").waitFor({ timeout: STEP });
   await until("video at the console", () => mediaStats(consolePage), (s) => (s?.["inbound-rtp-video"]?.framesDecoded ?? 0) > 20);
@@ -201,6 +209,23 @@ test("the pages follow the browser's language among the twelve, with no raw key 
         els.map((e) => `${e.getAttribute("aria-label") ?? ""} ${e.getAttribute("placeholder") ?? ""}`).join(" "),
       );
       assert.doesNotMatch(labels, rawKey, `${locale} ${path}: a raw key in a label`);
+    }
+    if (code === "en") {
+      // Every form control of every page has a label (a <label>, or aria-label).
+      for (const path of ["/", "/console", "/admin"]) {
+        await page.goto(`${server.url}${path}`);
+        await page.waitForFunction(() => document.documentElement.lang === "en");
+        const unlabelled = await page.locator("input, select, textarea, button").evaluateAll((els) =>
+          els
+            .filter((e) => {
+              const control = /** @type {HTMLInputElement} */ (e);
+              const named = (control.labels?.length ?? 0) > 0 || e.getAttribute("aria-label") || (e.tagName === "BUTTON" && e.textContent?.trim());
+              return !named;
+            })
+            .map((e) => e.outerHTML.slice(0, 80)),
+        );
+        assert.deepEqual(unlabelled, [], `${path}: controls without a label`);
+      }
     }
     if (["de", "ja", "th"].includes(code)) {
       await page.goto(`${server.url}/`);

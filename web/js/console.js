@@ -251,6 +251,12 @@ function statusText(status) {
 }
 
 function render() {
+  renderList();
+  renderDetail();
+}
+
+/** The session list (redrawn every second while a session waits: waiting time, alarm colour). */
+function renderList() {
   const entries = [...state.sessions.values()].sort((a, b) => a.view.created_at.localeCompare(b.view.created_at));
   byId("no-sessions").hidden = entries.length > 0;
   // The list is redrawn every second (waiting times): keep the keyboard focus where it was.
@@ -286,7 +292,6 @@ function render() {
   );
   const again = focused ? list.querySelector(`[data-session="${focused}"]`) : null;
   if (again instanceof HTMLElement) again.focus();
-  renderDetail();
 }
 
 /** @param {string} s */
@@ -658,7 +663,7 @@ async function main() {
   fillLanguageSelect(languageSelect);
   // Waiting times and alarm colours move on their own.
   setInterval(() => {
-    if ([...state.sessions.values()].some((e) => e.view.waiting_seconds !== undefined)) render();
+    if ([...state.sessions.values()].some((e) => e.view.waiting_seconds !== undefined)) renderList();
   }, 1000);
   await resumeOrLogin(panels, "lens.console.token", async (token) => {
     state.token = token;
