@@ -201,8 +201,8 @@ pub async fn create_master(
     Ok(id)
 }
 
-/// Starts the background work of a server: the session scheduler, the outbox worker, and the
-/// sessions that were live when the server last stopped.
+/// Starts the background work of a server: the session scheduler, the outbox worker, the chatlog
+/// purge, and the sessions that were live when the server last stopped.
 pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
     let restored = state.hub.restore().await?;
     if restored > 0 {
@@ -231,6 +231,7 @@ pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
             state.hub.post_wake.clone(),
         ));
     }
+    tokio::spawn(crate::api::reports::run_chatlog_purge(state.clone()));
     Ok(())
 }
 

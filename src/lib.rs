@@ -13,6 +13,7 @@ pub mod media;
 pub mod metrics;
 pub mod notify;
 pub mod org;
+pub mod reports;
 pub mod sessions;
 pub mod settings;
 pub mod store;

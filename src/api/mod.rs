@@ -9,6 +9,7 @@ pub mod console;
 pub mod groups;
 pub mod org;
 pub mod post_to_url;
+pub mod reports;
 pub mod sessions;
 pub mod settings;
 pub mod users;
@@ -42,6 +43,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(post_to_url::routes())
         .merge(api_keys::routes())
         .merge(api_tokens::routes())
+        .merge(reports::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
