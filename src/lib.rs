@@ -12,6 +12,7 @@ pub mod media;
 pub mod metrics;
 pub mod notify;
 pub mod org;
+pub mod recorder;
 pub mod sessions;
 pub mod settings;
 pub mod store;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod groups;
 pub mod org;
+pub mod recordings;
 pub mod sessions;
 pub mod settings;
 pub mod users;
@@ -34,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(settings::routes())
         .merge(audit::routes())
         .merge(sessions::routes())
+        .merge(recordings::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod groups;
 pub mod logins;
+pub mod recordings;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;
