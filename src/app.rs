@@ -27,6 +27,7 @@ pub struct AppState {
     /// refreshed on every local write and every few seconds (other nodes may write them).
     pub global: Arc<RwLock<Arc<GlobalSettings>>>,
     pub hub: Arc<crate::sessions::Hub>,
+    pub recorder: Arc<crate::recorder::RecorderService>,
 }
 
 impl AppState {
@@ -37,6 +38,14 @@ impl AppState {
         let global = Arc::new(RwLock::new(Arc::new(GlobalSettings::default())));
         let media = crate::media::SfuMediaPlan::start(&config)?;
         metrics.register_media(media.sfu().clone());
+        let recorder = crate::recorder::RecorderService::start(
+            config.clone(),
+            store.clone(),
+            media.sfu().clone(),
+            &metrics.registry,
+        )
+        .await?;
+        media.set_recorder(recorder.clone());
         let hub = crate::sessions::Hub::new(
             store.clone(),
             config.clone(),
@@ -57,6 +66,7 @@ impl AppState {
             metrics,
             global,
             hub,
+            recorder,
         };
         state.reload_global().await?;
         Ok(state)
@@ -91,6 +101,7 @@ impl AppState {
         (name = "settings", description = "Technician group settings and Global Settings"),
         (name = "audit", description = "The audit log"),
         (name = "integrations", description = "Post-to-URL, API keys, API tokens, single sign-on"),
+        (name = "recordings", description = "Screen recordings of sessions and their uploads"),
         (name = "ops", description = "Health, metrics, this document"),
     )
 )]

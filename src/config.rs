@@ -30,6 +30,7 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub media: MediaConfig,
     pub sessions: SessionsConfig,
+    pub recording: RecordingConfig,
     pub sms: crate::notify::SmsConfig,
     pub smtp: crate::notify::SmtpConfig,
     pub integrations: IntegrationsConfig,
@@ -122,6 +123,39 @@ impl Default for IntegrationsConfig {
     }
 }
 
+/// Screen recording (the group settings decide which sessions; these decide how).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// File name (relative to the location; `/` makes folders) without the `.mp4`. Fields:
+    /// `{date}` (YYYY-MM-DD, UTC), `{session_id}`, `{technician}`, `{start}` (YYYYMMDDTHHMMSSZ),
+    /// `{group}`.
+    pub file_name_pattern: String,
+    /// Where `\\host\share\dir` locations are mounted on this server (`<root>/host/share/dir`).
+    /// Empty: network locations are refused.
+    pub network_mount_root: String,
+    /// New spooled recordings are refused while the spool (`<recordings_dir>/spool`) holds this.
+    pub spool_max_bytes: u64,
+    /// Upload attempts before a recording is marked failed (an API retry starts over).
+    pub upload_max_attempts: u32,
+    /// First retry delay; doubles per attempt up to `upload_backoff_max_seconds`.
+    pub upload_backoff_seconds: u64,
+    pub upload_backoff_max_seconds: u64,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            file_name_pattern: "{date}/{session_id}_{technician}_{start}".into(),
+            network_mount_root: String::new(),
+            spool_max_bytes: 20 * 1024 * 1024 * 1024,
+            upload_max_attempts: 10,
+            upload_backoff_seconds: 30,
+            upload_backoff_max_seconds: 3600,
+        }
+    }
+}
+
 impl Default for SessionsConfig {
     fn default() -> Self {
         SessionsConfig {
@@ -145,6 +179,7 @@ impl Default for Config {
             bootstrap: BootstrapConfig::default(),
             media: MediaConfig::default(),
             sessions: SessionsConfig::default(),
+            recording: RecordingConfig::default(),
             sms: Default::default(),
             smtp: Default::default(),
             integrations: IntegrationsConfig::default(),
@@ -202,6 +237,12 @@ pub const KEYS: &[&str] = &[
     "media.public_ip",
     "sessions.reconnect_grace_seconds",
     "sessions.max_failed_code_attempts_per_address_per_minute",
+    "recording.file_name_pattern",
+    "recording.network_mount_root",
+    "recording.spool_max_bytes",
+    "recording.upload_max_attempts",
+    "recording.upload_backoff_seconds",
+    "recording.upload_backoff_max_seconds",
     "sms.provider",
     "sms.url",
     "sms.method",
@@ -299,6 +340,28 @@ impl Config {
         }
         if self.auth.token_ttl_minutes == 0 {
             return bad("auth.token_ttl_minutes", "must be at least 1");
+        }
+        if self
+            .recording
+            .file_name_pattern
+            .trim_matches('/')
+            .is_empty()
+            || self
+                .recording
+                .file_name_pattern
+                .split('/')
+                .any(|p| p == "..")
+        {
+            return bad(
+                "recording.file_name_pattern",
+                "must name a file and must not contain `..`",
+            );
+        }
+        if self.recording.upload_max_attempts == 0 || self.recording.upload_backoff_seconds == 0 {
+            return bad(
+                "recording.upload_max_attempts / recording.upload_backoff_seconds",
+                "must be at least 1",
+            );
         }
         if self.sessions.reconnect_grace_seconds == 0
             || self.sessions.reconnect_grace_seconds > 3600

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod notify;
 pub mod org;
 pub mod reports;
+pub mod recorder;
 pub mod sessions;
 pub mod settings;
 pub mod store;

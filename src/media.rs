@@ -37,6 +37,8 @@ pub trait MediaPlan: Send + Sync {
 pub struct SfuMediaPlan {
     sfu: sfu::SfuHandle,
     started: std::sync::Mutex<std::collections::HashSet<SessionId>>,
+    /// Set once the store is open (the recorder needs it); sessions started before are not recorded.
+    recorder: std::sync::OnceLock<std::sync::Arc<crate::recorder::RecorderService>>,
 }
 
 impl SfuMediaPlan {
@@ -65,12 +67,17 @@ impl SfuMediaPlan {
         Ok(SfuMediaPlan {
             sfu,
             started: Default::default(),
+            recorder: Default::default(),
         })
     }
 
     /// The SFU itself (metrics, the recorder tap).
     pub fn sfu(&self) -> &sfu::SfuHandle {
         &self.sfu
+    }
+
+    pub fn set_recorder(&self, recorder: std::sync::Arc<crate::recorder::RecorderService>) {
+        let _ = self.recorder.set(recorder);
     }
 
     pub fn candidate_addr(&self) -> std::net::SocketAddr {
@@ -104,6 +111,9 @@ impl MediaPlan for SfuMediaPlan {
             let _ = self.sfu.resume(session);
         } else if let Err(e) = self.sfu.start(session, audio) {
             tracing::warn!(session_id = session, technician, error = %e, "media: cannot start");
+        } else if let Some(r) = self.recorder.get() {
+            // One recording per session: a transfer (not first) keeps the file going.
+            r.session_started(session, technician);
         }
     }
     fn hold(&self, session: SessionId) {
@@ -115,6 +125,9 @@ impl MediaPlan for SfuMediaPlan {
     fn stop(&self, session: SessionId) -> Option<u64> {
         if let Ok(mut s) = self.started.lock() {
             s.remove(&session);
+        }
+        if let Some(r) = self.recorder.get() {
+            r.session_stopped(session);
         }
         self.sfu.stop(session).map(|st| {
             st.customer.bytes_in

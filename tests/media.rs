@@ -363,7 +363,11 @@ struct Phone {
     plis: Arc<AtomicU32>,
 }
 
-async fn phone_media(runtime: &Arc<dyn Runtime>, cus: &mut Ws) -> Phone {
+/// The phone's peer connected to the server (offer in, answer back), its tracks not sending yet.
+async fn phone_peer(
+    runtime: &Arc<dyn Runtime>,
+    cus: &mut Ws,
+) -> (TestPeer, Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>) {
     let mut peer = peer(runtime, "customer", AT_CUSTOMER).await;
     let video = local_track("camera", RtpCodecKind::Video, vp8(), 0x1111);
     let mic = local_track("mic", RtpCodecKind::Audio, opus(), 0x2222);
@@ -392,7 +396,11 @@ async fn phone_media(runtime: &Arc<dyn Runtime>, cus: &mut Ws) -> Phone {
         .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
         .await
         .unwrap();
+    (peer, video, mic)
+}
 
+async fn phone_media(runtime: &Arc<dyn Runtime>, cus: &mut Ws) -> Phone {
+    let (peer, video, mic) = phone_peer(runtime, cus).await;
     let plis = Arc::new(AtomicU32::new(0));
     {
         let plis = plis.clone();
@@ -804,4 +812,148 @@ async fn a_second_pickup_is_refused_while_media_flows() {
         "the console was offered media of the refused session"
     );
     call.close().await;
+}
+
+/// Sends real frames (a test pattern and a tone, made by ffmpeg) as the phone would, paced in real
+/// time: VP8 every 40 ms, Opus every 20 ms. Returns the frames sent.
+async fn send_clip(
+    video: &Arc<TrackLocalStaticRTP>,
+    mic: &Arc<TrackLocalStaticRTP>,
+    dir: &std::path::Path,
+) -> (usize, usize) {
+    use recording::Codec;
+    use recording::fixtures::{Packetizer, opus_frames, video_frames};
+    let frames = video_frames(dir, Codec::Vp8);
+    let tone = opus_frames(dir);
+    let mut vp = Packetizer::new(Codec::Vp8, 0x1111, 65_000, u32::MAX - 45_000);
+    let mut ap = Packetizer::new(Codec::Opus, 0x2222, 65_500, 1_000);
+    let to_rtp = |p: recording::RtpPacket, pt: u8| rtc::rtp::packet::Packet {
+        header: rtc::rtp::header::Header {
+            version: 2,
+            marker: p.marker,
+            payload_type: pt,
+            sequence_number: p.seq as u16,
+            timestamp: p.timestamp,
+            ssrc: p.ssrc,
+            ..Default::default()
+        },
+        payload: p.payload,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let now = std::time::Instant::now();
+    for (i, opus) in tone.iter().enumerate() {
+        tick.tick().await;
+        if i % 2 == 0
+            && let Some(f) = frames.get(i / 2)
+        {
+            for p in vp.frame(f, (i / 2) as u32 * 3600, now) {
+                video.write_rtp(to_rtp(p, VIDEO_PT)).await.unwrap();
+            }
+        }
+        for p in ap.frame(opus, i as u32 * 960, now) {
+            mic.write_rtp(to_rtp(p, OPUS_PT)).await.unwrap();
+        }
+    }
+    (frames.len(), tone.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_recording_session_becomes_a_playable_file() {
+    use recording::fixtures::{ffprobe, have_tool};
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let runtime = default_runtime().unwrap();
+    let s = start().await;
+    let folder = tempfile::tempdir().unwrap();
+    let location = folder.path().to_str().unwrap().to_owned();
+    let (_, _, token) = technician_with(&s, "recorded@example.com", |doc| {
+        doc["screen_recording"] =
+            json!({"forced": true, "location": location, "deferred_upload": false});
+    })
+    .await;
+    let (mut con, _) = console(&s, &token).await;
+    let (id, pin) = create_pin(&s, &token).await;
+    let (mut cus, joined) = customer(&s, &pin).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    assert_eq!(cus.request(json!({"type": "ready"})).await["type"], "ok");
+    con.session_status(id, "Waiting").await;
+    let r = con
+        .request(json!({"type": "pickup", "session_id": id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.status("Active").await;
+    let (phone, video, mic) = phone_peer(&runtime, &mut cus).await;
+    // Send once the phone's media is up (ICE and DTLS done), so every frame can arrive.
+    let deadline = Instant::now() + ARRIVAL;
+    while !s
+        .metrics()
+        .await
+        .lines()
+        .any(|l| l == "lens_media_peers_connected 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the phone's media did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fixtures = tempfile::tempdir().unwrap();
+    let (video_sent, audio_sent) = send_clip(&video, &mic, fixtures.path()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+
+    let m = s.master().await;
+    let path = format!("/api/v1/sessions/{id}/recordings");
+    let rec = loop {
+        let list = s.get(&path, &m).await.expect(200);
+        let rec = list[0].clone();
+        if rec["status"] != "recording" {
+            break rec;
+        }
+        assert!(
+            Instant::now() < deadline + ARRIVAL,
+            "the recording did not finish: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(rec["status"], "uploaded", "{rec}");
+    assert_eq!(rec["codecs"], json!(["vp8", "opus"]), "{rec}");
+    assert_eq!(rec["location"], json!(location));
+    // Technicians do not see recordings.
+    s.get(&path, &token).await.expect(403);
+
+    let file = folder.path().join(rec["file_name"].as_str().unwrap());
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len() as i64,
+        rec["size_bytes"].as_i64().unwrap()
+    );
+    let (p, err) = ffprobe(&file);
+    assert!(err.trim().is_empty(), "ffprobe complained: {err}");
+    assert_eq!(p.codec("video").as_deref(), Some("vp8"));
+    assert_eq!(p.codec("audio").as_deref(), Some("opus"));
+    let v = p.stream("video").unwrap();
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    let frames = p.frames("video") as f64;
+    assert!(
+        (frames - video_sent as f64).abs() <= 0.02 * video_sent as f64,
+        "{frames} of {video_sent} video frames"
+    );
+    assert!(
+        p.frames("audio") as f64 >= 0.98 * audio_sent as f64,
+        "{} of {audio_sent} audio frames",
+        p.frames("audio")
+    );
+    let want = video_sent as f64 / 25.0;
+    let d = p.duration();
+    assert!(
+        (d - want).abs() <= 0.05 * want,
+        "duration {d} s, sent {want} s"
+    );
+    assert!((p.start_time("video") - p.start_time("audio")).abs() < 0.1);
+    phone.pc.close().await.ok();
 }

@@ -101,6 +101,15 @@ impl Depacketizer {
             });
             return out;
         }
+        if p.muted {
+            // Video the room did not forward (paused, hold): no content, so the picture stays
+            // frozen and the first frame after it must be a keyframe.
+            if self.current.take().is_some() {
+                self.dropped_frames += 1;
+            }
+            self.lost = true;
+            return out;
+        }
         if self.current.as_ref().is_some_and(|c| c.timestamp != ts) {
             // The marker of the previous frame was lost: it is incomplete.
             if let Some(c) = self.current.as_mut() {

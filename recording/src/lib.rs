@@ -10,6 +10,9 @@
 //! records what it reports. See README.md for what is built and what is not.
 
 pub mod depacketize;
+#[cfg(feature = "fixtures")]
+#[doc(hidden)]
+pub mod fixtures;
 pub mod location;
 pub mod mp4;
 pub mod recorder;

@@ -10,6 +10,7 @@ pub mod groups;
 pub mod org;
 pub mod post_to_url;
 pub mod reports;
+pub mod recordings;
 pub mod sessions;
 pub mod settings;
 pub mod users;
@@ -44,6 +45,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(api_keys::routes())
         .merge(api_tokens::routes())
         .merge(reports::routes())
+        .merge(recordings::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

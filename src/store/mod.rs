@@ -8,6 +8,7 @@ pub mod groups;
 pub mod integrations;
 pub mod logins;
 pub mod reports;
+pub mod recordings;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;

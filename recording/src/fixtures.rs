@@ -1,0 +1,358 @@
+//! Test support (feature `fixtures`): real encoded frames made by ffmpeg, RTP packetizers like a
+//! WebRTC sender's, and ffprobe. Used by this crate's tests and by the `lens` end-to-end tests;
+//! not part of the recorder.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::{Codec, RtpPacket, Source};
+
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// True when `tool` runs; otherwise skips (false) or, under CI, panics.
+pub fn have_tool(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !ci(),
+            "{tool} is missing but CI=true (apt-get install ffmpeg)"
+        );
+        eprintln!("skipped: {tool} not installed");
+    }
+    ok
+}
+
+pub const FPS: u32 = 25;
+pub const SECONDS: u32 = 4;
+
+fn ffmpeg(dir: &Path, args: &[&str]) -> PathBuf {
+    let out = dir.join(args.last().expect("output name"));
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(&args[..args.len() - 1])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(st.success(), "ffmpeg {args:?}");
+    out
+}
+
+/// Encoded video frames of a test pattern (320×240, 25 fps, keyframe every second).
+pub fn video_frames(dir: &Path, codec: Codec) -> Vec<Vec<u8>> {
+    let secs = SECONDS.to_string();
+    let base = [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25",
+        "-t",
+        &secs,
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+    ];
+    match codec {
+        Codec::Vp8 => {
+            let mut a = base.to_vec();
+            a.extend([
+                "-c:v",
+                "libvpx",
+                "-deadline",
+                "realtime",
+                "-b:v",
+                "300k",
+                "-f",
+                "ivf",
+            ]);
+            a.push("v.ivf");
+            parse_ivf(&std::fs::read(ffmpeg(dir, &a)).unwrap())
+        }
+        Codec::H264 => {
+            let mut a = base.to_vec();
+            a.extend([
+                "-c:v",
+                "libx264",
+                "-profile:v",
+                "baseline",
+                "-bf",
+                "0",
+                "-x264-params",
+                "aud=1",
+                "-f",
+                "h264",
+            ]);
+            a.push("v.h264");
+            split_access_units(&std::fs::read(ffmpeg(dir, &a)).unwrap())
+        }
+        Codec::Opus => panic!("video_frames: {codec:?} is not a video codec"),
+    }
+}
+
+/// 20 ms Opus packets of a 440 Hz tone.
+pub fn opus_frames(dir: &Path) -> Vec<Vec<u8>> {
+    let secs = SECONDS.to_string();
+    let a = [
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &secs,
+        "-c:a",
+        "libopus",
+        "-frame_duration",
+        "20",
+        "-f",
+        "ogg",
+        "a.ogg",
+    ];
+    let packets = parse_ogg(&std::fs::read(ffmpeg(dir, &a)).unwrap());
+    // OpusHead and OpusTags come first.
+    packets.into_iter().skip(2).collect()
+}
+
+fn parse_ivf(b: &[u8]) -> Vec<Vec<u8>> {
+    let header = u16::from_le_bytes([b[6], b[7]]) as usize;
+    let mut i = header;
+    let mut out = Vec::new();
+    while i + 12 <= b.len() {
+        let n = u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
+        out.push(b[i + 12..i + 12 + n].to_vec());
+        i += 12 + n;
+    }
+    out
+}
+
+/// Annex-B NAL units (start codes removed), grouped into access units at each delimiter.
+fn split_access_units(b: &[u8]) -> Vec<Vec<u8>> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= b.len() {
+        if b[i] == 0 && b[i + 1] == 0 && b[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut nals = Vec::new();
+    for (k, &s) in starts.iter().enumerate() {
+        let mut e = starts.get(k + 1).map_or(b.len(), |&n| n - 3);
+        while e > s && b[e - 1] == 0 {
+            e -= 1;
+        }
+        nals.push(&b[s..e]);
+    }
+    // Each access unit is returned as 4-byte-length-prefixed NAL units (easy to split again).
+    let mut aus: Vec<Vec<u8>> = Vec::new();
+    for n in nals {
+        if n[0] & 0x1F == 9 {
+            aus.push(Vec::new());
+            continue;
+        }
+        let au = aus.last_mut().expect("stream starts with an AUD");
+        au.extend_from_slice(&(n.len() as u32).to_be_bytes());
+        au.extend_from_slice(n);
+    }
+    aus
+}
+
+pub fn nal_units(au: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 4 <= au.len() {
+        let n = u32::from_be_bytes(au[i..i + 4].try_into().unwrap()) as usize;
+        out.push(&au[i + 4..i + 4 + n]);
+        i += 4 + n;
+    }
+    out
+}
+
+fn parse_ogg(b: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut i = 0;
+    while i + 27 <= b.len() {
+        assert_eq!(&b[i..i + 4], b"OggS");
+        let nseg = b[i + 26] as usize;
+        let lacing = &b[i + 27..i + 27 + nseg];
+        let mut d = i + 27 + nseg;
+        for &l in lacing {
+            cur.extend_from_slice(&b[d..d + l as usize]);
+            d += l as usize;
+            if l < 255 {
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+        i = d;
+    }
+    out
+}
+
+/// Builds RTP packets the way a WebRTC sender does.
+pub struct Packetizer {
+    pub codec: Codec,
+    pub ssrc: u32,
+    pub seq: u16,
+    pub ts0: u32,
+    pub mtu: usize,
+}
+
+impl Packetizer {
+    pub fn new(codec: Codec, ssrc: u32, seq: u16, ts0: u32) -> Self {
+        Packetizer {
+            codec,
+            ssrc,
+            seq,
+            ts0,
+            mtu: 1000,
+        }
+    }
+
+    fn pkt(&mut self, ts: u32, marker: bool, payload: Vec<u8>, arrival: Instant) -> RtpPacket {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        RtpPacket {
+            source: Source::Customer,
+            codec: self.codec,
+            clock_rate: if self.codec == Codec::Opus {
+                48000
+            } else {
+                90000
+            },
+            ssrc: self.ssrc,
+            seq: seq as u64,
+            timestamp: ts,
+            marker,
+            payload: Bytes::from(payload),
+            arrival,
+            muted: false,
+        }
+    }
+
+    /// The packets of one frame at RTP time `ts0 + rtp_offset`.
+    pub fn frame(&mut self, frame: &[u8], rtp_offset: u32, arrival: Instant) -> Vec<RtpPacket> {
+        let ts = self.ts0.wrapping_add(rtp_offset);
+        match self.codec {
+            Codec::Opus => vec![self.pkt(ts, true, frame.to_vec(), arrival)],
+            Codec::Vp8 => {
+                let chunks: Vec<&[u8]> = frame.chunks(self.mtu).collect();
+                let n = chunks.len();
+                chunks
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        // Extended descriptor with a 15-bit picture id, as Chrome sends.
+                        let mut p = vec![if i == 0 { 0x90 } else { 0x80 }, 0x80, 0x80, 0x01];
+                        p.extend_from_slice(c);
+                        self.pkt(ts, i + 1 == n, p, arrival)
+                    })
+                    .collect()
+            }
+            Codec::H264 => {
+                let nals = nal_units(frame);
+                let mut payloads = Vec::new();
+                let (params, rest): (Vec<&[u8]>, Vec<&[u8]>) =
+                    nals.into_iter().partition(|n| matches!(n[0] & 0x1F, 7 | 8));
+                if !params.is_empty() {
+                    let mut stap = vec![0x78];
+                    for n in params {
+                        stap.extend_from_slice(&(n.len() as u16).to_be_bytes());
+                        stap.extend_from_slice(n);
+                    }
+                    payloads.push(stap);
+                }
+                for n in rest {
+                    if n.len() <= self.mtu {
+                        payloads.push(n.to_vec());
+                        continue;
+                    }
+                    let (h, body) = (n[0], &n[1..]);
+                    let chunks: Vec<&[u8]> = body.chunks(self.mtu).collect();
+                    let k = chunks.len();
+                    for (i, c) in chunks.into_iter().enumerate() {
+                        let mut fu = (h & 0x1F) | if i == 0 { 0x80 } else { 0 };
+                        if i + 1 == k {
+                            fu |= 0x40;
+                        }
+                        let mut p = vec![(h & 0xE0) | 28, fu];
+                        p.extend_from_slice(c);
+                        payloads.push(p);
+                    }
+                }
+                let n = payloads.len();
+                payloads
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, p)| self.pkt(ts, i + 1 == n, p, arrival))
+                    .collect()
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Probe {
+    pub json: serde_json::Value,
+}
+
+impl Probe {
+    pub fn stream(&self, kind: &str) -> Option<&serde_json::Value> {
+        self.json["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["codec_type"] == kind)
+    }
+    pub fn codec(&self, kind: &str) -> Option<String> {
+        self.stream(kind)?["codec_name"].as_str().map(str::to_owned)
+    }
+    pub fn frames(&self, kind: &str) -> u64 {
+        self.stream(kind)
+            .and_then(|s| s["nb_read_frames"].as_str())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+    pub fn duration(&self) -> f64 {
+        self.json["format"]["duration"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0)
+    }
+    pub fn start_time(&self, kind: &str) -> f64 {
+        self.stream(kind)
+            .and_then(|s| s["start_time"].as_str())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+    pub fn stream_duration(&self, kind: &str) -> f64 {
+        self.stream(kind)
+            .and_then(|s| s["duration"].as_str())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+}
+
+/// `ffprobe -count_frames`; also returns what ffprobe said on stderr.
+pub fn ffprobe(file: &Path) -> (Probe, String) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries"])
+        .arg("stream=codec_name,codec_type,width,height,nb_read_frames,start_time,duration:format=duration")
+        .args(["-of", "json"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        Probe { json },
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

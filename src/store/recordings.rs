@@ -1,0 +1,205 @@
+//! The recordings table: one row per session recording, its storage status and upload attempts.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Result, Store, StoreError};
+
+/// Where a recording is in its life.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingStatus {
+    /// Being written (straight into its location, or into the spool).
+    Recording,
+    /// Complete in the spool, waiting for its upload.
+    Spooled,
+    Uploading,
+    /// In its location (written there directly, or uploaded and confirmed).
+    Uploaded,
+    /// Recording or upload failed: see `last_error`. A spooled file is kept for a retry.
+    Failed,
+}
+
+impl RecordingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingStatus::Recording => "recording",
+            RecordingStatus::Spooled => "spooled",
+            RecordingStatus::Uploading => "uploading",
+            RecordingStatus::Uploaded => "uploaded",
+            RecordingStatus::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> RecordingStatus {
+        match s {
+            "recording" => RecordingStatus::Recording,
+            "spooled" => RecordingStatus::Spooled,
+            "uploading" => RecordingStatus::Uploading,
+            "uploaded" => RecordingStatus::Uploaded,
+            _ => RecordingStatus::Failed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingRow {
+    pub id: i64,
+    pub session_id: i64,
+    pub group_id: i64,
+    /// Redacted (never a password).
+    pub location: String,
+    pub file_name: String,
+    pub deferred: bool,
+    pub size_bytes: i64,
+    pub duration_ms: i64,
+    pub codecs: String,
+    pub status: RecordingStatus,
+    pub last_error: Option<String>,
+    pub attempts: i64,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+macro_rules! recording_columns {
+    () => {
+        "id, session_id, group_id, location, file_name, deferred, size_bytes, duration_ms, codecs, \
+         status, last_error, attempts, started_at, ended_at, updated_at"
+    };
+}
+
+fn from_row(r: &AnyRow) -> Result<RecordingRow> {
+    Ok(RecordingRow {
+        id: r.try_get("id")?,
+        session_id: r.try_get("session_id")?,
+        group_id: r.try_get("group_id")?,
+        location: r.try_get("location")?,
+        file_name: r.try_get("file_name")?,
+        deferred: r.try_get::<i64, _>("deferred")? != 0,
+        size_bytes: r.try_get("size_bytes")?,
+        duration_ms: r.try_get("duration_ms")?,
+        codecs: r.try_get("codecs")?,
+        status: RecordingStatus::parse(&r.try_get::<String, _>("status")?),
+        last_error: r.try_get("last_error")?,
+        attempts: r.try_get("attempts")?,
+        started_at: r.try_get("started_at")?,
+        ended_at: r.try_get("ended_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// What changes as a recording progresses (`None` = keep).
+#[derive(Debug, Clone, Default)]
+pub struct RecordingUpdate {
+    pub status: Option<RecordingStatus>,
+    pub size_bytes: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub codecs: Option<String>,
+    /// `Some(None)` clears it.
+    pub last_error: Option<Option<String>>,
+    pub attempts: Option<i64>,
+    pub ended_at: Option<i64>,
+}
+
+impl Store {
+    pub async fn insert_recording(&self, r: &RecordingRow) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO recordings (session_id, group_id, location, file_name, deferred, size_bytes, \
+             duration_ms, codecs, status, last_error, attempts, started_at, ended_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+        )
+        .bind(r.session_id)
+        .bind(r.group_id)
+        .bind(&r.location)
+        .bind(&r.file_name)
+        .bind(i64::from(r.deferred))
+        .bind(r.size_bytes)
+        .bind(r.duration_ms)
+        .bind(&r.codecs)
+        .bind(r.status.as_str())
+        .bind(&r.last_error)
+        .bind(r.attempts)
+        .bind(r.started_at)
+        .bind(r.ended_at)
+        .bind(r.updated_at)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    pub async fn recording(&self, id: i64) -> Result<RecordingRow> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            recording_columns!(),
+            " FROM recordings WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        from_row(&row)
+    }
+
+    pub async fn recordings_of_session(&self, session_id: i64) -> Result<Vec<RecordingRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            recording_columns!(),
+            " FROM recordings WHERE session_id = $1 ORDER BY id"
+        ))
+        .bind(session_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn update_recording(&self, id: i64, u: &RecordingUpdate, now: i64) -> Result<()> {
+        let current = self.recording(id).await?;
+        let error = match &u.last_error {
+            Some(e) => e.clone(),
+            None => current.last_error,
+        };
+        sqlx::query(
+            "UPDATE recordings SET status = $1, size_bytes = $2, duration_ms = $3, codecs = $4, \
+             last_error = $5, attempts = $6, ended_at = $7, updated_at = $8 WHERE id = $9",
+        )
+        .bind(u.status.unwrap_or(current.status).as_str())
+        .bind(u.size_bytes.unwrap_or(current.size_bytes))
+        .bind(u.duration_ms.unwrap_or(current.duration_ms))
+        .bind(u.codecs.clone().unwrap_or(current.codecs))
+        .bind(error)
+        .bind(u.attempts.unwrap_or(current.attempts))
+        .bind(u.ended_at.or(current.ended_at))
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A retry to a corrected location (already redacted).
+    pub async fn set_recording_location(&self, id: i64, location: &str) -> Result<()> {
+        sqlx::query("UPDATE recordings SET location = $1 WHERE id = $2")
+            .bind(location)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Recordings left `recording` by a server that stopped (their files end at the last
+    /// fragment): `spooled` when deferred (the spool uploads them), else `uploaded` (the file is
+    /// in place). Returns how many were closed.
+    pub async fn close_interrupted_recordings(&self, now: i64) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE recordings SET status = CASE WHEN deferred = 1 THEN 'spooled' ELSE 'uploaded' END, \
+             last_error = 'the server stopped during the session: the file ends at its last fragment', \
+             ended_at = $1, updated_at = $1 WHERE status = 'recording'",
+        )
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected())
+    }
+}
