@@ -10,6 +10,7 @@ pub mod org;
 pub mod post_to_url;
 pub mod sessions;
 pub mod settings;
+pub mod sso;
 pub mod users;
 
 use std::collections::HashSet;
@@ -40,6 +41,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(post_to_url::routes())
         .merge(api_keys::routes())
         .merge(api_tokens::routes())
+        .merge(sso::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
