@@ -28,7 +28,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `invalid_json`, `validation_failed`, `unauthorized`,
     /// `forbidden`, `ip_restricted`, `not_found`, `conflict`, `email_taken`, `group_not_empty`,
-    /// `too_many_requests`, `password_change_required`, `internal`...
+    /// `too_many_requests`, `password_change_required`, `sso_required`, `ticket_expired`, `internal`...
     pub code: String,
     pub message: String,
 }

@@ -414,6 +414,34 @@ async fn every_trigger(s: TestServer) {
     );
     assert!(lines[1].ends_with("] ada: Show me the back"), "{chat}");
     assert!(got[3..].iter().all(|r| r.field("ChatLog").is_empty()));
+
+    // The secret: set (never shown again), removed, each change audited.
+    let path = format!("/api/v1/technician-groups/{g}/post-to-url/secret");
+    let state = s.get(&path, &m).await.expect(200);
+    assert_eq!(state["set"], true);
+    assert!(state.get("secret").is_none());
+    s.delete(&path, &m).await.expect(204);
+    assert_eq!(s.get(&path, &m).await.expect(200)["set"], false);
+    let audit = s
+        .get(
+            &format!("/api/v1/audit?entity_type=Technician%20Group&entity_id={g}"),
+            &m,
+        )
+        .await
+        .expect(200);
+    let secret_rows: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["field"] == "Post to URL signing secret")
+        .map(|r| {
+            (
+                r["old_action"].as_str().unwrap(),
+                r["new_action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(secret_rows, [("Set", "Not set"), ("Not set", "Set")]);
 }
 
 #[tokio::test]

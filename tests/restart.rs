@@ -4,80 +4,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn spawn(dir: &std::path::Path, addr: SocketAddr) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_lens"))
-        .arg("serve")
-        .env("LENS_LISTEN", addr.to_string())
-        .env("LENS_DATA_DIR", dir)
-        .env("LENS_BOOTSTRAP_EMAIL", MASTER_EMAIL)
-        .env("LENS_BOOTSTRAP_PASSWORD", MASTER_PASSWORD)
-        .env("RUST_LOG", "warn")
-        .env("LENS_MEDIA_UDP_PORT", "0")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start lens serve");
-    let server = Server { child };
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await
-            && r.status() == 200
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("lens serve did not come up on {addr}");
-}
-
-async fn call(
-    addr: SocketAddr,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Value,
-) -> Value {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("http://{addr}{path}"))
-        .json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.expect("request");
-    let text = resp.text().await.unwrap_or_default();
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-async fn login(addr: SocketAddr, email: &str, password: &str) -> String {
-    let r = call(
-        addr,
-        reqwest::Method::POST,
-        "/api/v1/auth/login",
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await;
-    r["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("login failed: {r}"))
-        .to_string()
-}
 
 #[tokio::test]
 async fn live_sessions_survive_a_server_restart() {
@@ -87,7 +16,7 @@ async fn live_sessions_survive_a_server_restart() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let mut server = spawn(dir.path(), addr).await;
+    let mut server = spawn(dir.path(), addr, &[]).await;
     let m = login(addr, MASTER_EMAIL, MASTER_PASSWORD).await;
     let g = call(
         addr,
@@ -150,7 +79,7 @@ async fn live_sessions_survive_a_server_restart() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     drop(server);
-    let _server = spawn(dir.path(), addr).await;
+    let _server = spawn(dir.path(), addr, &[]).await;
 
     // The customer resumes within the grace period; the console says hello again.
     let mut cus = Ws::connect_to(addr, "/ws/customer").await;

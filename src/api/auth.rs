@@ -14,6 +14,7 @@ use super::{
 use crate::app::AppState;
 use crate::auth::{hash_password, new_token, password, verify_password};
 use crate::error::{ApiError, ApiResult, ErrorBody, Json};
+use crate::settings::global::AllowedLoginMethod;
 use crate::store::{LoginEvent, Role, StoreError, User, now_ms};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -141,25 +142,26 @@ async fn login(
         ));
     }
     check_access(&state, &user, addr).await?;
+    // Global Settings > Single Sign-On > Allowed login method.
+    let sso_only = match state.global().allowed_login_method {
+        AllowedLoginMethod::StandardOrSso => false,
+        AllowedLoginMethod::SsoOnly => true,
+        AllowedLoginMethod::SsoOnlyWithStandardForUsersWithoutSsoId => !user.sso_id.is_empty(),
+    };
+    if sso_only {
+        state
+            .metrics
+            .login_attempts
+            .with_label_values(&["sso_required"])
+            .inc();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "sso_required",
+            "this account logs in through single sign-on only",
+        ));
+    }
     state.logins_by_account.clear(&account_key);
-    let (token, hash) = new_token();
-    let issued = now_ms();
-    let expires = issued + i64::from(state.config.auth.token_ttl_minutes) * 60_000;
-    state
-        .store
-        .insert_token(&hash, user.id, issued, expires, &address_key)
-        .await?;
-    state
-        .store
-        .record_login(user.id, LoginEvent::Login, "password", &address_key, issued)
-        .await?;
-    state
-        .metrics
-        .login_attempts
-        .with_label_values(&["ok"])
-        .inc();
-    state.metrics.active_tokens_issued.inc();
-    tracing::info!(user_id = user.id, %addr, "login");
+    let (token, issued, expires) = issue_token(&state, &user, addr, "password").await?;
     let expires_at = password_expires_at(&state, &user);
     let notice_days = i64::from(state.global().password_policy.notify_days_before_expiry);
     Ok(Json(LoginResponse {
@@ -173,11 +175,41 @@ async fn login(
     }))
 }
 
+/// A new login token for a user whose credentials were checked: (token, issued, expires), with the
+/// login recorded under `method` (`password` or `sso`).
+pub(crate) async fn issue_token(
+    state: &AppState,
+    user: &User,
+    addr: std::net::IpAddr,
+    method: &str,
+) -> ApiResult<(String, i64, i64)> {
+    let address = addr.to_string();
+    let (token, hash) = new_token();
+    let issued = now_ms();
+    let expires = issued + i64::from(state.config.auth.token_ttl_minutes) * 60_000;
+    state
+        .store
+        .insert_token(&hash, user.id, issued, expires, &address)
+        .await?;
+    state
+        .store
+        .record_login(user.id, LoginEvent::Login, method, &address, issued)
+        .await?;
+    state
+        .metrics
+        .login_attempts
+        .with_label_values(&["ok"])
+        .inc();
+    state.metrics.active_tokens_issued.inc();
+    tracing::info!(user_id = user.id, %addr, method, "login");
+    Ok((token, issued, expires))
+}
+
 /// A hash verified against when the email is unknown.
 static DUMMY_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
 
 /// A technician in a disabled group (or under one) cannot log in.
-async fn group_chain_enabled(state: &AppState, user: &User) -> ApiResult<bool> {
+pub(crate) async fn group_chain_enabled(state: &AppState, user: &User) -> ApiResult<bool> {
     if user.role != Role::Technician {
         return Ok(true);
     }

@@ -13,6 +13,7 @@ pub mod reports;
 pub mod recordings;
 pub mod sessions;
 pub mod settings;
+pub mod sso;
 pub mod users;
 
 use std::collections::HashSet;
@@ -46,6 +47,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(api_tokens::routes())
         .merge(reports::routes())
         .merge(recordings::routes())
+        .merge(sso::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -16,7 +16,9 @@ use super::{Caller, ClientAddr, load_org};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::settings::FieldChange;
-use crate::settings::global::{GlobalSettings, GlobalSettingsUpdate, GlobalSettingsView};
+use crate::settings::global::{
+    ApiSection, GlobalSettings, GlobalSettingsUpdate, GlobalSettingsView,
+};
 use crate::settings::group::TechnicianGroupSettings;
 use crate::store::{self, AuditEntry, ChangeType, GroupKind, Store, StoreError, Tx};
 
@@ -186,7 +188,22 @@ async fn get_global_settings(
     caller: Caller,
 ) -> ApiResult<Json<GlobalSettingsView>> {
     caller.require_master()?;
-    Ok(Json(load_global(&state.store).await?.view()))
+    let mut view = load_global(&state.store).await?.view();
+    view.api = Some(api_section(&state).await?);
+    Ok(Json(view))
+}
+
+/// The company ID and a sample SSO request, as Global Settings shows them.
+async fn api_section(state: &AppState) -> ApiResult<ApiSection> {
+    let company_id = state.store.company_id().await?;
+    let sso_url = format!("{}/SSO/GetLoginTicket.aspx", state.config.public_url());
+    Ok(ApiSection {
+        company_id,
+        sample_request: format!(
+            "{sso_url}?ssoid=123456&Password=secretPassword&CompanyID={company_id}"
+        ),
+        sso_url,
+    })
 }
 
 /// Replace Global Settings (master administrators only). A change that would lock the caller out
@@ -238,5 +255,7 @@ async fn put_global_settings(
         tx.commit().await?;
         state.reload_global().await?;
     }
-    Ok(Json(new.view()))
+    let mut view = new.view();
+    view.api = Some(api_section(&state).await?);
+    Ok(Json(view))
 }

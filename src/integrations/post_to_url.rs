@@ -289,7 +289,7 @@ pub async fn run_sender(store: Store, config: IntegrationsConfig, wake: Arc<Noti
             });
         for d in due {
             // Leased for longer than one attempt can take, so nobody else sends it meanwhile.
-            let lease = now + timeout.as_millis() as i64 + 30_000;
+            let lease = now + timeout.as_millis() as i64 + 5_000;
             match store
                 .claim_post_delivery(d.id, d.next_attempt_at, lease)
                 .await

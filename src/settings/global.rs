@@ -326,6 +326,7 @@ impl GlobalSettings {
                 allowed_login_method: self.allowed_login_method,
                 master_sso_password_set: self.master_sso_password_hash.is_some(),
             },
+            api: None,
         }
     }
 
@@ -434,6 +435,23 @@ pub struct GlobalSettingsView {
     pub custom_field_names: CustomFieldNames,
     pub do_not_store_customer_ip: bool,
     pub single_sign_on: SingleSignOnView,
+    /// Read-only: what an integration needs (the company ID and a sample SSO request).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiSection>,
+}
+
+/// The "API" part of Global Settings: read-only, filled by the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"company_id": 654321,
+    "sso_url": "https://lens.example.com/SSO/GetLoginTicket.aspx",
+    "sample_request": "https://lens.example.com/SSO/GetLoginTicket.aspx?ssoid=123456&Password=secretPassword&CompanyID=654321"}))]
+pub struct ApiSection {
+    /// The `CompanyID` of single sign-on requests.
+    pub company_id: i64,
+    /// Where the company's script asks for a login ticket (GET or POST).
+    pub sso_url: String,
+    /// A sample request, as the guide shows it.
+    pub sample_request: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -452,6 +470,10 @@ pub struct GlobalSettingsUpdate {
     pub custom_field_names: CustomFieldNames,
     pub do_not_store_customer_ip: bool,
     pub single_sign_on: SingleSignOnUpdate,
+    /// The GET's read-only `api` part may be sent back as it was; it is ignored.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, read_only)]
+    pub api: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Clone, Deserialize, ToSchema)]

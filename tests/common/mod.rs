@@ -521,3 +521,75 @@ pub async fn technician_with(
     let token = s.token(email, USER_PASSWORD).await;
     (g, id, token)
 }
+
+/// The real `lens` binary, serving on `addr` over the data in `dir`; killed when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn spawn(dir: &std::path::Path, addr: SocketAddr, env: &[(&str, &str)]) -> Server {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lens"))
+        .arg("serve")
+        .env("LENS_LISTEN", addr.to_string())
+        .env("LENS_DATA_DIR", dir)
+        .env("LENS_BOOTSTRAP_EMAIL", MASTER_EMAIL)
+        .env("LENS_BOOTSTRAP_PASSWORD", MASTER_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .env("LENS_MEDIA_UDP_PORT", "0")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start lens serve");
+    let server = Server { child };
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await
+            && r.status() == 200
+        {
+            return server;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("lens serve did not come up on {addr}");
+}
+
+/// One JSON call to a spawned server.
+pub async fn call(
+    addr: SocketAddr,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Value {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("http://{addr}{path}"))
+        .json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("request");
+    let text = resp.text().await.unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+pub async fn login(addr: SocketAddr, email: &str, password: &str) -> String {
+    let r = call(
+        addr,
+        reqwest::Method::POST,
+        "/api/v1/auth/login",
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await;
+    r["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login failed: {r}"))
+        .to_string()
+}
