@@ -1061,3 +1061,34 @@ async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_aft
     assert!((p.frames("video") as f64 - video_sent as f64).abs() <= 0.02 * video_sent as f64);
     phone.pc.close().await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_recording_folder_fails_the_recording_not_the_session() {
+    let s = start().await;
+    // A folder that cannot be created: its parent is a file.
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let location = blocker.path().join("recordings");
+    let location = location.to_str().unwrap().to_owned();
+    let (_, _, token) = technician_with(&s, "unwritable@example.com", |doc| {
+        doc["screen_recording"] =
+            json!({"forced": true, "location": location, "deferred_upload": false});
+    })
+    .await;
+    let (mut con, _cus, id) = picked_up(&s, &token).await;
+    let m = s.master().await;
+    let path = format!("/api/v1/sessions/{id}/recordings");
+    let deadline = Instant::now() + ARRIVAL;
+    let rec = loop {
+        let list = s.get(&path, &m).await.expect(200);
+        if list[0]["status"] == "failed" {
+            break list[0].clone();
+        }
+        assert!(Instant::now() < deadline, "not failed: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let error = rec["last_error"].as_str().unwrap();
+    assert!(error.contains("cannot create the folder"), "{rec}");
+    // The session goes on.
+    let r = con.request(json!({"type": "hold", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+}
