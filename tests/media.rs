@@ -477,13 +477,11 @@ async fn create_pin(s: &TestServer, token: &str) -> (i64, String) {
     )
 }
 
-async fn call(email: &str) -> Call {
-    let runtime = default_runtime().unwrap();
-    let s = start().await;
-    let (group, _, token) = technician_with(&s, email, |_| {}).await;
-    let (mut con, _) = console(&s, &token).await;
-    let (id, pin) = create_pin(&s, &token).await;
-    let (mut cus, joined) = customer(&s, &pin).await;
+/// A PIN session the technician (`token`) picked up: the console, the customer and the id.
+async fn picked_up(s: &TestServer, token: &str) -> (Ws, Ws, i64) {
+    let (mut con, _) = console(s, token).await;
+    let (id, pin) = create_pin(s, token).await;
+    let (mut cus, joined) = customer(s, &pin).await;
     assert_eq!(joined["type"], "ok", "{joined}");
     assert_eq!(joined["audio"], true, "{joined}");
     assert_eq!(cus.request(json!({"type": "ready"})).await["type"], "ok");
@@ -493,6 +491,14 @@ async fn call(email: &str) -> Call {
         .await;
     assert_eq!(r["type"], "ok", "{r}");
     cus.status("Active").await;
+    (con, cus, id)
+}
+
+async fn call(email: &str) -> Call {
+    let runtime = default_runtime().unwrap();
+    let s = start().await;
+    let (group, _, token) = technician_with(&s, email, |_| {}).await;
+    let (mut con, mut cus, id) = picked_up(&s, &token).await;
     let phone = phone_media(&runtime, &mut cus).await;
     let tech = console_media(&runtime, &mut con, id, TAG_TECH1_AUDIO, 0x3333).await;
     Call {
@@ -857,33 +863,17 @@ async fn send_clip(
     (frames.len(), tone.len())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forced_recording_session_becomes_a_playable_file() {
-    use recording::fixtures::{ffprobe, have_tool};
-    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
-        return;
-    }
-    let runtime = default_runtime().unwrap();
-    let s = start().await;
-    let folder = tempfile::tempdir().unwrap();
-    let location = folder.path().to_str().unwrap().to_owned();
-    let (_, _, token) = technician_with(&s, "recorded@example.com", |doc| {
-        doc["screen_recording"] =
-            json!({"forced": true, "location": location, "deferred_upload": false});
-    })
-    .await;
-    let (mut con, _) = console(&s, &token).await;
-    let (id, pin) = create_pin(&s, &token).await;
-    let (mut cus, joined) = customer(&s, &pin).await;
-    assert_eq!(joined["type"], "ok", "{joined}");
-    assert_eq!(cus.request(json!({"type": "ready"})).await["type"], "ok");
-    con.session_status(id, "Waiting").await;
-    let r = con
-        .request(json!({"type": "pickup", "session_id": id}))
-        .await;
-    assert_eq!(r["type"], "ok", "{r}");
-    cus.status("Active").await;
-    let (phone, video, mic) = phone_peer(&runtime, &mut cus).await;
+/// The phone sends the clip once its media is up; the console ends the session; returns the phone,
+/// the frames sent and the session's recording once `done` says so.
+async fn record_clip(
+    s: &TestServer,
+    runtime: &Arc<dyn Runtime>,
+    con: &mut Ws,
+    cus: &mut Ws,
+    id: i64,
+    done: impl Fn(&Value) -> bool,
+) -> (TestPeer, usize, usize, Value) {
+    let (phone, video, mic) = phone_peer(runtime, cus).await;
     // Send once the phone's media is up (ICE and DTLS done), so every frame can arrive.
     let deadline = Instant::now() + ARRIVAL;
     while !s
@@ -909,20 +899,46 @@ async fn a_forced_recording_session_becomes_a_playable_file() {
     let rec = loop {
         let list = s.get(&path, &m).await.expect(200);
         let rec = list[0].clone();
-        if rec["status"] != "recording" {
+        if done(&rec) {
             break rec;
         }
         assert!(
             Instant::now() < deadline + ARRIVAL,
-            "the recording did not finish: {rec}"
+            "the recording did not reach the expected state: {rec}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    (phone, video_sent, audio_sent, rec)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_recording_session_becomes_a_playable_file() {
+    use recording::fixtures::{ffprobe, have_tool};
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let runtime = default_runtime().unwrap();
+    let s = start().await;
+    let folder = tempfile::tempdir().unwrap();
+    let location = folder.path().to_str().unwrap().to_owned();
+    let (_, _, token) = technician_with(&s, "recorded@example.com", |doc| {
+        doc["screen_recording"] =
+            json!({"forced": true, "location": location, "deferred_upload": false});
+    })
+    .await;
+    let (mut con, mut cus, id) = picked_up(&s, &token).await;
+    let (phone, video_sent, audio_sent, rec) =
+        record_clip(&s, &runtime, &mut con, &mut cus, id, |r| {
+            r["status"] != "recording"
+        })
+        .await;
     assert_eq!(rec["status"], "uploaded", "{rec}");
     assert_eq!(rec["codecs"], json!(["vp8", "opus"]), "{rec}");
     assert_eq!(rec["location"], json!(location));
     // Technicians do not see recordings.
-    s.get(&path, &token).await.expect(403);
+    s.get(&format!("/api/v1/sessions/{id}/recordings"), &token)
+        .await
+        .expect(403);
 
     let file = folder.path().join(rec["file_name"].as_str().unwrap());
     assert_eq!(
@@ -956,4 +972,124 @@ async fn a_forced_recording_session_becomes_a_playable_file() {
     );
     assert!((p.start_time("video") - p.start_time("audio")).abs() < 0.1);
     phone.pc.close().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_after_the_fix_uploads_it()
+ {
+    use recording::fixtures::{ffprobe, free_port, ftp_server, have_tool, python_with};
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let Some(py) = python_with("pyftpdlib") else {
+        return;
+    };
+    let ftp_root = tempfile::tempdir().unwrap();
+    let ftp = ftp_server(&py, ftp_root.path(), free_port());
+    let runtime = default_runtime().unwrap();
+    let s = start_on(Backend::Sqlite, |c| {
+        c.recording.upload_max_attempts = 1;
+        c.recording.file_name_pattern = "lens/{session_id}".into();
+    })
+    .await
+    .unwrap();
+    let wrong = format!("ftp://test:wrong-pass@127.0.0.1:{}/rec", ftp.port);
+    let (group, _, token) = technician_with(&s, "ftp-rec@example.com", |doc| {
+        // FTP is always deferred, whatever the checkbox says.
+        doc["screen_recording"] =
+            json!({"forced": true, "location": wrong, "deferred_upload": false});
+    })
+    .await;
+    let (mut con, mut cus, id) = picked_up(&s, &token).await;
+    let (phone, video_sent, _, rec) = record_clip(&s, &runtime, &mut con, &mut cus, id, |r| {
+        r["status"] == "failed"
+    })
+    .await;
+    let error = rec["last_error"].as_str().unwrap();
+    assert!(error.contains("login refused"), "{rec}");
+    assert!(
+        !rec.to_string().contains("wrong-pass"),
+        "credentials leaked: {rec}"
+    );
+    assert_eq!(rec["deferred"], true);
+    assert_eq!(rec["attempts"], 1);
+    let spool = s.state.config.recordings_dir().join("spool");
+    let spooled = spool.join(format!("rec-{}.mp4", rec["id"]));
+    assert!(spooled.exists(), "a failed upload keeps the spooled file");
+
+    // Fix the location, retry.
+    let m = s.master().await;
+    let settings = format!("/api/v1/technician-groups/{group}/settings");
+    let mut doc = s.get(&settings, &m).await.expect(200);
+    doc["screen_recording"]["location"] =
+        json!(format!("ftp://test:secret@127.0.0.1:{}/rec", ftp.port));
+    s.put(&settings, &m, doc).await.expect(200);
+    let retry = format!("/api/v1/recordings/{}/retry", rec["id"]);
+    s.post(&retry, &token, json!({})).await.expect(403);
+    let r = s.post(&retry, &m, json!({})).await.expect(200);
+    assert_eq!(r["status"], "spooled", "{r}");
+    let path = format!("/api/v1/sessions/{id}/recordings");
+    let deadline = Instant::now() + ARRIVAL;
+    let rec = loop {
+        let rec = s.get(&path, &m).await.expect(200)[0].clone();
+        if rec["status"] == "uploaded" {
+            break rec;
+        }
+        assert!(Instant::now() < deadline, "not uploaded: {rec}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        rec["location"],
+        json!(format!("ftp://test:********@127.0.0.1:{}/rec", ftp.port))
+    );
+    assert!(
+        !spooled.exists(),
+        "the spooled copy goes once the upload is confirmed"
+    );
+    // A retry of an uploaded recording is refused.
+    s.post(&retry, &m, json!({})).await.expect(409);
+    let uploaded = ftp_root
+        .path()
+        .join("rec")
+        .join(rec["file_name"].as_str().unwrap());
+    assert_eq!(
+        std::fs::metadata(&uploaded).unwrap().len() as i64,
+        rec["size_bytes"].as_i64().unwrap()
+    );
+    let (p, err) = ffprobe(&uploaded);
+    assert!(err.trim().is_empty(), "ffprobe complained: {err}");
+    assert_eq!(p.codec("video").as_deref(), Some("vp8"));
+    assert!((p.frames("video") as f64 - video_sent as f64).abs() <= 0.02 * video_sent as f64);
+    phone.pc.close().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_recording_folder_fails_the_recording_not_the_session() {
+    let s = start().await;
+    // A folder that cannot be created: its parent is a file.
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let location = blocker.path().join("recordings");
+    let location = location.to_str().unwrap().to_owned();
+    let (_, _, token) = technician_with(&s, "unwritable@example.com", |doc| {
+        doc["screen_recording"] =
+            json!({"forced": true, "location": location, "deferred_upload": false});
+    })
+    .await;
+    let (mut con, _cus, id) = picked_up(&s, &token).await;
+    let m = s.master().await;
+    let path = format!("/api/v1/sessions/{id}/recordings");
+    let deadline = Instant::now() + ARRIVAL;
+    let rec = loop {
+        let list = s.get(&path, &m).await.expect(200);
+        if list[0]["status"] == "failed" {
+            break list[0].clone();
+        }
+        assert!(Instant::now() < deadline, "not failed: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let error = rec["last_error"].as_str().unwrap();
+    assert!(error.contains("cannot create the folder"), "{rec}");
+    // The session goes on.
+    let r = con.request(json!({"type": "hold", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -355,4 +355,118 @@ pub fn ffprobe(file: &Path) -> (Probe, String) {
         Probe { json },
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The test venv's python (scripts/test exports `LENS_TEST_VENV_PYTHON`), if it has `module`.
+/// Missing: skip, or panic under CI.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("LENS_TEST_VENV_PYTHON").map(PathBuf::from),
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/lens-test/venv/bin/python")),
+        Some(PathBuf::from("/usr/bin/python3")),
+    ];
+    let found = candidates.into_iter().flatten().find(|py| {
+        Command::new(py)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            !ci(),
+            "python module {module} missing but CI=true (run scripts/test)"
+        );
+        eprintln!("skipped: python module {module} not installed");
+    }
+    found
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process on 127.0.0.1, killed when dropped.
+pub struct Server {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Server {
+    /// Starts `cmd` and waits until `port` answers; with `banner`, until the first line the
+    /// server sends starts with it (so another process that took the port is not mistaken for it).
+    pub fn start(cmd: &mut Command, port: u16, banner: Option<&str>) -> Server {
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("server starts");
+        let mut s = Server { child, port };
+        for _ in 0..200 {
+            if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let Some(b) = banner else { return s };
+                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut line = String::new();
+                let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(c), &mut line);
+                assert!(
+                    line.starts_with(b),
+                    "port {port} answers {line:?}, not our server"
+                );
+                return s;
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("server on port {port} exited: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server on port {port} did not come up");
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// pyftpdlib with user `test` / `secret`, writable root `dir`.
+pub fn ftp_server(py: &Path, dir: &Path, port: u16) -> Server {
+    Server::start(
+        Command::new(py)
+            .args([
+                "-m",
+                "pyftpdlib",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .args(["-u", "test", "-P", "secret", "-w", "-d"])
+            .arg(dir),
+        port,
+        Some("220"),
+    )
+}
+
+/// tests/put_server.py with user `test` / `secret`, root `dir`.
+pub fn put_server(py: &Path, dir: &Path, port: u16, short: bool) -> Server {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/put_server.py");
+    let mut c = Command::new(py);
+    c.arg(script)
+        .arg(port.to_string())
+        .arg(dir)
+        .args(["test", "secret"]);
+    if short {
+        c.arg("--short");
+    }
+    Server::start(&mut c, port, None)
 }

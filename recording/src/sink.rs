@@ -13,6 +13,10 @@ use url::Url;
 use crate::Location;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// An upload may take this long plus a second per 64 KiB before it is given up (a server that
+/// stops answering must not hold the queue).
+const UPLOAD_TIMEOUT_BASE: Duration = Duration::from_secs(60);
+const UPLOAD_MIN_RATE: u64 = 64 * 1024;
 
 /// Why an upload failed; the message is safe to log, store and return.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,11 +55,17 @@ pub async fn upload(
         .await
         .map_err(|e| err("spooled file", e))?
         .len();
-    let confirmed = match location {
-        Location::Folder { path, .. } => copy_to_folder(path, remote_name, file).await?,
-        Location::Ftp(url) => ftp_upload(url, remote_name, file, size).await?,
-        Location::Http(url) => http_upload(url, remote_name, file, size).await?,
+    let work = async {
+        match location {
+            Location::Folder { path, .. } => copy_to_folder(path, remote_name, file).await,
+            Location::Ftp(url) => ftp_upload(url, remote_name, file, size).await,
+            Location::Http(url) => http_upload(url, remote_name, file, size).await,
+        }
     };
+    let limit = UPLOAD_TIMEOUT_BASE + Duration::from_secs(size / UPLOAD_MIN_RATE);
+    let confirmed = tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| UploadError(format!("no answer from the location within {limit:?}")))??;
     if confirmed != size {
         return Err(UploadError(format!(
             "the location holds {confirmed} bytes of {size}: upload incomplete"
