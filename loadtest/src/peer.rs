@@ -1,0 +1,285 @@
+//! Simulated WebRTC peers on str0m (sans-IO): the phone (VP8 sendonly, Opus sendrecv) and the
+//! technician's console (video recvonly, Opus sendrecv). One tokio task per peer owns its `Rtc`
+//! and its UDP socket on 127.0.0.1, replays the media loops and accounts what arrives.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{oneshot, watch};
+
+use crate::media::{Media, Pacer, Stream, stamped};
+use crate::stats::{Receiver, Stats};
+
+fn rtc() -> Rtc {
+    Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_vp8(true)
+        .enable_opus(true, false)
+        .build(Instant::now())
+}
+
+async fn bind(rtc: &mut Rtc) -> anyhow::Result<UdpSocket> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let addr = socket.local_addr()?;
+    rtc.add_local_candidate(Candidate::host(addr, "udp")?);
+    Ok(socket)
+}
+
+/// A phone whose offer is out, waiting for the server's answer.
+pub struct PendingCustomer {
+    rtc: Rtc,
+    socket: UdpSocket,
+    pending: SdpPendingOffer,
+    video: Mid,
+    audio: Option<Mid>,
+    pub offer: String,
+}
+
+impl PendingCustomer {
+    pub async fn new(audio: bool) -> anyhow::Result<PendingCustomer> {
+        let mut rtc = rtc();
+        let socket = bind(&mut rtc).await?;
+        let mut api = rtc.sdp_api();
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let audio =
+            audio.then(|| api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None));
+        let (offer, pending) = api.apply().context("no SDP changes")?;
+        Ok(PendingCustomer {
+            offer: offer.to_sdp_string(),
+            rtc,
+            socket,
+            pending,
+            video,
+            audio,
+        })
+    }
+
+    pub fn start(
+        mut self,
+        answer: &str,
+        ctx: PeerContext,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let answer = SdpAnswer::from_sdp_string(answer)?;
+        self.rtc.sdp_api().accept_answer(self.pending, answer)?;
+        let mut sends = vec![Sender::new(
+            &self.rtc,
+            self.video,
+            Codec::Vp8,
+            Stream::Video,
+        )?];
+        if let Some(mid) = self.audio {
+            sends.push(Sender::new(
+                &self.rtc,
+                mid,
+                Codec::Opus,
+                Stream::CustomerAudio,
+            )?);
+        }
+        Ok(tokio::spawn(drive(
+            self.rtc,
+            self.socket,
+            sends,
+            false,
+            ctx,
+        )))
+    }
+}
+
+/// The console's peer: answers the server's offer and starts at once.
+pub async fn technician(
+    offer: &str,
+    ctx: PeerContext,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let mut rtc = rtc();
+    let socket = bind(&mut rtc).await?;
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(offer)?)?;
+    Ok((
+        answer.to_sdp_string(),
+        tokio::spawn(drive(rtc, socket, Vec::new(), true, ctx)),
+    ))
+}
+
+/// What every peer task shares with the run.
+pub struct PeerContext {
+    pub media: Arc<Media>,
+    pub stats: Arc<Stats>,
+    /// `true` stops the peer.
+    pub stop: watch::Receiver<bool>,
+    /// Told when the first video packet arrives (the technician's peer).
+    pub first_video: Option<oneshot::Sender<Instant>>,
+}
+
+/// One outgoing stream replaying its loop.
+struct Sender {
+    mid: Mid,
+    pt: Pt,
+    seq: u64,
+    pacer: Pacer,
+}
+
+impl Sender {
+    fn new(rtc: &Rtc, mid: Mid, codec: Codec, stream: Stream) -> anyhow::Result<Sender> {
+        let media = rtc.media(mid).context("negotiated media")?;
+        let pt = media
+            .remote_pts()
+            .iter()
+            .copied()
+            .find(|pt| {
+                rtc.codec_config()
+                    .find(|p| p.pt() == *pt)
+                    .is_some_and(|p| p.spec().codec == codec)
+            })
+            .ok_or_else(|| anyhow!("{codec:?} was not negotiated"))?;
+        Ok(Sender {
+            mid,
+            pt,
+            seq: 1,
+            pacer: Pacer::new(stream, rand_u32()),
+        })
+    }
+
+    /// Writes what is due at `now` (one video frame or one audio packet).
+    fn send(&mut self, rtc: &mut Rtc, media: &Media, stats: &Stats, now: Instant) {
+        let mut api = rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(self.mid, None) else {
+            return;
+        };
+        let p = &mut self.pacer;
+        let payloads = p.payloads(media);
+        let video = p.stream == Stream::Video;
+        for (i, payload) in payloads.iter().enumerate() {
+            let payload = stamped(payload, p.stream, p.counter);
+            stats.sent(p.stream, payload.len());
+            let marker = video && i + 1 == payloads.len();
+            tx.write_rtp(
+                RtpWrite::new(self.pt, self.seq.into(), p.rtp_time, now, payload)
+                    .marker(marker)
+                    .nackable(video),
+            );
+            self.seq += 1;
+            p.counter += 1;
+        }
+        p.advance(now);
+    }
+}
+
+fn rand_u32() -> u32 {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    n.wrapping_mul(2_654_435_761)
+}
+
+/// The peer's loop: socket in, timers, media out, until stopped or the `Rtc` dies. A console
+/// (`console_audio`) learns its audio mid from `MediaAdded`, which str0m emits once connected.
+async fn drive(
+    mut rtc: Rtc,
+    socket: UdpSocket,
+    mut sends: Vec<Sender>,
+    console_audio: bool,
+    mut ctx: PeerContext,
+) {
+    let local: SocketAddr = match socket.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let mut rx = Receiver::default();
+    let mut connected = false;
+    let mut buf = vec![0u8; 2000];
+    loop {
+        // Drain str0m's output.
+        let timeout = loop {
+            match rtc.poll_output() {
+                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Transmit(t)) => {
+                    let _ = socket.try_send_to(&t.contents, t.destination);
+                }
+                Ok(Output::Event(event)) => match event {
+                    Event::Connected => {
+                        connected = true;
+                        let now = Instant::now();
+                        for s in &mut sends {
+                            s.pacer.next = now;
+                        }
+                    }
+                    Event::MediaAdded(m)
+                        if console_audio
+                            && m.kind == MediaKind::Audio
+                            && m.direction.is_sending() =>
+                    {
+                        match Sender::new(&rtc, m.mid, Codec::Opus, Stream::TechnicianAudio) {
+                            Ok(s) => sends.push(s),
+                            Err(e) => ctx.stats.error(format!("console audio: {e}")),
+                        }
+                    }
+                    Event::RtpPacket(packet) => rx.on_packet(
+                        &ctx.stats,
+                        &packet.payload,
+                        packet.header.timestamp,
+                        &mut ctx.first_video,
+                    ),
+                    _ => {}
+                },
+                Err(e) => {
+                    ctx.stats.error(format!("peer: {e}"));
+                    rtc.disconnect();
+                    rx.finish(&ctx.stats);
+                    return;
+                }
+            }
+        };
+        if !rtc.is_alive() {
+            break;
+        }
+        let mut wake = timeout;
+        if connected {
+            for s in &sends {
+                wake = wake.min(s.pacer.next);
+            }
+        }
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let Ok((n, source)) = r else { continue };
+                let Ok(contents) = buf[..n].try_into() else { continue };
+                let input = Input::Receive(Instant::now(), Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: local,
+                    contents,
+                });
+                if let Err(e) = rtc.handle_input(input) {
+                    ctx.stats.error(format!("peer input: {e}"));
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
+                if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+                    ctx.stats.error(format!("peer timeout: {e}"));
+                }
+                if connected {
+                    for s in &mut sends {
+                        if s.pacer.next <= now {
+                            s.send(&mut rtc, &ctx.media, &ctx.stats, now);
+                        }
+                    }
+                }
+            }
+            _ = ctx.stop.changed() => break,
+        }
+    }
+    rtc.disconnect();
+    rx.finish(&ctx.stats);
+}
