@@ -454,6 +454,11 @@ async fn openapi_lists_every_route() {
             "/api/v1/administrators/{id}/technician-groups/{group_id}",
             &["put", "delete"],
         ),
+        ("/api/v1/reports/{area}", &["get"]),
+        (
+            "/api/v1/chatlog-deletions/{session_id}",
+            &["post", "delete"],
+        ),
     ];
     for (path, methods) in expected {
         for m in *methods {

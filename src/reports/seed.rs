@@ -216,6 +216,8 @@ pub async fn seed(
         let mut notes =
             Batch::new("INSERT INTO session_notes (session_id, technician_id, at, text)");
         let end = (n + slice).min(o.sessions);
+        // Events, chat and notes of the slice, written after their sessions.
+        let mut later: (Vec<String>, Vec<String>, Vec<String>) = Default::default();
         for i in n..end {
             let id = first_id + i as i64;
             let (tech, group) = technicians[rng.range(0, technicians.len() as i64) as usize];
@@ -279,15 +281,10 @@ pub async fn seed(
                 } else {
                     String::new()
                 };
-                events
-                    .push(
-                        &mut tx,
-                        &format!(
-                            "({id},{},{at},'{from}','{to}','technician',{t},'seeded',{t},{g},'{detail}')",
-                            seq + 1
-                        ),
-                    )
-                    .await?;
+                later.0.push(format!(
+                    "({id},{},{at},'{from}','{to}','technician',{t},'seeded',{t},{g},'{detail}')",
+                    seq + 1
+                ));
                 from = to;
             }
             let (last_tech, last_group) = steps.last().map_or((tech, group), |s| (s.2, s.3));
@@ -312,23 +309,29 @@ pub async fn seed(
                     } else {
                         ("technician", "tech", tech.to_string())
                     };
-                    chat.push(
-                        &mut tx,
-                        &format!(
-                            "({id},{},'{sender}',{sender_id},'{who}','{text}')",
-                            active + k as i64 * 20_000
-                        ),
-                    )
-                    .await?;
+                    later.1.push(format!(
+                        "({id},{},'{sender}',{sender_id},'{who}','{text}')",
+                        active + k as i64 * 20_000
+                    ));
                 }
                 if kind % 10 == 7 {
-                    notes
-                        .push(&mut tx, &format!("({id},{tech},{active},'Router model X')"))
-                        .await?;
+                    later
+                        .2
+                        .push(format!("({id},{tech},{active},'Router model X')"));
                 }
             }
         }
+        // Sessions first: the other rows reference them.
         sessions.flush(&mut tx).await?;
+        for (batch, rows) in [
+            (&mut events, later.0),
+            (&mut chat, later.1),
+            (&mut notes, later.2),
+        ] {
+            for row in rows {
+                batch.push(&mut tx, &row).await?;
+            }
+        }
         events.flush(&mut tx).await?;
         chat.flush(&mut tx).await?;
         notes.flush(&mut tx).await?;
