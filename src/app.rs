@@ -101,6 +101,7 @@ impl AppState {
         (name = "settings", description = "Technician group settings and Global Settings"),
         (name = "audit", description = "The audit log"),
         (name = "recordings", description = "Screen recordings of sessions and their uploads"),
+        (name = "integrations", description = "Post-to-URL, API keys, API tokens, single sign-on"),
         (name = "ops", description = "Health, metrics, this document"),
     )
 )]
@@ -211,8 +212,8 @@ pub async fn create_master(
     Ok(id)
 }
 
-/// Starts the background work of a server: the session scheduler, the outbox worker, and the
-/// sessions that were live when the server last stopped.
+/// Starts the background work of a server: the session scheduler, the outbox worker, the chatlog
+/// purge, and the sessions that were live when the server last stopped.
 pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
     let restored = state.hub.restore().await?;
     if restored > 0 {
@@ -228,6 +229,20 @@ pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
         Err(e) => return Err(anyhow::anyhow!("{e}")),
     };
     tokio::spawn(crate::sessions::outbox::run(state.hub.clone(), sms, mailer));
+    if let Some(triggers) = state.hub.take_post_triggers() {
+        use crate::integrations::post_to_url;
+        tokio::spawn(post_to_url::run_builder(
+            state.hub.clone(),
+            triggers,
+            state.hub.post_wake.clone(),
+        ));
+        tokio::spawn(post_to_url::run_sender(
+            state.store.clone(),
+            state.config.integrations.clone(),
+            state.hub.post_wake.clone(),
+        ));
+    }
+    tokio::spawn(crate::api::reports::run_chatlog_purge(state.clone()));
     Ok(())
 }
 

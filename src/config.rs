@@ -33,6 +33,7 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub sms: crate::notify::SmsConfig,
     pub smtp: crate::notify::SmtpConfig,
+    pub integrations: IntegrationsConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -127,6 +128,34 @@ impl Default for RecordingConfig {
     }
 }
 
+/// Post-to-URL deliveries and single sign-on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegrationsConfig {
+    /// How long one Post-to-URL attempt may take (connect, send, answer), in seconds.
+    pub post_timeout_seconds: u32,
+    /// Wait before the first retry of a failed Post-to-URL delivery, in seconds; it doubles after
+    /// every further failure up to `post_max_retry_seconds`.
+    pub post_first_retry_seconds: u32,
+    pub post_max_retry_seconds: u32,
+    /// Attempts before a delivery is given up (marked failed).
+    pub post_max_attempts: u32,
+    /// How long an SSO login ticket stays valid, in seconds (it is single-use in any case).
+    pub sso_ticket_ttl_seconds: u32,
+}
+
+impl Default for IntegrationsConfig {
+    fn default() -> Self {
+        IntegrationsConfig {
+            post_timeout_seconds: 10,
+            post_first_retry_seconds: 5,
+            post_max_retry_seconds: 3600,
+            post_max_attempts: 30,
+            sso_ticket_ttl_seconds: 60,
+        }
+    }
+}
+
 impl Default for SessionsConfig {
     fn default() -> Self {
         SessionsConfig {
@@ -153,6 +182,7 @@ impl Default for Config {
             recording: RecordingConfig::default(),
             sms: Default::default(),
             smtp: Default::default(),
+            integrations: IntegrationsConfig::default(),
         }
     }
 }
@@ -231,6 +261,11 @@ pub const KEYS: &[&str] = &[
     "smtp.from",
     "smtp.timeout_seconds",
     "smtp.ca_file",
+    "integrations.post_timeout_seconds",
+    "integrations.post_first_retry_seconds",
+    "integrations.post_max_retry_seconds",
+    "integrations.post_max_attempts",
+    "integrations.sso_ticket_ttl_seconds",
 ];
 
 pub fn env_name(key: &str) -> String {
@@ -338,6 +373,29 @@ impl Config {
         }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
+        }
+        let i = &self.integrations;
+        for (key, value) in [
+            ("integrations.post_timeout_seconds", i.post_timeout_seconds),
+            (
+                "integrations.post_first_retry_seconds",
+                i.post_first_retry_seconds,
+            ),
+            ("integrations.post_max_attempts", i.post_max_attempts),
+            (
+                "integrations.sso_ticket_ttl_seconds",
+                i.sso_ticket_ttl_seconds,
+            ),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if i.post_max_retry_seconds < i.post_first_retry_seconds {
+            return bad(
+                "integrations.post_max_retry_seconds",
+                "must not be below integrations.post_first_retry_seconds",
+            );
         }
         Ok(())
     }

@@ -35,6 +35,29 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Development tools.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Fill the store with a realistic organization and a year of sessions, events, chat, logins
+    /// and console statuses (for measuring reports; never on a production store). Seeded users log
+    /// in with the password `Seed-Pass1`.
+    Seed {
+        #[arg(long, default_value_t = 100_000)]
+        sessions: u64,
+        #[arg(long, default_value_t = 200)]
+        technicians: u32,
+        /// Top-level technician groups (each gets two subgroups).
+        #[arg(long, default_value_t = 10)]
+        groups: u32,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,7 +139,54 @@ async fn run(command: Command, config: config::Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Dev {
+            command:
+                DevCommand::Seed {
+                    sessions,
+                    technicians,
+                    groups,
+                    days,
+                },
+        } => seed(config, sessions, technicians, groups, days).await,
     }
+}
+
+async fn seed(
+    config: config::Config,
+    sessions: u64,
+    technicians: u32,
+    groups: u32,
+    days: u32,
+) -> anyhow::Result<()> {
+    if technicians == 0 || groups == 0 {
+        anyhow::bail!("--technicians and --groups must be at least 1");
+    }
+    let store = store::Store::open(&config.database_url()).await?;
+    let options = lens::reports::seed::SeedOptions {
+        sessions,
+        technicians,
+        groups,
+        days,
+        now: store::now_ms(),
+        password_hash: auth::hash_password("Seed-Pass1".into()).await?,
+    };
+    let started = std::time::Instant::now();
+    let summary = lens::reports::seed::seed(&store, &options, &mut |n| {
+        eprint!("\rseeded {n} of {sessions} sessions");
+    })
+    .await?;
+    eprintln!();
+    println!(
+        "seeded {} groups, {} technicians, {} sessions, {} events, {} chat lines, {} logins in {:.1} s",
+        summary.groups,
+        summary.technicians,
+        summary.sessions,
+        summary.events,
+        summary.chat,
+        summary.logins,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn config_json(config: &config::Config) -> anyhow::Result<String> {

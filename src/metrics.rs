@@ -179,7 +179,7 @@ pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse
 }
 
 /// The media metrics: (name, help, type). Names get the registry's `lens_` prefix.
-const MEDIA_METRICS: [(&str, &str, MetricType); 8] = [
+const MEDIA_METRICS: [(&str, &str, MetricType); 9] = [
     (
         "media_rooms",
         "Sessions with media in the SFU",
@@ -203,6 +203,11 @@ const MEDIA_METRICS: [(&str, &str, MetricType); 8] = [
     (
         "media_nacks_received_total",
         "RTCP NACKs received from peers",
+        MetricType::COUNTER,
+    ),
+    (
+        "media_rtp_retransmitted_packets_total",
+        "RTP packets resent (RTX) from the retransmission buffers",
         MetricType::COUNTER,
     ),
     (
@@ -299,12 +304,13 @@ impl prometheus::core::Collector for MediaCollector {
         );
         let mut latency_metric = Metric::default();
         latency_metric.set_histogram(latency);
-        let values: [Vec<Metric>; 8] = [
+        let values: [Vec<Metric>; 9] = [
             vec![number(MetricType::GAUGE, m.rooms, &[])],
             vec![number(MetricType::GAUGE, m.peers_connected, &[])],
             vec![number(MetricType::COUNTER, m.rtp_forwarded_packets, &[])],
             vec![number(MetricType::COUNTER, m.rtp_forwarded_bytes, &[])],
             vec![number(MetricType::COUNTER, m.nacks_received, &[])],
+            vec![number(MetricType::COUNTER, m.retransmissions, &[])],
             vec![
                 number(
                     MetricType::COUNTER,

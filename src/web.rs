@@ -1,5 +1,5 @@
 //! The browser pages, embedded in the binary: the customer page (`/`, and `/s/{token}`, the link a
-//! technician sends), the technician console (`/console`), with
+//! technician sends), the technician console (`/console`) and the admin center (`/admin`), with
 //! their scripts, style sheet and translation catalogs under `/assets/`.
 //!
 //! The files are hand-written ES modules in `web/` (no build step: the README's run command needs
@@ -34,15 +34,30 @@ macro_rules! assets {
 static ASSETS: &[Asset] = assets![
     "customer.html",
     "console.html",
+    "admin.html",
     "css/lens.css",
+    "js/admin.js",
     "js/api.js",
     "js/console.js",
     "js/customer.js",
     "js/dom.js",
+    "js/forms.js",
     "js/i18n.js",
+    "js/login.js",
     "js/media.js",
     "js/socket.js",
+    "i18n/de.json",
     "i18n/en.json",
+    "i18n/es.json",
+    "i18n/fr.json",
+    "i18n/it.json",
+    "i18n/ja.json",
+    "i18n/ko.json",
+    "i18n/nl.json",
+    "i18n/pt-br.json",
+    "i18n/th.json",
+    "i18n/zh.json",
+    "i18n/zh-TW.json",
     "icon.svg",
 ];
 
@@ -138,6 +153,10 @@ async fn console(headers: HeaderMap) -> Response {
     serve("console.html", &headers)
 }
 
+async fn admin(headers: HeaderMap) -> Response {
+    serve("admin.html", &headers)
+}
+
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     // Pages are served at their own routes, not as assets.
     if path.ends_with(".html") {
@@ -151,5 +170,6 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(customer))
         .route("/s/{token}", get(customer_link))
         .route("/console", get(console))
+        .route("/admin", get(admin))
         .route("/assets/{*path}", get(asset))
 }

@@ -587,6 +587,7 @@ async fn video_reaches_the_technician_unchanged_and_opus_flows_both_ways() {
         value("lens_media_rtp_forwarded_packets_total")
     );
     value("lens_media_nacks_received_total");
+    value("lens_media_rtp_retransmitted_packets_total");
     value("lens_media_garbage_datagrams_total");
 
     // Ending the session stores what it transmitted (every datagram of both peers, both ways).

@@ -112,6 +112,8 @@ struct Peer {
     egress_nacks: Vec<(Mid, u64)>,
     /// Per incoming mid, the latest jitter in milliseconds.
     jitter: Vec<(Mid, f64)>,
+    /// The payload types this peer's RTX (resend) packets carry.
+    rtx_pts: Vec<u8>,
 }
 
 impl Drop for Peer {
@@ -128,7 +130,14 @@ impl Peer {
         video_mid: Option<Mid>,
         audio_mid: Option<Mid>,
     ) -> Self {
+        let rtx_pts = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter_map(|p| p.resend().map(|pt| *pt))
+            .collect();
         Peer {
+            rtx_pts,
             rtc,
             counters,
             metrics,
@@ -142,6 +151,18 @@ impl Peer {
             last_stats: None,
             egress_nacks: Vec::new(),
             jitter: Vec::new(),
+        }
+    }
+
+    /// Counts resends: the RTP header is in clear in SRTP, and RTX has its own payload type.
+    /// (RTCP's second byte, 200-206, masks to 72-78: never a dynamic payload type.)
+    fn sent(&self, datagram: &[u8]) {
+        if datagram.len() > 12
+            && datagram[0] >> 6 == 2
+            && self.rtx_pts.contains(&(datagram[1] & 0x7f))
+        {
+            self.counters.retransmitted();
+            add(&self.metrics.retransmissions, 1);
         }
     }
 
@@ -753,7 +774,12 @@ fn poll_peer(peer: &mut Peer, socket: &UdpSocket, polled: &mut Polled, session: 
                 return;
             }
             Output::Transmit(t) => match socket.try_send_to(&t.contents, t.destination) {
-                Ok(n) => peer.counters.sent(n),
+                Ok(n) => {
+                    peer.counters.sent(n);
+                    if !peer.rtx_pts.is_empty() {
+                        peer.sent(&t.contents);
+                    }
+                }
                 Err(e) => tracing::debug!(session_id = session, error = %e, "send dropped"),
             },
             Output::Event(event) => match event {

@@ -98,6 +98,7 @@ pub(crate) struct PeerCounters {
     rtp_forwarded: AtomicU64,
     rtp_dropped_muted: AtomicU64,
     nacks_received: AtomicU64,
+    rtx_sent: AtomicU64,
     /// Last measured values (f64 bits), from str0m's periodic stats.
     rtt_ms: AtomicU64,
     loss_in: AtomicU64,
@@ -143,6 +144,9 @@ impl PeerCounters {
     pub(crate) fn dropped_muted(&self) {
         self.rtp_dropped_muted.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn retransmitted(&self) {
+        self.rtx_sent.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn nacks(&self, n: u64) {
         self.nacks_received.fetch_add(n, Ordering::Relaxed);
     }
@@ -174,6 +178,7 @@ impl PeerCounters {
             rtp_forwarded: self.rtp_forwarded.load(Ordering::Relaxed),
             rtp_dropped_muted: self.rtp_dropped_muted.load(Ordering::Relaxed),
             nacks_received: self.nacks_received.load(Ordering::Relaxed),
+            rtx_sent: self.rtx_sent.load(Ordering::Relaxed),
             rtt_ms: load_f64(&self.rtt_ms),
             loss_in: load_f64(&self.loss_in),
             loss_out: load_f64(&self.loss_out),
@@ -200,6 +205,8 @@ pub struct PeerStats {
     pub rtp_dropped_muted: u64,
     /// RTCP NACKs this peer sent (it lost packets we sent).
     pub nacks_received: u64,
+    /// RTP packets resent to this peer (RTX) in answer to its NACKs.
+    pub rtx_sent: u64,
     /// Round-trip time between the server and this peer, in milliseconds.
     pub rtt_ms: f64,
     /// Fraction (0..1) of this peer's RTP packets lost on the way to the server.
@@ -299,9 +306,14 @@ pub struct SfuHandle {
 /// How often str0m reports loss, jitter, RTT and byte counts per peer.
 const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Per outgoing video stream, the packets kept for answering NACKs (str0m's RTX cache, which
+/// also keeps them at most 3 s). Payloads are shared with the received packet, not copied.
+pub const RTX_BUFFER_PACKETS: usize = 1000;
+
 fn rtc_config() -> RtcConfig {
     Rtc::builder()
         .set_rtp_mode(true)
+        .set_send_buffer_video(RTX_BUFFER_PACKETS)
         .set_stats_interval(Some(STATS_INTERVAL))
         .clear_codecs()
         .enable_opus(true, false)
@@ -395,8 +407,9 @@ impl SfuHandle {
             .ok_or(SfuError::UnknownSession(session))?;
         let mut config = rtc_config().set_rtp_mode(true);
         if !record.customer_codecs.is_empty() {
-            *config.codec_config() =
-                str0m::format::CodecConfig::new_from_payload_params(record.customer_codecs.clone());
+            *config.codec_config() = str0m::format::CodecConfig::new_from_payload_params(with_rtx(
+                &record.customer_codecs,
+            ));
         }
         let mut rtc = config.build(Instant::now());
         rtc.add_local_candidate(candidate);
@@ -568,6 +581,36 @@ impl SfuHandle {
     pub fn request_keyframe(&self, session: SessionId) -> Result<(), SfuError> {
         self.send(Command::Keyframe { session })
     }
+}
+
+/// Gives every video codec a retransmission (RTX) payload type where the phone did not negotiate
+/// one: NACKs from the console are answered over RTX (str0m resends only that way), and that must
+/// not depend on what the phone supports.
+fn with_rtx(params: &[PayloadParams]) -> Vec<PayloadParams> {
+    let mut used: Vec<u8> = params
+        .iter()
+        .flat_map(|p| [Some(*p.pt()), p.resend().map(|r| *r)])
+        .flatten()
+        .collect();
+    params
+        .iter()
+        .map(|p| {
+            if p.resend().is_some() || !p.spec().codec.is_video() {
+                return *p;
+            }
+            let Some(free) = (96..=127u8).find(|pt| !used.contains(pt)) else {
+                return *p;
+            };
+            used.push(free);
+            let mut q = PayloadParams::new(p.pt(), Some(free.into()), p.spec());
+            q.set_fb_transport_cc(p.fb_transport_cc());
+            q.set_fb_nack(p.fb_nack());
+            q.set_fb_pli(p.fb_pli());
+            q.set_fb_remb(p.fb_remb());
+            q.set_fb_fir(p.fb_fir());
+            q
+        })
+        .collect()
 }
 
 /// The payload parameters the answer kept, with the customer's payload types.

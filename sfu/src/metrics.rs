@@ -18,6 +18,7 @@ pub(crate) struct EngineMetrics {
     pub(crate) rtp_forwarded_packets: AtomicU64,
     pub(crate) rtp_forwarded_bytes: AtomicU64,
     pub(crate) nacks_received: AtomicU64,
+    pub(crate) retransmissions: AtomicU64,
     pub(crate) keyframe_requests_forwarded: AtomicU64,
     pub(crate) keyframe_requests_sent: AtomicU64,
     pub(crate) garbage_dropped: AtomicU64,
@@ -61,6 +62,7 @@ impl EngineMetrics {
             rtp_forwarded_packets: load(&self.rtp_forwarded_packets),
             rtp_forwarded_bytes: load(&self.rtp_forwarded_bytes),
             nacks_received: load(&self.nacks_received),
+            retransmissions: load(&self.retransmissions),
             keyframe_requests_forwarded: load(&self.keyframe_requests_forwarded),
             keyframe_requests_sent: load(&self.keyframe_requests_sent),
             garbage_dropped: load(&self.garbage_dropped),
@@ -86,6 +88,8 @@ pub struct MetricsSnapshot {
     pub rtp_forwarded_bytes: u64,
     /// RTCP NACK packets received from peers (answered from the retransmission buffer).
     pub nacks_received: u64,
+    /// RTP packets resent (RTX) from the retransmission buffers.
+    pub retransmissions: u64,
     /// Keyframe requests (PLI/FIR) from the technician passed on to the customer.
     pub keyframe_requests_forwarded: u64,
     /// Keyframe requests (PLI) the SFU sent of its own accord: technician connected, resume,

@@ -885,6 +885,7 @@ pub enum ErrorCode {
     NotAuthenticated,
     AlreadyAuthenticated,
     InvalidToken,
+    ApiKeyInvalid,
     IpRestricted,
     CodeInvalid,
     CodeExpired,
@@ -910,6 +911,7 @@ impl ErrorCode {
         Self::NotAuthenticated,
         Self::AlreadyAuthenticated,
         Self::InvalidToken,
+        Self::ApiKeyInvalid,
         Self::IpRestricted,
         Self::CodeInvalid,
         Self::CodeExpired,
@@ -935,6 +937,7 @@ impl ErrorCode {
             Self::NotAuthenticated => "not_authenticated",
             Self::AlreadyAuthenticated => "already_authenticated",
             Self::InvalidToken => "invalid_token",
+            Self::ApiKeyInvalid => "api_key_invalid",
             Self::IpRestricted => "ip_restricted",
             Self::CodeInvalid => "code_invalid",
             Self::CodeExpired => "code_expired",
@@ -958,7 +961,10 @@ impl ErrorCode {
             | Self::InvalidMessage
             | Self::UnsupportedVersion => 400,
             Self::FrameTooLarge => 413,
-            Self::NotAuthenticated | Self::InvalidToken | Self::ResumeInvalid => 401,
+            Self::NotAuthenticated
+            | Self::InvalidToken
+            | Self::ApiKeyInvalid
+            | Self::ResumeInvalid => 401,
             Self::IpRestricted | Self::MethodNotAllowed => 403,
             Self::CodeInvalid | Self::SessionNotFound => 404,
             Self::CodeExpired | Self::SessionEnded => 410,

@@ -1,11 +1,16 @@
 //! The REST API under `/api/v1`: one module per resource family, one error type, and the caller's
 //! identity as an extractor that enforces login, account state and IP restrictions on every route.
 
+pub mod api_keys;
+pub mod api_tokens;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod groups;
 pub mod org;
 pub mod recordings;
+pub mod post_to_url;
+pub mod reports;
 pub mod sessions;
 pub mod settings;
 pub mod users;
@@ -36,6 +41,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(sessions::routes())
         .merge(recordings::routes())
+        .merge(console::routes())
+        .merge(post_to_url::routes())
+        .merge(api_keys::routes())
+        .merge(api_tokens::routes())
+        .merge(reports::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -176,15 +186,30 @@ pub async fn user_for_token(state: &AppState, token: &str, address: IpAddr) -> A
 }
 
 async fn user_for_token_hash(state: &AppState, hash: &str, address: IpAddr) -> ApiResult<User> {
-    let row = match state.store.token(hash).await {
-        Ok(row) => row,
-        Err(StoreError::NotFound) => return Err(ApiError::unauthorized("invalid token")),
+    let now = now_ms();
+    let user_id = match state.store.token(hash).await {
+        Ok(row) if row.revoked_at.is_some() || row.expires_at <= now => {
+            return Err(ApiError::unauthorized("the token expired or was revoked"));
+        }
+        Ok(row) => row.user_id,
+        // Not a login token: perhaps an integration's API token.
+        Err(StoreError::NotFound) => match state.store.api_token_by_hash(hash).await {
+            Ok(t) if t.revoked_at.is_some() || t.expires_at.is_some_and(|at| at <= now) => {
+                return Err(ApiError::unauthorized("the token expired or was revoked"));
+            }
+            Ok(t) => {
+                // Recorded at most once a minute: a busy integration is not a write per call.
+                if t.last_used_at.is_none_or(|at| now - at >= 60_000) {
+                    state.store.api_token_used(t.id, now).await?;
+                }
+                t.user_id
+            }
+            Err(StoreError::NotFound) => return Err(ApiError::unauthorized("invalid token")),
+            Err(e) => return Err(e.into()),
+        },
         Err(e) => return Err(e.into()),
     };
-    if row.revoked_at.is_some() || row.expires_at <= now_ms() {
-        return Err(ApiError::unauthorized("the token expired or was revoked"));
-    }
-    let user = match state.store.user(row.user_id).await {
+    let user = match state.store.user(user_id).await {
         Ok(u) => u,
         Err(StoreError::NotFound) => return Err(ApiError::unauthorized("invalid token")),
         Err(e) => return Err(e.into()),

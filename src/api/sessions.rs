@@ -26,6 +26,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The body of `POST /api/v1/sessions` (the same as the console's `create_session`).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"method": "pin", "name": "Grace Hopper", "custom_fields": ["Router X2"],
+    "tracking_id": "CRM-4711"}))]
 pub struct SessionCreate {
     /// `pin`, `link`, `sms` or `email`, as the technician's group allows.
     pub method: String,
@@ -112,6 +114,26 @@ pub struct SessionDetail {
     pub chat: Vec<ChatView>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<NoteView>,
+    /// Durations and times computed from the events (only on the single-session route).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<TimingsView>,
+}
+
+/// A session's timings, as Post-to-URL sends them (WaitingTime, PickupTime, ClosingTime, WorkTime).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"waiting_seconds": 42, "pickup_time": "2026-11-28T01:02:45Z",
+    "closing_time": "2026-11-28T01:20:00Z", "work_seconds": 935, "hold_seconds": 100}))]
+pub struct TimingsView {
+    /// From the first entry into Waiting to the first entry into Active (absent: never picked up).
+    pub waiting_seconds: Option<i64>,
+    /// When the session first entered Active.
+    pub pickup_time: Option<String>,
+    /// When the session reached its final status.
+    pub closing_time: Option<String>,
+    /// Time spent Active (until now for a live session).
+    pub work_seconds: i64,
+    /// Time spent On Hold (until now for a live session).
+    pub hold_seconds: i64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -167,6 +189,7 @@ fn detail(r: &SessionRow) -> SessionDetail {
         events: vec![],
         chat: vec![],
         notes: vec![],
+        timings: None,
     }
 }
 
@@ -204,10 +227,16 @@ async fn get_session(
         return Err(ApiError::not_found("session"));
     }
     let mut d = detail(&row);
-    d.events = state
-        .store
-        .session_events(id)
-        .await?
+    let events = state.store.session_events(id).await?;
+    let t = crate::sessions::timings::timings(&events, state.hub.now());
+    d.timings = Some(TimingsView {
+        waiting_seconds: t.waiting_seconds,
+        pickup_time: t.pickup_at.map(rfc3339),
+        closing_time: t.closing_at.map(rfc3339),
+        work_seconds: t.work_seconds,
+        hold_seconds: t.hold_seconds,
+    });
+    d.events = events
         .into_iter()
         .map(|e| EventView {
             at: rfc3339(e.at),

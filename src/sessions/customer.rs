@@ -71,7 +71,8 @@ async fn first_frame(
             v,
             code,
             device,
-            ..
+            api_key,
+            app_id,
         } => {
             if v != PROTOCOL_VERSION {
                 send(
@@ -111,6 +112,26 @@ async fn first_frame(
                 send(tx, &frame);
                 return None;
             }
+            // An app's API key is checked before the code, so a refused app does not use it up.
+            let api_key_id = match &api_key {
+                None => None,
+                Some(k) => {
+                    match crate::integrations::api_keys::check(hub.store(), k, app_id.as_deref())
+                        .await
+                    {
+                        Ok(key_id) => Some(key_id),
+                        Err(why) => {
+                            hub.code_attempts.fail(&key, Instant::now());
+                            tracing::info!(%addr, why, "customer API key refused");
+                            send(
+                                tx,
+                                &ServerFrame::error(Some(id), ErrorCode::ApiKeyInvalid, why),
+                            );
+                            return None;
+                        }
+                    }
+                }
+            };
             let session = match hub.find_code(&code) {
                 Ok(s) => s,
                 Err(expired) => {
@@ -144,6 +165,11 @@ async fn first_frame(
             match hub.join(session, tx.clone(), ip.clone(), device, resume_hash.clone()) {
                 Ok((conn, audio)) => {
                     hub.metrics().code_attempt("ok");
+                    if let Some(key_id) = api_key_id
+                        && let Err(e) = hub.store().api_key_used(key_id, hub.now()).await
+                    {
+                        tracing::warn!(error = %e, "cannot count an API key's use");
+                    }
                     if let Err(e) = hub
                         .store()
                         .session_joined(

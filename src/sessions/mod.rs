@@ -10,6 +10,7 @@ pub mod console;
 pub mod create;
 pub mod customer;
 pub mod outbox;
+pub mod timings;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +29,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::api::rfc3339;
 use crate::auth::throttle::Throttle;
 use crate::config::Config;
+use crate::integrations::post_to_url::{PostTrigger, Trigger};
 use crate::media::MediaPlan;
 use crate::metrics::Metrics;
 use crate::store::sessions::{ChatRow, EventRow, SessionRow, SessionState};
@@ -133,6 +135,8 @@ struct Live {
     mute: MuteState,
     /// Consoles that list this session now.
     audience: HashSet<UserId>,
+    /// Chat lines handed to the store so far: a Post-to-URL trigger covers exactly these.
+    chat_lines: i64,
 }
 
 struct ConsoleConn {
@@ -204,6 +208,10 @@ pub struct Hub {
     writer: mpsc::UnboundedSender<WriteJob>,
     pub code_attempts: Throttle,
     pub outbox_wake: Arc<Notify>,
+    /// Moments that may post session data (Post-to-URL); never awaited by the hub.
+    post_triggers: mpsc::UnboundedSender<PostTrigger>,
+    post_trigger_rx: Mutex<Option<mpsc::UnboundedReceiver<PostTrigger>>>,
+    pub post_wake: Arc<Notify>,
 }
 
 /// Refusals, as protocol error codes.
@@ -226,6 +234,7 @@ impl Hub {
         media: Arc<dyn MediaPlan>,
     ) -> Arc<Hub> {
         let (writer, jobs) = mpsc::unbounded_channel();
+        let (post_triggers, post_trigger_rx) = mpsc::unbounded_channel();
         let attempts = config
             .sessions
             .max_failed_code_attempts_per_address_per_minute;
@@ -240,6 +249,9 @@ impl Hub {
             writer,
             code_attempts: Throttle::new(attempts, std::time::Duration::from_secs(60)),
             outbox_wake: Arc::new(Notify::new()),
+            post_triggers,
+            post_trigger_rx: Mutex::new(Some(post_trigger_rx)),
+            post_wake: Arc::new(Notify::new()),
         });
         tokio::spawn(write_loop(store, jobs));
         hub
@@ -247,6 +259,18 @@ impl Hub {
 
     pub fn now(&self) -> Millis {
         self.clock.now()
+    }
+
+    /// The Post-to-URL triggers, for the one task that turns them into deliveries.
+    pub fn take_post_triggers(&self) -> Option<mpsc::UnboundedReceiver<PostTrigger>> {
+        self.post_trigger_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    fn post(&self, trigger: PostTrigger) {
+        let _ = self.post_triggers.send(trigger);
     }
 
     /// Moves the hub's time forward (tests) and lets the scheduler act on it.
@@ -280,6 +304,11 @@ impl Hub {
 
     /// Stores a chat line without delaying the sender, in order with the session's events.
     pub fn store_chat(&self, id: SessionId, row: ChatRow) {
+        // Counted and queued under the lock, in the same order as the triggers that count them.
+        let mut inner = self.lock();
+        if let Some(live) = inner.live.get_mut(&id) {
+            live.chat_lines += 1;
+        }
         let _ = self.writer.send(WriteJob::Chat(id, row));
     }
 
@@ -423,7 +452,9 @@ impl Hub {
                 continue;
             };
             live.seq += 1;
+            let first_active = t.to == Status::Active && !live.ever_active;
             live.ever_active |= t.to == Status::Active;
+            let was_picked_up = live.ever_active;
             if let Reason::Transfer { comment, .. } = &t.reason {
                 live.transfer_comment = (!comment.is_empty()).then(|| comment.clone());
             }
@@ -455,6 +486,31 @@ impl Hub {
             });
             if !touched.contains(&t.session_id) {
                 touched.push(t.session_id);
+            }
+            // Post-to-URL: a return from Reconnecting is the same start, not a new one.
+            let chat_lines = live.chat_lines;
+            let post = |trigger| {
+                self.post(PostTrigger {
+                    session_id: t.session_id,
+                    trigger,
+                    technician_id: t.technician_id,
+                    group_id: t.group_id,
+                    at: t.at,
+                    chat_lines,
+                })
+            };
+            match t.to {
+                Status::Active if t.from != Status::Reconnecting => {
+                    post(Trigger::EachActive);
+                    if first_active {
+                        post(Trigger::FirstActive);
+                    }
+                }
+                Status::OnHold | Status::Transferring if t.from != Status::Reconnecting => {
+                    post(Trigger::Suspended)
+                }
+                s if s.is_final() && was_picked_up => post(Trigger::Ended),
+                _ => {}
             }
             // The customer hears of every status change.
             let nickname = t
@@ -739,6 +795,7 @@ impl Hub {
                     technician_audio: true,
                 },
                 audience: HashSet::new(),
+                chat_lines: 0,
             },
         );
         self.metrics
@@ -920,10 +977,29 @@ impl Hub {
             return false;
         };
         console.conns.retain(|c| c.id != conn);
+        let group = console.group_id;
+        // Post-to-URL: the console was refreshed or closed during these sessions.
+        let during = inner
+            .desk
+            .sessions()
+            .filter(|s| s.technician_id == Some(technician))
+            .filter(|s| matches!(s.status, Status::Active | Status::OnHold));
+        for s in during {
+            self.post(PostTrigger {
+                session_id: s.id,
+                trigger: Trigger::ConsoleRefreshedOrClosed,
+                technician_id: Some(technician),
+                group_id: s.group_id,
+                at: now,
+                chat_lines: inner.live.get(&s.id).map_or(0, |l| l.chat_lines),
+            });
+        }
+        let Some(console) = inner.consoles.get_mut(&technician) else {
+            return false;
+        };
         if !console.conns.is_empty() {
             return false;
         }
-        let group = console.group_id;
         inner.consoles.remove(&technician);
         let out = inner
             .desk
@@ -1136,6 +1212,7 @@ impl Hub {
                 }
             };
             let seq = self.store.last_event_seq(row.id).await?;
+            let chat_lines = self.store.chat_count(row.id).await?;
             let session = Session {
                 id: row.id,
                 status,
@@ -1186,6 +1263,7 @@ impl Hub {
                         technician_audio: true,
                     },
                     audience: HashSet::new(),
+                    chat_lines,
                 },
             );
             if matches!(

@@ -111,25 +111,26 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    requested_by_id: r.try_get("requested_by_id")?,
-                    requested_by: r.try_get("requested_by_name")?,
-                    entity_type: r.try_get("entity_type")?,
-                    entity_id: r.try_get("entity_id")?,
-                    entity_name: r.try_get("entity_name")?,
-                    change_type: r.try_get("change_type")?,
-                    section: r.try_get("section")?,
-                    field: r.try_get("field")?,
-                    old_value: r.try_get("old_value")?,
-                    old_action: r.try_get("old_action")?,
-                    new_value: r.try_get("new_value")?,
-                    new_action: r.try_get("new_action")?,
-                })
-            })
-            .collect()
+        rows.iter().map(row_from).collect()
     }
+}
+
+/// One audit row as read back (shared with the Audit report).
+pub(super) fn row_from(r: &sqlx::any::AnyRow) -> Result<AuditRow> {
+    Ok(AuditRow {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        requested_by_id: r.try_get("requested_by_id")?,
+        requested_by: r.try_get("requested_by_name")?,
+        entity_type: r.try_get("entity_type")?,
+        entity_id: r.try_get("entity_id")?,
+        entity_name: r.try_get("entity_name")?,
+        change_type: r.try_get("change_type")?,
+        section: r.try_get("section")?,
+        field: r.try_get("field")?,
+        old_value: r.try_get("old_value")?,
+        old_action: r.try_get("old_action")?,
+        new_value: r.try_get("new_value")?,
+        new_action: r.try_get("new_action")?,
+    })
 }

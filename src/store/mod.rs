@@ -5,8 +5,10 @@
 
 pub mod audit;
 pub mod groups;
+pub mod integrations;
 pub mod logins;
 pub mod recordings;
+pub mod reports;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;

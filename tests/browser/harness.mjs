@@ -8,6 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -36,6 +37,9 @@ async function freePort() {
     });
   });
 }
+
+/** @typedef {Awaited<ReturnType<typeof startServer>>} Server */
+/** @typedef {Awaited<ReturnType<typeof launch>>} Browser */
 
 /**
  * Starts `lens serve` on a free port; resolves once /healthz answers 200.
@@ -115,7 +119,8 @@ export async function call(base, method, path, token, body, expect) {
 
 /**
  * A technician group with audio on and a technician in it, set up by the master administrator
- * through the API. The technician must change the password at the first login (the default policy).
+ * through the API; its nickname is the email's local part, capitalised. The technician must change
+ * the password at the first login (the default policy).
  * @param {string} base
  * @param {string} email
  */
@@ -126,7 +131,9 @@ export async function technicianWithAudio(base, email) {
   settings.audio.enabled = true;
   await call(base, "PUT", `/technician-groups/${group.id}/settings`, admin, settings);
   const password = "Sample1%x";
-  const tech = await call(base, "POST", "/technicians", admin, { name: "Ada Lovelace", nickname: "Ada", email, password, group_id: group.id }, 201);
+  const local = email.split("@")[0];
+  const nickname = local.charAt(0).toUpperCase() + local.slice(1);
+  const tech = await call(base, "POST", "/technicians", admin, { name: `${nickname} Tester`, nickname, email, password, group_id: group.id }, 201);
   return { admin, group: group.id, technician: tech.id, email, password };
 }
 
@@ -237,4 +244,123 @@ export async function mediaStats(page) {
 export function screenshotDir() {
   mkdirSync(SCREENSHOTS, { recursive: true });
   return SCREENSHOTS;
+}
+
+/** The password a technician chooses at the first login (the console asks for it). */
+export const NEW_PASSWORD = "Analytic-Engine1";
+/** How long to wait for a page to reach a state (ICE, DTLS, first frames): generous. */
+export const STEP = 20_000;
+
+/**
+ * Opens /console in `context` and logs in through the page, choosing a new password when the
+ * console asks for one (an administrator set the first one).
+ * @param {import("playwright-core").BrowserContext} context
+ * @param {string} base
+ * @param {{email: string, password: string}} tech
+ */
+export async function consoleLogin(context, base, tech) {
+  const page = await context.newPage();
+  page.on("dialog", (d) => d.accept());
+  await page.goto(`${base}/console`);
+  const login = page.locator("#login");
+  await login.getByLabel("Email").fill(tech.email);
+  await login.getByLabel("Password").fill(tech.password);
+  await login.getByRole("button", { name: "Log in" }).click();
+  await page.getByLabel("New password", { exact: true }).fill(NEW_PASSWORD);
+  await page.getByLabel("Repeat the new password").fill(NEW_PASSWORD);
+  await page.getByRole("button", { name: "Change password" }).click();
+  await page.getByRole("button", { name: "New session" }).waitFor({ timeout: STEP });
+  return page;
+}
+
+/**
+ * Creates a PIN session in the console's dialog; returns the PIN.
+ * @param {import("playwright-core").Page} page
+ * @param {string} name
+ */
+export async function createPinSession(page, name) {
+  await page.getByRole("button", { name: "New session" }).click();
+  const dialog = page.getByRole("dialog", { name: "New session" });
+  await dialog.getByLabel("Name", { exact: true }).fill(name);
+  await dialog.getByRole("button", { name: "Create" }).click();
+  const code = dialog.locator(".pin-code");
+  await code.waitFor({ state: "visible", timeout: STEP });
+  const pin = (await code.getAttribute("data-pin")) ?? "";
+  await dialog.getByRole("button", { name: "Close" }).click();
+  return pin;
+}
+
+/**
+ * A customer page in `context` that enters `pin` and waits for a technician.
+ * @param {import("playwright-core").BrowserContext} context
+ * @param {string} base
+ * @param {string} pin
+ */
+export async function customerJoins(context, base, pin) {
+  const phone = await context.newPage();
+  phone.on("dialog", (d) => d.accept());
+  await phone.goto(`${base}/`);
+  await phone.getByLabel("PIN code").fill(pin);
+  await phone.getByRole("button", { name: "Start" }).click();
+  await phone
+    .getByText("Waiting for a technician")
+    .waitFor({ timeout: STEP })
+    .catch(async (e) => {
+      throw new Error(`${e.message}\nthe page says: ${await phone.locator("main").innerText()}`);
+    });
+  return phone;
+}
+
+/**
+ * The console picks up the session named `name` once it waits.
+ * @param {import("playwright-core").Page} page
+ * @param {string} name
+ */
+export async function pickUp(page, name) {
+  const item = page.locator(".session-item", { hasText: name });
+  await item.locator(".pill.status-waiting").waitFor({ timeout: STEP });
+  await item.click();
+  await page.getByRole("button", { name: "Pick up" }).click();
+}
+
+/**
+ * Polls `read` until `done` says yes; fails with the last value after `ms`.
+ * @template T
+ * @param {string} what
+ * @param {() => Promise<T>} read
+ * @param {(value: T) => boolean} done
+ * @param {number} [ms]
+ * @returns {Promise<T>}
+ */
+export async function until(what, read, done, ms = STEP) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const last = await read();
+    if (done(last)) return last;
+    if (Date.now() > deadline) assert.fail(`${what}: not reached within ${ms} ms; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** @type {Promise<{server: Awaited<ReturnType<typeof startServer>>, chromium: Awaited<ReturnType<typeof launch>>}> | null} */
+let sharedParts = null;
+let sharedUsers = 0;
+
+/**
+ * One server and one Chromium for every test file of this process (starting them is the slow
+ * part); stopped when the last file that acquired them releases them.
+ */
+export function acquire() {
+  sharedUsers += 1;
+  sharedParts ??= (async () => ({ server: await startServer(), chromium: await launch() }))();
+  return sharedParts;
+}
+
+export async function release() {
+  sharedUsers -= 1;
+  if (sharedUsers > 0 || !sharedParts) return;
+  const { server, chromium } = await sharedParts;
+  sharedParts = null;
+  await chromium.close();
+  await server.stop();
 }

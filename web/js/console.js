@@ -2,9 +2,10 @@
 // queue, create sessions, pick up, watch the customer's camera, talk, chat, take notes, hold,
 // transfer and end. Protocol: signaling/PROTOCOL.md §4 and §5.
 
-import { api, ApiError, login, onPasswordRefused } from "./api.js";
+import { api } from "./api.js";
 import { byId, clock, duration, el, showOnly } from "./dom.js";
 import { fillLanguageSelect, pickLanguage, setLanguage, t } from "./i18n.js";
+import { loginPanels, resumeOrLogin, setupLogin } from "./login.js";
 import { addCandidate, peerConnection, trickle } from "./media.js";
 import { ProtocolError, Socket } from "./socket.js";
 
@@ -21,7 +22,7 @@ import { ProtocolError, Socket } from "./socket.js";
  *   ended?: {status: string, survey?: {url?: string}}}} Entry
  */
 
-const panels = [byId("login"), byId("change-password"), byId("workspace")];
+const panels = [...loginPanels(), byId("workspace")];
 const languageSelect = byId("language", HTMLSelectElement);
 const presence = byId("presence", HTMLSelectElement);
 const list = byId("session-list");
@@ -46,56 +47,10 @@ const state = {
 
 // ------------------------------------------------------------------ login --
 
-/** @returns {Promise<string>} the new password the user chose */
-function askNewPassword() {
-  showOnly(panels, byId("change-password"));
-  byId("new-password", HTMLInputElement).focus();
-  return new Promise((resolve) => {
-    const form = byId("password-form", HTMLFormElement);
-    /** @param {SubmitEvent} e */
-    const submit = (e) => {
-      e.preventDefault();
-      const a = byId("new-password", HTMLInputElement).value;
-      const b = byId("confirm-password", HTMLInputElement).value;
-      if (a !== b) {
-        byId("password-error").textContent = t("password.mismatch");
-        return;
-      }
-      form.removeEventListener("submit", submit);
-      byId("password-error").textContent = "";
-      resolve(a);
-    };
-    form.addEventListener("submit", submit);
-  });
-}
-
-onPasswordRefused((message) => {
-  byId("password-error").textContent = message;
-});
-
-byId("login-form", HTMLFormElement).addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const error = byId("login-error");
-  error.textContent = "";
-  try {
-    const session = await login(
-      byId("email", HTMLInputElement).value.trim(),
-      byId("password", HTMLInputElement).value,
-      askNewPassword,
-    );
-    if (session.user.role !== "technician") {
-      showOnly(panels, byId("login"));
-      error.textContent = t("login.notTechnician");
-      return;
-    }
-    state.token = session.token;
-    sessionStorage.setItem("lens.console.token", session.token);
-    await openConsole();
-  } catch (err) {
-    showOnly(panels, byId("login"));
-    error.textContent =
-      err instanceof ApiError && err.status === 401 ? t("login.wrong") : err instanceof Error ? err.message : String(err);
-  }
+setupLogin(panels, (role) => role === "technician", "login.notTechnician", async (session) => {
+  state.token = session.token;
+  sessionStorage.setItem("lens.console.token", session.token);
+  await openConsole();
 });
 
 byId("logout").addEventListener("click", async () => {
@@ -296,8 +251,16 @@ function statusText(status) {
 }
 
 function render() {
+  renderList();
+  renderDetail();
+}
+
+/** The session list (redrawn every second while a session waits: waiting time, alarm colour). */
+function renderList() {
   const entries = [...state.sessions.values()].sort((a, b) => a.view.created_at.localeCompare(b.view.created_at));
   byId("no-sessions").hidden = entries.length > 0;
+  // The list is redrawn every second (waiting times): keep the keyboard focus where it was.
+  const focused = document.activeElement?.getAttribute("data-session");
   list.replaceChildren(
     ...entries.map((entry) => {
       const v = entry.view;
@@ -327,7 +290,8 @@ function render() {
       return el("li", {}, [button]);
     }),
   );
-  renderDetail();
+  const again = focused ? list.querySelector(`[data-session="${focused}"]`) : null;
+  if (again instanceof HTMLElement) again.focus();
 }
 
 /** @param {string} s */
@@ -365,10 +329,11 @@ function renderDetail() {
   const endedBox = byId("session-ended");
   endedBox.hidden = !entry.ended;
   if (entry.ended) {
-    endedBox.replaceChildren(t("console.endedAs", { status: statusText(entry.ended.status) }));
+    const text = byId("session-ended-text");
+    text.replaceChildren(t("console.endedAs", { status: statusText(entry.ended.status) }));
     const url = entry.ended.survey?.url;
     if (url && /^https?:\/\//.test(url)) {
-      endedBox.append(" ", el("a", { href: url, target: "_blank", rel: "noopener" }, [t("console.survey")]));
+      text.append(" ", el("a", { href: url, target: "_blank", rel: "noopener" }, [t("console.survey")]));
     }
   }
 
@@ -381,6 +346,7 @@ function renderDetail() {
   on("transfer", live && ["Waiting", "Active", "On Hold"].includes(v.status));
   on("end", live);
   const media = live && (v.status === "Active" || v.status === "On Hold");
+  on("viewer", live && ["Active", "On Hold", "Reconnecting", "Transferring"].includes(v.status));
   for (const id of ["zoom", "fullscreen", "snapshot"]) on(id, media);
   on("mute-self", media && v.audio);
   on("mute-customer", media && v.audio);
@@ -429,6 +395,13 @@ function renderDetail() {
 // ---------------------------------------------------------------- actions --
 
 byId("pickup").addEventListener("click", () => act({ type: "pickup" }));
+// A closed session stays on screen (chat, notes, survey) until the technician removes it.
+byId("dismiss").addEventListener("click", () => {
+  if (state.selected === null) return;
+  state.sessions.delete(state.selected);
+  state.selected = null;
+  render();
+});
 byId("hold").addEventListener("click", () => act({ type: "hold" }));
 byId("resume").addEventListener("click", () => act({ type: "resume" }));
 byId("end").addEventListener("click", () => {
@@ -535,18 +508,55 @@ function renderCreateMethod() {
   byId("create-email-row").hidden = method !== "email";
 }
 
-byId("new-session").addEventListener("click", () => {
+/**
+ * The create-session form of the technician's group: allowed methods, the name field's label and
+ * the enabled custom fields (open text or drop-down, mandatory or not).
+ * @param {{methods: string[], email_via: string[], name_label: string,
+ *   custom_fields: {index: number, label: string, mandatory: boolean, kind: string, choices: string[]}[]}} form
+ */
+function drawCreateForm(form) {
+  for (const label of createForm.querySelectorAll("[data-method]")) {
+    const allowed = form.methods.includes(label.getAttribute("data-method") ?? "");
+    /** @type {HTMLElement} */ (label).hidden = !allowed;
+  }
+  const first = createForm.querySelector(`input[name="method"][value="${form.methods[0] ?? "pin"}"]`);
+  if (first instanceof HTMLInputElement) first.checked = true;
+  for (const label of createForm.querySelectorAll("[data-via]")) {
+    /** @type {HTMLElement} */ (label).hidden = !form.email_via.includes(label.getAttribute("data-via") ?? "");
+  }
+  const via = createForm.querySelector(`input[name="email-via"][value="${form.email_via[0] ?? "servers"}"]`);
+  if (via instanceof HTMLInputElement) via.checked = true;
+  byId("create-name-label").textContent = form.name_label;
+  byId("create-custom").replaceChildren(
+    ...form.custom_fields.flatMap((f) => {
+      const id = `create-custom-${f.index}`;
+      const label = el("label", { for: id }, [f.mandatory ? `${f.label} *` : f.label]);
+      const input =
+        f.kind === "drop_down"
+          ? el("select", { id, required: f.mandatory }, [
+              el("option", { value: "" }, [f.mandatory ? t("create.choose") : ""]),
+              ...f.choices.map((c) => el("option", { value: c }, [c])),
+            ])
+          : el("input", { id, maxlength: "64", autocomplete: "off", required: f.mandatory });
+      return [label, input];
+    }),
+  );
+  byId("create-submit").hidden = form.methods.length === 0;
+  byId("create-error").textContent = form.methods.length === 0 ? t("create.noMethods") : "";
+}
+
+byId("new-session").addEventListener("click", async () => {
   createForm.reset();
   byId("create-error").textContent = "";
+  // The previous session's code must not linger in the dialog.
+  byId("create-result").replaceChildren();
   byId("create-result").hidden = true;
   byId("create-submit").hidden = false;
-  const custom = byId("create-custom");
-  custom.replaceChildren(
-    ...[1, 2, 3, 4, 5].flatMap((i) => [
-      el("label", { for: `create-custom-${i}` }, [t("create.customField", { n: i })]),
-      el("input", { id: `create-custom-${i}`, maxlength: "64", autocomplete: "off" }),
-    ]),
-  );
+  try {
+    drawCreateForm(await api("GET", "/console/session-form", state.token));
+  } catch (e) {
+    byId("create-error").textContent = e instanceof Error ? e.message : String(e);
+  }
   renderCreateMethod();
   createDialog.showModal();
   byId("create-name").focus();
@@ -561,7 +571,10 @@ byId("create-cancel").addEventListener("click", () => createDialog.close());
 createForm.addEventListener("submit", async (e) => {
   e.preventDefault();
   const method = createMethod();
-  const value = (/** @type {string} */ id) => byId(id, HTMLInputElement).value.trim();
+  const value = (/** @type {string} */ id) => {
+    const input = document.getElementById(id);
+    return input instanceof HTMLInputElement || input instanceof HTMLSelectElement ? input.value.trim() : "";
+  };
   /** @type {import("./socket.js").Frame} */
   const frame = {
     type: "create_session",
@@ -573,7 +586,8 @@ createForm.addEventListener("submit", async (e) => {
   if (method === "sms") frame.phone = value("create-phone");
   if (method === "email") {
     frame.email = value("create-email");
-    frame.email_via = byId("create-email-servers", HTMLInputElement).checked ? "servers" : "default_client";
+    const via = createForm.querySelector('input[name="email-via"]:checked');
+    frame.email_via = via instanceof HTMLInputElement ? via.value : "servers";
   }
   const error = byId("create-error");
   error.textContent = "";
@@ -605,20 +619,33 @@ createForm.addEventListener("submit", async (e) => {
 const transferDialog = byId("transfer-dialog", HTMLDialogElement);
 const transferForm = byId("transfer-form", HTMLFormElement);
 
-byId("transfer").addEventListener("click", () => {
+byId("transfer").addEventListener("click", async () => {
   transferForm.reset();
   byId("transfer-error").textContent = "";
+  const select = byId("transfer-target", HTMLSelectElement);
+  try {
+    /** @type {{technicians: {id: number, name: string}[], groups: {id: number, name: string}[]}} */
+    const targets = await api("GET", "/console/transfer-targets", state.token);
+    const group = (/** @type {string} */ label, /** @type {string} */ kind, /** @type {{id: number, name: string}[]} */ items) =>
+      el("optgroup", { label }, items.map((i) => el("option", { value: `${kind}:${i.id}` }, [i.name])));
+    select.replaceChildren(
+      group(t("transfer.technicians"), "technician", targets.technicians),
+      group(t("transfer.groups"), "group", targets.groups),
+    );
+  } catch (e) {
+    byId("transfer-error").textContent = e instanceof Error ? e.message : String(e);
+  }
   transferDialog.showModal();
 });
 byId("transfer-cancel").addEventListener("click", () => transferDialog.close());
 transferForm.addEventListener("submit", async (e) => {
   e.preventDefault();
-  const target = transferForm.querySelector('input[name="target"]:checked');
-  const to = Number(byId("transfer-id", HTMLInputElement).value);
-  if (!Number.isInteger(to) || to <= 0 || state.selected === null || !state.socket) return;
+  const [kind, raw] = byId("transfer-target", HTMLSelectElement).value.split(":");
+  const to = Number(raw);
+  if (!Number.isInteger(to) || state.selected === null || !state.socket) return;
   /** @type {import("./socket.js").Frame} */
   const frame = { type: "transfer", session_id: state.selected };
-  frame[target instanceof HTMLInputElement && target.value === "group" ? "to_group_id" : "to_technician_id"] = to;
+  frame[kind === "group" ? "to_group_id" : "to_technician_id"] = to;
   const comment = byId("transfer-comment", HTMLInputElement).value.trim();
   if (comment) frame.comment = comment;
   try {
@@ -636,20 +663,12 @@ async function main() {
   fillLanguageSelect(languageSelect);
   // Waiting times and alarm colours move on their own.
   setInterval(() => {
-    if ([...state.sessions.values()].some((e) => e.view.waiting_seconds !== undefined)) render();
+    if ([...state.sessions.values()].some((e) => e.view.waiting_seconds !== undefined)) renderList();
   }, 1000);
-  const token = sessionStorage.getItem("lens.console.token");
-  if (token) {
+  await resumeOrLogin(panels, "lens.console.token", async (token) => {
     state.token = token;
-    try {
-      await openConsole();
-      return;
-    } catch {
-      sessionStorage.removeItem("lens.console.token");
-    }
-  }
-  showOnly(panels, byId("login"));
-  byId("email", HTMLInputElement).focus();
+    await openConsole();
+  });
 }
 
 main();

@@ -1,6 +1,6 @@
 // Translations: one JSON catalog per language in /assets/i18n/, English as the fallback for any
-// missing key. Elements carry `data-i18n="key"` (text) and `data-i18n-attr="attr:key;attr:key"`
-// (attributes such as placeholder, aria-label, title).
+// missing key. Elements carry a data-i18n attribute (the key of their text) and data-i18n-attr
+// (pairs `attr:key` separated by `;`, for placeholder, aria-label, title...).
 
 /** The guide's twelve web languages, with their own names. */
 export const LANGUAGES = /** @type {const} */ ([

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
@@ -65,12 +65,17 @@ pub fn payload(tag: u8, n: u16) -> Vec<u8> {
     p
 }
 
+/// Every inbound RTP packet as the peer's interceptors saw it: payload type, sequence number,
+/// payload (RTX repair packets included, before anything reassembles them).
+pub type Recorded = Arc<Mutex<Vec<(u8, u16, Vec<u8>)>>>;
+
 /// Marks every inbound RTCP packet for the application, so the customer's video track can see
-/// the keyframe requests the SFU sends it.
+/// the keyframe requests the SFU sends it; optionally records inbound RTP.
 #[derive(Default)]
 pub struct DeliverRtcp {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
+    record: Option<Recorded>,
 }
 
 impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
@@ -81,6 +86,13 @@ impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
     type Time = std::time::Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
+        if let (Packet::Rtp(rtp), Some(record)) = (&msg.message.packet, &self.record) {
+            record.lock().unwrap().push((
+                rtp.header.payload_type,
+                rtp.header.sequence_number,
+                rtp.payload.to_vec(),
+            ));
+        }
         if matches!(msg.message.packet, Packet::Rtcp(_)) {
             msg.message.add(Attribute::DeliverToApplication);
         }
@@ -150,7 +162,35 @@ pub struct TestPeer {
 }
 
 pub async fn peer(runtime: &Arc<dyn Runtime>, with_video: bool) -> TestPeer {
+    peer_with(runtime, with_video, None, None).await
+}
+
+/// `rtx_pt`: also accept RTX (RFC 4588) for VP8 on that payload type; `record`: keep every
+/// inbound RTP packet.
+pub async fn peer_with(
+    runtime: &Arc<dyn Runtime>,
+    with_video: bool,
+    rtx_pt: Option<u8>,
+    record: Option<Recorded>,
+) -> TestPeer {
     let mut media_engine = MediaEngine::default();
+    if let Some(pt) = rtx_pt {
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: "video/rtx".to_owned(),
+                        clock_rate: 90_000,
+                        channels: 0,
+                        sdp_fmtp_line: format!("apt={VIDEO_PT}"),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type: pt,
+                },
+                RtpCodecKind::Video,
+            )
+            .unwrap();
+    }
     if with_video {
         media_engine
             .register_codec(
@@ -173,7 +213,13 @@ pub async fn peer(runtime: &Arc<dyn Runtime>, with_video: bool) -> TestPeer {
         .unwrap();
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
         .unwrap()
-        .with(Slot::from(14_000), DeliverRtcp::default());
+        .with(
+            Slot::from(14_000),
+            DeliverRtcp {
+                record,
+                ..Default::default()
+            },
+        );
     let (gathered_tx, gathered) = mpsc::unbounded_channel();
     let (received_tx, received) = mpsc::unbounded_channel();
     let pc = PeerConnectionBuilder::new()
@@ -258,15 +304,32 @@ impl Call {
     }
 }
 
+/// How the technician side of a [`call_with`] differs from the plain one.
+#[derive(Default)]
+pub struct TechnicianSide {
+    /// The technician accepts RTX on this payload type.
+    pub rtx_pt: Option<u8>,
+    pub record: Option<Recorded>,
+    /// Rewrites the server's offer (e.g. to put a proxy's port in its candidate).
+    pub offer: Option<Box<dyn Fn(String) -> String + Send>>,
+    /// Rewrites the technician's answer before the server sees it.
+    pub answer: Option<Box<dyn Fn(String) -> String + Send>>,
+}
+
 /// Starts an SFU and connects a customer (VP8 video sendonly + Opus sendrecv) and a technician
 /// (the server's offer; Opus back), both sending from the start.
 pub async fn call() -> Call {
-    let runtime = default_runtime().unwrap();
     let (sfu, _task) = Sfu::start(SfuConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         public_ip: None,
     })
     .unwrap();
+    call_with(sfu, TechnicianSide::default()).await
+}
+
+/// [`call`] on a given SFU, with a technician side set up as `side` says.
+pub async fn call_with(sfu: SfuHandle, side: TechnicianSide) -> Call {
+    let runtime = default_runtime().unwrap();
     sfu.start(SESSION, true).unwrap();
 
     // The customer offers.
@@ -323,8 +386,11 @@ pub async fn call() -> Call {
     send_stream(mic, TAG_CUSTOMER_AUDIO, OPUS_PT, 0x2222, 960);
 
     // The server offers the technician's console.
-    let mut technician = peer(&runtime, true).await;
-    let offer = sfu.technician_offer(SESSION).unwrap();
+    let mut technician = peer_with(&runtime, true, side.rtx_pt, side.record).await;
+    let mut offer = sfu.technician_offer(SESSION).unwrap();
+    if let Some(rewrite) = &side.offer {
+        offer = rewrite(offer);
+    }
     technician
         .pc
         .set_remote_description(RTCSessionDescription::offer(offer).unwrap())
@@ -341,8 +407,11 @@ pub async fn call() -> Call {
     tokio::time::timeout(Duration::from_secs(5), technician.gathered.recv())
         .await
         .unwrap();
-    let answer = technician.pc.local_description().await.unwrap();
-    sfu.technician_answer(SESSION, &answer.sdp).unwrap();
+    let mut answer = technician.pc.local_description().await.unwrap().sdp;
+    if let Some(rewrite) = &side.answer {
+        answer = rewrite(answer);
+    }
+    sfu.technician_answer(SESSION, &answer).unwrap();
     send_stream(headset, TAG_TECHNICIAN_AUDIO, OPUS_PT, 0x3333, 960);
 
     Call {

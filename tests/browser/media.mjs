@@ -6,89 +6,39 @@
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { instrument, launch, mediaStats, requireChromium, startServer, technicianWithAudio } from "./harness.mjs";
+import { consoleLogin, createPinSession, customerJoins, instrument, mediaStats, pickUp, requireChromium, acquire, release, STEP, technicianWithAudio, until } from "./harness.mjs";
 
 const have = requireChromium();
-/** @type {Awaited<ReturnType<typeof startServer>>} */
+/** @type {import("./harness.mjs").Server} */
 let server;
-/** @type {Awaited<ReturnType<typeof launch>>} */
+/** @type {import("./harness.mjs").Browser} */
 let chromium;
 /** @type {import("playwright-core").Page} */
 let consolePage;
 
-/** How long to wait for a page to reach a state (ICE, DTLS, first frames): generous. */
-const STEP = 20_000;
-const NEW_PASSWORD = "Analytic-Engine1";
-
 before(async () => {
   if (!have) return;
-  server = await startServer();
-  chromium = await launch();
+  ({ server, chromium } = await acquire());
   const tech = await technicianWithAudio(server.url, "ada@example.com");
   const context = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } });
   await instrument(context);
-  consolePage = await context.newPage();
-  consolePage.on("dialog", (d) => d.accept());
-  await consolePage.goto(`${server.url}/console`);
-  const login = consolePage.locator("#login");
-  await login.getByLabel("Email").fill(tech.email);
-  await login.getByLabel("Password").fill(tech.password);
-  await login.getByRole("button", { name: "Log in" }).click();
-  // The administrator set the password: the console asks for a new one first.
-  await consolePage.getByLabel("New password", { exact: true }).fill(NEW_PASSWORD);
-  await consolePage.getByLabel("Repeat the new password").fill(NEW_PASSWORD);
-  await consolePage.getByRole("button", { name: "Change password" }).click();
-  await consolePage.getByRole("button", { name: "New session" }).waitFor({ timeout: STEP });
+  consolePage = await consoleLogin(context, server.url, tech);
 });
 
 after(async () => {
-  await chromium?.close();
-  await server?.stop();
+  if (have) await release();
 });
-
-/** Polls `read` until `done` says yes; fails with the last value after `ms`. */
-async function until(what, read, done, ms = STEP) {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    last = await read();
-    if (done(last)) return last;
-    if (Date.now() > deadline) assert.fail(`${what}: not reached within ${ms} ms; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 /** @param {string} codec */
 async function session(codec) {
-  // The technician creates a PIN session in the console's dialog.
-  await consolePage.getByRole("button", { name: "New session" }).click();
-  const dialog = consolePage.getByRole("dialog", { name: "New session" });
-  await dialog.getByLabel("Customer name").fill(`Customer ${codec}`);
-  await dialog.getByRole("button", { name: "Create" }).click();
-  const pin = await dialog.locator(".pin-code").getAttribute("data-pin", { timeout: STEP });
-  assert.match(pin ?? "", /^\d{6}$/);
-  await dialog.getByRole("button", { name: "Close" }).click();
-
-  // The customer, in another browser context, enters the PIN.
+  const name = `Customer ${codec}`;
+  const pin = await createPinSession(consolePage, name);
+  assert.match(pin, /^\d{6}$/);
+  // The customer, in another browser context, enters the PIN; the technician picks it up.
   const context = await chromium.browser.newContext({ viewport: { width: 390, height: 844 } });
   await instrument(context, codec);
-  const phone = await context.newPage();
-  phone.on("dialog", (d) => d.accept());
-  await phone.goto(`${server.url}/`);
-  await phone.getByLabel("PIN code").fill(pin ?? "");
-  await phone.getByRole("button", { name: "Start" }).click();
-  await phone
-    .getByText("Waiting for a technician")
-    .waitFor({ timeout: STEP })
-    .catch(async (e) => {
-      throw new Error(`${e.message}\nthe page says: ${await phone.locator("main").innerText()}`);
-    });
-
-  // The technician picks it up.
-  const item = consolePage.locator(".session-item", { hasText: `Customer ${codec}` });
-  await item.locator(".pill.status-waiting").waitFor({ timeout: STEP });
-  await item.click();
-  await consolePage.getByRole("button", { name: "Pick up" }).click();
+  const phone = await customerJoins(context, server.url, pin);
+  await pickUp(consolePage, name);
   await phone.getByText("Connected to Ada").waitFor({ timeout: STEP });
 
   // The console's peer connection comes up; from then on the frames must come within 10 s.

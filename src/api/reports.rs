@@ -1,0 +1,485 @@
+//! `GET /api/v1/reports/{area}`: the guide's Reports tab, and the chatlog deletion a master
+//! administrator queues (revocable for 24 h, then purged by a background job).
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{Caller, Scope as ManagedScope, load_org, rfc3339};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use crate::org::Org;
+use crate::reports::format::{self, Format};
+use crate::reports::params::{self, Area, Daily, ListType, ParamError};
+use crate::reports::{Request, Scope};
+use crate::store::reports::ChatlogDeletion;
+use crate::store::{AuditEntry, ChangeType, GroupKind, Role, StoreError};
+
+/// How long a queued chatlog deletion can be revoked (the guide: 24 hours).
+pub const CHATLOG_DELETION_DELAY_MS: i64 = 24 * 3_600_000;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(report))
+        .routes(routes!(queue_chatlog_deletion, revoke_chatlog_deletion))
+}
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> ApiError {
+        ApiError::invalid(e.field, e.message)
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// `all` (List All, the default) or `summary`.
+    pub list: Option<String>,
+    /// The organizational unit: `technician_group:ID` (with its subgroups), `technician:ID`,
+    /// `administrator:ID`, `master_administrator:ID`, `administrator_group:ID`, or the roots
+    /// `master_administrators`, `administrators`, `technicians`. Default: everything the caller
+    /// manages.
+    pub unit: Option<String>,
+    /// Start date, YYYY-MM-DD, in `tz` (with `to`).
+    pub from: Option<String>,
+    /// End date, YYYY-MM-DD, included.
+    pub to: Option<String>,
+    /// `today`, `yesterday`, `last_7_days`, `this_month` (the default) or `last_month`.
+    pub range: Option<String>,
+    /// `UTC` (default) or an IANA time zone (the guide's "Local").
+    pub tz: Option<String>,
+    /// Daily time range start, HH:MM in `tz` (with `daily_to`).
+    pub daily_from: Option<String>,
+    /// Daily time range end, HH:MM, excluded; before `daily_from` spans midnight.
+    pub daily_to: Option<String>,
+    /// `json` (default), `html`, `xml` (Excel SpreadsheetML 2003), `tsv` or `xlsx`.
+    pub format: Option<String>,
+    /// JSON List All: page number from 1.
+    pub page: Option<u32>,
+    /// JSON List All: rows per page (default 100, at most 1000).
+    pub per_page: Option<u32>,
+}
+
+/// A report as JSON: the columns, in the guide's order, and the rows' cells (numbers for ids and
+/// counts, text for everything else: times in the chosen zone, durations as h:mm:ss).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReportBody {
+    pub area: String,
+    pub title: String,
+    pub list: String,
+    pub time_zone: String,
+    pub from: String,
+    pub to: String,
+    pub columns: Vec<String>,
+    #[schema(value_type = Vec<Vec<Object>>)]
+    pub rows: Vec<Vec<crate::reports::Cell>>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total_rows: usize,
+}
+
+/// A report of the guide's Reports tab in one of five formats.
+#[utoipa::path(get, path = "/api/v1/reports/{area}", tag = "reports", security(("bearer" = [])),
+    params(("area" = String, Path, description = "session, performance, login, missed-sessions, failed-sessions, failed-sessions-extended, transferred-sessions, transferred-sessions-extended, chatlog, custom-fields, customer-survey, customer-survey-issuance, technician-survey, audit"), ReportQuery),
+    responses((status = 200, description = "The report (JSON; or HTML, SpreadsheetML, TSV, XLSX per `format`)", body = ReportBody),
+              (status = 401, description = "Not logged in or token invalid", body = ErrorBody),
+              (status = 403, description = "Technicians have no reports", body = ErrorBody),
+              (status = 404, description = "Unknown area, or a unit the caller does not manage", body = ErrorBody),
+              (status = 422, description = "Bad parameter", body = ErrorBody)))]
+async fn report(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(area): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let area = Area::parse(&area).ok_or_else(|| ApiError::not_found("report area"))?;
+    let list = ListType::parse(q.list.as_deref(), area)?;
+    let format = Format::parse(q.format.as_deref())
+        .ok_or_else(|| ApiError::invalid("format", "must be json, html, xml, tsv or xlsx"))?;
+    let tz = params::time_zone(q.tz.as_deref())?;
+    let now = state.hub.now();
+    let (from, to) = params::window(
+        q.range.as_deref(),
+        q.from.as_deref(),
+        q.to.as_deref(),
+        tz,
+        now,
+    )?;
+    let daily = Daily::parse(q.daily_from.as_deref(), q.daily_to.as_deref())?;
+    let per_page = q.per_page.unwrap_or(100);
+    if !(1..=1000).contains(&per_page) {
+        return Err(ApiError::invalid("per_page", "must be 1 to 1000"));
+    }
+    let page = q.page.unwrap_or(1).max(1);
+    let org = load_org(&state).await?;
+    let scope = unit_scope(&caller, &org, q.unit.as_deref())?;
+    let names = state.global().custom_field_names.clone();
+    let field_names: [String; 6] = names.all().map(str::to_owned);
+    let req = Request {
+        area,
+        list,
+        from,
+        to,
+        tz,
+        daily,
+        now,
+        scope,
+        field_names,
+    };
+    let mut table = crate::reports::build(&state.store, &req).await?;
+    let file = format!(
+        "{}-{}",
+        area.as_str(),
+        rfc3339(from).get(..10).unwrap_or("")
+    );
+    let body: Vec<u8> = match format {
+        Format::Json => {
+            let total_rows = table.rows.len();
+            if list == ListType::All {
+                let skip = (page as usize - 1).saturating_mul(per_page as usize);
+                table.rows = table
+                    .rows
+                    .into_iter()
+                    .skip(skip)
+                    .take(per_page as usize)
+                    .collect();
+            }
+            let body = ReportBody {
+                area: area.as_str().into(),
+                title: table.title,
+                list: if list == ListType::All {
+                    "all"
+                } else {
+                    "summary"
+                }
+                .into(),
+                time_zone: tz.name().into(),
+                from: rfc3339(from),
+                to: rfc3339(to),
+                columns: table.columns,
+                rows: table.rows,
+                page,
+                per_page,
+                total_rows,
+            };
+            return Ok(Json(body).into_response());
+        }
+        Format::Html => {
+            let mut subtitle = format!("{} to {} ({})", rfc3339(from), rfc3339(to), tz.name());
+            if let Some(d) = daily {
+                subtitle.push_str(&format!(
+                    ", daily {:02}:{:02}–{:02}:{:02}",
+                    d.from_min / 60,
+                    d.from_min % 60,
+                    d.to_min / 60,
+                    d.to_min % 60
+                ));
+            }
+            format::html(&table, &subtitle).into_bytes()
+        }
+        Format::Xml => format::spreadsheet_xml(&table).map_err(ApiError::internal)?,
+        Format::Tsv => format::tsv(&table).into_bytes(),
+        Format::Xlsx => format::xlsx(&table).map_err(ApiError::internal)?,
+    };
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response();
+    if let Some(ext) = format.download_extension()
+        && let Ok(v) = format!("attachment; filename=\"{file}.{ext}\"").parse()
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// The people and groups of the chosen unit, within what the caller manages. A unit the caller
+/// does not manage is "not found", as elsewhere in the API.
+fn unit_scope(caller: &Caller, org: &Org, unit: Option<&str>) -> ApiResult<Scope> {
+    let managed = caller.scope(org);
+    let technicians_in = |groups: &HashSet<i64>| -> HashSet<i64> {
+        org.users
+            .iter()
+            .filter(|u| {
+                u.role == Role::Technician && u.group_id.is_some_and(|g| groups.contains(&g))
+            })
+            .map(|u| u.id)
+            .collect()
+    };
+    let not_found = || ApiError::not_found("unit");
+    let master_only = || {
+        if caller.is_master() {
+            Ok(())
+        } else {
+            Err(not_found())
+        }
+    };
+    let role_ids = |role: Role| -> HashSet<i64> {
+        org.users
+            .iter()
+            .filter(|u| u.role == role)
+            .map(|u| u.id)
+            .collect()
+    };
+    let (kind, id) = match unit {
+        None | Some("") => (None, None),
+        Some(u) => match u.split_once(':') {
+            Some((k, id)) => (
+                Some(k),
+                Some(
+                    id.parse::<i64>()
+                        .map_err(|_| ApiError::invalid("unit", "the id must be a number"))?,
+                ),
+            ),
+            None => (Some(u), None),
+        },
+    };
+    let scope = match (kind, id) {
+        (None, _) | (Some("technicians"), None) => match &managed {
+            ManagedScope::Everything if kind.is_none() => Scope {
+                all: true,
+                ..Scope::default()
+            },
+            ManagedScope::Everything => {
+                let groups: HashSet<i64> = org
+                    .groups
+                    .iter()
+                    .filter(|g| g.kind == GroupKind::TechnicianGroup)
+                    .map(|g| g.id)
+                    .collect();
+                Scope {
+                    users: technicians_in(&groups),
+                    groups,
+                    all: false,
+                }
+            }
+            ManagedScope::TechnicianGroups(groups) => {
+                let mut users = technicians_in(groups);
+                users.insert(caller.user.id);
+                Scope {
+                    all: false,
+                    groups: groups.clone(),
+                    users,
+                }
+            }
+        },
+        (Some("technician_group"), Some(id)) => {
+            let g = org.group(id).ok_or_else(not_found)?;
+            if g.kind != GroupKind::TechnicianGroup || !managed.manages_group(id) {
+                return Err(not_found());
+            }
+            let groups = org.subtree(id);
+            Scope {
+                users: technicians_in(&groups),
+                groups,
+                all: false,
+            }
+        }
+        (Some("technician"), Some(id)) => {
+            let u = org
+                .users
+                .iter()
+                .find(|u| u.id == id && u.role == Role::Technician)
+                .ok_or_else(not_found)?;
+            if !u.group_id.is_some_and(|g| managed.manages_group(g)) {
+                return Err(not_found());
+            }
+            Scope {
+                users: HashSet::from([id]),
+                ..Scope::default()
+            }
+        }
+        (Some(k @ ("administrator" | "master_administrator")), Some(id)) => {
+            let role = if k == "administrator" {
+                Role::Administrator
+            } else {
+                Role::MasterAdministrator
+            };
+            org.users
+                .iter()
+                .find(|u| u.id == id && u.role == role)
+                .ok_or_else(not_found)?;
+            // An administrator may report on itself; only masters on other administrators.
+            if id != caller.user.id {
+                master_only()?;
+            }
+            Scope {
+                users: HashSet::from([id]),
+                ..Scope::default()
+            }
+        }
+        (Some("administrator_group"), Some(id)) => {
+            master_only()?;
+            let g = org.group(id).ok_or_else(not_found)?;
+            if g.kind != GroupKind::AdministratorGroup {
+                return Err(not_found());
+            }
+            let groups = org.subtree(id);
+            Scope {
+                users: org
+                    .users
+                    .iter()
+                    .filter(|u| u.role == Role::Administrator)
+                    .filter(|u| u.group_id.is_some_and(|g| groups.contains(&g)))
+                    .map(|u| u.id)
+                    .collect(),
+                ..Scope::default()
+            }
+        }
+        (Some("master_administrators"), None) => {
+            master_only()?;
+            Scope {
+                users: role_ids(Role::MasterAdministrator),
+                ..Scope::default()
+            }
+        }
+        (Some("administrators"), None) => {
+            master_only()?;
+            Scope {
+                users: role_ids(Role::Administrator),
+                ..Scope::default()
+            }
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "unit",
+                "must be technician_group:ID, technician:ID, administrator:ID, \
+                 master_administrator:ID, administrator_group:ID, master_administrators, \
+                 administrators or technicians",
+            ));
+        }
+    };
+    Ok(scope)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ChatlogDeletionView {
+    pub session_id: i64,
+    pub queued_at: String,
+    /// When the chatlog is purged; until then the deletion can be revoked.
+    pub purge_at: String,
+}
+
+fn chatlog_audit(caller: &Caller, session_id: i64, now: i64) -> AuditEntry {
+    AuditEntry {
+        at: now,
+        requested_by_id: caller.user.id,
+        requested_by_name: caller.user.name.clone(),
+        entity_type: "Session",
+        entity_id: session_id,
+        entity_name: format!("Session {session_id}"),
+        change_type: ChangeType::Delete,
+        section: "Reports".into(),
+        field: "Chatlog".into(),
+        old_value: None,
+        old_action: None,
+        new_value: None,
+        new_action: None,
+    }
+}
+
+/// Queue a session's chatlog for deletion (master administrators). It is purged 24 hours later;
+/// until then the Chatlog report shows it as pending and the deletion can be revoked.
+#[utoipa::path(post, path = "/api/v1/chatlog-deletions/{session_id}", tag = "reports", security(("bearer" = [])),
+    params(("session_id" = i64, Path, description = "Session ID")),
+    responses((status = 201, description = "Queued", body = ChatlogDeletionView),
+              (status = 403, description = "Not a master administrator", body = ErrorBody),
+              (status = 404, description = "No such session", body = ErrorBody),
+              (status = 409, description = "Already queued or deleted", body = ErrorBody)))]
+async fn queue_chatlog_deletion(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(session_id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<ChatlogDeletionView>)> {
+    caller.require_master()?;
+    match state.store.session(session_id).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("session")),
+        Err(e) => return Err(e.into()),
+    }
+    let now = state.hub.now();
+    let d = ChatlogDeletion {
+        session_id,
+        queued_at: now,
+        queued_by: caller.user.id,
+        purge_at: now + CHATLOG_DELETION_DELAY_MS,
+        purged_at: None,
+    };
+    let audit = AuditEntry {
+        new_action: Some("Queued for deletion".into()),
+        ..chatlog_audit(&caller, session_id, now)
+    };
+    match state.store.queue_chatlog_deletion(&d, &audit).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::conflict(
+                "deletion_queued",
+                "this chatlog is already queued for deletion or deleted",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(ChatlogDeletionView {
+            session_id,
+            queued_at: rfc3339(d.queued_at),
+            purge_at: rfc3339(d.purge_at),
+        }),
+    ))
+}
+
+/// Revoke a queued chatlog deletion before it is purged (master administrators).
+#[utoipa::path(delete, path = "/api/v1/chatlog-deletions/{session_id}", tag = "reports", security(("bearer" = [])),
+    params(("session_id" = i64, Path, description = "Session ID")),
+    responses((status = 204, description = "Revoked"),
+              (status = 403, description = "Not a master administrator", body = ErrorBody),
+              (status = 404, description = "Nothing pending for this session (never queued, or already purged)", body = ErrorBody)))]
+async fn revoke_chatlog_deletion(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(session_id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    caller.require_master()?;
+    let now = state.hub.now();
+    let audit = AuditEntry {
+        change_type: ChangeType::Change,
+        old_action: Some("Queued for deletion".into()),
+        new_action: Some("Deletion revoked".into()),
+        ..chatlog_audit(&caller, session_id, now)
+    };
+    match state
+        .store
+        .revoke_chatlog_deletion(session_id, now, &audit)
+        .await
+    {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(StoreError::NotFound) => Err(ApiError::not_found("pending chatlog deletion")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The background job: purges due chatlogs once a minute, on the hub's clock.
+pub async fn run_chatlog_purge(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match state.store.purge_due_chatlogs(state.hub.now()).await {
+            Ok(purged) if !purged.is_empty() => {
+                tracing::info!(sessions = ?purged, "chatlogs purged");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "chatlog purge failed; retrying in a minute"),
+        }
+    }
+}

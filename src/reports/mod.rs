@@ -1,0 +1,1308 @@
+//! The guide's reports ("Generating Reports"): every area, List All and Summary, over a unit of the
+//! organization, a date range, a time zone and a daily time range. Columns are named and ordered as
+//! the guide lists them; docs/reports.md says which are always zero or empty in Lens and why.
+//!
+//! A report is built as a [`Table`] of display-ready cells (times in the chosen zone, durations
+//! h:mm:ss); `format` renders a table as JSON, HTML, SpreadsheetML 2003, TSV or XLSX.
+
+pub mod format;
+pub mod params;
+pub mod seed;
+pub mod timings;
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::TimeZone;
+use chrono_tz::Tz;
+use serde::Serialize;
+use signaling::status::Status;
+
+pub use params::{Area, Daily, ListType, ParamError};
+pub use timings::Timings;
+
+use crate::store::reports::{PersonRow, ReportSession};
+use crate::store::{AuditRow, Store, StoreError};
+
+/// Lens sessions are phone-camera sessions started from the Lens app or page: the guide's
+/// "Mobile Applet" session type.
+pub const SESSION_TYPE: &str = "Mobile Applet";
+
+/// One cell, ready to show. Numbers stay numbers in the spreadsheet formats.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Cell {
+    Int(i64),
+    Text(String),
+}
+
+impl Cell {
+    pub fn text(&self) -> String {
+        match self {
+            Cell::Int(n) => n.to_string(),
+            Cell::Text(s) => s.clone(),
+        }
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(s: &str) -> Cell {
+        Cell::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Cell {
+    fn from(s: String) -> Cell {
+        Cell::Text(s)
+    }
+}
+
+impl From<i64> for Cell {
+    fn from(n: i64) -> Cell {
+        Cell::Int(n)
+    }
+}
+
+/// A finished report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub title: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// Whose data a report covers: everything, or technician groups and people of the chosen unit.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub all: bool,
+    /// Technician groups (a group includes its subgroups).
+    pub groups: HashSet<i64>,
+    /// People: the unit's members, or the one person chosen.
+    pub users: HashSet<i64>,
+}
+
+impl Scope {
+    fn session(&self, s: &ReportSession) -> bool {
+        self.all
+            || self.groups.contains(&s.group_id)
+            || s.technician_id.is_some_and(|t| self.users.contains(&t))
+            || self.users.contains(&s.created_by)
+    }
+
+    fn user(&self, id: i64) -> bool {
+        self.all || self.users.contains(&id)
+    }
+
+    fn audit(&self, r: &AuditRow) -> bool {
+        self.all
+            || self.users.contains(&r.requested_by_id)
+            || (r.entity_type == "Technician Group" && self.groups.contains(&r.entity_id))
+            || (r.entity_type != "Technician Group"
+                && !r.entity_type.ends_with("Group")
+                && self.users.contains(&r.entity_id))
+    }
+}
+
+/// Everything a report needs besides the store.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub area: Area,
+    pub list: ListType,
+    /// UTC milliseconds, `[from, to)`.
+    pub from: i64,
+    pub to: i64,
+    pub tz: Tz,
+    pub daily: Option<Daily>,
+    /// The time live sessions and open logins are measured up to.
+    pub now: i64,
+    pub scope: Scope,
+    /// Global Settings > Custom Fields: the name field, then custom fields 1–5.
+    pub field_names: [String; 6],
+}
+
+impl Request {
+    fn in_day(&self, at: i64) -> bool {
+        self.daily.is_none_or(|d| d.contains(at, self.tz))
+    }
+
+    fn time(&self, at: Option<i64>) -> Cell {
+        match at.and_then(chrono::DateTime::from_timestamp_millis) {
+            Some(t) => Cell::Text(
+                self.tz
+                    .from_utc_datetime(&t.naive_utc())
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string(),
+            ),
+            None => Cell::Text(String::new()),
+        }
+    }
+
+    fn date(&self, at: i64) -> Cell {
+        match chrono::DateTime::from_timestamp_millis(at) {
+            Some(t) => Cell::Text(
+                self.tz
+                    .from_utc_datetime(&t.naive_utc())
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            ),
+            None => Cell::Text(String::new()),
+        }
+    }
+
+    fn clock(&self, at: i64) -> String {
+        chrono::DateTime::from_timestamp_millis(at)
+            .map(|t| {
+                self.tz
+                    .from_utc_datetime(&t.naive_utc())
+                    .format("%-I:%M %p")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    }
+
+    fn name_column(&self) -> String {
+        self.field_names[0].clone()
+    }
+
+    fn custom_columns(&self) -> Vec<String> {
+        self.field_names[1..].to_vec()
+    }
+}
+
+/// h:mm:ss, hours unbounded.
+pub fn hms(ms: i64) -> Cell {
+    let s = ms.max(0) / 1000;
+    Cell::Text(format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60))
+}
+
+fn avg(total: i64, n: i64) -> i64 {
+    if n == 0 { 0 } else { total / n }
+}
+
+fn per_hour(sessions: i64, login_ms: i64) -> Cell {
+    if login_ms <= 0 {
+        return Cell::Text(String::new());
+    }
+    Cell::Text(format!(
+        "{:.2}",
+        sessions as f64 * 3_600_000.0 / login_ms as f64
+    ))
+}
+
+fn cols(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// People and groups by id, for names.
+struct Directory {
+    people: HashMap<i64, PersonRow>,
+    groups: HashMap<i64, String>,
+}
+
+impl Directory {
+    async fn load(store: &Store) -> Result<Directory, StoreError> {
+        Ok(Directory {
+            people: store
+                .report_people()
+                .await?
+                .into_iter()
+                .map(|p| (p.id, p))
+                .collect(),
+            groups: store.report_group_names().await?.into_iter().collect(),
+        })
+    }
+
+    fn name(&self, id: Option<i64>) -> String {
+        id.and_then(|i| self.people.get(&i))
+            .map(|p| p.name.clone())
+            .unwrap_or_default()
+    }
+
+    fn email(&self, id: Option<i64>) -> String {
+        id.and_then(|i| self.people.get(&i))
+            .map(|p| p.email.clone())
+            .unwrap_or_default()
+    }
+
+    fn group(&self, id: Option<i64>) -> String {
+        id.and_then(|i| self.groups.get(&i))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Technician Name, Technician ID, Technician Email.
+    fn technician(&self, id: Option<i64>) -> [Cell; 3] {
+        [
+            self.name(id).into(),
+            id.map_or(Cell::Text(String::new()), Cell::Int),
+            self.email(id).into(),
+        ]
+    }
+}
+
+/// A session with its computed times.
+struct Timed {
+    s: ReportSession,
+    t: Timings,
+}
+
+impl Timed {
+    /// The technician a session's rows name: its owner, else the one who created it.
+    fn technician(&self) -> i64 {
+        self.s.technician_id.unwrap_or(self.s.created_by)
+    }
+}
+
+/// Builds a report.
+pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
+    let dir = Directory::load(store).await?;
+    let summary = req.list == ListType::Summary;
+    let title = format!(
+        "{} Report ({})",
+        req.area.title(),
+        if summary { "Summary" } else { "List All" }
+    );
+    let (columns, rows) = match req.area {
+        Area::Session
+        | Area::Performance
+        | Area::MissedSessions
+        | Area::FailedSessions
+        | Area::FailedSessionsExtended
+        | Area::CustomFields => {
+            let sessions = sessions(store, req, summary).await?;
+            match (req.area, summary) {
+                (Area::Session, false) => session_list(req, &dir, &sessions),
+                (Area::Session, true) => session_summary(&sessions),
+                (Area::Performance, _) => {
+                    let logins = login_spans(store, req, &sessions).await?;
+                    performance(req, &dir, &sessions, &logins, summary)
+                }
+                (Area::MissedSessions, false) => missed_list(req, &dir, &sessions),
+                (Area::MissedSessions, true) => missed_summary(&sessions),
+                (Area::FailedSessions, false) => failed_list(req, &dir, &sessions, false),
+                (Area::FailedSessions, true) => failed_summary(&sessions),
+                (Area::FailedSessionsExtended, _) => failed_list(req, &dir, &sessions, true),
+                _ => custom_fields(req, &dir, &sessions),
+            }
+        }
+        Area::TransferredSessions | Area::TransferredSessionsExtended => {
+            let sessions = sessions(store, req, false).await?;
+            let extended = req.area == Area::TransferredSessionsExtended;
+            let with_chat = if extended {
+                chat_available(store, &sessions).await?
+            } else {
+                HashSet::new()
+            };
+            transferred(req, &dir, &sessions, extended, &with_chat)
+        }
+        Area::Login => {
+            let sessions = sessions(store, req, true).await?;
+            let spans = login_spans(store, req, &sessions).await?;
+            login(req, &dir, &spans, summary)
+        }
+        Area::Chatlog => chatlog(store, req, &dir).await?,
+        Area::CustomerSurvey | Area::CustomerSurveyIssuance | Area::TechnicianSurvey => {
+            surveys(store, req, &dir, summary).await?
+        }
+        Area::Audit => audit(store, req).await?,
+    };
+    Ok(Table {
+        title,
+        columns,
+        rows,
+    })
+}
+
+/// Sessions created in the window, of the scope, in the daily range, with their times.
+async fn sessions(store: &Store, req: &Request, slim: bool) -> Result<Vec<Timed>, StoreError> {
+    Ok(store
+        .report_sessions(req.from, req.to, slim)
+        .await?
+        .into_iter()
+        .filter(|s| req.scope.session(s) && req.in_day(s.created_at))
+        .map(|s| {
+            let t = Timings::of(&s.events, req.now);
+            Timed { s, t }
+        })
+        .collect())
+}
+
+type Rows = (Vec<String>, Vec<Vec<Cell>>);
+
+fn session_list(req: &Request, dir: &Directory, sessions: &[Timed]) -> Rows {
+    let mut columns = cols(&[
+        "Start Time",
+        "End Time",
+        "Last Action Time",
+        "Technician Name",
+        "Technician ID",
+        "Technician Email",
+        "Session ID",
+        "Session Type",
+        "Status",
+    ]);
+    columns.push(req.name_column());
+    columns.extend(req.custom_columns());
+    columns.extend(cols(&[
+        "Tracking ID",
+        "Customer IP",
+        "Device ID",
+        "Incident Tool Used",
+        "Resolved/Unresolved",
+        "Channel ID",
+        "Channel Name",
+        "Calling Card",
+        "Connecting Time",
+        "Waiting Time",
+        "Total Time",
+        "Active Time",
+        "Work Time",
+        "Hold Time",
+        "Time in Transfer",
+        "Rebooting Time",
+        "Reconnecting Time",
+        "Platform",
+        "Browser Type",
+    ]));
+    let rows = sessions
+        .iter()
+        .filter(|x| x.t.connecting_start.is_some() || x.t.handled())
+        .map(|x| {
+            let (s, t) = (&x.s, &x.t);
+            let mut row = vec![req.time(t.start), req.time(t.end), req.time(t.last_action)];
+            row.extend(dir.technician(Some(x.technician())));
+            row.extend([
+                Cell::Int(s.id),
+                SESSION_TYPE.into(),
+                t.final_status.clone().into(),
+                s.name.clone().into(),
+            ]);
+            row.extend(s.custom_fields.iter().map(|c| Cell::from(c.clone())));
+            row.extend([
+                s.tracking_id.clone().into(),
+                s.customer_ip.clone().into(),
+                s.device_id.clone().into(),
+                // Incident tools, Resolved/Unresolved, channels and calling cards are Rescue's.
+                "".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+                hms(t.connecting),
+                hms(t.waiting),
+                hms(t.total()),
+                hms(t.active),
+                hms(t.work()),
+                hms(t.hold),
+                hms(t.transfer),
+                hms(0),
+                hms(t.reconnecting),
+                s.platform.clone().into(),
+                s.browser.clone().into(),
+            ]);
+            row
+        })
+        .collect();
+    (columns, rows)
+}
+
+fn session_summary(sessions: &[Timed]) -> Rows {
+    let handled: Vec<&Timings> = sessions
+        .iter()
+        .map(|x| &x.t)
+        .filter(|t| t.handled())
+        .collect();
+    let n = handled.len() as i64;
+    let sum = |f: fn(&Timings) -> i64| handled.iter().map(|t| f(t)).sum::<i64>();
+    let total = sum(Timings::total);
+    let mut columns = cols(&[
+        "Number of Sessions",
+        "Average Session Time",
+        "Total Session Time",
+        "Average Pick-up Time",
+        "Total Pick-up Time",
+    ]);
+    let mut row = vec![
+        Cell::Int(n),
+        hms(avg(total, n)),
+        hms(total),
+        hms(avg(sum(|t| t.waiting), n)),
+        hms(sum(|t| t.waiting)),
+    ];
+    for (what, f) in [
+        ("Active", (|t: &Timings| t.active) as fn(&Timings) -> i64),
+        ("Work", Timings::work),
+        ("Hold", |t| t.hold),
+        ("Transfer", |t| t.transfer),
+        ("Rebooting", |_| 0),
+        ("Reconnecting", |t| t.reconnecting),
+    ] {
+        columns.push(format!("Average {what} Time"));
+        columns.push(format!("Total {what} Time"));
+        row.push(hms(avg(sum(f), n)));
+        row.push(hms(sum(f)));
+    }
+    columns.extend(cols(&["Longest Session Time", "Number of Missed Sessions"]));
+    row.push(hms(handled.iter().map(|t| t.total()).max().unwrap_or(0)));
+    row.push(Cell::Int(
+        sessions.iter().filter(|x| x.t.missed()).count() as i64
+    ));
+    (columns, vec![row])
+}
+
+/// One login: its user, start, end (None while logged in), address and the console times.
+struct LoginSpan {
+    user: i64,
+    start: i64,
+    end: Option<i64>,
+    address: String,
+    busy: i64,
+    away: i64,
+    idle: i64,
+}
+
+impl LoginSpan {
+    fn length(&self, now: i64) -> i64 {
+        self.end.unwrap_or(now) - self.start
+    }
+}
+
+/// Logins of the window paired with their logouts (a login without a logout ends at the user's
+/// next login, or is still open), with Busy, Away and Idle time for technicians.
+async fn login_spans(
+    store: &Store,
+    req: &Request,
+    sessions: &[Timed],
+) -> Result<Vec<LoginSpan>, StoreError> {
+    // Logouts after the window still end logins inside it: read up to now.
+    let events = store.report_logins(req.from, req.now.max(req.to)).await?;
+    let statuses = store.report_console_statuses(req.now.max(req.to)).await?;
+    let mut by_user: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
+    for (user, at, status) in statuses {
+        by_user.entry(user).or_default().push((at, status));
+    }
+    // Intervals in which each technician had a session in the console: not idle.
+    let mut busy_with: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    for x in sessions {
+        for (i, e) in x.s.events.iter().enumerate() {
+            let until = x.s.events.get(i + 1).map_or(req.now, |n| n.at);
+            let live =
+                Status::parse(&e.to_status).is_some_and(|s| !s.is_final() && s != Status::Pending);
+            if let (true, Some(t)) = (live, e.technician_id) {
+                busy_with.entry(t).or_default().push((e.at, until));
+            }
+        }
+    }
+    let mut spans = Vec::new();
+    let mut open: HashMap<i64, usize> = HashMap::new();
+    for e in events {
+        match e.event.as_str() {
+            "login" => {
+                if let Some(i) = open.remove(&e.user_id) {
+                    let span: &mut LoginSpan = &mut spans[i];
+                    span.end = Some(e.at);
+                }
+                if e.at < req.to && req.in_day(e.at) && req.scope.user(e.user_id) {
+                    open.insert(e.user_id, spans.len());
+                    spans.push(LoginSpan {
+                        user: e.user_id,
+                        start: e.at,
+                        end: None,
+                        address: e.address,
+                        busy: 0,
+                        away: 0,
+                        idle: 0,
+                    });
+                }
+            }
+            _ => {
+                if let Some(i) = open.remove(&e.user_id) {
+                    spans[i].end = Some(e.at);
+                }
+            }
+        }
+    }
+    let empty = Vec::new();
+    for span in &mut spans {
+        let (a, b) = (span.start, span.end.unwrap_or(req.now));
+        let history = by_user.get(&span.user).unwrap_or(&empty);
+        for (i, (at, status)) in history.iter().enumerate() {
+            let until = history.get(i + 1).map_or(b, |n| n.0);
+            let overlap = until.min(b) - (*at).max(a);
+            if overlap > 0 {
+                match status.as_str() {
+                    "busy" => span.busy += overlap,
+                    "away" => span.away += overlap,
+                    _ => {}
+                }
+            }
+        }
+        let mut covered = busy_with.get(&span.user).cloned().unwrap_or_default();
+        covered.sort_unstable();
+        let (mut in_sessions, mut reach) = (0, a);
+        for (s, e) in covered {
+            let (s, e) = (s.max(reach), e.min(b));
+            if e > s {
+                in_sessions += e - s;
+                reach = e;
+            }
+        }
+        span.idle = (b - a) - in_sessions;
+    }
+    Ok(spans)
+}
+
+fn login(req: &Request, dir: &Directory, spans: &[LoginSpan], summary: bool) -> Rows {
+    let technician = |id: i64| dir.people.get(&id).is_some_and(|p| p.role == "technician");
+    // Busy, Away and Idle are reported for technicians only.
+    let tech_time = |id: i64, ms: i64| {
+        if technician(id) {
+            hms(ms)
+        } else {
+            Cell::Text(String::new())
+        }
+    };
+    if !summary {
+        let columns = cols(&[
+            "Login Date",
+            "Name",
+            "User ID",
+            "Email",
+            "Start Time",
+            "End Time",
+            "Total Login Time",
+            "IP Address",
+            "Busy Time",
+            "Away Time",
+            "Idle Time",
+        ]);
+        let rows = spans
+            .iter()
+            .map(|s| {
+                vec![
+                    req.date(s.start),
+                    dir.name(Some(s.user)).into(),
+                    Cell::Int(s.user),
+                    dir.email(Some(s.user)).into(),
+                    req.time(Some(s.start)),
+                    req.time(s.end),
+                    hms(s.length(req.now)),
+                    s.address.clone().into(),
+                    tech_time(s.user, s.busy),
+                    tech_time(s.user, s.away),
+                    tech_time(s.user, s.idle),
+                ]
+            })
+            .collect();
+        return (columns, rows);
+    }
+    let columns = cols(&[
+        "Name",
+        "User ID",
+        "Email",
+        "Nickname",
+        "Group",
+        "User Created On",
+        "Number of Logins",
+        "Average Login Time",
+        "Total Login Time",
+        "Total Busy Time",
+        "Total Away Time",
+        "Total Idle Time",
+    ]);
+    let rows = dir
+        .people
+        .values()
+        .filter(|p| req.scope.user(p.id))
+        .filter(|p| p.deleted_at.is_none() || spans.iter().any(|s| s.user == p.id))
+        .map(|p| {
+            let mine: Vec<&LoginSpan> = spans.iter().filter(|s| s.user == p.id).collect();
+            let n = mine.len() as i64;
+            let total: i64 = mine.iter().map(|s| s.length(req.now)).sum();
+            let sum = |f: fn(&LoginSpan) -> i64| mine.iter().map(|s| f(s)).sum::<i64>();
+            (
+                p.id,
+                vec![
+                    p.name.clone().into(),
+                    Cell::Int(p.id),
+                    p.email.clone().into(),
+                    p.nickname.clone().into(),
+                    dir.group(p.group_id).into(),
+                    req.time(Some(p.created_at)),
+                    Cell::Int(n),
+                    hms(avg(total, n)),
+                    hms(total),
+                    tech_time(p.id, sum(|s| s.busy)),
+                    tech_time(p.id, sum(|s| s.away)),
+                    tech_time(p.id, sum(|s| s.idle)),
+                ],
+            )
+        });
+    let mut rows: Vec<(i64, Vec<Cell>)> = rows.collect();
+    rows.sort_by_key(|r| r.0);
+    (columns, rows.into_iter().map(|r| r.1).collect())
+}
+
+fn performance(
+    req: &Request,
+    dir: &Directory,
+    sessions: &[Timed],
+    logins: &[LoginSpan],
+    summary: bool,
+) -> Rows {
+    let login_of = |id: i64| -> i64 {
+        logins
+            .iter()
+            .filter(|s| s.user == id)
+            .map(|s| s.length(req.now))
+            .sum()
+    };
+    let mut technicians: Vec<&PersonRow> = dir
+        .people
+        .values()
+        .filter(|p| p.role == "technician" && req.scope.user(p.id))
+        .filter(|p| {
+            p.deleted_at.is_none() || sessions.iter().any(|x| x.s.technician_id == Some(p.id))
+        })
+        .collect();
+    technicians.sort_by_key(|p| p.id);
+    let handled: Vec<&Timed> = sessions.iter().filter(|x| x.t.handled()).collect();
+    let stats = |mine: &[&Timed]| {
+        let n = mine.len() as i64;
+        let sum = |f: fn(&Timings) -> i64| mine.iter().map(|x| f(&x.t)).sum::<i64>();
+        (
+            n,
+            sum(|t| t.waiting),
+            sum(Timings::total),
+            sum(Timings::work),
+            mine.iter().map(|x| x.t.total()).max().unwrap_or(0),
+            sum(|t| t.active),
+        )
+    };
+    if summary {
+        let (n, pickup, total, work, longest, active) = stats(&handled);
+        let login: i64 = technicians.iter().map(|p| login_of(p.id)).sum();
+        let columns = cols(&[
+            "Number of Sessions",
+            "Total Login Time",
+            "Average Number of Sessions per Hour",
+            "Average Pick-up Speed",
+            "Average Session Duration",
+            "Average Work Time",
+            "Total Session Time",
+            "Longest Session",
+            "Total Active Time",
+            "Total Work Time",
+        ]);
+        let row = vec![
+            Cell::Int(n),
+            hms(login),
+            per_hour(n, login),
+            hms(avg(pickup, n)),
+            hms(avg(total, n)),
+            hms(avg(work, n)),
+            hms(total),
+            hms(longest),
+            hms(active),
+            hms(work),
+        ];
+        return (columns, vec![row]);
+    }
+    let columns = cols(&[
+        "Technician Name",
+        "Technician ID",
+        "Technician Email",
+        "Total Login Time",
+        "Number of Sessions",
+        "Number of Sessions per Hour",
+        "Average Pick-up Speed",
+        "Average Duration",
+        "Average Work Time",
+        "Longest Session",
+        "Total Active Time",
+        "Total Work Time",
+    ]);
+    let rows = technicians
+        .iter()
+        .map(|p| {
+            let mine: Vec<&Timed> = handled
+                .iter()
+                .copied()
+                .filter(|x| x.technician() == p.id)
+                .collect();
+            let (n, pickup, total, work, longest, active) = stats(&mine);
+            let login = login_of(p.id);
+            let mut row = Vec::from(dir.technician(Some(p.id)));
+            row.extend([
+                hms(login),
+                Cell::Int(n),
+                per_hour(n, login),
+                hms(avg(pickup, n)),
+                hms(avg(total, n)),
+                hms(avg(work, n)),
+                hms(longest),
+                hms(active),
+                hms(work),
+            ]);
+            row
+        })
+        .collect();
+    (columns, rows)
+}
+
+/// [Name] and the five [Custom Fields] of a session.
+fn fields(s: &ReportSession) -> Vec<Cell> {
+    std::iter::once(Cell::from(s.name.clone()))
+        .chain(s.custom_fields.iter().map(|c| Cell::from(c.clone())))
+        .collect()
+}
+
+fn field_columns(req: &Request) -> Vec<String> {
+    std::iter::once(req.name_column())
+        .chain(req.custom_columns())
+        .collect()
+}
+
+fn missed_list(req: &Request, dir: &Directory, sessions: &[Timed]) -> Rows {
+    let mut columns = cols(&[
+        "Start Time",
+        "End Time",
+        "Waiting Time",
+        "Session ID",
+        "Session Type",
+        "Status",
+    ]);
+    columns.extend(field_columns(req));
+    columns.extend(cols(&[
+        "Tracking ID",
+        "Customer IP",
+        "Private Session",
+        "Channel",
+        "Technician Group",
+    ]));
+    let rows = sessions
+        .iter()
+        .filter(|x| x.t.missed())
+        .map(|x| {
+            let (s, t) = (&x.s, &x.t);
+            let mut row = vec![
+                req.time(t.waiting_start),
+                req.time(t.end),
+                hms(missed_wait(t)),
+                Cell::Int(s.id),
+                SESSION_TYPE.into(),
+                t.final_status.clone().into(),
+            ];
+            row.extend(fields(s));
+            row.extend([
+                s.tracking_id.clone().into(),
+                s.customer_ip.clone().into(),
+                dir.name(Some(s.created_by)).into(),
+                // Lens has no channels: every session is a private session.
+                "".into(),
+                dir.group(Some(s.group_id)).into(),
+            ]);
+            row
+        })
+        .collect();
+    (columns, rows)
+}
+
+fn missed_wait(t: &Timings) -> i64 {
+    t.end.unwrap_or(0) - t.waiting_start.unwrap_or(0)
+}
+
+fn missed_summary(sessions: &[Timed]) -> Rows {
+    let waits: Vec<i64> = sessions
+        .iter()
+        .filter(|x| x.t.missed())
+        .map(|x| missed_wait(&x.t))
+        .collect();
+    let n = waits.len() as i64;
+    let total: i64 = waits.iter().sum();
+    (
+        cols(&[
+            "Number of Missed Sessions",
+            "Average Waiting Time",
+            "Total Waiting Time",
+            "Longest Session",
+        ]),
+        vec![vec![
+            Cell::Int(n),
+            hms(avg(total, n)),
+            hms(total),
+            hms(waits.iter().copied().max().unwrap_or(0)),
+        ]],
+    )
+}
+
+fn failed_list(req: &Request, dir: &Directory, sessions: &[Timed], extended: bool) -> Rows {
+    let mut columns = cols(&["Start Time", "Session ID", "Session Type", "Status"]);
+    columns.extend(field_columns(req));
+    columns.push("Customer IP".into());
+    columns.push(if extended {
+        "Private Session Technician Name".into()
+    } else {
+        "Private Session".into()
+    });
+    columns.push("Channel".into());
+    if extended {
+        columns.extend(cols(&[
+            "Technician Email",
+            "Technician Group ID",
+            "Technician Group",
+        ]));
+    }
+    let rows = sessions
+        .iter()
+        .filter(|x| x.t.failed())
+        .map(|x| {
+            let (s, t) = (&x.s, &x.t);
+            let mut row = vec![
+                req.time(t.connecting_start),
+                Cell::Int(s.id),
+                SESSION_TYPE.into(),
+                t.final_status.clone().into(),
+            ];
+            row.extend(fields(s));
+            row.extend([
+                s.customer_ip.clone().into(),
+                dir.name(Some(s.created_by)).into(),
+                "".into(),
+            ]);
+            if extended {
+                // "The Technician Group to which the technician belonged at the time of generating
+                // the report."
+                let group = dir.people.get(&s.created_by).and_then(|p| p.group_id);
+                row.extend([
+                    dir.email(Some(s.created_by)).into(),
+                    group.map_or(Cell::Text(String::new()), Cell::Int),
+                    dir.group(group).into(),
+                ]);
+            }
+            row
+        })
+        .collect();
+    (columns, rows)
+}
+
+fn failed_summary(sessions: &[Timed]) -> Rows {
+    let times: Vec<i64> = sessions
+        .iter()
+        .filter(|x| x.t.failed())
+        .map(|x| x.t.connecting)
+        .collect();
+    let n = times.len() as i64;
+    let total: i64 = times.iter().sum();
+    (
+        cols(&[
+            "Number of Failed Sessions",
+            "Average Connecting Time",
+            "Total Connecting Time",
+        ]),
+        vec![vec![Cell::Int(n), hms(avg(total, n)), hms(total)]],
+    )
+}
+
+fn custom_fields(req: &Request, dir: &Directory, sessions: &[Timed]) -> Rows {
+    let mut columns = cols(&["Start Time", "End Time", "Total Time", "Session ID"]);
+    columns.extend(field_columns(req));
+    columns.extend(cols(&[
+        "Tracking ID",
+        "Technician Name",
+        "Technician ID",
+        "Technician Email",
+    ]));
+    let rows = sessions
+        .iter()
+        .filter(|x| x.t.handled())
+        .map(|x| {
+            let (s, t) = (&x.s, &x.t);
+            let mut row = vec![
+                req.time(t.start),
+                req.time(t.end),
+                hms(t.total()),
+                Cell::Int(s.id),
+            ];
+            row.extend(fields(s));
+            row.push(s.tracking_id.clone().into());
+            row.extend(dir.technician(Some(x.technician())));
+            row
+        })
+        .collect();
+    (columns, rows)
+}
+
+fn transferred(
+    req: &Request,
+    dir: &Directory,
+    sessions: &[Timed],
+    extended: bool,
+    with_chat: &HashSet<i64>,
+) -> Rows {
+    let mut columns = cols(&["Session ID", "Time of Transfer", "Waiting Time"]);
+    columns.push(req.name_column());
+    if extended {
+        columns.extend(cols(&[
+            "Transferred by - Technician ID",
+            "Transferred by",
+            "Transferred from - Technician/Channel ID",
+            "Transferred from",
+            "Transferred to - Technician/Channel ID",
+            "Transferred to",
+            "Transfer Comment",
+            "Time in Transfer",
+            "Transferred from - Technician Group ID",
+            "Transferred from - Technician Group",
+            "Transferred to - Technician Group ID",
+            "Transferred to - Technician Group",
+            "Chatlog",
+        ]));
+    } else {
+        columns.extend(cols(&[
+            "Transferred by",
+            "Transferred from",
+            "Transferred to",
+            "Transfer Comment",
+            "Time in Transfer",
+        ]));
+    }
+    let id_cell = |id: Option<i64>| id.map_or(Cell::Text(String::new()), Cell::Int);
+    let mut rows = Vec::new();
+    for x in sessions {
+        let ev = &x.s.events;
+        for (i, e) in ev.iter().enumerate() {
+            if e.to_status != Status::Transferring.as_str() {
+                continue;
+            }
+            let from_tech = e.technician_id;
+            let in_scope = req.scope.all
+                || req.scope.groups.contains(&e.group_id)
+                || from_tech.is_some_and(|t| req.scope.users.contains(&t))
+                || e.actor_id.is_some_and(|t| req.scope.users.contains(&t));
+            if !in_scope || !req.in_day(e.at) {
+                continue;
+            }
+            let arrival = ev.get(i + 1);
+            let (to_tech, to_group) =
+                arrival.map_or((None, None), |a| (a.technician_id, Some(a.group_id)));
+            // The transfer ends at the next pickup, end, or transfer.
+            let done = ev[i + 1..]
+                .iter()
+                .skip(1)
+                .find(|n| {
+                    n.to_status == Status::Active.as_str()
+                        || n.to_status == Status::Transferring.as_str()
+                        || Status::parse(&n.to_status).is_some_and(Status::is_final)
+                })
+                .map_or(req.now, |n| n.at);
+            let waiting = done - arrival.map_or(e.at, |a| a.at);
+            let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
+            let comment = detail["comment"].as_str().unwrap_or_default().to_owned();
+            let by = match (e.actor.as_str(), e.actor_id) {
+                ("technician", Some(id)) => dir.name(Some(id)),
+                _ => "System".to_owned(),
+            };
+            // A transfer to a technician names the technician; to a group, the group.
+            let to_name = match to_tech {
+                Some(t) => dir.name(Some(t)),
+                None => dir.group(to_group),
+            };
+            let mut row = vec![
+                Cell::Int(x.s.id),
+                req.time(Some(e.at)),
+                hms(waiting),
+                x.s.name.clone().into(),
+            ];
+            if extended {
+                row.extend([
+                    id_cell(e.actor_id),
+                    by.into(),
+                    id_cell(from_tech),
+                    dir.name(from_tech).into(),
+                    id_cell(to_tech.or(to_group)),
+                    to_name.into(),
+                    comment.into(),
+                    hms(done - e.at),
+                    Cell::Int(e.group_id),
+                    dir.group(Some(e.group_id)).into(),
+                    id_cell(to_group),
+                    dir.group(to_group).into(),
+                    // "An icon is displayed if a Chatlog is available."
+                    if with_chat.contains(&x.s.id) {
+                        "Yes"
+                    } else {
+                        ""
+                    }
+                    .into(),
+                ]);
+            } else {
+                row.extend([
+                    by.into(),
+                    dir.name(from_tech).into(),
+                    to_name.into(),
+                    comment.into(),
+                    hms(done - e.at),
+                ]);
+            }
+            rows.push(row);
+        }
+    }
+    (columns, rows)
+}
+
+/// Sessions whose chat log is available (kept and not purged).
+async fn chat_available(store: &Store, sessions: &[Timed]) -> Result<HashSet<i64>, StoreError> {
+    let (Some(a), Some(b)) = (sessions.first(), sessions.last()) else {
+        return Ok(HashSet::new());
+    };
+    Ok(store
+        .report_chat(a.s.id, b.s.id)
+        .await?
+        .into_iter()
+        .map(|(sid, _)| sid)
+        .collect())
+}
+
+async fn chatlog(store: &Store, req: &Request, dir: &Directory) -> Result<Rows, StoreError> {
+    let sessions: Vec<Timed> = sessions(store, req, false)
+        .await?
+        .into_iter()
+        .filter(|x| x.t.handled())
+        .collect();
+    let deletions: HashMap<i64, _> = store
+        .chatlog_deletions(None)
+        .await?
+        .into_iter()
+        .map(|d| (d.session_id, d))
+        .collect();
+    let (mut chat, mut notes) = (HashMap::new(), HashMap::new());
+    if let (Some(a), Some(b)) = (sessions.first(), sessions.last()) {
+        for (sid, c) in store.report_chat(a.s.id, b.s.id).await? {
+            let line = if c.sender == "system" {
+                format!("{} {}", req.clock(c.at), c.text)
+            } else {
+                format!("{} {}: {}", req.clock(c.at), c.name, c.text)
+            };
+            chat.entry(sid).or_insert_with(Vec::new).push(line);
+        }
+        for (sid, at, text) in store.report_notes(a.s.id, b.s.id).await? {
+            notes
+                .entry(sid)
+                .or_insert_with(Vec::new)
+                .push(format!("{} {}", req.clock(at), text));
+        }
+    }
+    let mut columns = cols(&["Start Time", "End Time", "Total Time", "Session ID"]);
+    columns.push(req.name_column());
+    columns.extend(cols(&[
+        "Technician Name",
+        "Technician ID",
+        "Technician Email",
+        "Chat Log",
+        "Notes",
+        "Delete",
+    ]));
+    let rows = sessions
+        .iter()
+        .map(|x| {
+            let (s, t) = (&x.s, &x.t);
+            let deletion = deletions.get(&s.id);
+            let purged = deletion.is_some_and(|d| d.purged_at.is_some());
+            let mut row = vec![
+                req.time(t.start),
+                req.time(t.end),
+                hms(t.total()),
+                Cell::Int(s.id),
+                s.name.clone().into(),
+            ];
+            row.extend(dir.technician(Some(x.technician())));
+            row.push(if purged {
+                Cell::Text(String::new())
+            } else {
+                chat.get(&s.id)
+                    .map(|l| l.join("\n"))
+                    .unwrap_or_default()
+                    .into()
+            });
+            row.push(
+                notes
+                    .get(&s.id)
+                    .map(|l| l.join("\n"))
+                    .unwrap_or_default()
+                    .into(),
+            );
+            row.push(match deletion {
+                Some(d) if d.purged_at.is_some() => "Deleted".into(),
+                Some(d) => format!(
+                    "Pending deletion (revocable until {})",
+                    req.time(Some(d.purge_at)).text()
+                )
+                .into(),
+                None => "".into(),
+            });
+            row
+        })
+        .collect();
+    Ok((columns, rows))
+}
+
+async fn surveys(
+    store: &Store,
+    req: &Request,
+    dir: &Directory,
+    summary: bool,
+) -> Result<Rows, StoreError> {
+    let kind = if req.area == Area::TechnicianSurvey {
+        "technician"
+    } else {
+        "customer"
+    };
+    let issuance = req.area == Area::CustomerSurveyIssuance;
+    let surveys: Vec<_> = store
+        .report_surveys(kind, req.from, req.to)
+        .await?
+        .into_iter()
+        .filter(|s| {
+            (req.scope.all
+                || req.scope.groups.contains(&s.group_id)
+                || req.scope.users.contains(&s.technician_id))
+                && req.in_day(s.submitted_at)
+        })
+        .collect();
+    // [Survey Columns]: the questions, in the order they were first asked.
+    let mut questions: Vec<String> = Vec::new();
+    for s in &surveys {
+        for (q, _) in &s.answers {
+            if !questions.contains(q) {
+                questions.push(q.clone());
+            }
+        }
+    }
+    let answer = |s: &crate::store::reports::SurveyRow, q: &str| {
+        s.answers
+            .iter()
+            .find(|(question, _)| question == q)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default()
+    };
+    let yes_no = |b: bool| Cell::from(if b { "Yes" } else { "No" });
+    if summary {
+        let mut columns = cols(&["Source", "Number of Surveys"]);
+        columns.extend(questions.iter().cloned());
+        if issuance {
+            columns.push("Survey issued by closing technician".into());
+        }
+        let mut sources: Vec<(i64, bool)> = surveys
+            .iter()
+            .map(|s| (s.group_id, issuance && s.issued_by_closing))
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let rows = sources
+            .into_iter()
+            .map(|(group, closing)| {
+                let mine: Vec<_> = surveys
+                    .iter()
+                    .filter(|s| {
+                        s.group_id == group && (!issuance || s.issued_by_closing == closing)
+                    })
+                    .collect();
+                let mut row = vec![
+                    Cell::from(dir.group(Some(group))),
+                    Cell::Int(mine.len() as i64),
+                ];
+                // "The total number of responses to the survey questions."
+                row.extend(questions.iter().map(|q| {
+                    Cell::Int(mine.iter().filter(|s| !answer(s, q).is_empty()).count() as i64)
+                }));
+                if issuance {
+                    row.push(yes_no(closing));
+                }
+                row
+            })
+            .collect();
+        return Ok((columns, rows));
+    }
+    let mut columns = cols(&["Source", "Session ID", "Date"]);
+    columns.push(req.name_column());
+    let technician_survey = kind == "technician";
+    if technician_survey || !issuance {
+        columns.extend(questions.iter().cloned());
+    }
+    columns.extend(cols(&[
+        "Technician Name",
+        "Technician ID",
+        "Technician Email",
+    ]));
+    if issuance {
+        columns.push("Survey issued by closing technician".into());
+    }
+    let rows = surveys
+        .iter()
+        .map(|s| {
+            // Customer surveys: "when the technician ended the session"; technician surveys: when
+            // submitted.
+            let date = if technician_survey {
+                Some(s.submitted_at)
+            } else {
+                s.session_ended_at.or(Some(s.submitted_at))
+            };
+            let mut row = vec![
+                Cell::from(dir.group(Some(s.group_id))),
+                Cell::Int(s.session_id),
+                req.time(date),
+                s.session_name.clone().into(),
+            ];
+            if technician_survey || !issuance {
+                row.extend(questions.iter().map(|q| Cell::from(answer(s, q))));
+            }
+            row.extend(dir.technician(Some(s.technician_id)));
+            if issuance {
+                row.push(yes_no(s.issued_by_closing));
+            }
+            row
+        })
+        .collect();
+    Ok((columns, rows))
+}
+
+async fn audit(store: &Store, req: &Request) -> Result<Rows, StoreError> {
+    let columns = cols(&[
+        "Requested by",
+        "Entity type",
+        "Entity ID",
+        "Entity name",
+        "Change type",
+        "Last changed",
+        "Section",
+        "Field",
+        "Old Value",
+        "Old Action",
+        "New Value",
+        "New Action",
+    ]);
+    let opt = |v: &Option<String>| Cell::from(v.clone().unwrap_or_default());
+    let rows = store
+        .report_audit(req.from, req.to)
+        .await?
+        .into_iter()
+        .filter(|r| req.scope.audit(r) && req.in_day(r.at))
+        .map(|r| {
+            vec![
+                r.requested_by.clone().into(),
+                r.entity_type.clone().into(),
+                Cell::Int(r.entity_id),
+                r.entity_name.clone().into(),
+                r.change_type.clone().into(),
+                req.time(Some(r.at)),
+                r.section.clone().into(),
+                r.field.clone().into(),
+                opt(&r.old_value),
+                opt(&r.old_action),
+                opt(&r.new_value),
+                opt(&r.new_action),
+            ]
+        })
+        .collect();
+    Ok((columns, rows))
+}

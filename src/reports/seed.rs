@@ -1,0 +1,367 @@
+//! `lens dev seed`: fills a store with a realistic organization and a year of sessions, events,
+//! chat, notes, logins and console statuses, for measuring reports (benches/reports.rs). Rows are
+//! written in multi-row INSERTs of generated numbers and fixed words (no input reaches the SQL);
+//! the shapes are those the hub writes.
+
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct SeedOptions {
+    pub sessions: u64,
+    pub technicians: u32,
+    /// Top-level technician groups; each has two subgroups.
+    pub groups: u32,
+    pub days: u32,
+    /// The end of the seeded year (UTC ms).
+    pub now: i64,
+    /// Password of every seeded user, already hashed.
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SeedSummary {
+    pub groups: u64,
+    pub technicians: u64,
+    pub sessions: u64,
+    pub events: u64,
+    pub chat: u64,
+    pub logins: u64,
+}
+
+/// xorshift64*: deterministic, dependency-free, plenty for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `[lo, hi)`.
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo).max(1) as u64) as i64
+    }
+}
+
+const NAMES: [&str; 8] = [
+    "Grace", "Linus", "Ken", "Barbara", "Margaret", "Dennis", "Frances", "Alan",
+];
+const PLATFORMS: [&str; 2] = ["Android", "iOS"];
+const CHAT: [&str; 4] = [
+    "Hello, I can see the camera",
+    "Please show me the back of the router",
+    "The light is blinking red",
+    "Thank you, it works now",
+];
+
+/// Buffers rows of one table and flushes them as multi-row INSERTs.
+struct Batch {
+    head: &'static str,
+    sql: String,
+    rows: usize,
+    written: u64,
+}
+
+impl Batch {
+    fn new(head: &'static str) -> Batch {
+        Batch {
+            head,
+            sql: String::new(),
+            rows: 0,
+            written: 0,
+        }
+    }
+
+    async fn push(&mut self, tx: &mut crate::store::Tx, row: &str) -> Result<(), StoreError> {
+        if self.rows == 0 {
+            self.sql.push_str(self.head);
+            self.sql.push_str(" VALUES ");
+        } else {
+            self.sql.push(',');
+        }
+        self.sql.push_str(row);
+        self.rows += 1;
+        if self.rows >= 400 {
+            self.flush(tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, tx: &mut crate::store::Tx) -> Result<(), StoreError> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        // Generated numbers and constant words only.
+        sqlx::query(sqlx::AssertSqlSafe(std::mem::take(&mut self.sql)))
+            .execute(&mut **tx)
+            .await?;
+        self.written += self.rows as u64;
+        self.rows = 0;
+        Ok(())
+    }
+}
+
+/// Seeds the store; `progress` is called after each committed slice with the sessions so far.
+pub async fn seed(
+    store: &Store,
+    o: &SeedOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<SeedSummary, StoreError> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let start = o.now - i64::from(o.days) * 86_400_000;
+    let mut summary = SeedSummary::default();
+
+    // The organization: groups with two subgroups each, technicians spread over them.
+    let mut tx = store.begin().await?;
+    let mut groups = Vec::new();
+    for g in 0..o.groups {
+        let id = insert_group(&mut tx, &format!("Seed group {g}"), None, start).await?;
+        groups.push(id);
+        for sub in 0..2 {
+            groups.push(
+                insert_group(&mut tx, &format!("Seed group {g}.{sub}"), Some(id), start).await?,
+            );
+        }
+    }
+    let mut technicians = Vec::new();
+    for t in 0..o.technicians {
+        let group = groups[t as usize % groups.len()];
+        let row: (i64,) = sqlx::query_as(
+            "INSERT INTO users (role, name, nickname, email, email_lower, sso_id, description, password_hash, \
+             password_changed_at, must_change_password, enabled, group_id, language, created_at) \
+             VALUES ('technician', $1, $2, $3, $3, '', '', $4, $5, 0, 1, $6, 'en', $5) RETURNING id",
+        )
+        .bind(format!("Seed technician {t}"))
+        .bind(format!("tech{t}"))
+        .bind(format!("tech{t}@seed.invalid"))
+        .bind(&o.password_hash)
+        .bind(start)
+        .bind(group)
+        .fetch_one(&mut *tx)
+        .await?;
+        technicians.push((row.0, group));
+    }
+    tx.commit().await?;
+    summary.groups = groups.len() as u64;
+    summary.technicians = technicians.len() as u64;
+
+    // Logins: each technician works weekdays, 8 hours, busy an hour and away half an hour.
+    let mut tx = store.begin().await?;
+    let mut logins = Batch::new("INSERT INTO logins (user_id, event, method, address, at)");
+    let mut statuses = Batch::new("INSERT INTO technician_status_events (user_id, at, status)");
+    for day in 0..i64::from(o.days) {
+        let midnight = start + day * 86_400_000;
+        if (day + 3) % 7 >= 5 {
+            continue;
+        }
+        for (tech, _) in &technicians {
+            let login = midnight + rng.range(7 * 3_600_000, 10 * 3_600_000);
+            let logout = login + 8 * 3_600_000;
+            logins
+                .push(
+                    &mut tx,
+                    &format!("({tech},'login','password','10.0.0.1',{login})"),
+                )
+                .await?;
+            logins
+                .push(
+                    &mut tx,
+                    &format!("({tech},'logout','password','10.0.0.1',{logout})"),
+                )
+                .await?;
+            for (at, status) in [
+                (login, "available"),
+                (login + 3_600_000, "busy"),
+                (login + 2 * 3_600_000, "available"),
+                (login + 4 * 3_600_000, "away"),
+                (login + 4 * 3_600_000 + 1_800_000, "available"),
+                (logout, "offline"),
+            ] {
+                statuses
+                    .push(&mut tx, &format!("({tech},{at},'{status}')"))
+                    .await?;
+            }
+        }
+    }
+    logins.flush(&mut tx).await?;
+    statuses.flush(&mut tx).await?;
+    tx.commit().await?;
+    summary.logins = logins.written;
+
+    // Sessions, in creation order so ids grow with time, as the hub writes them.
+    let first_id: i64 = sqlx::query_as::<_, (i64,)>("SELECT COALESCE(MAX(id), 0) FROM sessions")
+        .fetch_one(store.pool())
+        .await?
+        .0
+        + 1;
+    let step = (i64::from(o.days) * 86_400_000) / o.sessions.max(1) as i64;
+    let slice = 20_000u64;
+    let mut n = 0u64;
+    while n < o.sessions {
+        let mut tx = store.begin().await?;
+        let mut sessions = Batch::new(
+            "INSERT INTO sessions (id, created_by, technician_id, group_id, method, code_expires_at, name, \
+             cfield1, cfield2, cfield3, cfield4, cfield5, tracking_id, phone, email, status, status_since, \
+             last_activity, ever_active, policy, customer_ip, platform, device_model, app, browser, locale, \
+             device_id, transmitted_bytes, created_at, ended_at)",
+        );
+        let mut events = Batch::new(
+            "INSERT INTO session_events (session_id, seq, at, from_status, to_status, actor, actor_id, reason, \
+             technician_id, group_id, detail)",
+        );
+        let mut chat =
+            Batch::new("INSERT INTO chat_messages (session_id, at, sender, sender_id, name, text)");
+        let mut notes =
+            Batch::new("INSERT INTO session_notes (session_id, technician_id, at, text)");
+        let end = (n + slice).min(o.sessions);
+        for i in n..end {
+            let id = first_id + i as i64;
+            let (tech, group) = technicians[rng.range(0, technicians.len() as i64) as usize];
+            let created = start + i as i64 * step + rng.range(0, step.max(1));
+            let name = NAMES[rng.range(0, NAMES.len() as i64) as usize];
+            let kind = rng.range(0, 100);
+            // (to status, seconds after the previous event, technician, group)
+            let mut steps: Vec<(&str, i64, i64, i64)> =
+                vec![("Connecting", rng.range(20, 180), tech, group)];
+            let mut other = technicians[rng.range(0, technicians.len() as i64) as usize];
+            if other.0 == tech {
+                other = technicians[(technicians.iter().position(|t| t.0 == tech).unwrap_or(0)
+                    + 1)
+                    % technicians.len()];
+            }
+            match kind {
+                0..=1 => steps.push(("Closed by customer", rng.range(10, 300), tech, group)),
+                2..=6 => {
+                    steps.push(("Waiting", rng.range(5, 40), tech, group));
+                    steps.push((
+                        "Closed by waiting customer",
+                        rng.range(60, 900),
+                        tech,
+                        group,
+                    ));
+                }
+                _ => {
+                    steps.push(("Waiting", rng.range(5, 40), tech, group));
+                    steps.push(("Active", rng.range(10, 600), tech, group));
+                    if kind < 20 {
+                        steps.push(("On Hold", rng.range(60, 900), tech, group));
+                        steps.push(("Active", rng.range(30, 300), tech, group));
+                    }
+                    if kind >= 94 {
+                        steps.push(("Transferring", rng.range(60, 900), tech, group));
+                        steps.push(("Waiting", 0, other.0, other.1));
+                        steps.push(("Active", rng.range(10, 300), other.0, other.1));
+                    }
+                    let owner = steps.last().map_or((tech, group), |s| (s.2, s.3));
+                    steps.push((
+                        "Closed by technician",
+                        rng.range(120, 2400),
+                        owner.0,
+                        owner.1,
+                    ));
+                }
+            }
+            let mut at = created;
+            let mut from = "Pending";
+            let mut first_active = None;
+            for (seq, (to, secs, t, g)) in steps.iter().enumerate() {
+                at += secs * 1000;
+                if *to == "Active" && first_active.is_none() {
+                    first_active = Some(at);
+                }
+                let detail = if *to == "Transferring" {
+                    format!(
+                        "{{\"to_technician_id\":{},\"to_group_id\":null,\"comment\":\"second line\"}}",
+                        other.0
+                    )
+                } else {
+                    String::new()
+                };
+                events
+                    .push(
+                        &mut tx,
+                        &format!(
+                            "({id},{},{at},'{from}','{to}','technician',{t},'seeded',{t},{g},'{detail}')",
+                            seq + 1
+                        ),
+                    )
+                    .await?;
+                from = to;
+            }
+            let (last_tech, last_group) = steps.last().map_or((tech, group), |s| (s.2, s.3));
+            let ever_active = i64::from(first_active.is_some());
+            let platform = PLATFORMS[(i % 2) as usize];
+            sessions
+                .push(
+                    &mut tx,
+                    &format!(
+                        "({id},{tech},{last_tech},{last_group},'pin',{},'{name}','','','','','','S-{id}','','',\
+                         '{from}',{at},{at},{ever_active},'{{}}','10.1.{}.{}','{platform}','Phone','Lens web','Chrome','en','dev-{id}',0,{created},{at})",
+                        created + 20 * 60_000,
+                        i % 250,
+                        i % 200,
+                    ),
+                )
+                .await?;
+            if let Some(active) = first_active {
+                for (k, text) in CHAT.iter().enumerate().take(3) {
+                    let (sender, who, sender_id) = if k % 2 == 0 {
+                        ("customer", name, "NULL".to_owned())
+                    } else {
+                        ("technician", "tech", tech.to_string())
+                    };
+                    chat.push(
+                        &mut tx,
+                        &format!(
+                            "({id},{},'{sender}',{sender_id},'{who}','{text}')",
+                            active + k as i64 * 20_000
+                        ),
+                    )
+                    .await?;
+                }
+                if kind % 10 == 7 {
+                    notes
+                        .push(&mut tx, &format!("({id},{tech},{active},'Router model X')"))
+                        .await?;
+                }
+            }
+        }
+        sessions.flush(&mut tx).await?;
+        events.flush(&mut tx).await?;
+        chat.flush(&mut tx).await?;
+        notes.flush(&mut tx).await?;
+        tx.commit().await?;
+        summary.sessions += sessions.written;
+        summary.events += events.written;
+        summary.chat += chat.written;
+        n = end;
+        progress(n);
+    }
+    if store.backend() == crate::store::Backend::Postgres {
+        // Ids were given explicitly: move the sequence past them.
+        sqlx::query("SELECT setval(pg_get_serial_sequence('sessions', 'id'), (SELECT MAX(id) FROM sessions))")
+            .execute(store.pool())
+            .await?;
+    }
+    Ok(summary)
+}
+
+async fn insert_group(
+    tx: &mut crate::store::Tx,
+    name: &str,
+    parent: Option<i64>,
+    at: i64,
+) -> Result<i64, StoreError> {
+    let row: (i64,) = sqlx::query_as(
+        "INSERT INTO org_groups (kind, name, description, parent_id, enabled, created_at) \
+         VALUES ('technician_group', $1, '', $2, 1, $3) RETURNING id",
+    )
+    .bind(name)
+    .bind(parent)
+    .bind(at)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.0)
+}

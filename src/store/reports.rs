@@ -1,0 +1,448 @@
+//! What the reports read: sessions with their events in a time window, logins, console statuses,
+//! chat, notes, surveys, audit rows; and the two writes that belong to reports (survey answers,
+//! chatlog deletion). Everything is read in bulk, ordered, and computed in `crate::reports`.
+
+use sqlx::Row;
+
+use super::{Result, Store, StoreError};
+use crate::store::sessions::{ChatRow, EventRow};
+
+/// A user as reports name it, deleted users included (their sessions stay in the reports).
+#[derive(Debug, Clone)]
+pub struct PersonRow {
+    pub id: i64,
+    pub role: String,
+    pub name: String,
+    pub nickname: String,
+    pub email: String,
+    pub group_id: Option<i64>,
+    pub created_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+/// The session columns reports show, and its events in order.
+#[derive(Debug, Clone, Default)]
+pub struct ReportSession {
+    pub id: i64,
+    pub created_by: i64,
+    pub technician_id: Option<i64>,
+    pub group_id: i64,
+    pub name: String,
+    pub custom_fields: [String; 5],
+    pub tracking_id: String,
+    pub status: String,
+    pub customer_ip: String,
+    pub platform: String,
+    pub browser: String,
+    pub device_id: String,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+    pub events: Vec<EventRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginRow {
+    pub user_id: i64,
+    pub event: String,
+    pub address: String,
+    pub at: i64,
+}
+
+/// A submitted survey.
+#[derive(Debug, Clone)]
+pub struct SurveyRow {
+    pub session_id: i64,
+    pub kind: String,
+    pub technician_id: i64,
+    pub group_id: i64,
+    pub issued_by_closing: bool,
+    pub submitted_at: i64,
+    /// (question, answer) in the survey's order.
+    pub answers: Vec<(String, String)>,
+    /// Read back only: the session's name field and end.
+    pub session_name: String,
+    pub session_ended_at: Option<i64>,
+}
+
+/// A queued chatlog deletion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatlogDeletion {
+    pub session_id: i64,
+    pub queued_at: i64,
+    pub queued_by: i64,
+    pub purge_at: i64,
+    pub purged_at: Option<i64>,
+}
+
+impl Store {
+    pub async fn report_people(&self) -> Result<Vec<PersonRow>> {
+        let rows = sqlx::query(
+            "SELECT id, role, name, nickname, email, group_id, created_at, deleted_at FROM users ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PersonRow {
+                    id: r.try_get("id")?,
+                    role: r.try_get("role")?,
+                    name: r.try_get("name")?,
+                    nickname: r.try_get("nickname")?,
+                    email: r.try_get("email")?,
+                    group_id: r.try_get("group_id")?,
+                    created_at: r.try_get("created_at")?,
+                    deleted_at: r.try_get("deleted_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Group names by id, deleted groups included.
+    pub async fn report_group_names(&self) -> Result<Vec<(i64, String)>> {
+        Ok(
+            sqlx::query_as("SELECT id, name FROM org_groups ORDER BY id")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
+    /// Sessions created in `[from, to)` with their events, in id order. Two ordered scans merged
+    /// here rather than a join per session: one pass over each index.
+    /// `slim` reads only what durations and scope need (Summary reports): ids, owner, group, times
+    /// and the events' statuses; text columns stay empty.
+    pub async fn report_sessions(
+        &self,
+        from: i64,
+        to: i64,
+        slim: bool,
+    ) -> Result<Vec<ReportSession>> {
+        let columns = if slim {
+            "id, created_by, technician_id, group_id, '' AS name, '' AS cfield1, '' AS cfield2, \
+             '' AS cfield3, '' AS cfield4, '' AS cfield5, '' AS tracking_id, '' AS status, '' AS customer_ip, \
+             '' AS platform, '' AS browser, '' AS device_id, created_at, ended_at"
+        } else {
+            "id, created_by, technician_id, group_id, name, cfield1, cfield2, cfield3, cfield4, \
+             cfield5, tracking_id, status, customer_ip, platform, browser, device_id, created_at, ended_at"
+        };
+        // The column lists are constants of this function, not input.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns} FROM sessions WHERE created_at >= $1 AND created_at < $2 ORDER BY id"
+        )))
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        let mut sessions = rows
+            .iter()
+            .map(|r| {
+                Ok(ReportSession {
+                    id: r.try_get("id")?,
+                    created_by: r.try_get("created_by")?,
+                    technician_id: r.try_get("technician_id")?,
+                    group_id: r.try_get("group_id")?,
+                    name: r.try_get("name")?,
+                    custom_fields: [
+                        r.try_get("cfield1")?,
+                        r.try_get("cfield2")?,
+                        r.try_get("cfield3")?,
+                        r.try_get("cfield4")?,
+                        r.try_get("cfield5")?,
+                    ],
+                    tracking_id: r.try_get("tracking_id")?,
+                    status: r.try_get("status")?,
+                    customer_ip: r.try_get("customer_ip")?,
+                    platform: r.try_get("platform")?,
+                    browser: r.try_get("browser")?,
+                    device_id: r.try_get("device_id")?,
+                    created_at: r.try_get("created_at")?,
+                    ended_at: r.try_get("ended_at")?,
+                    events: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (Some(first), Some(last)) = (sessions.first(), sessions.last()) else {
+            return Ok(sessions);
+        };
+        // Session ids grow with creation time, so the window is an id range of the events' index.
+        let columns = if slim {
+            "session_id, seq, at, '' AS from_status, to_status, '' AS actor, actor_id, '' AS reason, \
+             technician_id, group_id, '' AS detail"
+        } else {
+            "session_id, seq, at, from_status, to_status, actor, actor_id, reason, technician_id, \
+             group_id, detail"
+        };
+        let events = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns} FROM session_events WHERE session_id >= $1 AND session_id <= $2 \
+             ORDER BY session_id, seq"
+        )))
+        .bind(first.id)
+        .bind(last.id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut i = 0;
+        for r in &events {
+            let sid: i64 = r.try_get("session_id")?;
+            while i < sessions.len() && sessions[i].id < sid {
+                i += 1;
+            }
+            if i == sessions.len() {
+                break;
+            }
+            if sessions[i].id != sid {
+                continue;
+            }
+            sessions[i].events.push(EventRow {
+                seq: r.try_get("seq")?,
+                at: r.try_get("at")?,
+                from_status: r.try_get("from_status")?,
+                to_status: r.try_get("to_status")?,
+                actor: r.try_get("actor")?,
+                actor_id: r.try_get("actor_id")?,
+                reason: r.try_get("reason")?,
+                technician_id: r.try_get("technician_id")?,
+                group_id: r.try_get("group_id")?,
+                detail: r.try_get("detail")?,
+            });
+        }
+        Ok(sessions)
+    }
+
+    /// Logins and logouts in `[from, to)`, oldest first.
+    pub async fn report_logins(&self, from: i64, to: i64) -> Result<Vec<LoginRow>> {
+        let rows = sqlx::query(
+            "SELECT user_id, event, address, at FROM logins WHERE at >= $1 AND at < $2 ORDER BY at, id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LoginRow {
+                    user_id: r.try_get("user_id")?,
+                    event: r.try_get("event")?,
+                    address: r.try_get("address")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// (user, at, status) of console statuses before `to`, oldest first (the status in force at
+    /// the start of a window is the last one before it).
+    pub async fn report_console_statuses(&self, to: i64) -> Result<Vec<(i64, i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, at, status FROM technician_status_events WHERE at < $1 ORDER BY at, id",
+        )
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Chat of the sessions with ids in `[first, last]`, by session then order.
+    pub async fn report_chat(&self, first: i64, last: i64) -> Result<Vec<(i64, ChatRow)>> {
+        let rows = sqlx::query(
+            "SELECT session_id, at, sender, sender_id, name, text FROM chat_messages \
+             WHERE session_id >= $1 AND session_id <= $2 ORDER BY session_id, id",
+        )
+        .bind(first)
+        .bind(last)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("session_id")?,
+                    ChatRow {
+                        at: r.try_get("at")?,
+                        sender: r.try_get("sender")?,
+                        sender_id: r.try_get("sender_id")?,
+                        name: r.try_get("name")?,
+                        text: r.try_get("text")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// (session, at, text) of notes of the sessions with ids in `[first, last]`.
+    pub async fn report_notes(&self, first: i64, last: i64) -> Result<Vec<(i64, i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT session_id, at, text FROM session_notes WHERE session_id >= $1 AND session_id <= $2 \
+             ORDER BY session_id, id",
+        )
+        .bind(first)
+        .bind(last)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn insert_survey(&self, s: &SurveyRow) -> Result<()> {
+        let answers = serde_json::Value::Array(
+            s.answers
+                .iter()
+                .map(|(q, a)| serde_json::json!({"question": q, "answer": a}))
+                .collect(),
+        );
+        sqlx::query(
+            "INSERT INTO survey_answers (session_id, kind, technician_id, group_id, issued_by_closing, \
+             submitted_at, answers) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(s.session_id)
+        .bind(&s.kind)
+        .bind(s.technician_id)
+        .bind(s.group_id)
+        .bind(i64::from(s.issued_by_closing))
+        .bind(s.submitted_at)
+        .bind(answers.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Surveys of `kind` submitted in `[from, to)`, oldest first.
+    pub async fn report_surveys(&self, kind: &str, from: i64, to: i64) -> Result<Vec<SurveyRow>> {
+        let rows = sqlx::query(
+            "SELECT a.session_id, a.kind, a.technician_id, a.group_id, a.issued_by_closing, a.submitted_at, \
+             a.answers, s.name, s.ended_at FROM survey_answers a JOIN sessions s ON s.id = a.session_id \
+             WHERE a.kind = $1 AND a.submitted_at >= $2 AND a.submitted_at < $3 ORDER BY a.submitted_at, a.id",
+        )
+        .bind(kind)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let answers: String = r.try_get("answers")?;
+                let answers: Vec<serde_json::Value> =
+                    serde_json::from_str(&answers).unwrap_or_default();
+                Ok(SurveyRow {
+                    session_id: r.try_get("session_id")?,
+                    kind: r.try_get("kind")?,
+                    technician_id: r.try_get("technician_id")?,
+                    group_id: r.try_get("group_id")?,
+                    issued_by_closing: r.try_get::<i64, _>("issued_by_closing")? != 0,
+                    submitted_at: r.try_get("submitted_at")?,
+                    answers: answers
+                        .iter()
+                        .map(|a| {
+                            let s = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+                            (s("question"), s("answer"))
+                        })
+                        .collect(),
+                    session_name: r.try_get("name")?,
+                    session_ended_at: r.try_get("ended_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every queued or done chatlog deletion (`session` = one session's only).
+    pub async fn chatlog_deletions(&self, session: Option<i64>) -> Result<Vec<ChatlogDeletion>> {
+        let rows: Vec<(i64, i64, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT session_id, queued_at, queued_by, purge_at, purged_at FROM chatlog_deletions \
+             WHERE $1 = 0 OR session_id = $1",
+        )
+        .bind(session.unwrap_or(0))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(session_id, queued_at, queued_by, purge_at, purged_at)| ChatlogDeletion {
+                    session_id,
+                    queued_at,
+                    queued_by,
+                    purge_at,
+                    purged_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Queues a deletion with its audit row in one transaction; `Conflict` if one is queued or done.
+    pub async fn queue_chatlog_deletion(
+        &self,
+        d: &ChatlogDeletion,
+        audit: &super::AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO chatlog_deletions (session_id, queued_at, queued_by, purge_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(d.session_id)
+        .bind(d.queued_at)
+        .bind(d.queued_by)
+        .bind(d.purge_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| super::unique_violation(e, "deletion_queued"))?;
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Revokes a pending deletion (before `now` reaches its purge time) with its audit row.
+    pub async fn revoke_chatlog_deletion(
+        &self,
+        session_id: i64,
+        now: i64,
+        audit: &super::AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "DELETE FROM chatlog_deletions WHERE session_id = $1 AND purged_at IS NULL AND purge_at > $2",
+        )
+        .bind(session_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Purges the chat of every deletion due at `now`; returns the sessions purged.
+    pub async fn purge_due_chatlogs(&self, now: i64) -> Result<Vec<i64>> {
+        let due: Vec<(i64,)> = sqlx::query_as(
+            "SELECT session_id FROM chatlog_deletions WHERE purged_at IS NULL AND purge_at <= $1",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        let mut purged = Vec::new();
+        for (session_id,) in due {
+            let mut tx = self.begin().await?;
+            sqlx::query("DELETE FROM chat_messages WHERE session_id = $1")
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE chatlog_deletions SET purged_at = $1 WHERE session_id = $2")
+                .bind(now)
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            purged.push(session_id);
+        }
+        Ok(purged)
+    }
+
+    /// Audit rows in `[from, to)`, oldest first.
+    pub async fn report_audit(&self, from: i64, to: i64) -> Result<Vec<super::AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT id, at, requested_by_id, requested_by_name, entity_type, entity_id, entity_name, \
+             change_type, section, field, old_value, old_action, new_value, new_action FROM audit_log \
+             WHERE at >= $1 AND at < $2 ORDER BY at, id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(super::audit::row_from).collect()
+    }
+}

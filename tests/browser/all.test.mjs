@@ -1,0 +1,6 @@
+// The browser tests, in one process so that they share one server and one Chromium (starting
+// them is the slow part). Each module registers its own tests.
+
+import "./admin.mjs";
+import "./media.mjs";
+import "./pages.mjs";
