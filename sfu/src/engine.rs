@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, Mid, Pt};
-use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 use str0m::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -533,7 +533,7 @@ impl Engine {
     }
 
     fn datagram(&mut self, data: &[u8], source: SocketAddr) {
-        let Ok(contents) = DatagramRecv::try_from(data) else {
+        let Some((_, contents)) = crate::demux::parse(data) else {
             add(&self.metrics.garbage_dropped, 1);
             return;
         };

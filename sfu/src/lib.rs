@@ -18,6 +18,7 @@
 //! marker bit, RTP timestamp and header extension values; str0m re-serialises the extensions with
 //! the receiving peer's negotiated ids. See README.md for what is built and what is not.
 
+pub mod demux;
 mod engine;
 mod metrics;
 mod tap;

@@ -40,6 +40,12 @@ async fn video_reaches_the_technician_unchanged_and_audio_flows_both_ways() {
         call.plis_at_customer.load(Ordering::SeqCst) >= 1,
         "the customer was not asked for a keyframe when the technician connected"
     );
+    // Bandwidth feedback: the phone numbers its packets transport-wide, the SFU answers with TWCC
+    // feedback, which the phone's congestion control adapts to.
+    assert!(
+        call.customer.twcc.load(Ordering::SeqCst) >= 1,
+        "no TWCC feedback reached the customer"
+    );
 
     let stats = call.sfu.stats(SESSION).unwrap();
     assert!(stats.customer.rtp_forwarded >= 100, "{stats:?}");

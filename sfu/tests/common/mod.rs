@@ -11,6 +11,7 @@ use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedP
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RtpCodecKind,
@@ -24,7 +25,8 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceGatheringState, RTCSessionDescription, Registry, register_default_interceptors,
+    RTCIceGatheringState, RTCSessionDescription, Registry, configure_twcc_sender_only,
+    register_default_interceptors,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use webrtc::runtime::{Runtime, default_runtime};
@@ -76,6 +78,8 @@ pub struct DeliverRtcp {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
     record: Option<Recorded>,
+    /// Transport-wide congestion control feedback (RTCP TWCC) packets received.
+    twcc: Arc<AtomicU32>,
 }
 
 impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
@@ -93,7 +97,12 @@ impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
                 rtp.payload.to_vec(),
             ));
         }
-        if matches!(msg.message.packet, Packet::Rtcp(_)) {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let twcc = packets
+                .iter()
+                .filter(|p| p.as_any().is::<TransportLayerCc>())
+                .count();
+            self.twcc.fetch_add(twcc as u32, Ordering::SeqCst);
             msg.message.add(Attribute::DeliverToApplication);
         }
         self.read.push_back(msg);
@@ -159,19 +168,23 @@ pub struct TestPeer {
     pub pc: Arc<dyn PeerConnection>,
     pub gathered: mpsc::UnboundedReceiver<()>,
     pub received: mpsc::UnboundedReceiver<Vec<u8>>,
+    /// TWCC feedback packets received (bandwidth feedback about what this peer sends).
+    pub twcc: Arc<AtomicU32>,
 }
 
 pub async fn peer(runtime: &Arc<dyn Runtime>, with_video: bool) -> TestPeer {
-    peer_with(runtime, with_video, None, None).await
+    peer_with(runtime, with_video, None, None, false).await
 }
 
 /// `rtx_pt`: also accept RTX (RFC 4588) for VP8 on that payload type; `record`: keep every
-/// inbound RTP packet.
+/// inbound RTP packet; `twcc_sender`: number outgoing packets transport-wide (as browsers do) so
+/// the other end can send TWCC feedback.
 pub async fn peer_with(
     runtime: &Arc<dyn Runtime>,
     with_video: bool,
     rtx_pt: Option<u8>,
     record: Option<Recorded>,
+    twcc_sender: bool,
 ) -> TestPeer {
     let mut media_engine = MediaEngine::default();
     if let Some(pt) = rtx_pt {
@@ -211,15 +224,19 @@ pub async fn peer_with(
             RtpCodecKind::Audio,
         )
         .unwrap();
-    let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-        .unwrap()
-        .with(
-            Slot::from(14_000),
-            DeliverRtcp {
-                record,
-                ..Default::default()
-            },
-        );
+    let mut registry = register_default_interceptors(Registry::new(), &mut media_engine).unwrap();
+    if twcc_sender {
+        registry = configure_twcc_sender_only(registry, &mut media_engine).unwrap();
+    }
+    let twcc = Arc::new(AtomicU32::new(0));
+    let registry = registry.with(
+        Slot::from(14_000),
+        DeliverRtcp {
+            record,
+            twcc: twcc.clone(),
+            ..Default::default()
+        },
+    );
     let (gathered_tx, gathered) = mpsc::unbounded_channel();
     let (received_tx, received) = mpsc::unbounded_channel();
     let pc = PeerConnectionBuilder::new()
@@ -239,6 +256,7 @@ pub async fn peer_with(
         pc: Arc::new(pc),
         gathered,
         received,
+        twcc,
     }
 }
 
@@ -297,6 +315,28 @@ pub struct Call {
 }
 
 impl Call {
+    /// Both directions still flow after `what`: 50 more video and audio packets at the
+    /// technician, 20 more audio packets at the customer.
+    pub async fn still_forwarding(&mut self, what: &str) {
+        let later = wait_for(
+            &mut self.technician.received,
+            [50, 50, 0],
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(
+            later[0] >= 50 && later[1] >= 50,
+            "forwarding stopped after {what}: {later:?}"
+        );
+        let back = wait_for(
+            &mut self.customer.received,
+            [0, 0, 20],
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(back[2] >= 20, "after {what} the customer got {back:?}");
+    }
+
     /// Closes both WebRTC peers (the SFU session is stopped by the test).
     pub async fn hang_up(self) {
         self.customer.pc.close().await.ok();
@@ -333,7 +373,7 @@ pub async fn call_with(sfu: SfuHandle, side: TechnicianSide) -> Call {
     sfu.start(SESSION, true).unwrap();
 
     // The customer offers.
-    let mut customer = peer(&runtime, true).await;
+    let mut customer = peer_with(&runtime, true, None, None, true).await;
     let video = local_track("camera", RtpCodecKind::Video, vp8(), 0x1111);
     let mic = local_track("mic", RtpCodecKind::Audio, opus(), 0x2222);
     customer
@@ -386,7 +426,7 @@ pub async fn call_with(sfu: SfuHandle, side: TechnicianSide) -> Call {
     send_stream(mic, TAG_CUSTOMER_AUDIO, OPUS_PT, 0x2222, 960);
 
     // The server offers the technician's console.
-    let mut technician = peer_with(&runtime, true, side.rtx_pt, side.record).await;
+    let mut technician = peer_with(&runtime, true, side.rtx_pt, side.record, false).await;
     let mut offer = sfu.technician_offer(SESSION).unwrap();
     if let Some(rewrite) = &side.offer {
         offer = rewrite(offer);

@@ -1,0 +1,19 @@
+//! Arbitrary datagrams into the media port's demultiplexer (`sfu::demux::classify`): nothing may
+//! panic, and the answer must agree with the first byte (RFC 7983) whenever it is not garbage.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sfu::demux::{DatagramKind, classify};
+
+fuzz_target!(|data: &[u8]| {
+    let kind = classify(data);
+    let first = data.first().copied();
+    match kind {
+        DatagramKind::Stun => assert!(matches!(first, Some(0..=3))),
+        DatagramKind::Dtls => assert!(matches!(first, Some(20..=63)) && data.len() >= 13),
+        DatagramKind::Rtp | DatagramKind::Rtcp => {
+            assert!(matches!(first, Some(128..=191)) && data.len() >= 8)
+        }
+        DatagramKind::Garbage => {}
+    }
+});
