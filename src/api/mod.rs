@@ -14,6 +14,7 @@ pub mod reports;
 pub mod sessions;
 pub mod settings;
 pub mod sso;
+pub mod surveys;
 pub mod users;
 
 use std::collections::HashSet;
@@ -48,6 +49,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(reports::routes())
         .merge(recordings::routes())
         .merge(sso::routes())
+        .merge(surveys::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

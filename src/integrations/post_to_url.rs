@@ -167,9 +167,16 @@ async fn build(store: &Store, t: &PostTrigger) -> anyhow::Result<Option<i64>> {
         ("Transmitted".into(), session.transmitted_bytes.to_string()),
         ("Platform".into(), session.device.platform.clone()),
     ]);
-    // Technician survey answers are not stored yet (see README): the variables are sent empty.
+    // TSurveyN: the technician survey's N-th enabled question's answer, when the technician
+    // submitted it before this delivery was built (the end-of-session delivery usually precedes it).
+    let tsurvey = store
+        .session_survey(t.session_id, "technician")
+        .await?
+        .map(|s| s.answers)
+        .unwrap_or_default();
     for i in 0..10 {
-        fields.push((format!("TSurvey{i}"), String::new()));
+        let answer = tsurvey.get(i).map(|(_, a)| a.clone()).unwrap_or_default();
+        fields.push((format!("TSurvey{i}"), answer));
     }
     let (format, content_type, body) = match ex.format {
         ExportFormat::HtmlForm => (

@@ -164,6 +164,9 @@ struct Inner {
     resumes: HashMap<String, SessionId>,
     /// Codes of sessions that expired unused, to tell "expired" from "unknown" (bounded).
     expired: HashMap<String, Millis>,
+    /// Resume tokens of ended sessions whose customer may still submit the built-in survey
+    /// (bounded; lost on restart).
+    ended_resumes: HashMap<String, SessionId>,
     consoles: HashMap<UserId, Console>,
     customers: HashMap<SessionId, CustomerConn>,
     /// Nicknames of technicians seen (for the customer's `status` frames).
@@ -690,6 +693,12 @@ impl Hub {
                     inner.resumes.remove(h);
                     // A late `resume` learns that the session ended (`session_ended`).
                     inner.expired.insert(h.clone(), now);
+                    if live.policy.customer_survey.is_some() {
+                        if inner.ended_resumes.len() > 100_000 {
+                            inner.ended_resumes.clear();
+                        }
+                        inner.ended_resumes.insert(h.clone(), id);
+                    }
                 }
                 if status == Status::Expired.as_str() {
                     if inner.expired.len() > 100_000 {
@@ -857,6 +866,12 @@ impl Hub {
     /// Whether a resume token belonged to a session that has ended.
     pub(crate) fn resume_ended(&self, resume_hash: &str) -> bool {
         self.lock().expired.contains_key(resume_hash)
+    }
+
+    /// The ended session a customer's resume token (its hash) belonged to, while it may still
+    /// submit the customer survey.
+    pub(crate) fn ended_session_of(&self, resume_hash: &str) -> Option<SessionId> {
+        self.lock().ended_resumes.get(resume_hash).copied()
     }
 
     /// A customer's new socket after a drop. Returns the connection id, the status and audio flag.

@@ -3,9 +3,19 @@
 //! chatlog deletion). Everything is read in bulk, ordered, and computed in `crate::reports`.
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::{Result, Store, StoreError};
 use crate::store::sessions::{ChatRow, EventRow};
+
+/// The columns of a `SurveyRow` (a macro, so queries stay `&'static str`).
+macro_rules! survey_select {
+    () => {
+        "SELECT a.session_id, a.kind, a.technician_id, a.group_id, a.issued_by_closing, \
+         a.submitted_at, a.answers, s.name, s.ended_at FROM survey_answers a \
+         JOIN sessions s ON s.id = a.session_id"
+    };
+}
 
 /// A user as reports name it, deleted users included (their sessions stay in the reports).
 #[derive(Debug, Clone)]
@@ -302,40 +312,30 @@ impl Store {
 
     /// Surveys of `kind` submitted in `[from, to)`, oldest first.
     pub async fn report_surveys(&self, kind: &str, from: i64, to: i64) -> Result<Vec<SurveyRow>> {
-        let rows = sqlx::query(
-            "SELECT a.session_id, a.kind, a.technician_id, a.group_id, a.issued_by_closing, a.submitted_at, \
-             a.answers, s.name, s.ended_at FROM survey_answers a JOIN sessions s ON s.id = a.session_id \
-             WHERE a.kind = $1 AND a.submitted_at >= $2 AND a.submitted_at < $3 ORDER BY a.submitted_at, a.id",
-        )
+        let rows = sqlx::query(concat!(
+            survey_select!(),
+            " WHERE a.kind = $1 AND a.submitted_at >= $2 AND a.submitted_at < $3 \
+             ORDER BY a.submitted_at, a.id"
+        ))
         .bind(kind)
         .bind(from)
         .bind(to)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let answers: String = r.try_get("answers")?;
-                let answers: Vec<serde_json::Value> =
-                    serde_json::from_str(&answers).unwrap_or_default();
-                Ok(SurveyRow {
-                    session_id: r.try_get("session_id")?,
-                    kind: r.try_get("kind")?,
-                    technician_id: r.try_get("technician_id")?,
-                    group_id: r.try_get("group_id")?,
-                    issued_by_closing: r.try_get::<i64, _>("issued_by_closing")? != 0,
-                    submitted_at: r.try_get("submitted_at")?,
-                    answers: answers
-                        .iter()
-                        .map(|a| {
-                            let s = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
-                            (s("question"), s("answer"))
-                        })
-                        .collect(),
-                    session_name: r.try_get("name")?,
-                    session_ended_at: r.try_get("ended_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(survey_row).collect()
+    }
+
+    /// The survey of `kind` submitted for a session, if any (each is submitted at most once).
+    pub async fn session_survey(&self, session_id: i64, kind: &str) -> Result<Option<SurveyRow>> {
+        let row = sqlx::query(concat!(
+            survey_select!(),
+            " WHERE a.session_id = $1 AND a.kind = $2 ORDER BY a.id LIMIT 1"
+        ))
+        .bind(session_id)
+        .bind(kind)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(survey_row).transpose()
     }
 
     /// Every queued or done chatlog deletion (`session` = one session's only).
@@ -445,4 +445,26 @@ impl Store {
         .await?;
         rows.iter().map(super::audit::row_from).collect()
     }
+}
+
+fn survey_row(r: &AnyRow) -> Result<SurveyRow> {
+    let answers: String = r.try_get("answers")?;
+    let answers: Vec<serde_json::Value> = serde_json::from_str(&answers).unwrap_or_default();
+    Ok(SurveyRow {
+        session_id: r.try_get("session_id")?,
+        kind: r.try_get("kind")?,
+        technician_id: r.try_get("technician_id")?,
+        group_id: r.try_get("group_id")?,
+        issued_by_closing: r.try_get::<i64, _>("issued_by_closing")? != 0,
+        submitted_at: r.try_get("submitted_at")?,
+        answers: answers
+            .iter()
+            .map(|a| {
+                let s = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+                (s("question"), s("answer"))
+            })
+            .collect(),
+        session_name: r.try_get("name")?,
+        session_ended_at: r.try_get("ended_at")?,
+    })
 }

@@ -4,3 +4,4 @@
 import "./admin.mjs";
 import "./media.mjs";
 import "./pages.mjs";
+import "./surveys.mjs";

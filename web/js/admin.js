@@ -9,6 +9,7 @@ import { byId, el, showOnly } from "./dom.js";
 import { drawForm, readForm } from "./forms.js";
 import { fillLanguageSelect, pickLanguage, setLanguage, t } from "./i18n.js";
 import { loginPanels, resumeOrLogin, setupLogin } from "./login.js";
+import { drawUnits, setupReports } from "./reports.js";
 
 /**
  * @typedef {{kind: string, id?: number | null, name: string, email?: string, enabled: boolean,
@@ -87,21 +88,26 @@ async function openAdmin() {
   byId("account").hidden = false;
   byId("tab-global").hidden = me.role !== "master_administrator";
   showOnly(panels, byId("workspace"));
+  setupReports({ token: () => state.token, roots: () => state.roots, master: () => me.role === "master_administrator" });
   await loadTree();
 }
 
 // ------------------------------------------------------------------- tabs --
 
-/** @param {"org" | "global"} which */
+/** @param {"org" | "global" | "reports"} which */
 async function showTab(which) {
   byId("tab-org").setAttribute("aria-pressed", String(which === "org"));
   byId("tab-global").setAttribute("aria-pressed", String(which === "global"));
+  byId("tab-reports").setAttribute("aria-pressed", String(which === "reports"));
   byId("org-view").hidden = which !== "org";
   byId("global-view").hidden = which !== "global";
+  byId("reports-view").hidden = which !== "reports";
   if (which === "global") await drawGlobal();
+  if (which === "reports") drawUnits();
 }
 byId("tab-org").addEventListener("click", () => showTab("org"));
 byId("tab-global").addEventListener("click", () => showTab("global"));
+byId("tab-reports").addEventListener("click", () => showTab("reports"));
 
 // ------------------------------------------------------------------- tree --
 

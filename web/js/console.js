@@ -8,6 +8,7 @@ import { fillLanguageSelect, pickLanguage, setLanguage, t } from "./i18n.js";
 import { loginPanels, resumeOrLogin, setupLogin } from "./login.js";
 import { addCandidate, peerConnection, trickle } from "./media.js";
 import { ProtocolError, Socket } from "./socket.js";
+import { surveyForm } from "./survey.js";
 
 /**
  * @typedef {{id: number, status: string, method: string, name: string, custom_fields: string[],
@@ -19,7 +20,8 @@ import { ProtocolError, Socket } from "./socket.js";
  * @typedef {{view: SessionView, receivedAt: number, chat: {from: string, name: string, text: string, at: string}[],
  *   notes: string[], mute: MuteState, selfMuted: boolean, customerMuted: boolean,
  *   pc: RTCPeerConnection | null, stream: MediaStream | null, mic: MediaStream | null,
- *   ended?: {status: string, survey?: {url?: string}}}} Entry
+ *   ended?: {status: string, survey?: {url?: string, questions?: import("./survey.js").Question[]}},
+ *   survey?: HTMLElement}} Entry
  */
 
 const panels = [...loginPanels(), byId("workspace")];
@@ -336,6 +338,18 @@ function renderDetail() {
       text.append(" ", el("a", { href: url, target: "_blank", rel: "noopener" }, [t("console.survey")]));
     }
   }
+  // The built-in technician survey: one form per ended session, kept across redraws.
+  const questions = entry.ended?.survey?.questions;
+  if (questions?.length && !entry.survey) {
+    const id = v.id;
+    entry.survey = surveyForm(`tech-survey-${id}`, questions, async (answers) => {
+      await api("POST", `/sessions/${id}/technician-survey`, state.token, { answers });
+    });
+  }
+  const surveyBox = byId("session-survey");
+  byId("session-survey-box").hidden = !entry.survey;
+  if (entry.survey && surveyBox.firstElementChild !== entry.survey) surveyBox.replaceChildren(entry.survey);
+  else if (!entry.survey) surveyBox.replaceChildren();
 
   const on = (/** @type {string} */ id, /** @type {boolean} */ visible) => {
     byId(id).hidden = !visible;
@@ -665,6 +679,13 @@ async function main() {
   setInterval(() => {
     if ([...state.sessions.values()].some((e) => e.view.waiting_seconds !== undefined)) renderList();
   }, 1000);
+  // Single sign-on lands on /console#token=<token>: that token becomes this tab's login, and
+  // leaves the address bar (and history) at once.
+  const landed = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (landed) {
+    history.replaceState(null, "", location.pathname + location.search);
+    sessionStorage.setItem("lens.console.token", landed);
+  }
   await resumeOrLogin(panels, "lens.console.token", async (token) => {
     state.token = token;
     await openConsole();

@@ -2,10 +2,12 @@
 // preferred) and, when the session has audio, the microphone; talk and chat with the technician.
 // Protocol: signaling/PROTOCOL.md §3 and §5.
 
+import { api } from "./api.js";
 import { byId, el, showOnly, clock } from "./dom.js";
 import { fillLanguageSelect, pickLanguage, setLanguage, t } from "./i18n.js";
 import { addCandidate, isDead, peerConnection, trickle } from "./media.js";
 import { ProtocolError, Socket } from "./socket.js";
+import { surveyForm } from "./survey.js";
 
 const entry = byId("entry");
 const call = byId("call");
@@ -196,7 +198,7 @@ function endedTextKey(status) {
 /**
  * The session is over: stop the camera, show why, and the survey when the group has one.
  * @param {string} status
- * @param {{url?: string} | undefined} survey
+ * @param {{url?: string, questions?: import("./survey.js").Question[]} | undefined} survey
  * @param {string | undefined} redirect
  */
 function finish(status, survey, redirect) {
@@ -211,10 +213,18 @@ function finish(status, survey, redirect) {
   const surveyBox = byId("survey");
   const link = byId("survey-link", HTMLAnchorElement);
   // A self-hosted survey (its URL already carries RescueSessionID and CField0..5 when the group
-  // adds session details). The built-in survey's answers are not taken by this server version.
+  // adds session details), or the built-in form, answered with the session's resume token.
   if (survey?.url && /^https?:\/\//.test(survey.url)) {
     link.href = survey.url;
     surveyBox.hidden = false;
+  } else if (survey?.questions?.length && state.resumeToken) {
+    const resumeToken = state.resumeToken;
+    byId("survey-builtin").replaceChildren(
+      surveyForm("customer-survey", survey.questions, async (answers) => {
+        await api("POST", "/surveys/customer", null, { resume_token: resumeToken, answers });
+      }),
+    );
+    byId("survey-builtin-box").hidden = false;
   }
   showOnly([entry, call, ended], ended);
 }
