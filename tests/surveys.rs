@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use lens::store::Backend;
 use serde_json::{Value, json};
 
 fn surveys(d: &mut Value) {

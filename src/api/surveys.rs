@@ -75,6 +75,9 @@ async fn customer_survey(
     let id = state.hub.ended_session_of(&hash).ok_or_else(|| {
         ApiError::unauthorized("the resume token belongs to no session that has ended")
     })?;
+    // The session's last status and technician reach the store through the hub's writer a few
+    // milliseconds after the `ended` frame: wait for it so a quick answer sees the final row.
+    state.hub.flush().await;
     let session = state.store.session(id).await?;
     let policy = policy_of(&session)?;
     let technician_id = session.technician_id.ok_or_else(|| {
@@ -106,6 +109,7 @@ async fn technician_survey(
     Path(id): Path<i64>,
     Json(body): Json<SurveySubmission>,
 ) -> ApiResult<(StatusCode, Json<SurveyStored>)> {
+    state.hub.flush().await;
     let session = match state.store.session(id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("session")),
         other => other?,

@@ -132,6 +132,13 @@ impl Hub {
         // The surveys carry the session id (self-hosted survey URLs), known only now.
         policy.customer_survey = survey_of(&settings.customer_survey, id, &row);
         policy.technician_survey = survey_of(&settings.technician_survey, id, &row);
+        if policy.customer_survey.is_some() || policy.technician_survey.is_some() {
+            // The survey routes check answers against the questions stored with the session.
+            let stored = serde_json::to_string(&policy).unwrap_or_default();
+            if let Err(e) = self.store().set_session_policy(id, &stored).await {
+                tracing::error!(session_id = id, error = %e, "cannot store the session's surveys");
+            }
+        }
         tracing::info!(
             session_id = id,
             technician = technician.id,

@@ -263,6 +263,17 @@ impl Store {
         Ok(row.try_get("id")?)
     }
 
+    /// Replaces a session's stored policy: its surveys (self-hosted URLs carry the session id) are
+    /// known only once the row has its id.
+    pub async fn set_session_policy(&self, id: i64, policy: &str) -> Result<()> {
+        sqlx::query("UPDATE sessions SET policy = $1 WHERE id = $2")
+            .bind(policy)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub async fn session(&self, id: i64) -> Result<SessionRow> {
         let row = sqlx::query(concat!(
             "SELECT ",
