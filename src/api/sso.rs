@@ -29,7 +29,7 @@ use crate::store::{StoreError, now_ms};
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(login_ticket_get, login_ticket_post))
-        .routes(routes!(login))
+        .routes(routes!(login_with_ticket))
         // The guide's URLs, for scripts written against it (same handlers, not repeated in the
         // OpenAPI document).
         .route(
@@ -231,7 +231,7 @@ pub struct TicketQuery {
               (status = 403, description = "Disabled account or IP restriction", body = ErrorBody),
               (status = 404, description = "Unknown ticket", body = ErrorBody),
               (status = 410, description = "The ticket was used already or expired", body = ErrorBody)))]
-async fn login(
+async fn login_with_ticket(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
     Query(q): Query<TicketQuery>,
