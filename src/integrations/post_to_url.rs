@@ -237,20 +237,12 @@ pub fn xml(fields: &[(String, String)]) -> String {
 }
 
 fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Not allowed in XML 1.0 at all: dropped rather than sent broken.
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => {}
-            c => out.push(c),
-        }
-    }
-    out
+    // Control characters are not allowed in XML 1.0 at all: dropped rather than sent broken.
+    let allowed: String = s
+        .chars()
+        .filter(|&c| (c as u32) >= 0x20 || matches!(c, '\n' | '\r' | '\t'))
+        .collect();
+    quick_xml::escape::escape(allowed.as_str()).into_owned()
 }
 
 /// `X-Lens-Signature` value: HMAC-SHA256 of the body with the group's secret, lower-case hex.
