@@ -171,6 +171,48 @@ async fn sso(s: TestServer) {
     assert_eq!(status, 303);
     assert!(token.is_some());
 
+    // A password the administrator set, still owed its forced change, holds back a password login
+    // but not a single sign-on login: the password is not how an SSO user logs in.
+    let mut v = s.get("/api/v1/global-settings", &m).await.expect(200);
+    v["password_policy"]["admin_change_forces_password_change"] = json!(true);
+    let update = json!({
+        "password_policy": v["password_policy"],
+        "ip_restrictions": v["ip_restrictions"],
+        "custom_field_names": v["custom_field_names"],
+        "do_not_store_customer_ip": v["do_not_store_customer_ip"],
+        "single_sign_on": {"allowed_login_method": "standard_or_sso"},
+    });
+    s.put("/api/v1/global-settings", &m, update)
+        .await
+        .expect(200);
+    s.patch(
+        &format!("/api/v1/technicians/{sam}"),
+        &m,
+        json!({"password": "Admin-Set9"}),
+    )
+    .await
+    .expect(200);
+    let by_password = s.login("sam@example.com", "Admin-Set9").await.expect(200);
+    assert_eq!(by_password["must_change_password"], true);
+    let r = s
+        .get("/api/v1/sessions", by_password["token"].as_str().unwrap())
+        .await;
+    assert_eq!(r.error_code(), "password_change_required");
+    let (status, token, _) = open(&url_of(
+        &s,
+        &ticket(&s, "S-1", SSO_PASSWORD, &company).await,
+    ))
+    .await;
+    assert_eq!(status, 303);
+    s.get("/api/v1/sessions", &token.unwrap()).await.expect(200);
+    s.patch(
+        &format!("/api/v1/technicians/{sam}"),
+        &m,
+        json!({"password": USER_PASSWORD}),
+    )
+    .await
+    .expect(200);
+
     // Errors.
     assert_eq!(
         ticket(&s, "S-1", "wrong-password", &company).await,
@@ -265,5 +307,5 @@ async fn sso(s: TestServer) {
             .fetch_all(s.state.store.pool())
             .await
             .unwrap();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 5);
 }

@@ -227,10 +227,10 @@ async fn tokens_logins_and_audit_are_kept() {
         .unwrap();
         tx.commit().await.unwrap();
         let now = now_ms();
-        s.insert_token("h1", id, now, now + 1000, "127.0.0.1")
+        s.insert_token("h1", id, now, now + 1000, "127.0.0.1", "password")
             .await
             .unwrap();
-        s.insert_token("h2", id, now, now + 1000, "127.0.0.1")
+        s.insert_token("h2", id, now, now + 1000, "127.0.0.1", "sso")
             .await
             .unwrap();
         let t = s.token("h1").await.unwrap();
@@ -238,6 +238,7 @@ async fn tokens_logins_and_audit_are_kept() {
             (t.user_id, t.expires_at, t.revoked_at),
             (id, now + 1000, None)
         );
+        assert_eq!(s.token("h2").await.unwrap().method, "sso");
         assert!(s.revoke_token("h1", now).await.unwrap());
         assert!(!s.revoke_token("h1", now).await.unwrap());
         s.revoke_user_tokens(id, Some("h3"), now).await.unwrap();

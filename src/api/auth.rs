@@ -189,7 +189,7 @@ pub(crate) async fn issue_token(
     let expires = issued + i64::from(state.config.auth.token_ttl_minutes) * 60_000;
     state
         .store
-        .insert_token(&hash, user.id, issued, expires, &address)
+        .insert_token(&hash, user.id, issued, expires, &address, method)
         .await?;
     state
         .store
@@ -238,7 +238,7 @@ async fn logout(State(state): State<AppState>, caller: PendingCaller) -> ApiResu
         state
             .store
             .record_login(
-                caller.user.id,
+                caller.login.user.id,
                 LoginEvent::Logout,
                 "password",
                 &caller.address.to_string(),
@@ -267,7 +267,11 @@ async fn change_password(
     Json(req): Json<PasswordChange>,
 ) -> ApiResult<StatusCode> {
     if req.old_password.len() > 1024
-        || !verify_password(req.old_password.clone(), caller.user.password_hash.clone()).await
+        || !verify_password(
+            req.old_password.clone(),
+            caller.login.user.password_hash.clone(),
+        )
+        .await
     {
         return Err(ApiError::invalid(
             "old_password",
@@ -283,7 +287,7 @@ async fn change_password(
     let minimum = state.global().password_policy.minimum_strength;
     password::check(&req.new_password, minimum)
         .map_err(|e| ApiError::invalid("new_password", e))?;
-    let mut user = caller.user.clone();
+    let mut user = caller.login.user.clone();
     user.password_hash = hash_password(req.new_password).await?;
     user.password_changed_at = now_ms();
     user.must_change_password = false;
@@ -304,6 +308,10 @@ async fn me(
     State(state): State<AppState>,
     caller: PendingCaller,
 ) -> ApiResult<Json<super::users::UserView>> {
-    let assigned = state.store.assigned_groups(caller.user.id).await?;
-    Ok(Json(super::users::view(&state, &caller.user, assigned)))
+    let assigned = state.store.assigned_groups(caller.login.user.id).await?;
+    Ok(Json(super::users::view(
+        &state,
+        &caller.login.user,
+        assigned,
+    )))
 }

@@ -153,7 +153,7 @@ pub fn password_expires_at(state: &AppState, user: &User) -> Option<i64> {
 /// A logged-in caller that may still owe a password change: only the password and logout routes
 /// take this.
 pub struct PendingCaller {
-    pub user: User,
+    pub login: TokenUser,
     pub token_hash: String,
     pub address: IpAddr,
 }
@@ -171,9 +171,9 @@ impl FromRequestParts<AppState> for PendingCaller {
             .filter(|t| !t.is_empty() && t.len() <= 128)
             .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
         let hash = token_hash(token);
-        let user = user_for_token_hash(state, &hash, address).await?;
+        let login = user_for_token_hash(state, &hash, address).await?;
         Ok(PendingCaller {
-            user,
+            login,
             token_hash: hash,
             address,
         })
@@ -182,20 +182,42 @@ impl FromRequestParts<AppState> for PendingCaller {
 
 /// The user a login token belongs to, if the token is live, the account enabled and the address
 /// allowed (also the console socket's `hello`).
-pub async fn user_for_token(state: &AppState, token: &str, address: IpAddr) -> ApiResult<User> {
+pub async fn user_for_token(
+    state: &AppState,
+    token: &str,
+    address: IpAddr,
+) -> ApiResult<TokenUser> {
     if token.is_empty() || token.len() > 128 {
         return Err(ApiError::unauthorized("invalid token"));
     }
     user_for_token_hash(state, &token_hash(token), address).await
 }
 
-async fn user_for_token_hash(state: &AppState, hash: &str, address: IpAddr) -> ApiResult<User> {
+/// A live token's user.
+pub struct TokenUser {
+    pub user: User,
+    /// Logged in through single sign-on: the password is not how this user logs in, so a forced
+    /// or expired password does not hold the login back.
+    pub by_sso: bool,
+}
+
+impl TokenUser {
+    pub fn owes_password_change(&self, state: &AppState, now: i64) -> bool {
+        !self.by_sso && password_change_required(state, &self.user, now)
+    }
+}
+
+async fn user_for_token_hash(
+    state: &AppState,
+    hash: &str,
+    address: IpAddr,
+) -> ApiResult<TokenUser> {
     let now = now_ms();
-    let user_id = match state.store.token(hash).await {
+    let (user_id, by_sso) = match state.store.token(hash).await {
         Ok(row) if row.revoked_at.is_some() || row.expires_at <= now => {
             return Err(ApiError::unauthorized("the token expired or was revoked"));
         }
-        Ok(row) => row.user_id,
+        Ok(row) => (row.user_id, row.method == "sso"),
         // Not a login token: perhaps an integration's API token.
         Err(StoreError::NotFound) => match state.store.api_token_by_hash(hash).await {
             Ok(t) if t.revoked_at.is_some() || t.expires_at.is_some_and(|at| at <= now) => {
@@ -206,7 +228,7 @@ async fn user_for_token_hash(state: &AppState, hash: &str, address: IpAddr) -> A
                 if t.last_used_at.is_none_or(|at| now - at >= 60_000) {
                     state.store.api_token_used(t.id, now).await?;
                 }
-                t.user_id
+                (t.user_id, false)
             }
             Err(StoreError::NotFound) => return Err(ApiError::unauthorized("invalid token")),
             Err(e) => return Err(e.into()),
@@ -222,7 +244,7 @@ async fn user_for_token_hash(state: &AppState, hash: &str, address: IpAddr) -> A
         return Err(ApiError::unauthorized("the account is disabled"));
     }
     check_access(state, &user, address).await?;
-    Ok(user)
+    Ok(TokenUser { user, by_sso })
 }
 
 /// A logged-in caller with no pending password change.
@@ -234,14 +256,16 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let pending = PendingCaller::from_request_parts(parts, state).await?;
-        if password_change_required(state, &pending.user, now_ms()) {
+        if pending.login.owes_password_change(state, now_ms()) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "password_change_required",
                 "set a new password first: POST /api/v1/auth/password",
             ));
         }
-        Ok(Caller { user: pending.user })
+        Ok(Caller {
+            user: pending.login.user,
+        })
     }
 }
 

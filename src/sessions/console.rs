@@ -89,7 +89,7 @@ async fn hello(
         close(tx, 1008);
         return None;
     }
-    let user = match crate::api::user_for_token(state, &token, addr).await {
+    let login = match crate::api::user_for_token(state, &token, addr).await {
         Ok(u) => u,
         Err(e) => {
             let code = if e.code == "ip_restricted" {
@@ -102,6 +102,8 @@ async fn hello(
             return None;
         }
     };
+    let owes_password_change = login.owes_password_change(state, hub.now());
+    let user = login.user;
     if user.role != Role::Technician || user.group_id.is_none() {
         send(
             tx,
@@ -114,7 +116,7 @@ async fn hello(
         close(tx, 1008);
         return None;
     }
-    if crate::api::password_change_required(state, &user, hub.now()) {
+    if owes_password_change {
         send(
             tx,
             &ServerFrame::error(Some(id), ErrorCode::NotAllowed, "set a new password first"),

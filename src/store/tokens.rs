@@ -9,6 +9,8 @@ pub struct TokenRow {
     pub user_id: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// How the login was made: `password` or `sso`.
+    pub method: String,
 }
 
 impl Store {
@@ -19,16 +21,18 @@ impl Store {
         created_at: i64,
         expires_at: i64,
         address: &str,
+        method: &str,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at, address) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at, address, method) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token_hash)
         .bind(user_id)
         .bind(created_at)
         .bind(expires_at)
         .bind(address)
+        .bind(method)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -36,7 +40,7 @@ impl Store {
 
     pub async fn token(&self, token_hash: &str) -> Result<TokenRow> {
         let row = sqlx::query(
-            "SELECT user_id, expires_at, revoked_at FROM auth_tokens WHERE token_hash = $1",
+            "SELECT user_id, expires_at, revoked_at, method FROM auth_tokens WHERE token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(self.pool())
@@ -46,6 +50,7 @@ impl Store {
             user_id: row.try_get("user_id")?,
             expires_at: row.try_get("expires_at")?,
             revoked_at: row.try_get("revoked_at")?,
+            method: row.try_get("method")?,
         })
     }
 

@@ -153,7 +153,8 @@ async function show() {
     const head = el("tr", {}, r.columns.map((/** @type {string} */ c) => el("th", { scope: "col" }, [c])));
     const rows = r.rows.map((/** @type {unknown[]} */ row) => el("tr", {}, row.map((c) => el("td", {}, [c === null ? "" : String(c)]))));
     const table = el("table", { class: "report-table", id: "report-table" }, [
-      el("caption", {}, [`${r.title} (${r.list === "summary" ? t("reports.summary") : t("reports.listAll")}) · ${r.from} – ${r.to} · ${r.time_zone}`]),
+      // The server's title already names the list type ("… Report (Summary)").
+      el("caption", {}, [`${r.title} · ${r.from} – ${r.to} · ${r.time_zone}`]),
       el("thead", {}, [head]),
       el("tbody", {}, rows),
     ]);
