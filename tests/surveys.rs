@@ -39,6 +39,44 @@ fn rows_of(report: &Value) -> Vec<serde_json::Map<String, Value>> {
         .collect()
 }
 
+/// The row of session `id` in today's List All of a report area.
+async fn report_row(
+    s: &TestServer,
+    token: &str,
+    area: &str,
+    id: i64,
+) -> serde_json::Map<String, Value> {
+    let report = s
+        .get(&format!("/api/v1/reports/{area}?range=today"), token)
+        .await
+        .expect(200);
+    rows_of(&report)
+        .into_iter()
+        .find(|r| r["Session ID"] == id)
+        .unwrap_or_else(|| panic!("no row of session {id} in the {area} report"))
+}
+
+/// A PIN session the technician behind `con` created, joined by a customer and picked up:
+/// its id, the customer's socket and the customer's join answer.
+async fn picked_up(s: &TestServer, token: &str, con: &mut Ws, name: &str) -> (i64, Ws, Value) {
+    let created = s
+        .post(
+            "/api/v1/sessions",
+            token,
+            json!({"method": "pin", "name": name}),
+        )
+        .await
+        .expect(201);
+    let id = created["id"].as_i64().unwrap();
+    let (mut cus, ok) = customer(s, created["pin"].as_str().unwrap()).await;
+    cus.request(json!({"type": "ready"})).await;
+    con.session_status(id, "Waiting").await;
+    con.request(json!({"type": "pickup", "session_id": id}))
+        .await;
+    cus.status("Active").await;
+    (id, cus, ok)
+}
+
 #[tokio::test]
 async fn both_surveys_are_checked_stored_once_and_reported() {
     both_surveys(start().await).await;
@@ -55,22 +93,8 @@ async fn both_surveys(s: TestServer) {
     let (g, tech, token) = technician_with(&s, "ada@example.com", surveys).await;
     let (_, _, other) = technician_with(&s, "bob@example.com", surveys).await;
     let (mut con, _) = console(&s, &token).await;
-    let created = s
-        .post(
-            "/api/v1/sessions",
-            &token,
-            json!({"method": "pin", "name": "Grace"}),
-        )
-        .await
-        .expect(201);
-    let id = created["id"].as_i64().unwrap();
-    let (mut cus, ok) = customer(&s, created["pin"].as_str().unwrap()).await;
+    let (id, mut cus, ok) = picked_up(&s, &token, &mut con, "Grace").await;
     let resume = ok["resume_token"].as_str().unwrap().to_owned();
-    cus.request(json!({"type": "ready"})).await;
-    con.session_status(id, "Waiting").await;
-    con.request(json!({"type": "pickup", "session_id": id}))
-        .await;
-    cus.status("Active").await;
 
     let tech_path = format!("/api/v1/sessions/{id}/technician-survey");
     let tech_answers = json!({"answers": [{"index": 0, "answer": "Reset the router"}, {"index": 2, "answer": "Yes"}]});
@@ -189,34 +213,13 @@ async fn both_surveys(s: TestServer) {
 
     // Both appear in the reports.
     let m = s.master().await;
-    let cs = s
-        .get("/api/v1/reports/customer-survey?range=today", &m)
-        .await
-        .expect(200);
-    let row = rows_of(&cs)
-        .into_iter()
-        .find(|r| r["Session ID"] == id)
-        .expect("the customer survey row");
+    let row = report_row(&s, &m, "customer-survey", id).await;
     assert_eq!(row["How was it?"], "Good");
     assert_eq!(row["Comments"], "Quick");
     assert_eq!(row["Technician ID"], tech);
-    let iss = s
-        .get("/api/v1/reports/customer-survey-issuance?range=today", &m)
-        .await
-        .expect(200);
-    let row = rows_of(&iss)
-        .into_iter()
-        .find(|r| r["Session ID"] == id)
-        .unwrap();
+    let row = report_row(&s, &m, "customer-survey-issuance", id).await;
     assert_eq!(row["Survey issued by closing technician"], "Yes");
-    let ts = s
-        .get("/api/v1/reports/technician-survey?range=today", &m)
-        .await
-        .expect(200);
-    let row = rows_of(&ts)
-        .into_iter()
-        .find(|r| r["Session ID"] == id)
-        .expect("the technician survey row");
+    let row = report_row(&s, &m, "technician-survey", id).await;
     assert_eq!(row["What was done?"], "Reset the router");
     assert_eq!(row["Resolved?"], "Yes");
     let _ = g;
@@ -230,21 +233,7 @@ async fn no_built_in_survey_is_refused() {
     })
     .await;
     let (mut con, _) = console(&s, &token).await;
-    let created = s
-        .post(
-            "/api/v1/sessions",
-            &token,
-            json!({"method": "pin", "name": "G"}),
-        )
-        .await
-        .expect(201);
-    let id = created["id"].as_i64().unwrap();
-    let (mut cus, ok) = customer(&s, created["pin"].as_str().unwrap()).await;
-    cus.request(json!({"type": "ready"})).await;
-    con.session_status(id, "Waiting").await;
-    con.request(json!({"type": "pickup", "session_id": id}))
-        .await;
-    cus.status("Active").await;
+    let (id, _cus, ok) = picked_up(&s, &token, &mut con, "G").await;
     con.request(json!({"type": "end", "session_id": id})).await;
     con.frame("ended", Some(id)).await;
     let r = s
@@ -264,4 +253,60 @@ async fn no_built_in_survey_is_refused() {
         )
         .await;
     assert_eq!(r.status, 401);
+}
+
+async fn survey_issued_by(s: &TestServer, m: &str, who: &str) {
+    let mut g = s.get("/api/v1/global-settings", m).await.expect(200);
+    g["customer_survey_issuance"] = json!({"survey_issued_by": who});
+    g["single_sign_on"]
+        .as_object_mut()
+        .unwrap()
+        .remove("master_sso_password_set");
+    let saved = s.put("/api/v1/global-settings", m, g).await.expect(200);
+    assert_eq!(saved["customer_survey_issuance"]["survey_issued_by"], who);
+}
+
+#[tokio::test]
+async fn survey_issued_by_the_starting_technician() {
+    let s = start().await;
+    let m = s.master().await;
+    let (_, ada, ta) = technician_with(&s, "ada@example.com", surveys).await;
+    let (_, bob, tb) = technician_with(&s, "bob@example.com", surveys).await;
+    survey_issued_by(&s, &m, "starting_technician").await;
+    let (mut ca, _) = console(&s, &ta).await;
+    let (mut cb, _) = console(&s, &tb).await;
+    let (id, mut cus, ok) = picked_up(&s, &ta, &mut ca, "Grace").await;
+    let r = ca
+        .request(json!({"type": "transfer", "session_id": id, "to_technician_id": bob}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cb.session_status(id, "Waiting").await;
+    cb.request(json!({"type": "pickup", "session_id": id}))
+        .await;
+    cus.status("Active").await;
+    cb.request(json!({"type": "end", "session_id": id})).await;
+    cus.frame("ended", None).await;
+    s.post(
+        "/api/v1/surveys/customer",
+        "",
+        json!({"resume_token": ok["resume_token"], "answers": [{"index": 0, "answer": "Good"}]}),
+    )
+    .await
+    .expect(201);
+
+    // Credited to Ada, who started the session, though Bob closed it.
+    let row = report_row(&s, &m, "customer-survey", id).await;
+    assert_eq!(row["Technician ID"], ada);
+    // The issuance report exists only while the closing technician issues surveys.
+    let r = s
+        .get("/api/v1/reports/customer-survey-issuance?range=today", &m)
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (409, "report_unavailable")
+    );
+    survey_issued_by(&s, &m, "closing_technician").await;
+    let row = report_row(&s, &m, "customer-survey-issuance", id).await;
+    assert_eq!(row["Survey issued by closing technician"], "No");
+    assert_eq!(row["Technician ID"], ada);
 }

@@ -90,6 +90,7 @@ pub struct ReportBody {
               (status = 401, description = "Not logged in or token invalid", body = ErrorBody),
               (status = 403, description = "Technicians have no reports", body = ErrorBody),
               (status = 404, description = "Unknown area, or a unit the caller does not manage", body = ErrorBody),
+              (status = 409, description = "Customer Survey Issuance while surveys are issued by the starting technician (`report_unavailable`)", body = ErrorBody),
               (status = 422, description = "Bad parameter", body = ErrorBody)))]
 async fn report(
     State(state): State<AppState>,
@@ -99,6 +100,17 @@ async fn report(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let area = Area::parse(&area).ok_or_else(|| ApiError::not_found("report area"))?;
+    if area == Area::CustomerSurveyIssuance
+        && state.global().customer_survey_issuance.survey_issued_by
+            != crate::settings::global::SurveyIssuer::ClosingTechnician
+    {
+        // As in the guide: the report exists only when the closing technician issues surveys.
+        return Err(ApiError::conflict(
+            "report_unavailable",
+            "the Customer Survey Issuance report needs Global Settings > Customer Survey Issuance > \
+             Survey issued by: Closing technician",
+        ));
+    }
     let list = ListType::parse(q.list.as_deref(), area)?;
     let format = Format::parse(q.format.as_deref())
         .ok_or_else(|| ApiError::invalid("format", "must be json, html, xml, tsv or xlsx"))?;

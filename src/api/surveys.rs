@@ -13,6 +13,7 @@ use super::Caller;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path};
 use crate::sessions::SessionPolicy;
+use crate::settings::global::SurveyIssuer;
 use crate::store::reports::SurveyRow;
 use crate::store::sessions::SessionRow;
 use crate::store::{StoreError, now_ms};
@@ -59,8 +60,9 @@ pub struct SurveyStored {
 
 /// The customer submits the built-in Customer Survey after its session ended.
 ///
-/// The closing technician issues it (the session's technician at the end); Global Settings has
-/// no "Survey issued by" option yet. Accepted until the server restarts.
+/// Credited to the technician Global Settings > Customer Survey Issuance > "Survey issued by"
+/// names: the closing technician (the session's technician at the end) or the starting one (who
+/// first picked it up). Accepted until the server restarts.
 #[utoipa::path(post, path = "/api/v1/surveys/customer", tag = "sessions",
     request_body = CustomerSurveySubmission,
     responses((status = 201, description = "Stored", body = SurveyStored),
@@ -80,14 +82,30 @@ async fn customer_survey(
     state.hub.flush().await;
     let session = state.store.session(id).await?;
     let policy = policy_of(&session)?;
-    let technician_id = session.technician_id.ok_or_else(|| {
+    let closing = session.technician_id.ok_or_else(|| {
         ApiError::conflict("no_survey", "no technician took part in this session")
     })?;
+    let by_closing =
+        state.global().customer_survey_issuance.survey_issued_by == SurveyIssuer::ClosingTechnician;
+    let technician_id = if by_closing {
+        closing
+    } else {
+        // The first technician the session was handed to: its pickup is the first event that
+        // names one.
+        state
+            .store
+            .session_events(id)
+            .await?
+            .iter()
+            .find_map(|e| e.technician_id)
+            .unwrap_or(closing)
+    };
     store(
         &state,
         &session,
         "customer",
         technician_id,
+        by_closing,
         policy.customer_survey.as_ref(),
         &body.answers,
     )
@@ -131,6 +149,7 @@ async fn technician_survey(
         &session,
         "technician",
         caller.user.id,
+        true,
         policy.technician_survey.as_ref(),
         &body.answers,
     )
@@ -146,6 +165,7 @@ async fn store(
     session: &SessionRow,
     kind: &str,
     technician_id: i64,
+    issued_by_closing: bool,
     survey: Option<&serde_json::Value>,
     answers: &[SurveyAnswer],
 ) -> ApiResult<(StatusCode, Json<SurveyStored>)> {
@@ -178,7 +198,7 @@ async fn store(
             kind: kind.to_owned(),
             technician_id,
             group_id: session.group_id,
-            issued_by_closing: true,
+            issued_by_closing,
             submitted_at: now_ms(),
             answers,
             session_name: String::new(),

@@ -197,6 +197,34 @@ impl AllowedLoginMethod {
     }
 }
 
+/// "Customer Survey Issuance > Survey issued by": which technician a customer survey is credited to
+/// when the session changed hands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SurveyIssuer {
+    /// The technician who first picked the session up.
+    StartingTechnician,
+    /// The session's technician when it ended. The Customer Survey Issuance report exists only
+    /// with this choice, as in the guide.
+    #[default]
+    ClosingTechnician,
+}
+
+impl SurveyIssuer {
+    fn label(self) -> &'static str {
+        match self {
+            Self::StartingTechnician => "Starting technician",
+            Self::ClosingTechnician => "Closing technician",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct CustomerSurveyIssuance {
+    pub survey_issued_by: SurveyIssuer,
+}
+
 /// Stored settings. See the module docs for why this is neither `Serialize` nor `ToSchema`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct GlobalSettings {
@@ -208,6 +236,7 @@ pub struct GlobalSettings {
     pub allowed_login_method: AllowedLoginMethod,
     /// Argon2 PHC string of the master SSO password, produced by the server.
     master_sso_password_hash: Option<String>,
+    pub customer_survey_issuance: CustomerSurveyIssuance,
 }
 
 impl fmt::Debug for GlobalSettings {
@@ -222,6 +251,7 @@ impl fmt::Debug for GlobalSettings {
                 "master_sso_password_set",
                 &self.master_sso_password_hash.is_some(),
             )
+            .field("customer_survey_issuance", &self.customer_survey_issuance)
             .finish()
     }
 }
@@ -243,6 +273,7 @@ impl Default for GlobalSettings {
             do_not_store_customer_ip: false,
             allowed_login_method: AllowedLoginMethod::StandardOrSso,
             master_sso_password_hash: None,
+            customer_survey_issuance: CustomerSurveyIssuance::default(),
         }
     }
 }
@@ -257,6 +288,7 @@ struct Stored {
     custom_field_names: CustomFieldNames,
     do_not_store_customer_ip: bool,
     single_sign_on: StoredSso,
+    customer_survey_issuance: CustomerSurveyIssuance,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -289,6 +321,7 @@ impl GlobalSettings {
                 allowed_login_method: self.allowed_login_method,
                 master_sso_password_hash: self.master_sso_password_hash,
             },
+            customer_survey_issuance: self.customer_survey_issuance,
         }
     }
 
@@ -307,6 +340,7 @@ impl GlobalSettings {
             do_not_store_customer_ip: s.do_not_store_customer_ip,
             allowed_login_method: s.single_sign_on.allowed_login_method,
             master_sso_password_hash: s.single_sign_on.master_sso_password_hash,
+            customer_survey_issuance: s.customer_survey_issuance,
         })
     }
 
@@ -326,6 +360,7 @@ impl GlobalSettings {
                 allowed_login_method: self.allowed_login_method,
                 master_sso_password_set: self.master_sso_password_hash.is_some(),
             },
+            customer_survey_issuance: self.customer_survey_issuance,
             api: None,
         }
     }
@@ -423,6 +458,18 @@ impl GlobalSettings {
                 self.master_sso_password_hash.as_deref(),
                 new.master_sso_password_hash.as_deref(),
             );
+
+        d.section("Customer Survey Issuance").value(
+            "Survey issued by",
+            self.customer_survey_issuance
+                .survey_issued_by
+                .label()
+                .to_owned(),
+            new.customer_survey_issuance
+                .survey_issued_by
+                .label()
+                .to_owned(),
+        );
         d.finish()
     }
 }
@@ -435,6 +482,7 @@ pub struct GlobalSettingsView {
     pub custom_field_names: CustomFieldNames,
     pub do_not_store_customer_ip: bool,
     pub single_sign_on: SingleSignOnView,
+    pub customer_survey_issuance: CustomerSurveyIssuance,
     /// Read-only: what an integration needs (the company ID and a sample SSO request).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api: Option<ApiSection>,
@@ -470,6 +518,9 @@ pub struct GlobalSettingsUpdate {
     pub custom_field_names: CustomFieldNames,
     pub do_not_store_customer_ip: bool,
     pub single_sign_on: SingleSignOnUpdate,
+    /// Absent keeps the stored choice (clients written before the option existed).
+    #[serde(default)]
+    pub customer_survey_issuance: Option<CustomerSurveyIssuance>,
     /// The GET's read-only `api` part may be sent back as it was; it is ignored.
     #[serde(default)]
     #[schema(value_type = Option<Object>, read_only)]
@@ -498,6 +549,7 @@ impl fmt::Debug for GlobalSettingsUpdate {
             .field("custom_field_names", &self.custom_field_names)
             .field("do_not_store_customer_ip", &self.do_not_store_customer_ip)
             .field("single_sign_on", &self.single_sign_on)
+            .field("customer_survey_issuance", &self.customer_survey_issuance)
             .finish()
     }
 }
@@ -562,6 +614,9 @@ impl GlobalSettingsUpdate {
             } else {
                 stored.master_sso_password_hash.clone()
             },
+            customer_survey_issuance: self
+                .customer_survey_issuance
+                .unwrap_or(stored.customer_survey_issuance),
         };
         if new_password.is_some() {
             // Placeholder so `validate` sees a password; replaced by the real hash below.
@@ -839,6 +894,7 @@ mod tests {
         assert_eq!(rows[2].new_action.as_deref(), Some("Selected"));
 
         let mut full = with_password();
+        full.customer_survey_issuance.survey_issued_by = SurveyIssuer::StartingTechnician;
         full.ip_restrictions = crate::ipfilter::IpRestrictions {
             default_access: DefaultAccess::Denied,
             exceptions: vec![IpException::new("10.0.0.0", Some("255.0.0.0"))],
@@ -849,5 +905,33 @@ mod tests {
             |v| GlobalSettings::from_storage_json(v).ok(),
             GlobalSettings::diff,
         );
+    }
+
+    #[test]
+    fn survey_issuer_is_kept_when_an_update_leaves_it_out() {
+        let mut stored = GlobalSettings::default();
+        stored.customer_survey_issuance.survey_issued_by = SurveyIssuer::StartingTechnician;
+        let mut body = update_json(json!({"allowed_login_method": "standard_or_sso"}));
+        body.as_object_mut()
+            .unwrap()
+            .remove("customer_survey_issuance");
+        let kept = serde_json::from_value::<GlobalSettingsUpdate>(body.clone())
+            .unwrap()
+            .apply(&stored, fake_hash)
+            .unwrap();
+        assert_eq!(
+            kept.customer_survey_issuance.survey_issued_by,
+            SurveyIssuer::StartingTechnician
+        );
+        body["customer_survey_issuance"] = json!({"survey_issued_by": "closing_technician"});
+        let changed = serde_json::from_value::<GlobalSettingsUpdate>(body)
+            .unwrap()
+            .apply(&stored, fake_hash)
+            .unwrap();
+        assert_eq!(
+            changed.customer_survey_issuance.survey_issued_by,
+            SurveyIssuer::ClosingTechnician
+        );
+        assert_eq!(stored.diff(&changed).len(), 1);
     }
 }

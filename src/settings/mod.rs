@@ -385,6 +385,8 @@ pub(crate) mod testutil {
     /// Every variant name used by settings enums, tried in turn when a string leaf is an enum.
     const ENUM_WORDS: &[&str] = &[
         "granted",
+        "starting_technician",
+        "closing_technician",
         "denied",
         "keep_alive",
         "notify_by_email",

@@ -509,6 +509,12 @@ async function drawGlobal() {
       ],
     },
     { fields: [{ path: "do_not_store_customer_ip", label: "admin.g.noCustomerIp", type: "checkbox" }] },
+    {
+      legend: "admin.g.surveyIssuance",
+      fields: [
+        { path: "customer_survey_issuance.survey_issued_by", label: "admin.g.surveyIssuedBy", type: "select", options: [["starting_technician", "admin.g.startingTechnician"], ["closing_technician", "admin.g.closingTechnician"]] },
+      ],
+    },
   ];
   const save = el("button", { type: "submit", class: "primary" }, [t("admin.save")]);
   drawForm(form, sections, view, [save]);
