@@ -57,7 +57,13 @@ impl SfuMediaPlan {
                     .map_err(|_| anyhow::anyhow!("media.public_ip: not an IP address"))?,
             )
         };
-        let (sfu, _task) = sfu::Sfu::start(sfu::SfuConfig { bind, public_ip }).map_err(|e| {
+        let (sfu, _task) = sfu::Sfu::start(sfu::SfuConfig {
+            bind,
+            public_ip,
+            recv_buffer_bytes: config.media.udp_recv_buffer_bytes,
+            send_buffer_bytes: config.media.udp_send_buffer_bytes,
+        })
+        .map_err(|e| {
             anyhow::anyhow!(
                 "media (media.udp_port {}, media.public_ip): {e}",
                 config.media.udp_port

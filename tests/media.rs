@@ -594,6 +594,18 @@ async fn video_reaches_the_technician_unchanged_and_opus_flows_both_ways() {
     value("lens_media_nacks_received_total");
     value("lens_media_rtp_retransmitted_packets_total");
     value("lens_media_garbage_datagrams_total");
+    // The media socket got the default 8 MiB buffers or the kernel's cap (Linux doubles both).
+    let rmem_max: f64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        value(r#"lens_media_socket_buffer_bytes{direction="receive"}"#),
+        2.0 * rmem_max.min(sfu::DEFAULT_SOCKET_BUFFER_BYTES as f64)
+    );
+    assert!(value(r#"lens_media_socket_buffer_bytes{direction="send"}"#) > 0.0);
+    value("lens_media_socket_kernel_drops_total");
 
     // Ending the session stores what it transmitted (every datagram of both peers, both ways).
     call.console_ok(json!({"type": "end"})).await;

@@ -70,11 +70,8 @@ fn start_sfu() -> (SfuHandle, PathBuf) {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let (sfu, task) = Sfu::start(SfuConfig {
-                bind: "127.0.0.1:0".parse().unwrap(),
-                public_ip: None,
-            })
-            .unwrap();
+            let (sfu, task) =
+                Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)).unwrap();
             tx.send((sfu, own_schedstat())).unwrap();
             let _ = task.await;
         });

@@ -21,9 +21,11 @@
 pub mod demux;
 mod engine;
 mod metrics;
+mod socket;
 mod tap;
 
 pub use metrics::{FORWARD_LATENCY_BOUNDS, LatencyHistogram, MetricsSnapshot};
+pub use socket::{DEFAULT_SOCKET_BUFFER_BYTES, SocketBuffers};
 pub use tap::{TapCodec, TapEvent, TapPacket};
 
 use std::collections::HashMap;
@@ -68,6 +70,22 @@ pub struct SfuConfig {
     /// The address put in host candidates (for NAT); `None` = the bound address, which must
     /// then not be unspecified (0.0.0.0).
     pub public_ip: Option<IpAddr>,
+    /// Kernel receive and send buffer sizes asked for on the media socket (0 = the kernel's
+    /// default); see [`SocketBuffers`] for what was granted.
+    pub recv_buffer_bytes: usize,
+    pub send_buffer_bytes: usize,
+}
+
+impl SfuConfig {
+    /// `bind` and `public_ip` with the default socket buffer sizes.
+    pub fn new(bind: SocketAddr, public_ip: Option<IpAddr>) -> Self {
+        SfuConfig {
+            bind,
+            public_ip,
+            recv_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
+            send_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +280,9 @@ struct Inner {
     metrics: Arc<metrics::EngineMetrics>,
     candidate_addr: SocketAddr,
     sessions: Mutex<HashMap<SessionId, SessionRecord>>,
+    buffers: SocketBuffers,
+    /// A second handle on the media socket, only to look up its kernel drop count.
+    socket: std::net::UdpSocket,
 }
 
 /// Starts the SFU task.
@@ -270,8 +291,12 @@ pub struct Sfu;
 impl Sfu {
     /// Binds the media socket and spawns the SFU task on the current tokio runtime.
     pub fn start(config: SfuConfig) -> Result<(SfuHandle, JoinHandle<()>), SfuError> {
-        let std_socket = std::net::UdpSocket::bind(config.bind)?;
-        std_socket.set_nonblocking(true)?;
+        let (std_socket, buffers) = socket::bind(
+            config.bind,
+            config.recv_buffer_bytes,
+            config.send_buffer_bytes,
+        )?;
+        let watched = std_socket.try_clone()?;
         let bound = std_socket.local_addr()?;
         let ip = match config.public_ip {
             Some(ip) => ip,
@@ -292,6 +317,8 @@ impl Sfu {
                 metrics,
                 candidate_addr,
                 sessions: Mutex::new(HashMap::new()),
+                buffers,
+                socket: watched,
             }),
         };
         Ok((handle, task))
@@ -544,7 +571,16 @@ impl SfuHandle {
 
     /// The SFU-wide counters (for Prometheus).
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.inner.metrics.snapshot()
+        let mut snapshot = self.inner.metrics.snapshot();
+        snapshot.recv_buffer_bytes = self.inner.buffers.recv_granted as u64;
+        snapshot.send_buffer_bytes = self.inner.buffers.send_granted as u64;
+        snapshot.kernel_drops = socket::kernel_drops(&self.inner.socket);
+        snapshot
+    }
+
+    /// The media socket's buffer sizes: asked for and granted.
+    pub fn socket_buffers(&self) -> SocketBuffers {
+        self.inner.buffers
     }
 
     /// Totals so far, per peer.

@@ -359,11 +359,7 @@ pub struct TechnicianSide {
 /// Starts an SFU and connects a customer (VP8 video sendonly + Opus sendrecv) and a technician
 /// (the server's offer; Opus back), both sending from the start.
 pub async fn call() -> Call {
-    let (sfu, _task) = Sfu::start(SfuConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        public_ip: None,
-    })
-    .unwrap();
+    let (sfu, _task) = Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)).unwrap();
     call_with(sfu, TechnicianSide::default()).await
 }
 
