@@ -158,7 +158,11 @@ fn connect(sfu: &SfuHandle, session: i64) -> (Client, Client) {
     let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
     let (offer, pending) = api.apply().unwrap();
     phone.video = Some(mid);
-    let answer = sfu.customer_offer(session, &offer.to_sdp_string()).unwrap();
+    let sfu::CustomerAnswer::Ready(answer) =
+        sfu.customer_offer(session, &offer.to_sdp_string()).unwrap()
+    else {
+        panic!("a new peer connection is answered at once");
+    };
     phone
         .rtc
         .sdp_api()

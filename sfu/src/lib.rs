@@ -4,12 +4,14 @@
 //!   caller (signaling, any thread)           SFU task (owns every Rtc; one UDP socket)
 //!   ──────────────────────────────           ──────────────────────────────────────────
 //!   SfuHandle::customer_offer ── build Rtc, accept offer ──► Command::AddPeer ─┐
+//!     (same peer connection re-offering, e.g. ICE restart) ─► Command::Renegotiate ─┤
 //!   SfuHandle::technician_offer ─ build Rtc, make offer (kept pending)          │
 //!   SfuHandle::technician_answer ─ accept answer ─────────► Command::AddPeer ─┤
 //!   set_flowing / hold / resume / stop / candidate ───────► Command::… ───────┤
 //!                                                                             ▼
 //!          UDP datagram ─► demultiplex (address map, then Rtc::accepts) ─► Rtc::handle_input
 //!          Rtc::poll_output ─► Transmit (socket) | Event::RtpPacket ─► other peer's StreamTx
+//!                              └─► PeerEvent (media up / down) ─► SfuHandle::peer_events
 //! ```
 //!
 //! SDP work is CPU-only, so it is done on the caller's thread and never waits on the SFU task:
@@ -38,7 +40,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::PayloadParams;
 use str0m::media::{Direction, MediaKind as StrKind, Mid};
 use str0m::{Candidate, Rtc, RtcConfig};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use engine::{Command, Engine};
@@ -60,6 +62,34 @@ pub enum PeerRole {
 pub enum MediaKind {
     Audio,
     Video,
+}
+
+/// A peer's media path came up (ICE and DTLS connected) or went down (ICE disconnected, or an
+/// ICE restart under way). Closing or replacing a peer on request reports nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerEvent {
+    pub session: SessionId,
+    pub role: PeerRole,
+    pub up: bool,
+}
+
+/// The answer to a customer's offer. A new peer connection is answered at once (SDP work on the
+/// caller's thread); a re-offer from the live one (ICE restart, renegotiation) is answered by the
+/// SFU task, which owns that `Rtc`.
+#[derive(Debug)]
+pub enum CustomerAnswer {
+    Ready(String),
+    Pending(oneshot::Receiver<Result<String, SfuError>>),
+}
+
+impl CustomerAnswer {
+    /// The answer's SDP.
+    pub async fn sdp(self) -> Result<String, SfuError> {
+        match self {
+            CustomerAnswer::Ready(sdp) => Ok(sdp),
+            CustomerAnswer::Pending(reply) => reply.await.map_err(|_| SfuError::Stopped)?,
+        }
+    }
 }
 
 /// Where the SFU listens and what it advertises.
@@ -98,6 +128,10 @@ pub enum SfuError {
     UnknownSession(SessionId),
     #[error("session {0} has no pending offer to the technician")]
     NoPendingOffer(SessionId),
+    #[error(
+        "session {0}: the peer connection this offer renegotiates is gone; offer from a new one"
+    )]
+    NoLivePeer(SessionId),
     #[error("bad SDP: {0}")]
     Sdp(String),
     #[error("bad ICE candidate: {0}")]
@@ -252,6 +286,9 @@ struct SessionRecord {
     audio: bool,
     /// Codecs the customer's peer negotiated, offered as-is (same payload types) to the console.
     customer_codecs: Vec<PayloadParams>,
+    /// The DTLS fingerprint of the customer's peer connection: an offer carrying the same one
+    /// comes from the same connection (ICE restart, renegotiation) and goes to the same `Rtc`.
+    customer_fingerprint: Option<String>,
     pending_technician: Option<PendingTechnician>,
     customer: Arc<PeerCounters>,
     technician: Arc<PeerCounters>,
@@ -383,6 +420,7 @@ impl SfuHandle {
             let record = sessions.entry(session).or_insert_with(|| SessionRecord {
                 audio,
                 customer_codecs: Vec::new(),
+                customer_fingerprint: None,
                 pending_technician: None,
                 customer: Arc::default(),
                 technician: Arc::default(),
@@ -393,14 +431,32 @@ impl SfuHandle {
         self.send(Command::Open { session })
     }
 
-    /// The customer's SDP offer; returns the answer. Replaces an earlier customer peer.
-    pub fn customer_offer(&self, session: SessionId, sdp: &str) -> Result<String, SfuError> {
+    /// The customer's SDP offer. From a new peer connection it replaces an earlier customer
+    /// peer and is answered at once; from the live one (same DTLS fingerprint: an ICE restart
+    /// after a network change, or a renegotiation) it is applied to that peer's `Rtc`, which
+    /// keeps its DTLS and SRTP state, and answered by the SFU task. Either way the work is
+    /// queued before this returns, so candidates sent after it apply to the right peer.
+    pub fn customer_offer(
+        &self,
+        session: SessionId,
+        sdp: &str,
+    ) -> Result<CustomerAnswer, SfuError> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let fingerprint = fingerprint(sdp);
         let counters = {
-            let sessions = self.sessions();
+            let mut sessions = self.sessions();
             let record = sessions
-                .get(&session)
+                .get_mut(&session)
                 .ok_or(SfuError::UnknownSession(session))?;
+            if fingerprint.is_some() && record.customer_fingerprint == fingerprint {
+                let (reply, answer) = oneshot::channel();
+                self.send(Command::Renegotiate {
+                    session,
+                    offer: Box::new(offer),
+                    reply,
+                })?;
+                return Ok(CustomerAnswer::Pending(answer));
+            }
             record.customer.clone()
         };
         let mut rtc = rtc_config().build(Instant::now());
@@ -412,6 +468,7 @@ impl SfuHandle {
         let codecs = negotiated_codecs(&rtc, &answer);
         if let Some(record) = self.sessions().get_mut(&session) {
             record.customer_codecs = codecs;
+            record.customer_fingerprint = fingerprint;
         }
         self.send(Command::AddPeer {
             session,
@@ -421,7 +478,7 @@ impl SfuHandle {
             video_mid: None,
             audio_mid: None,
         })?;
-        Ok(answer.to_sdp_string())
+        Ok(CustomerAnswer::Ready(answer.to_sdp_string()))
     }
 
     /// The server's offer to the technician's console: video sendonly, audio sendrecv when the
@@ -569,6 +626,14 @@ impl SfuHandle {
         record.map(|r| r.stats())
     }
 
+    /// Media up / down of every peer from now on (one subscriber: a new call replaces the
+    /// previous one). `lens` turns the customer's into `Reconnecting` and back.
+    pub fn peer_events(&self) -> Result<mpsc::UnboundedReceiver<PeerEvent>, SfuError> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.send(Command::Subscribe { sender })?;
+        Ok(receiver)
+    }
+
     /// The SFU-wide counters (for Prometheus).
     pub fn metrics(&self) -> MetricsSnapshot {
         let mut snapshot = self.inner.metrics.snapshot();
@@ -648,6 +713,14 @@ fn with_rtx(params: &[PayloadParams]) -> Vec<PayloadParams> {
             q
         })
         .collect()
+}
+
+/// The `a=fingerprint` value of an SDP (the first; every m-line of a bundled connection has the
+/// same certificate).
+fn fingerprint(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|line| line.trim().strip_prefix("a=fingerprint:"))
+        .map(|v| v.trim().to_ascii_uppercase())
 }
 
 /// The payload parameters the answer kept, with the customer's payload types.
