@@ -220,6 +220,7 @@ pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
         tracing::info!(restored, "restored live sessions");
     }
     tokio::spawn(state.hub.clone().run_scheduler());
+    tokio::spawn(state.hub.clone().run_media_events());
     let sms = crate::notify::SmsProvider::from_config(&state.config.sms)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mailer = match crate::notify::Mailer::from_config(&state.config.smtp) {

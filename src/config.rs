@@ -82,6 +82,10 @@ pub struct MediaConfig {
     pub udp_port: u16,
     /// Address advertised in ICE candidates (for NAT). Empty: the listen address's IP.
     pub public_ip: String,
+    /// Kernel receive / send buffer sizes asked for on the media socket, in bytes (0 = the
+    /// kernel's default). Linux caps them at net.core.rmem_max / wmem_max.
+    pub udp_recv_buffer_bytes: usize,
+    pub udp_send_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -211,6 +215,8 @@ impl Default for MediaConfig {
         MediaConfig {
             udp_port: 3478,
             public_ip: String::new(),
+            udp_recv_buffer_bytes: sfu::DEFAULT_SOCKET_BUFFER_BYTES,
+            udp_send_buffer_bytes: sfu::DEFAULT_SOCKET_BUFFER_BYTES,
         }
     }
 }
@@ -235,6 +241,8 @@ pub const KEYS: &[&str] = &[
     "bootstrap.password",
     "media.udp_port",
     "media.public_ip",
+    "media.udp_recv_buffer_bytes",
+    "media.udp_send_buffer_bytes",
     "sessions.reconnect_grace_seconds",
     "sessions.max_failed_code_attempts_per_address_per_minute",
     "recording.file_name_pattern",

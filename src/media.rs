@@ -2,8 +2,10 @@
 //! session S with audio on", "hold", "resume", "stop") and what the phone and console send about
 //! their WebRTC peers. [`SfuMediaPlan`] carries it out with our SFU.
 
+use futures_util::future::BoxFuture;
 use signaling::protocol::MediaKind;
 use signaling::session::{SessionId, UserId};
+use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaError(pub String);
@@ -14,6 +16,15 @@ impl std::fmt::Display for MediaError {
     }
 }
 
+/// The answer to the phone's offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerAnswer {
+    pub sdp: String,
+    /// The phone's live peer connection offered again (an ICE restart after a network change):
+    /// its media session goes on, and the console keeps its own.
+    pub renegotiated: bool,
+}
+
 /// Calls are made while the session hub holds its lock: implementations must not block (hand work
 /// to their own tasks through channels).
 pub trait MediaPlan: Send + Sync {
@@ -22,8 +33,14 @@ pub trait MediaPlan: Send + Sync {
     fn resume(&self, session: SessionId);
     /// Ends the session's media; returns the bytes it transmitted (both peers, both ways).
     fn stop(&self, session: SessionId) -> Option<u64>;
-    /// The phone's SDP offer; the answer goes back in the `ok` reply.
-    fn customer_offer(&self, session: SessionId, sdp: &str) -> Result<String, MediaError>;
+    /// The phone's SDP offer; the answer goes back in the `ok` reply. The offer is taken before
+    /// this returns (candidates that follow apply to it); the answer may take a moment when the
+    /// phone's live peer is renegotiated (ICE restart).
+    fn customer_offer(
+        &self,
+        session: SessionId,
+        sdp: &str,
+    ) -> BoxFuture<'static, Result<CustomerAnswer, MediaError>>;
     /// The server's offer to the technician's console (after the phone's media is up).
     fn technician_offer(&self, session: SessionId) -> Result<String, MediaError>;
     /// The console's answer to the server's offer.
@@ -31,6 +48,9 @@ pub trait MediaPlan: Send + Sync {
     fn candidate(&self, session: SessionId, from_customer: bool, candidate: Option<&str>);
     /// `flowing = false` stops forwarding that media.
     fn set_flowing(&self, session: SessionId, from_customer: bool, kind: MediaKind, flowing: bool);
+    /// The phone's media path going down (`false`: ICE lost, or restarting after a network
+    /// change) and coming back, per session. Taken once, by the session hub.
+    fn customer_media_events(&self) -> Option<mpsc::UnboundedReceiver<(SessionId, bool)>>;
 }
 
 /// The media plan of a real server: our SFU (`sfu/`, str0m), one UDP port for every peer.
@@ -57,7 +77,13 @@ impl SfuMediaPlan {
                     .map_err(|_| anyhow::anyhow!("media.public_ip: not an IP address"))?,
             )
         };
-        let (sfu, _task) = sfu::Sfu::start(sfu::SfuConfig { bind, public_ip }).map_err(|e| {
+        let (sfu, _task) = sfu::Sfu::start(sfu::SfuConfig {
+            bind,
+            public_ip,
+            recv_buffer_bytes: config.media.udp_recv_buffer_bytes,
+            send_buffer_bytes: config.media.udp_send_buffer_bytes,
+        })
+        .map_err(|e| {
             anyhow::anyhow!(
                 "media (media.udp_port {}, media.public_ip): {e}",
                 config.media.udp_port
@@ -136,8 +162,18 @@ impl MediaPlan for SfuMediaPlan {
                 + st.technician.bytes_out
         })
     }
-    fn customer_offer(&self, session: SessionId, sdp: &str) -> Result<String, MediaError> {
-        self.sfu.customer_offer(session, sdp).map_err(media_error)
+    fn customer_offer(
+        &self,
+        session: SessionId,
+        sdp: &str,
+    ) -> BoxFuture<'static, Result<CustomerAnswer, MediaError>> {
+        let answer = self.sfu.customer_offer(session, sdp);
+        Box::pin(async move {
+            let answer = answer.map_err(media_error)?;
+            let renegotiated = matches!(answer, sfu::CustomerAnswer::Pending(_));
+            let sdp = answer.sdp().await.map_err(media_error)?;
+            Ok(CustomerAnswer { sdp, renegotiated })
+        })
     }
     fn technician_offer(&self, session: SessionId) -> Result<String, MediaError> {
         self.sfu.technician_offer(session).map_err(media_error)
@@ -154,5 +190,20 @@ impl MediaPlan for SfuMediaPlan {
         let _ = self
             .sfu
             .set_flowing(session, from_customer, kind(k), flowing);
+    }
+    fn customer_media_events(&self) -> Option<mpsc::UnboundedReceiver<(SessionId, bool)>> {
+        let mut peers = self.sfu.peer_events().ok()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(event) = peers.recv().await {
+                // The console's media is its own business (its socket is what counts).
+                if event.role == sfu::PeerRole::Customer
+                    && tx.send((event.session, event.up)).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Some(rx)
     }
 }

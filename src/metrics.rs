@@ -179,7 +179,7 @@ pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse
 }
 
 /// The media metrics: (name, help, type). Names get the registry's `lens_` prefix.
-const MEDIA_METRICS: [(&str, &str, MetricType); 9] = [
+const MEDIA_METRICS: [(&str, &str, MetricType); 11] = [
     (
         "media_rooms",
         "Sessions with media in the SFU",
@@ -221,6 +221,16 @@ const MEDIA_METRICS: [(&str, &str, MetricType); 9] = [
         MetricType::COUNTER,
     ),
     (
+        "media_socket_buffer_bytes",
+        "Kernel buffer of the media socket as granted (Linux reports twice the usable size)",
+        MetricType::GAUGE,
+    ),
+    (
+        "media_socket_kernel_drops_total",
+        "Datagrams the kernel dropped on the media socket because its receive buffer was full",
+        MetricType::COUNTER,
+    ),
+    (
         "media_forward_latency_seconds",
         "Time from a packet's arrival to its forwarded copy being handed to the socket",
         MetricType::HISTOGRAM,
@@ -237,10 +247,10 @@ impl MediaCollector {
         let descs = MEDIA_METRICS
             .iter()
             .filter_map(|(name, help, _)| {
-                let labels = if *name == "media_keyframe_requests_total" {
-                    vec!["origin".to_owned()]
-                } else {
-                    vec![]
+                let labels = match *name {
+                    "media_keyframe_requests_total" => vec!["origin".to_owned()],
+                    "media_socket_buffer_bytes" => vec!["direction".to_owned()],
+                    _ => vec![],
                 };
                 prometheus::core::Desc::new(
                     (*name).to_owned(),
@@ -304,7 +314,7 @@ impl prometheus::core::Collector for MediaCollector {
         );
         let mut latency_metric = Metric::default();
         latency_metric.set_histogram(latency);
-        let values: [Vec<Metric>; 9] = [
+        let values: [Vec<Metric>; 11] = [
             vec![number(MetricType::GAUGE, m.rooms, &[])],
             vec![number(MetricType::GAUGE, m.peers_connected, &[])],
             vec![number(MetricType::COUNTER, m.rtp_forwarded_packets, &[])],
@@ -324,6 +334,21 @@ impl prometheus::core::Collector for MediaCollector {
                 ),
             ],
             vec![number(MetricType::COUNTER, m.garbage_dropped, &[])],
+            vec![
+                number(
+                    MetricType::GAUGE,
+                    m.recv_buffer_bytes,
+                    &[("direction", "receive")],
+                ),
+                number(
+                    MetricType::GAUGE,
+                    m.send_buffer_bytes,
+                    &[("direction", "send")],
+                ),
+            ],
+            m.kernel_drops
+                .map(|d| vec![number(MetricType::COUNTER, d, &[])])
+                .unwrap_or_default(),
             vec![latency_metric],
         ];
         MEDIA_METRICS

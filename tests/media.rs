@@ -32,7 +32,8 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceGatheringState, RTCSessionDescription, Registry, register_default_interceptors,
+    RTCIceGatheringState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    register_default_interceptors,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use webrtc::runtime::{Runtime, default_runtime};
@@ -290,6 +291,13 @@ async fn peer(runtime: &Arc<dyn Runtime>, who: &'static str, allowed: &'static [
         }))
         .with_runtime(runtime.clone())
         .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        // An ICE restart moves the peer to a new UDP socket (a new port), as a phone that
+        // changed network does.
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                .with_discard_local_candidates_during_ice_restart(true)
+                .build(),
+        )
         .build()
         .await
         .unwrap();
@@ -594,6 +602,18 @@ async fn video_reaches_the_technician_unchanged_and_opus_flows_both_ways() {
     value("lens_media_nacks_received_total");
     value("lens_media_rtp_retransmitted_packets_total");
     value("lens_media_garbage_datagrams_total");
+    // The media socket got the default 8 MiB buffers or the kernel's cap (Linux doubles both).
+    let rmem_max: f64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        value(r#"lens_media_socket_buffer_bytes{direction="receive"}"#),
+        2.0 * rmem_max.min(sfu::DEFAULT_SOCKET_BUFFER_BYTES as f64)
+    );
+    assert!(value(r#"lens_media_socket_buffer_bytes{direction="send"}"#) > 0.0);
+    value("lens_media_socket_kernel_drops_total");
 
     // Ending the session stores what it transmitted (every datagram of both peers, both ways).
     call.console_ok(json!({"type": "end"})).await;
@@ -724,6 +744,136 @@ async fn hold_stops_forwarding_both_ways_and_resume_restarts_it_with_a_keyframe_
         call.phone.plis.load(Ordering::SeqCst) > plis_before,
         "the phone got no keyframe request on resume"
     );
+    call.close().await;
+}
+
+/// The host candidate ports and the ICE username fragment of a local description.
+fn ice_of(sdp: &str) -> (Vec<String>, String) {
+    let ports = sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .filter_map(|c| c.split_whitespace().nth(5).map(str::to_owned))
+        .collect();
+    let ufrag = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .expect("a=ice-ufrag")
+        .to_owned();
+    (ports, ufrag)
+}
+
+/// The phone changes network mid-call: its peer connection restarts ICE from a new UDP socket
+/// and offers again over its socket. The server answers on the same WebRTC peer (DTLS and SRTP go
+/// on), the session passes through Reconnecting and comes back to Active, and video keeps
+/// reaching the technician: same session, no new pickup, no new console offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_restart_after_a_network_change_resumes_media_in_the_same_session() {
+    let mut call = call("ice-restart@example.com").await;
+    call.flowing("before the network change").await;
+    let pc = call.phone.peer.pc.clone();
+    let (old_ports, old_ufrag) = ice_of(&pc.local_description().await.unwrap().sdp);
+
+    pc.restart_ice().await.unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer).await.unwrap();
+    let sdp = call.phone.peer.gathered_sdp().await;
+    let (ports, ufrag) = ice_of(&sdp);
+    assert_ne!(ufrag, old_ufrag, "an ICE restart has new credentials");
+    // The description still lists the old candidates too, but their socket is gone.
+    assert!(
+        ports.iter().any(|p| !old_ports.contains(p)),
+        "the phone moved to a new socket: {old_ports:?} -> {ports:?}"
+    );
+    for port in &old_ports {
+        let port: u16 = port.parse().unwrap();
+        assert!(
+            std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok(),
+            "the phone's old socket (port {port}) is still open"
+        );
+    }
+    let ok = call.cus.request(json!({"type": "offer", "sdp": sdp})).await;
+    assert_eq!(ok["type"], "ok", "the restart offer was refused: {ok}");
+    let answer = ok["sdp"].as_str().expect("the answer").to_owned();
+    assert_ne!(
+        ice_of(&answer).1,
+        ice_of(&call.phone.peer.pc.remote_description().await.unwrap().sdp).1,
+        "the server's answer restarts its side too"
+    );
+    // The phone (the controlling ICE agent) cannot connect before it has the answer: the
+    // session is Reconnecting meanwhile; 20 s pass on the server's clock.
+    call.con.session_status(call.id, "Reconnecting").await;
+    call.s.state.hub.advance_clock(20_000);
+    pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        .await
+        .unwrap();
+    call.con.session_status(call.id, "Active").await;
+
+    // What arrived over the old path does not count: video and audio flow again from here on.
+    call.tech.inbox.collect(Duration::from_millis(200)).await;
+    call.phone
+        .peer
+        .inbox
+        .collect(Duration::from_millis(200))
+        .await;
+    call.flowing("after the ICE restart").await;
+
+    let master = call.s.master().await;
+    let detail = call
+        .s
+        .get(&format!("/api/v1/sessions/{}", call.id), &master)
+        .await
+        .expect(200);
+    assert_eq!(detail["status"], "Active", "{detail}");
+    let steps: Vec<(String, String, String)> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (text("from"), text("to"), text("reason"))
+        })
+        .skip_while(|(_, to, _)| to != "Reconnecting")
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("Active", "Reconnecting", "customer_media_lost"),
+            ("Reconnecting", "Active", "reconnected"),
+        ]
+        .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())),
+        "{detail}"
+    );
+    // No second session was made for the phone, and the console kept its peer (no new offer).
+    let sessions = call.s.get("/api/v1/sessions", &master).await.expect(200);
+    let ids: Vec<&Value> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["id"])
+        .collect();
+    assert_eq!(ids, [&json!(call.id)], "{sessions}");
+
+    // The Session report counts the time in Reconnecting.
+    call.console_ok(json!({"type": "end"})).await;
+    call.s.state.hub.flush().await;
+    let report = call
+        .s
+        .get("/api/v1/reports/session?range=last_7_days", &master)
+        .await
+        .expect(200);
+    let columns = report["columns"].as_array().unwrap();
+    let at = columns
+        .iter()
+        .position(|c| c == "Reconnecting Time")
+        .expect("a Reconnecting Time column");
+    let id_at = columns.iter().position(|c| c == "Session ID").unwrap();
+    let row = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[id_at] == call.id)
+        .unwrap_or_else(|| panic!("no row for the session: {report}"));
+    assert_eq!(row[at], "0:00:20", "{row:?}");
     call.close().await;
 }
 

@@ -70,11 +70,8 @@ fn start_sfu() -> (SfuHandle, PathBuf) {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let (sfu, task) = Sfu::start(SfuConfig {
-                bind: "127.0.0.1:0".parse().unwrap(),
-                public_ip: None,
-            })
-            .unwrap();
+            let (sfu, task) =
+                Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)).unwrap();
             tx.send((sfu, own_schedstat())).unwrap();
             let _ = task.await;
         });
@@ -161,7 +158,11 @@ fn connect(sfu: &SfuHandle, session: i64) -> (Client, Client) {
     let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
     let (offer, pending) = api.apply().unwrap();
     phone.video = Some(mid);
-    let answer = sfu.customer_offer(session, &offer.to_sdp_string()).unwrap();
+    let sfu::CustomerAnswer::Ready(answer) =
+        sfu.customer_offer(session, &offer.to_sdp_string()).unwrap()
+    else {
+        panic!("a new peer connection is answered at once");
+    };
     phone
         .rtc
         .sdp_api()

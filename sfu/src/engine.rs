@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use str0m::change::SdpOffer;
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -14,11 +15,11 @@ use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 use str0m::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{EngineMetrics, add};
 use crate::tap::{Tap, TapEvent};
-use crate::{MediaKind, PeerCounters, PeerRole, Quality, SessionId};
+use crate::{MediaKind, PeerCounters, PeerEvent, PeerRole, Quality, SessionId, SfuError};
 
 /// Longest wait between two timeout sweeps, whatever the peers ask for.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
@@ -60,6 +61,15 @@ pub(crate) enum Command {
     },
     Keyframe {
         session: SessionId,
+    },
+    /// A new offer from the customer's live peer connection (ICE restart, renegotiation).
+    Renegotiate {
+        session: SessionId,
+        offer: Box<SdpOffer>,
+        reply: oneshot::Sender<Result<String, SfuError>>,
+    },
+    Subscribe {
+        sender: mpsc::UnboundedSender<PeerEvent>,
     },
 }
 
@@ -118,7 +128,7 @@ struct Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        self.set_connected(false);
+        self.set_connected(false, None);
     }
 }
 
@@ -166,9 +176,13 @@ impl Peer {
         }
     }
 
-    /// Keeps the SFU-wide connected-peers gauge in step.
-    fn set_connected(&mut self, connected: bool) {
+    /// Keeps the SFU-wide connected-peers gauge in step; a change is reported to the room as the
+    /// peer's media going up or down.
+    fn set_connected(&mut self, connected: bool, polled: Option<&mut Polled>) {
         if connected != self.connected {
+            if let Some(polled) = polled {
+                polled.media = Some(connected);
+            }
             let delta = if connected { 1 } else { -1 };
             self.metrics
                 .peers_connected
@@ -357,6 +371,8 @@ impl Room {
 struct Polled {
     packets: Vec<(RtpPacket, PayloadParams)>,
     connected: bool,
+    /// The peer's media went up (`true`) or down.
+    media: Option<bool>,
     keyframe_request: Option<KeyframeRequestKind>,
 }
 
@@ -373,6 +389,7 @@ pub(crate) struct Engine {
     forwarded: Vec<(Instant, usize)>,
     from_customer: Polled,
     from_technician: Polled,
+    events: Option<mpsc::UnboundedSender<PeerEvent>>,
 }
 
 impl Engine {
@@ -387,6 +404,7 @@ impl Engine {
             forwarded: Vec::new(),
             from_customer: Polled::default(),
             from_technician: Polled::default(),
+            events: None,
         }
     }
 
@@ -521,6 +539,31 @@ impl Engine {
                     self.drive(session);
                 }
             }
+            Command::Renegotiate {
+                session,
+                offer,
+                reply,
+            } => {
+                let peer = self
+                    .rooms
+                    .get_mut(&session)
+                    .and_then(|r| r.customer.as_mut());
+                let answer = match peer {
+                    // New ICE credentials in the offer make str0m restart ICE on this Rtc;
+                    // DTLS and SRTP carry on.
+                    Some(peer) => peer
+                        .rtc
+                        .sdp_api()
+                        .accept_offer(*offer)
+                        .map(|a| a.to_sdp_string())
+                        .map_err(|e| SfuError::Sdp(e.to_string())),
+                    None => Err(SfuError::NoLivePeer(session)),
+                };
+                // The caller may have given up waiting.
+                let _ = reply.send(answer);
+                self.drive(session);
+            }
+            Command::Subscribe { sender } => self.events = Some(sender),
         }
     }
 
@@ -626,6 +669,14 @@ impl Engine {
             if let Some(peer) = room.technician.as_mut() {
                 poll_peer(peer, &self.socket, &mut self.from_technician, session);
             }
+            for (polled, role) in [
+                (&mut self.from_customer, PeerRole::Customer),
+                (&mut self.from_technician, PeerRole::Technician),
+            ] {
+                if let Some(up) = polled.media.take() {
+                    emit(self.events.as_ref(), session, role, up);
+                }
+            }
             if self.from_technician.connected {
                 self.from_technician.connected = false;
                 room.keyframe_wanted = true;
@@ -699,15 +750,35 @@ impl Engine {
             .flatten()
             .any(|p| !p.rtc.is_alive());
         if dead {
-            if room.customer.as_ref().is_some_and(|p| !p.rtc.is_alive()) {
-                tracing::info!(session_id = session, "customer peer closed");
-                room.customer = None;
+            let mut closed = Vec::new();
+            for (slot, role) in [
+                (&mut room.customer, PeerRole::Customer),
+                (&mut room.technician, PeerRole::Technician),
+            ] {
+                if slot.as_ref().is_some_and(|p| !p.rtc.is_alive()) {
+                    tracing::info!(session_id = session, ?role, "peer closed");
+                    if slot.take().is_some_and(|p| p.connected) {
+                        closed.push(role);
+                    }
+                }
             }
-            if room.technician.as_ref().is_some_and(|p| !p.rtc.is_alive()) {
-                tracing::info!(session_id = session, "technician peer closed");
-                room.technician = None;
+            for role in closed {
+                emit(self.events.as_ref(), session, role, false);
             }
         }
+    }
+}
+
+fn emit(
+    events: Option<&mpsc::UnboundedSender<PeerEvent>>,
+    session: SessionId,
+    role: PeerRole,
+    up: bool,
+) {
+    tracing::debug!(session_id = session, ?role, up, "peer media");
+    if let Some(events) = events {
+        // A subscriber that went away is not our concern.
+        let _ = events.send(PeerEvent { session, role, up });
     }
 }
 
@@ -784,17 +855,21 @@ fn poll_peer(peer: &mut Peer, socket: &UdpSocket, polled: &mut Polled, session: 
             },
             Output::Event(event) => match event {
                 Event::Connected => {
-                    peer.set_connected(true);
+                    peer.set_connected(true, Some(polled));
                     polled.connected = true;
                 }
                 Event::IceConnectionStateChange(state) => {
                     tracing::debug!(session_id = session, ?state, "ICE state");
                     match state {
-                        IceConnectionState::Disconnected => peer.set_connected(false),
+                        // Consent lost, or an ICE restart under way (new credentials, new
+                        // pairs): no media path until ICE is connected again.
+                        IceConnectionState::Disconnected | IceConnectionState::Checking => {
+                            peer.set_connected(false, Some(polled))
+                        }
                         IceConnectionState::Connected | IceConnectionState::Completed
                             if !peer.connected && peer.rtc.is_connected() =>
                         {
-                            peer.connected = true;
+                            peer.set_connected(true, Some(polled));
                             polled.connected = true;
                         }
                         _ => {}

@@ -4,12 +4,14 @@
 //!   caller (signaling, any thread)           SFU task (owns every Rtc; one UDP socket)
 //!   ──────────────────────────────           ──────────────────────────────────────────
 //!   SfuHandle::customer_offer ── build Rtc, accept offer ──► Command::AddPeer ─┐
+//!     (same peer connection re-offering, e.g. ICE restart) ─► Command::Renegotiate ─┤
 //!   SfuHandle::technician_offer ─ build Rtc, make offer (kept pending)          │
 //!   SfuHandle::technician_answer ─ accept answer ─────────► Command::AddPeer ─┤
 //!   set_flowing / hold / resume / stop / candidate ───────► Command::… ───────┤
 //!                                                                             ▼
 //!          UDP datagram ─► demultiplex (address map, then Rtc::accepts) ─► Rtc::handle_input
 //!          Rtc::poll_output ─► Transmit (socket) | Event::RtpPacket ─► other peer's StreamTx
+//!                              └─► PeerEvent (media up / down) ─► SfuHandle::peer_events
 //! ```
 //!
 //! SDP work is CPU-only, so it is done on the caller's thread and never waits on the SFU task:
@@ -21,9 +23,11 @@
 pub mod demux;
 mod engine;
 mod metrics;
+mod socket;
 mod tap;
 
 pub use metrics::{FORWARD_LATENCY_BOUNDS, LatencyHistogram, MetricsSnapshot};
+pub use socket::{DEFAULT_SOCKET_BUFFER_BYTES, SocketBuffers};
 pub use tap::{TapCodec, TapEvent, TapPacket};
 
 use std::collections::HashMap;
@@ -36,7 +40,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::PayloadParams;
 use str0m::media::{Direction, MediaKind as StrKind, Mid};
 use str0m::{Candidate, Rtc, RtcConfig};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use engine::{Command, Engine};
@@ -60,6 +64,34 @@ pub enum MediaKind {
     Video,
 }
 
+/// A peer's media path came up (ICE and DTLS connected) or went down (ICE disconnected, or an
+/// ICE restart under way). Closing or replacing a peer on request reports nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerEvent {
+    pub session: SessionId,
+    pub role: PeerRole,
+    pub up: bool,
+}
+
+/// The answer to a customer's offer. A new peer connection is answered at once (SDP work on the
+/// caller's thread); a re-offer from the live one (ICE restart, renegotiation) is answered by the
+/// SFU task, which owns that `Rtc`.
+#[derive(Debug)]
+pub enum CustomerAnswer {
+    Ready(String),
+    Pending(oneshot::Receiver<Result<String, SfuError>>),
+}
+
+impl CustomerAnswer {
+    /// The answer's SDP.
+    pub async fn sdp(self) -> Result<String, SfuError> {
+        match self {
+            CustomerAnswer::Ready(sdp) => Ok(sdp),
+            CustomerAnswer::Pending(reply) => reply.await.map_err(|_| SfuError::Stopped)?,
+        }
+    }
+}
+
 /// Where the SFU listens and what it advertises.
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
@@ -68,6 +100,22 @@ pub struct SfuConfig {
     /// The address put in host candidates (for NAT); `None` = the bound address, which must
     /// then not be unspecified (0.0.0.0).
     pub public_ip: Option<IpAddr>,
+    /// Kernel receive and send buffer sizes asked for on the media socket (0 = the kernel's
+    /// default); see [`SocketBuffers`] for what was granted.
+    pub recv_buffer_bytes: usize,
+    pub send_buffer_bytes: usize,
+}
+
+impl SfuConfig {
+    /// `bind` and `public_ip` with the default socket buffer sizes.
+    pub fn new(bind: SocketAddr, public_ip: Option<IpAddr>) -> Self {
+        SfuConfig {
+            bind,
+            public_ip,
+            recv_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
+            send_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +128,10 @@ pub enum SfuError {
     UnknownSession(SessionId),
     #[error("session {0} has no pending offer to the technician")]
     NoPendingOffer(SessionId),
+    #[error(
+        "session {0}: the peer connection this offer renegotiates is gone; offer from a new one"
+    )]
+    NoLivePeer(SessionId),
     #[error("bad SDP: {0}")]
     Sdp(String),
     #[error("bad ICE candidate: {0}")]
@@ -234,6 +286,9 @@ struct SessionRecord {
     audio: bool,
     /// Codecs the customer's peer negotiated, offered as-is (same payload types) to the console.
     customer_codecs: Vec<PayloadParams>,
+    /// The DTLS fingerprint of the customer's peer connection: an offer carrying the same one
+    /// comes from the same connection (ICE restart, renegotiation) and goes to the same `Rtc`.
+    customer_fingerprint: Option<String>,
     pending_technician: Option<PendingTechnician>,
     customer: Arc<PeerCounters>,
     technician: Arc<PeerCounters>,
@@ -262,6 +317,9 @@ struct Inner {
     metrics: Arc<metrics::EngineMetrics>,
     candidate_addr: SocketAddr,
     sessions: Mutex<HashMap<SessionId, SessionRecord>>,
+    buffers: SocketBuffers,
+    /// A second handle on the media socket, only to look up its kernel drop count.
+    socket: std::net::UdpSocket,
 }
 
 /// Starts the SFU task.
@@ -270,8 +328,12 @@ pub struct Sfu;
 impl Sfu {
     /// Binds the media socket and spawns the SFU task on the current tokio runtime.
     pub fn start(config: SfuConfig) -> Result<(SfuHandle, JoinHandle<()>), SfuError> {
-        let std_socket = std::net::UdpSocket::bind(config.bind)?;
-        std_socket.set_nonblocking(true)?;
+        let (std_socket, buffers) = socket::bind(
+            config.bind,
+            config.recv_buffer_bytes,
+            config.send_buffer_bytes,
+        )?;
+        let watched = std_socket.try_clone()?;
         let bound = std_socket.local_addr()?;
         let ip = match config.public_ip {
             Some(ip) => ip,
@@ -292,6 +354,8 @@ impl Sfu {
                 metrics,
                 candidate_addr,
                 sessions: Mutex::new(HashMap::new()),
+                buffers,
+                socket: watched,
             }),
         };
         Ok((handle, task))
@@ -356,6 +420,7 @@ impl SfuHandle {
             let record = sessions.entry(session).or_insert_with(|| SessionRecord {
                 audio,
                 customer_codecs: Vec::new(),
+                customer_fingerprint: None,
                 pending_technician: None,
                 customer: Arc::default(),
                 technician: Arc::default(),
@@ -366,14 +431,32 @@ impl SfuHandle {
         self.send(Command::Open { session })
     }
 
-    /// The customer's SDP offer; returns the answer. Replaces an earlier customer peer.
-    pub fn customer_offer(&self, session: SessionId, sdp: &str) -> Result<String, SfuError> {
+    /// The customer's SDP offer. From a new peer connection it replaces an earlier customer
+    /// peer and is answered at once; from the live one (same DTLS fingerprint: an ICE restart
+    /// after a network change, or a renegotiation) it is applied to that peer's `Rtc`, which
+    /// keeps its DTLS and SRTP state, and answered by the SFU task. Either way the work is
+    /// queued before this returns, so candidates sent after it apply to the right peer.
+    pub fn customer_offer(
+        &self,
+        session: SessionId,
+        sdp: &str,
+    ) -> Result<CustomerAnswer, SfuError> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let fingerprint = fingerprint(sdp);
         let counters = {
-            let sessions = self.sessions();
+            let mut sessions = self.sessions();
             let record = sessions
-                .get(&session)
+                .get_mut(&session)
                 .ok_or(SfuError::UnknownSession(session))?;
+            if fingerprint.is_some() && record.customer_fingerprint == fingerprint {
+                let (reply, answer) = oneshot::channel();
+                self.send(Command::Renegotiate {
+                    session,
+                    offer: Box::new(offer),
+                    reply,
+                })?;
+                return Ok(CustomerAnswer::Pending(answer));
+            }
             record.customer.clone()
         };
         let mut rtc = rtc_config().build(Instant::now());
@@ -385,6 +468,7 @@ impl SfuHandle {
         let codecs = negotiated_codecs(&rtc, &answer);
         if let Some(record) = self.sessions().get_mut(&session) {
             record.customer_codecs = codecs;
+            record.customer_fingerprint = fingerprint;
         }
         self.send(Command::AddPeer {
             session,
@@ -394,7 +478,7 @@ impl SfuHandle {
             video_mid: None,
             audio_mid: None,
         })?;
-        Ok(answer.to_sdp_string())
+        Ok(CustomerAnswer::Ready(answer.to_sdp_string()))
     }
 
     /// The server's offer to the technician's console: video sendonly, audio sendrecv when the
@@ -542,9 +626,26 @@ impl SfuHandle {
         record.map(|r| r.stats())
     }
 
+    /// Media up / down of every peer from now on (one subscriber: a new call replaces the
+    /// previous one). `lens` turns the customer's into `Reconnecting` and back.
+    pub fn peer_events(&self) -> Result<mpsc::UnboundedReceiver<PeerEvent>, SfuError> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.send(Command::Subscribe { sender })?;
+        Ok(receiver)
+    }
+
     /// The SFU-wide counters (for Prometheus).
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.inner.metrics.snapshot()
+        let mut snapshot = self.inner.metrics.snapshot();
+        snapshot.recv_buffer_bytes = self.inner.buffers.recv_granted as u64;
+        snapshot.send_buffer_bytes = self.inner.buffers.send_granted as u64;
+        snapshot.kernel_drops = socket::kernel_drops(&self.inner.socket);
+        snapshot
+    }
+
+    /// The media socket's buffer sizes: asked for and granted.
+    pub fn socket_buffers(&self) -> SocketBuffers {
+        self.inner.buffers
     }
 
     /// Totals so far, per peer.
@@ -612,6 +713,14 @@ fn with_rtx(params: &[PayloadParams]) -> Vec<PayloadParams> {
             q
         })
         .collect()
+}
+
+/// The `a=fingerprint` value of an SDP (the first; every m-line of a bundled connection has the
+/// same certificate).
+fn fingerprint(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|line| line.trim().strip_prefix("a=fingerprint:"))
+        .map(|v| v.trim().to_ascii_uppercase())
 }
 
 /// The payload parameters the answer kept, with the customer's payload types.

@@ -66,6 +66,9 @@ impl EngineMetrics {
             keyframe_requests_forwarded: load(&self.keyframe_requests_forwarded),
             keyframe_requests_sent: load(&self.keyframe_requests_sent),
             garbage_dropped: load(&self.garbage_dropped),
+            recv_buffer_bytes: 0,
+            send_buffer_bytes: 0,
+            kernel_drops: None,
             forward_latency: LatencyHistogram {
                 bounds: &FORWARD_LATENCY_BOUNDS,
                 count: total,
@@ -97,6 +100,12 @@ pub struct MetricsSnapshot {
     pub keyframe_requests_sent: u64,
     /// Datagrams on the media port that no peer accepted or that could not be parsed.
     pub garbage_dropped: u64,
+    /// The media socket's kernel buffers as granted (Linux reports twice the usable size).
+    pub recv_buffer_bytes: u64,
+    pub send_buffer_bytes: u64,
+    /// Datagrams the kernel dropped on the media socket because its receive buffer was full
+    /// (Linux only: `/proc/net/udp`).
+    pub kernel_drops: Option<u64>,
     pub forward_latency: LatencyHistogram,
 }
 

@@ -62,11 +62,7 @@ async fn loss_proxy(server: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u16>>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacks_from_the_technician_are_answered_from_the_retransmission_buffer() {
-    let (sfu, _task) = Sfu::start(SfuConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        public_ip: None,
-    })
-    .unwrap();
+    let (sfu, _task) = Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)).unwrap();
     let server = sfu.candidate_addr();
     let (proxy, dropped) = loss_proxy(server).await;
     let record: Recorded = Arc::default();

@@ -14,7 +14,7 @@
 //!  Expired           Timed out            Timed out              │ Transferring ──▶ Waiting (new owner)
 //!                                                                │ idle time-out ──▶ Timed out: closed by technician
 //!  Waiting / Active / On Hold / Transferring ──connection lost──▶ Reconnecting ──back──▶ (prior status)
-//!                                                                             └─grace over─▶ Disconnected
+//!                        (a socket, or the phone's media path)                └─grace over─▶ Disconnected
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
@@ -81,7 +81,10 @@ pub enum Reason {
     Pickup,
     Hold,
     Resume,
-    Transfer { to: TransferTarget, comment: String },
+    Transfer {
+        to: TransferTarget,
+        comment: String,
+    },
     TransferArrived,
     EndedByCustomer,
     EndedByTechnician,
@@ -91,6 +94,9 @@ pub enum Reason {
     WaitingTimedOut,
     IdleTimedOut,
     CustomerConnectionLost,
+    /// The phone's media path broke (ICE disconnected, or the phone restarted ICE after a
+    /// network change) while its socket may still be up.
+    CustomerMediaLost,
     TechnicianConnectionLost,
     Reconnected,
     GracePeriodOver,
@@ -118,6 +124,7 @@ impl Reason {
             Reason::WaitingTimedOut => "waiting_timed_out",
             Reason::IdleTimedOut => "idle_timed_out",
             Reason::CustomerConnectionLost => "customer_connection_lost",
+            Reason::CustomerMediaLost => "customer_media_lost",
             Reason::TechnicianConnectionLost => "technician_connection_lost",
             Reason::Reconnected => "reconnected",
             Reason::GracePeriodOver => "grace_period_over",
@@ -247,6 +254,11 @@ pub enum Command {
     CustomerConnection {
         connected: bool,
     },
+    /// The phone's media path (its WebRTC peer's ICE connection) broke (`false`) or is back
+    /// (`true`). While it is broken the session is `Reconnecting`, even with the socket up.
+    CustomerMedia {
+        connected: bool,
+    },
     /// Chat, commands or media from either side: resets the active idle time-out.
     Activity,
 }
@@ -277,6 +289,8 @@ pub struct Session {
     pub before_reconnecting: Option<Status>,
     pub customer_connected: bool,
     pub technician_connected: bool,
+    /// The phone's media path broke and has not come back yet.
+    pub customer_media_lost: bool,
     pub ever_active: bool,
 }
 
@@ -301,6 +315,7 @@ impl Session {
             before_reconnecting: None,
             customer_connected: false,
             technician_connected: true,
+            customer_media_lost: false,
             ever_active: false,
         }
     }
@@ -747,16 +762,14 @@ impl Desk {
             }
             Command::CustomerConnection { connected } => {
                 s.customer_connected = connected;
-                if !connected
-                    && matches!(
-                        s.status,
-                        Status::Waiting | Status::Active | Status::OnHold | Status::Transferring
-                    )
-                {
-                    enter_reconnecting(s, Reason::CustomerConnectionLost, now, out);
-                } else if connected && s.status == Status::Reconnecting {
-                    leave_reconnecting_if_whole(s, now, out);
+                customer_link(s, connected, Reason::CustomerConnectionLost, now, out);
+            }
+            Command::CustomerMedia { connected } => {
+                if s.status.is_final() {
+                    return Err(not_allowed("reconnect media of", s.status));
                 }
+                s.customer_media_lost = !connected;
+                customer_link(s, connected, Reason::CustomerMediaLost, now, out);
             }
             Command::Activity => {
                 if s.status.is_final() {
@@ -818,6 +831,20 @@ fn owned(s: &Session, technician: UserId) -> Result<(), Refusal> {
     }
 }
 
+/// One of the customer's links (its socket, its media path) went down or came back.
+fn customer_link(s: &mut Session, up: bool, lost: Reason, now: Millis, out: &mut Output) {
+    if !up
+        && matches!(
+            s.status,
+            Status::Waiting | Status::Active | Status::OnHold | Status::Transferring
+        )
+    {
+        enter_reconnecting(s, lost, now, out);
+    } else if up && s.status == Status::Reconnecting {
+        leave_reconnecting_if_whole(s, now, out);
+    }
+}
+
 fn enter_reconnecting(s: &mut Session, reason: Reason, now: Millis, out: &mut Output) {
     if s.status == Status::Reconnecting {
         return;
@@ -836,7 +863,10 @@ fn enter_reconnecting(s: &mut Session, reason: Reason, now: Millis, out: &mut Ou
 fn leave_reconnecting_if_whole(s: &mut Session, now: Millis, out: &mut Output) {
     let prior = s.before_reconnecting.unwrap_or(Status::Waiting);
     let needs_technician = prior == Status::Active;
-    if !s.customer_connected || (needs_technician && !s.technician_connected) {
+    if !s.customer_connected
+        || s.customer_media_lost
+        || (needs_technician && !s.technician_connected)
+    {
         return;
     }
     // A transfer interrupted by the drop has already re-queued the session.
@@ -1043,6 +1073,8 @@ mod tests {
                 Command::CustomerConnection { connected: false },
                 Command::CustomerConnection { connected: true },
                 Command::Activity,
+                Command::CustomerMedia { connected: false },
+                Command::CustomerMedia { connected: true },
             ]
         };
         // (status, command index) → expected status after, None = refused.
@@ -1059,9 +1091,9 @@ mod tests {
                 (Connecting | Waiting, 7) => Some(ClosedByWaitingCustomer),
                 (_, 7) => Some(ClosedByCustomer),
                 (Connecting | Waiting, 8) => Some(DeclinedByCustomer),
-                (Waiting | Active | OnHold, 9) => Some(Reconnecting),
+                (Waiting | Active | OnHold, 9 | 12) => Some(Reconnecting),
                 (Reconnecting, 10) => Some(Active),
-                (_, 9..=11) => Some(st),
+                (_, 9..=13) => Some(st),
                 _ => None,
             }
         };
@@ -1262,6 +1294,44 @@ mod tests {
                 .transitions
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_broken_media_path_is_reconnecting_until_it_is_back() {
+        let mut d = desk_with(policy());
+        reach(&mut d, Status::Active);
+        // ICE on the phone's peer fails while its socket stays up.
+        let out = d
+            .handle(1, Command::CustomerMedia { connected: false }, 10)
+            .unwrap();
+        assert_eq!(out.transitions[0].to, Status::Reconnecting);
+        assert_eq!(out.transitions[0].reason, Reason::CustomerMediaLost);
+        assert_eq!(out.effects, vec![Effect::HoldMedia { session_id: 1 }]);
+        // Its socket dropping and coming back is not enough: the media is still down.
+        d.handle(1, Command::CustomerConnection { connected: false }, 11)
+            .unwrap();
+        d.handle(1, Command::CustomerConnection { connected: true }, 12)
+            .unwrap();
+        assert_eq!(status(&d, 1), Some(Status::Reconnecting));
+        // Media back (ICE restart done): Active again, forwarding resumed with a keyframe.
+        let out = d
+            .handle(1, Command::CustomerMedia { connected: true }, 20)
+            .unwrap();
+        assert_eq!(out.transitions[0].to, Status::Active);
+        assert_eq!(out.transitions[0].reason, Reason::Reconnected);
+        assert_eq!(out.effects, vec![Effect::ResumeMedia { session_id: 1 }]);
+        // On Hold comes back to On Hold; the grace period applies as for a socket.
+        d.handle(1, Command::Hold { technician: T1 }, 30).unwrap();
+        d.handle(1, Command::CustomerMedia { connected: false }, 31)
+            .unwrap();
+        assert_eq!(status(&d, 1), Some(Status::Reconnecting));
+        d.handle(1, Command::CustomerMedia { connected: true }, 32)
+            .unwrap();
+        assert_eq!(status(&d, 1), Some(Status::OnHold));
+        d.handle(1, Command::CustomerMedia { connected: false }, 40)
+            .unwrap();
+        let out = d.poll_timeouts(40 + policy().timeouts.reconnect_grace_ms);
+        assert_eq!(out.transitions[0].to, Status::Disconnected);
     }
 
     #[test]

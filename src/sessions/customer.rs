@@ -47,7 +47,7 @@ async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
         let tx = &socket.tx;
         match &joined {
             None => joined = first_frame(&hub, &state, addr, tx, request).await,
-            Some(j) => handle(&hub, j.session, tx, request),
+            Some(j) => handle(&hub, j.session, tx, request).await,
         }
     }
     if let Some(j) = joined {
@@ -317,7 +317,7 @@ fn act(
     }
 }
 
-fn handle(hub: &Arc<Hub>, session: SessionId, tx: &Outbound, request: CustomerRequest) {
+async fn handle(hub: &Arc<Hub>, session: SessionId, tx: &Outbound, request: CustomerRequest) {
     match request {
         CustomerRequest::Join { id, .. } | CustomerRequest::Resume { id, .. } => {
             send(
@@ -334,25 +334,27 @@ fn handle(hub: &Arc<Hub>, session: SessionId, tx: &Outbound, request: CustomerRe
         CustomerRequest::Decline { id } => act(hub, tx, id, session, Command::Decline),
         CustomerRequest::Ping { id } => send(tx, &ServerFrame::Pong { id }),
         CustomerRequest::Offer { id, sdp } => {
-            use signaling::status::Status;
-            if !hub.is_status(session, Status::Active) && !hub.is_status(session, Status::OnHold) {
+            if !hub.takes_customer_offer(session) {
                 send(
                     tx,
                     &ServerFrame::error(
                         Some(id),
                         ErrorCode::NotAllowed,
-                        "offer only when the session is Active or On Hold",
+                        "offer only when the session is Active or On Hold (or Reconnecting from them)",
                     ),
                 );
                 return;
             }
-            match hub.media().customer_offer(session, &sdp) {
+            // Awaited here, so the candidates that follow on this socket come after it.
+            match hub.media().customer_offer(session, &sdp).await {
                 Ok(answer) => {
                     send(
                         tx,
-                        &ServerFrame::ok(id, serde_json::json!({ "sdp": answer })),
+                        &ServerFrame::ok(id, serde_json::json!({ "sdp": answer.sdp })),
                     );
-                    hub.customer_media_up(session);
+                    if !answer.renegotiated {
+                        hub.customer_media_up(session);
+                    }
                 }
                 Err(e) => send(
                     tx,

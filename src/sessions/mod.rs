@@ -388,6 +388,39 @@ impl Hub {
         }
     }
 
+    /// The phone may offer (or re-offer, e.g. an ICE restart after a network change) while the
+    /// session is Active or On Hold, or Reconnecting from one of them.
+    pub(crate) fn takes_customer_offer(&self, id: SessionId) -> bool {
+        let media = |s: Option<Status>| matches!(s, Some(Status::Active | Status::OnHold));
+        self.lock().desk.get(id).is_some_and(|s| {
+            media(Some(s.status))
+                || (s.status == Status::Reconnecting && media(s.before_reconnecting))
+        })
+    }
+
+    /// The phone's media path went down or came back (ICE): `Reconnecting` and back.
+    pub(crate) fn customer_media(&self, id: SessionId, up: bool) {
+        let now = self.now();
+        let mut inner = self.lock();
+        // A session that has ended meanwhile has nothing to change.
+        if let Ok(out) = inner
+            .desk
+            .handle(id, Command::CustomerMedia { connected: up }, now)
+        {
+            self.after(&mut inner, out, now);
+        }
+    }
+
+    /// Feeds the media server's reports on the phone's media path to the state machine.
+    pub async fn run_media_events(self: Arc<Self>) {
+        let Some(mut events) = self.media.customer_media_events() else {
+            return;
+        };
+        while let Some((id, up)) = events.recv().await {
+            self.customer_media(id, up);
+        }
+    }
+
     /// The phone's media just came up: offer the console.
     pub(crate) fn customer_media_up(&self, id: SessionId) {
         let mut inner = self.lock();
@@ -1240,6 +1273,8 @@ impl Hub {
                 before_reconnecting: row.before_reconnecting.as_deref().and_then(Status::parse),
                 customer_connected: status == Status::Connecting,
                 technician_connected: false,
+                // Media does not survive a restart; the phone offers again.
+                customer_media_lost: false,
                 ever_active: row.ever_active,
             };
             let mut inner = self.lock();

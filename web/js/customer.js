@@ -270,21 +270,54 @@ async function startMedia() {
       }
     });
   }
+  const mayOffer = () =>
+    !state.over && ["Active", "On Hold", "Reconnecting"].includes(state.status ?? "");
   pc.addEventListener("connectionstatechange", () => {
-    if (pc === state.pc && pc.connectionState === "failed" && !state.over) {
-      // The server answers a new offer in Active / On Hold with a fresh media session.
-      if (state.status === "Active" || state.status === "On Hold") startMedia().catch(failMedia);
+    if (pc === state.pc && pc.connectionState === "failed" && mayOffer()) {
+      // The server answers an offer from a new peer connection with a fresh media session.
+      startMedia().catch(failMedia);
     }
   });
+  // Candidates are sent only after the offer they belong to (an ICE restart's too: the server
+  // forgets the earlier ones when it applies the restart).
   /** @type {(v: unknown) => void} */
   let offered = () => {};
-  trickle(pc, new Promise((r) => (offered = r)), (c) => socket.send({ type: "candidate", ...c }));
-  const offer = await pc.createOffer();
-  await pc.setLocalDescription(offer);
-  const ok = await socket.request({ type: "offer", sdp: pc.localDescription?.sdp ?? offer.sdp });
-  if (pc !== state.pc) return;
-  await pc.setRemoteDescription({ type: "answer", sdp: ok.sdp });
-  offered(undefined);
+  /** @type {Promise<unknown>} */
+  let sent = Promise.resolve();
+  const holdCandidates = () => (sent = new Promise((r) => (offered = r)));
+  holdCandidates();
+  trickle(pc, Promise.resolve(), (c) => {
+    sent.then(() => state.socket?.send({ type: "candidate", ...c }));
+  });
+  /** One offer/answer round on this peer connection; `iceRestart` after a network change. */
+  const negotiate = async (/** @type {boolean} */ iceRestart) => {
+    holdCandidates();
+    const offer = await pc.createOffer({ iceRestart });
+    await pc.setLocalDescription(offer);
+    const ok = await (state.socket ?? socket).request({
+      type: "offer",
+      sdp: pc.localDescription?.sdp ?? offer.sdp,
+    });
+    if (pc !== state.pc) return;
+    await pc.setRemoteDescription({ type: "answer", sdp: ok.sdp });
+    offered(undefined);
+  };
+  // The phone changed network (or lost it for a while): restart ICE on the same connection, so
+  // the session goes on (Reconnecting, then Active) without a new media session. If the server
+  // cannot take the restart, a new peer connection is made.
+  let restarting = false;
+  pc.addEventListener("iceconnectionstatechange", () => {
+    const ice = pc.iceConnectionState;
+    if (pc !== state.pc || restarting || (ice !== "disconnected" && ice !== "failed") || !mayOffer()) {
+      return;
+    }
+    restarting = true;
+    negotiate(true)
+      .catch(() => (pc === state.pc && mayOffer() ? startMedia() : undefined))
+      .catch(failMedia)
+      .finally(() => (restarting = false));
+  });
+  await negotiate(false);
 }
 
 /**

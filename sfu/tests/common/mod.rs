@@ -25,8 +25,8 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceGatheringState, RTCSessionDescription, Registry, configure_twcc_sender_only,
-    register_default_interceptors,
+    RTCIceGatheringState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    configure_twcc_sender_only, register_default_interceptors,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use webrtc::runtime::{Runtime, default_runtime};
@@ -249,6 +249,12 @@ pub async fn peer_with(
         }))
         .with_runtime(runtime.clone())
         .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        // An ICE restart moves the peer to a new UDP socket, as a phone changing network does.
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                .with_discard_local_candidates_during_ice_restart(true)
+                .build(),
+        )
         .build()
         .await
         .unwrap();
@@ -359,11 +365,7 @@ pub struct TechnicianSide {
 /// Starts an SFU and connects a customer (VP8 video sendonly + Opus sendrecv) and a technician
 /// (the server's offer; Opus back), both sending from the start.
 pub async fn call() -> Call {
-    let (sfu, _task) = Sfu::start(SfuConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        public_ip: None,
-    })
-    .unwrap();
+    let (sfu, _task) = Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)).unwrap();
     call_with(sfu, TechnicianSide::default()).await
 }
 
@@ -399,7 +401,12 @@ pub async fn call_with(sfu: SfuHandle, side: TechnicianSide) -> Call {
         .await
         .unwrap();
     let offer = customer.pc.local_description().await.unwrap();
-    let answer = sfu.customer_offer(SESSION, &offer.sdp).unwrap();
+    let answer = sfu
+        .customer_offer(SESSION, &offer.sdp)
+        .unwrap()
+        .sdp()
+        .await
+        .unwrap();
     customer
         .pc
         .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
