@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -63,6 +65,26 @@ fn vp8() -> RTCRtpCodec {
         channels: 0,
         sdp_fmtp_line: String::new(),
         rtcp_feedback: vec![],
+    }
+}
+
+/// What a phone's browser offers for H.264: constrained baseline, packetization mode 1.
+fn h264() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+            .to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// The phone's video codec as webrtc-rs describes it.
+fn video_codec(codec: recording::Codec) -> RTCRtpCodec {
+    match codec {
+        recording::Codec::H264 => h264(),
+        _ => vp8(),
     }
 }
 
@@ -256,11 +278,21 @@ struct TestPeer {
 }
 
 async fn peer(runtime: &Arc<dyn Runtime>, who: &'static str, allowed: &'static [u8]) -> TestPeer {
+    peer_with(runtime, who, allowed, vp8()).await
+}
+
+/// A peer whose only video codec is `video`.
+async fn peer_with(
+    runtime: &Arc<dyn Runtime>,
+    who: &'static str,
+    allowed: &'static [u8],
+    video: RTCRtpCodec,
+) -> TestPeer {
     let mut media_engine = MediaEngine::default();
     media_engine
         .register_codec(
             RTCRtpCodecParameters {
-                rtp_codec: vp8(),
+                rtp_codec: video,
                 payload_type: VIDEO_PT,
             },
             RtpCodecKind::Video,
@@ -367,9 +399,10 @@ struct Phone {
 async fn phone_peer(
     runtime: &Arc<dyn Runtime>,
     cus: &mut Ws,
+    codec: recording::Codec,
 ) -> (TestPeer, Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>) {
-    let mut peer = peer(runtime, "customer", AT_CUSTOMER).await;
-    let video = local_track("camera", RtpCodecKind::Video, vp8(), 0x1111);
+    let mut peer = peer_with(runtime, "customer", AT_CUSTOMER, video_codec(codec)).await;
+    let video = local_track("camera", RtpCodecKind::Video, video_codec(codec), 0x1111);
     let mic = local_track("mic", RtpCodecKind::Audio, opus(), 0x2222);
     peer.pc
         .add_transceiver_from_track(
@@ -400,7 +433,7 @@ async fn phone_peer(
 }
 
 async fn phone_media(runtime: &Arc<dyn Runtime>, cus: &mut Ws) -> Phone {
-    let (peer, video, mic) = phone_peer(runtime, cus).await;
+    let (peer, video, mic) = phone_peer(runtime, cus, recording::Codec::Vp8).await;
     let plis = Arc::new(AtomicU32::new(0));
     {
         let plis = plis.clone();
@@ -826,17 +859,18 @@ async fn a_second_pickup_is_refused_while_media_flows() {
 }
 
 /// Sends real frames (a test pattern and a tone, made by ffmpeg) as the phone would, paced in real
-/// time: VP8 every 40 ms, Opus every 20 ms. Returns the frames sent.
+/// time: video every 40 ms, Opus every 20 ms. Returns the frames sent.
 async fn send_clip(
     video: &Arc<TrackLocalStaticRTP>,
     mic: &Arc<TrackLocalStaticRTP>,
     dir: &std::path::Path,
+    codec: recording::Codec,
 ) -> (usize, usize) {
     use recording::Codec;
     use recording::fixtures::{Packetizer, opus_frames, video_frames};
-    let frames = video_frames(dir, Codec::Vp8);
+    let frames = video_frames(dir, codec);
     let tone = opus_frames(dir);
-    let mut vp = Packetizer::new(Codec::Vp8, 0x1111, 65_000, u32::MAX - 45_000);
+    let mut vp = Packetizer::new(codec, 0x1111, 65_000, u32::MAX - 45_000);
     let mut ap = Packetizer::new(Codec::Opus, 0x2222, 65_500, 1_000);
     let to_rtp = |p: recording::RtpPacket, pt: u8| rtc::rtp::packet::Packet {
         header: rtc::rtp::header::Header {
@@ -876,9 +910,10 @@ async fn record_clip(
     con: &mut Ws,
     cus: &mut Ws,
     id: i64,
+    codec: recording::Codec,
     done: impl Fn(&Value) -> bool,
 ) -> (TestPeer, usize, usize, Value) {
-    let (phone, video, mic) = phone_peer(runtime, cus).await;
+    let (phone, video, mic) = phone_peer(runtime, cus, codec).await;
     // Send once the phone's media is up (ICE and DTLS done), so every frame can arrive.
     let deadline = Instant::now() + ARRIVAL;
     while !s
@@ -894,7 +929,7 @@ async fn record_clip(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let fixtures = tempfile::tempdir().unwrap();
-    let (video_sent, audio_sent) = send_clip(&video, &mic, fixtures.path()).await;
+    let (video_sent, audio_sent) = send_clip(&video, &mic, fixtures.path(), codec).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = con.request(json!({"type": "end", "session_id": id})).await;
     assert_eq!(r["type"], "ok", "{r}");
@@ -918,27 +953,41 @@ async fn record_clip(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_recording_session_becomes_a_playable_file() {
+    forced_recording_to_a_folder(recording::Codec::Vp8).await;
+}
+
+/// H.264 as phones send it: constrained baseline, packetization mode 1 (SPS/PPS in a STAP-A,
+/// FU-A fragments), negotiated by webrtc-rs with the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_recording_of_an_h264_phone_becomes_a_playable_file() {
+    forced_recording_to_a_folder(recording::Codec::H264).await;
+}
+
+/// A phone sends the ffmpeg-made clip in `codec` + Opus through the real server into a forced
+/// recording written in real time to a folder; ffprobe checks what arrived.
+async fn forced_recording_to_a_folder(codec: recording::Codec) {
     use recording::fixtures::{ffprobe, have_tool};
     if !have_tool("ffmpeg") || !have_tool("ffprobe") {
         return;
     }
+    let name = codec.name();
     let runtime = default_runtime().unwrap();
     let s = start().await;
     let folder = tempfile::tempdir().unwrap();
     let location = folder.path().to_str().unwrap().to_owned();
-    let (_, _, token) = technician_with(&s, "recorded@example.com", |doc| {
+    let (_, _, token) = technician_with(&s, &format!("recorded-{name}@example.com"), |doc| {
         doc["screen_recording"] =
             json!({"forced": true, "location": location, "deferred_upload": false});
     })
     .await;
     let (mut con, mut cus, id) = picked_up(&s, &token).await;
     let (phone, video_sent, audio_sent, rec) =
-        record_clip(&s, &runtime, &mut con, &mut cus, id, |r| {
+        record_clip(&s, &runtime, &mut con, &mut cus, id, codec, |r| {
             r["status"] != "recording"
         })
         .await;
     assert_eq!(rec["status"], "uploaded", "{rec}");
-    assert_eq!(rec["codecs"], json!(["vp8", "opus"]), "{rec}");
+    assert_eq!(rec["codecs"], json!([name, "opus"]), "{rec}");
     assert_eq!(rec["location"], json!(location));
     // Technicians do not see recordings.
     s.get(&format!("/api/v1/sessions/{id}/recordings"), &token)
@@ -952,7 +1001,7 @@ async fn a_forced_recording_session_becomes_a_playable_file() {
     );
     let (p, err) = ffprobe(&file);
     assert!(err.trim().is_empty(), "ffprobe complained: {err}");
-    assert_eq!(p.codec("video").as_deref(), Some("vp8"));
+    assert_eq!(p.codec("video").as_deref(), Some(name));
     assert_eq!(p.codec("audio").as_deref(), Some("opus"));
     let v = p.stream("video").unwrap();
     assert_eq!(
@@ -1006,9 +1055,15 @@ async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_aft
     })
     .await;
     let (mut con, mut cus, id) = picked_up(&s, &token).await;
-    let (phone, video_sent, _, rec) = record_clip(&s, &runtime, &mut con, &mut cus, id, |r| {
-        r["status"] == "failed"
-    })
+    let (phone, video_sent, _, rec) = record_clip(
+        &s,
+        &runtime,
+        &mut con,
+        &mut cus,
+        id,
+        recording::Codec::Vp8,
+        |r| r["status"] == "failed",
+    )
     .await;
     let error = rec["last_error"].as_str().unwrap();
     assert!(error.contains("login refused"), "{rec}");
