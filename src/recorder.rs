@@ -139,13 +139,7 @@ impl RecorderService {
             })
             .map_err(|e| anyhow::anyhow!("recording spool (recordings_dir): {e}"))?,
         );
-        let closed = store.close_interrupted_recordings(now_ms()).await?;
-        if closed > 0 {
-            tracing::warn!(
-                closed,
-                "recording: recordings cut off by a stop were closed (files end at their last fragment)"
-            );
-        }
+        close_interrupted(&store, &config, &spool).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let uploader = Uploader::start(spool.clone(), tx);
         let service = Arc::new(RecorderService {
@@ -476,6 +470,60 @@ impl RecorderService {
                 tracing::warn!(recording = rid, error = %e, "recording: cannot store the upload status");
             }
         }
+    }
+}
+
+/// What a recording cut off by a stopped server (a crash, `kill -9`) becomes at the next start.
+/// Its file is kept and plays up to its last fragment (at most a fragment interval is lost), so
+/// it is closed like a finished one — `uploaded` when written in place, `spooled` when deferred
+/// (the spool uploads it) — with its size taken from the file and `last_error` saying it was cut
+/// off. Its duration and codecs stay unknown (0 and empty): only the recorder knew them.
+pub const INTERRUPTED: &str =
+    "the server stopped during the session: the file ends at its last fragment";
+
+async fn close_interrupted(store: &Store, config: &Config, spool: &Spool) -> anyhow::Result<()> {
+    for row in store.recordings_in_progress().await? {
+        let file = local_file(config, spool, &row);
+        let size = file
+            .as_deref()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .map_or(0, |m| m.len() as i64);
+        tracing::warn!(
+            recording = row.id,
+            session_id = row.session_id,
+            size,
+            "recording: cut off by a server stop, closed (the file ends at its last fragment)"
+        );
+        let u = RecordingUpdate {
+            status: Some(if row.deferred {
+                RecordingStatus::Spooled
+            } else {
+                RecordingStatus::Uploaded
+            }),
+            size_bytes: Some(size),
+            last_error: Some(Some(INTERRUPTED.into())),
+            ended_at: Some(now_ms()),
+            ..Default::default()
+        };
+        store.update_recording(row.id, &u, now_ms()).await?;
+    }
+    Ok(())
+}
+
+/// Where a recording's file is on this server: the spool copy while it is there, else the file in
+/// its folder location (local or mounted network path). `None` for a file only on an FTP/HTTP(S)
+/// location.
+fn local_file(config: &Config, spool: &Spool, row: &RecordingRow) -> Option<std::path::PathBuf> {
+    let spooled = spool.file_path(&spool_id(row.id));
+    if row.deferred && spooled.exists() {
+        return Some(spooled);
+    }
+    // The stored location is redacted; a folder has nothing to redact, so it parses back.
+    match Location::parse(&row.location, network_root(config).as_deref()) {
+        Ok(Location::Folder { path, .. }) => {
+            recording::sink::folder_target(&path, &format!("{}.mp4", row.file_name)).ok()
+        }
+        _ => None,
     }
 }
 

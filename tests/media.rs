@@ -517,6 +517,12 @@ async fn picked_up(s: &TestServer, token: &str) -> (Ws, Ws, i64) {
     let (mut cus, joined) = customer(s, &pin).await;
     assert_eq!(joined["type"], "ok", "{joined}");
     assert_eq!(joined["audio"], true, "{joined}");
+    ready_and_picked_up(&mut con, &mut cus, id).await;
+    (con, cus, id)
+}
+
+/// The joined customer says it is ready; the technician picks the session up.
+async fn ready_and_picked_up(con: &mut Ws, cus: &mut Ws, id: i64) {
     assert_eq!(cus.request(json!({"type": "ready"})).await["type"], "ok");
     con.session_status(id, "Waiting").await;
     let r = con
@@ -524,7 +530,6 @@ async fn picked_up(s: &TestServer, token: &str) -> (Ws, Ws, i64) {
         .await;
     assert_eq!(r["type"], "ok", "{r}");
     cus.status("Active").await;
-    (con, cus, id)
 }
 
 async fn call(email: &str) -> Call {
@@ -866,6 +871,27 @@ async fn send_clip(
     dir: &std::path::Path,
     codec: recording::Codec,
 ) -> (usize, usize) {
+    send_clip_rounds(
+        video,
+        mic,
+        dir,
+        codec,
+        1,
+        &std::sync::Mutex::new(Vec::new()),
+    )
+    .await
+}
+
+/// Sends the clip `rounds` times in a row (timestamps go on; each round starts on a keyframe);
+/// `sent` gets the time each video frame went out.
+async fn send_clip_rounds(
+    video: &Arc<TrackLocalStaticRTP>,
+    mic: &Arc<TrackLocalStaticRTP>,
+    dir: &std::path::Path,
+    codec: recording::Codec,
+    rounds: usize,
+    sent: &std::sync::Mutex<Vec<Instant>>,
+) -> (usize, usize) {
     use recording::Codec;
     use recording::fixtures::{Packetizer, opus_frames, video_frames};
     let frames = video_frames(dir, codec);
@@ -886,20 +912,26 @@ async fn send_clip(
     };
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let now = std::time::Instant::now();
-    for (i, opus) in tone.iter().enumerate() {
-        tick.tick().await;
-        if i % 2 == 0
-            && let Some(f) = frames.get(i / 2)
-        {
-            for p in vp.frame(f, (i / 2) as u32 * 3600, now) {
-                video.write_rtp(to_rtp(p, VIDEO_PT)).await.unwrap();
+    let mut video_sent = 0;
+    for round in 0..rounds {
+        for (i, opus) in tone.iter().enumerate() {
+            let n = round * tone.len() + i;
+            tick.tick().await;
+            if i % 2 == 0
+                && let Some(f) = frames.get(i / 2)
+            {
+                for p in vp.frame(f, video_sent as u32 * 3600, now) {
+                    video.write_rtp(to_rtp(p, VIDEO_PT)).await.unwrap();
+                }
+                video_sent += 1;
+                sent.lock().unwrap().push(Instant::now());
+            }
+            for p in ap.frame(opus, n as u32 * 960, now) {
+                mic.write_rtp(to_rtp(p, OPUS_PT)).await.unwrap();
             }
         }
-        for p in ap.frame(opus, i as u32 * 960, now) {
-            mic.write_rtp(to_rtp(p, OPUS_PT)).await.unwrap();
-        }
     }
-    (frames.len(), tone.len())
+    (video_sent, rounds * tone.len())
 }
 
 /// The phone sends the clip once its media is up; the console ends the session; returns the phone,
@@ -1152,4 +1184,202 @@ async fn an_unwritable_recording_folder_fails_the_recording_not_the_session() {
     // The session goes on.
     let r = con.request(json!({"type": "hold", "session_id": id})).await;
     assert_eq!(r["type"], "ok", "{r}");
+}
+
+/// A free TCP address on 127.0.0.1 for a spawned `lens serve`.
+fn free_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// On a spawned server: a technician group whose screen recording is `screen_recording`, and a
+/// technician of it. Returns the master's and the technician's tokens.
+async fn spawned_technician(
+    addr: std::net::SocketAddr,
+    email: &str,
+    screen_recording: Value,
+) -> (String, String) {
+    use reqwest::Method;
+    let m = login(addr, MASTER_EMAIL, MASTER_PASSWORD).await;
+    let g = common::call(
+        addr,
+        Method::POST,
+        "/api/v1/technician-groups",
+        Some(&m),
+        json!({"name": format!("group of {email}")}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/v1/technician-groups/{g}/settings");
+    let mut doc = common::call(addr, Method::GET, &path, Some(&m), Value::Null).await;
+    doc["audio"]["enabled"] = json!(true);
+    doc["screen_recording"] = screen_recording;
+    let saved = common::call(addr, Method::PUT, &path, Some(&m), doc).await;
+    assert!(saved.get("error").is_none(), "{saved}");
+    common::call(
+        addr,
+        Method::POST,
+        "/api/v1/technicians",
+        Some(&m),
+        json!({"name": "Rec", "email": email, "password": USER_PASSWORD, "group_id": g}),
+    )
+    .await;
+    // The default policy makes an administrator-set password temporary: the technician sets one.
+    let first = login(addr, email, USER_PASSWORD).await;
+    common::call(
+        addr,
+        Method::POST,
+        "/api/v1/auth/password",
+        Some(&first),
+        json!({"old_password": USER_PASSWORD, "new_password": "Own-Pass-7rec"}),
+    )
+    .await;
+    (m, login(addr, email, "Own-Pass-7rec").await)
+}
+
+/// On a spawned server: a PIN session the technician picked up.
+async fn spawned_pickup(addr: std::net::SocketAddr, token: &str) -> (Ws, Ws, i64) {
+    let mut con = Ws::connect_to(addr, "/ws/console").await;
+    let hello = con
+        .request(json!({"type": "hello", "v": 1, "token": token}))
+        .await;
+    assert_eq!(hello["type"], "ok", "{hello}");
+    let created = con
+        .request(json!({"type": "create_session", "method": "pin", "name": "Recorded"}))
+        .await;
+    let id = created["session_id"].as_i64().unwrap();
+    let mut cus = Ws::connect_to(addr, "/ws/customer").await;
+    let joined = cus
+        .request(json!({"type": "join", "v": 1, "code": created["pin"]}))
+        .await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    ready_and_picked_up(&mut con, &mut cus, id).await;
+    (con, cus, id)
+}
+
+/// Waits until a spawned server's metrics have `line` (e.g. the phone's media is up).
+async fn spawned_metric(addr: std::net::SocketAddr, line: &str) {
+    let deadline = Instant::now() + ARRIVAL;
+    loop {
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no `{line}` in the metrics");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A session's recordings on a spawned server, once `done` holds for the first.
+async fn spawned_recording(
+    addr: std::net::SocketAddr,
+    token: &str,
+    session: i64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let path = format!("/api/v1/sessions/{session}/recordings");
+    let deadline = Instant::now() + ARRIVAL;
+    loop {
+        let list = common::call(addr, reqwest::Method::GET, &path, Some(token), Value::Null).await;
+        if list[0].is_object() && done(&list[0]) {
+            return list[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recording not as expected: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `kill -9` of the real `lens` binary while a phone sends into a forced recording: the file
+/// plays everything sent up to 2 s before the kill; after a restart the recording is no longer
+/// `recording` but closed, its size taken from the file and its note saying it was cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_cut_by_kill_9_plays_all_but_its_last_two_seconds() {
+    use recording::fixtures::{ffprobe, have_tool};
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = default_runtime().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut server = spawn(data.path(), addr, &[]).await;
+    let location = folder.path().to_str().unwrap();
+    let (m, t) = spawned_technician(
+        addr,
+        "killed@example.com",
+        json!({"forced": true, "location": location, "deferred_upload": false}),
+    )
+    .await;
+    let (_con, mut cus, id) = spawned_pickup(addr, &t).await;
+    let (phone, video, mic) = phone_peer(&runtime, &mut cus, recording::Codec::Vp8).await;
+    spawned_metric(addr, "lens_media_peers_connected 1").await;
+    let rec = spawned_recording(addr, &m, id, |r| r["status"] == "recording").await;
+    let file = folder.path().join(rec["file_name"].as_str().unwrap());
+
+    // Three rounds of the 4 s clip; the kill comes during the second.
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sender = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            let fixtures = tempfile::tempdir().unwrap();
+            send_clip_rounds(
+                &video,
+                &mic,
+                fixtures.path(),
+                recording::Codec::Vp8,
+                3,
+                &sent,
+            )
+            .await
+        })
+    };
+    while sent.lock().unwrap().len() < 150 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed_at = Instant::now();
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    sender.abort();
+    let want = sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|at| **at + Duration::from_secs(2) <= killed_at)
+        .count();
+
+    let size = std::fs::metadata(&file).unwrap().len();
+    let (p, _) = ffprobe(&file);
+    assert_eq!(p.codec("video").as_deref(), Some("vp8"), "{:?}", p.json);
+    assert_eq!(p.codec("audio").as_deref(), Some("opus"), "{:?}", p.json);
+    assert!(
+        p.frames("video") as usize >= want,
+        "{} video frames in the cut file; {want} were sent up to 2 s before the kill",
+        p.frames("video")
+    );
+    assert!(p.frames("audio") as usize >= 2 * want, "{:?}", p.json);
+
+    drop(server);
+    let _server = spawn(data.path(), addr, &[]).await;
+    let m = login(addr, MASTER_EMAIL, MASTER_PASSWORD).await;
+    let rec = spawned_recording(addr, &m, id, |_| true).await;
+    assert_eq!(rec["status"], "uploaded", "{rec}");
+    assert!(
+        rec["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the server stopped during the session")),
+        "{rec}"
+    );
+    assert_eq!(rec["size_bytes"].as_u64(), Some(size), "{rec}");
+    assert!(rec["ended_at"].is_string(), "{rec}");
+    phone.pc.close().await.ok();
 }
