@@ -934,18 +934,35 @@ async fn send_clip_rounds(
     (video_sent, rounds * tone.len())
 }
 
-/// The phone sends the clip once its media is up; the console ends the session; returns the phone,
-/// the frames sent and the session's recording once `done` says so.
+/// A recorded session: the technician's group and token, the session, the phone, the frames sent
+/// and the recording's row.
+struct Recorded {
+    group: i64,
+    token: String,
+    id: i64,
+    phone: TestPeer,
+    video_sent: usize,
+    audio_sent: usize,
+    rec: Value,
+}
+
+/// A technician (`email`) of a group with `screen_recording` picks a session up, the phone sends
+/// the clip in `codec` once its media is up, the console ends the session; returns once the
+/// session's recording satisfies `done`.
 async fn record_clip(
     s: &TestServer,
     runtime: &Arc<dyn Runtime>,
-    con: &mut Ws,
-    cus: &mut Ws,
-    id: i64,
+    email: &str,
+    screen_recording: Value,
     codec: recording::Codec,
     done: impl Fn(&Value) -> bool,
-) -> (TestPeer, usize, usize, Value) {
-    let (phone, video, mic) = phone_peer(runtime, cus, codec).await;
+) -> Recorded {
+    let (group, _, token) = technician_with(s, email, |doc| {
+        doc["screen_recording"] = screen_recording;
+    })
+    .await;
+    let (mut con, mut cus, id) = picked_up(s, &token).await;
+    let (phone, video, mic) = phone_peer(runtime, &mut cus, codec).await;
     // Send once the phone's media is up (ICE and DTLS done), so every frame can arrive.
     let deadline = Instant::now() + ARRIVAL;
     while !s
@@ -980,7 +997,15 @@ async fn record_clip(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    (phone, video_sent, audio_sent, rec)
+    Recorded {
+        group,
+        token,
+        id,
+        phone,
+        video_sent,
+        audio_sent,
+        rec,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1007,17 +1032,23 @@ async fn forced_recording_to_a_folder(codec: recording::Codec) {
     let s = start().await;
     let folder = tempfile::tempdir().unwrap();
     let location = folder.path().to_str().unwrap().to_owned();
-    let (_, _, token) = technician_with(&s, &format!("recorded-{name}@example.com"), |doc| {
-        doc["screen_recording"] =
-            json!({"forced": true, "location": location, "deferred_upload": false});
-    })
+    let Recorded {
+        token,
+        id,
+        phone,
+        video_sent,
+        audio_sent,
+        rec,
+        ..
+    } = record_clip(
+        &s,
+        &runtime,
+        &format!("recorded-{name}@example.com"),
+        json!({"forced": true, "location": location, "deferred_upload": false}),
+        codec,
+        |r| r["status"] != "recording",
+    )
     .await;
-    let (mut con, mut cus, id) = picked_up(&s, &token).await;
-    let (phone, video_sent, audio_sent, rec) =
-        record_clip(&s, &runtime, &mut con, &mut cus, id, codec, |r| {
-            r["status"] != "recording"
-        })
-        .await;
     assert_eq!(rec["status"], "uploaded", "{rec}");
     assert_eq!(rec["codecs"], json!([name, "opus"]), "{rec}");
     assert_eq!(rec["location"], json!(location));
@@ -1063,11 +1094,8 @@ async fn forced_recording_to_a_folder(codec: recording::Codec) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_after_the_fix_uploads_it()
  {
-    use recording::fixtures::{ffprobe, free_port, ftp_server, have_tool, python_with};
-    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
-        return;
-    }
-    let Some(py) = python_with("pyftpdlib") else {
+    use recording::fixtures::{ffprobe, free_port, ftp_server};
+    let Some(py) = ftp_tools() else {
         return;
     };
     let ftp_root = tempfile::tempdir().unwrap();
@@ -1080,19 +1108,20 @@ async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_aft
     .await
     .unwrap();
     let wrong = format!("ftp://test:wrong-pass@127.0.0.1:{}/rec", ftp.port);
-    let (group, _, token) = technician_with(&s, "ftp-rec@example.com", |doc| {
-        // FTP is always deferred, whatever the checkbox says.
-        doc["screen_recording"] =
-            json!({"forced": true, "location": wrong, "deferred_upload": false});
-    })
-    .await;
-    let (mut con, mut cus, id) = picked_up(&s, &token).await;
-    let (phone, video_sent, _, rec) = record_clip(
+    let Recorded {
+        group,
+        token,
+        id,
+        phone,
+        video_sent,
+        rec,
+        ..
+    } = record_clip(
         &s,
         &runtime,
-        &mut con,
-        &mut cus,
-        id,
+        "ftp-rec@example.com",
+        // FTP is always deferred, whatever the checkbox says.
+        json!({"forced": true, "location": wrong, "deferred_upload": false}),
         recording::Codec::Vp8,
         |r| r["status"] == "failed",
     )
@@ -1284,7 +1313,8 @@ async fn spawned_recording(
     done: impl Fn(&Value) -> bool,
 ) -> Value {
     let path = format!("/api/v1/sessions/{session}/recordings");
-    let deadline = Instant::now() + ARRIVAL;
+    // Uploads to the slowed-down FTP server take a while.
+    let deadline = Instant::now() + 2 * ARRIVAL;
     loop {
         let list = common::call(addr, reqwest::Method::GET, &path, Some(token), Value::Null).await;
         if list[0].is_object() && done(&list[0]) {
@@ -1381,5 +1411,182 @@ async fn a_recording_cut_by_kill_9_plays_all_but_its_last_two_seconds() {
     );
     assert_eq!(rec["size_bytes"].as_u64(), Some(size), "{rec}");
     assert!(rec["ended_at"].is_string(), "{rec}");
+    phone.pc.close().await.ok();
+}
+
+/// ffmpeg, ffprobe and pyftpdlib (the python that has it); `None` skips (a failure under CI).
+fn ftp_tools() -> Option<std::path::PathBuf> {
+    use recording::fixtures::{have_tool, python_with};
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return None;
+    }
+    python_with("pyftpdlib")
+}
+
+/// Uploads to pyftpdlib receiving at 20 kB/s take several seconds: long enough to cut one.
+const SLOW_FTP: u32 = 20_000;
+
+/// A deferred upload to FTP (the location's folder `rec` under the FTP server's root) under way.
+struct Upload {
+    /// The spooled recording, read once it was finished.
+    original: Vec<u8>,
+    spooled: std::path::PathBuf,
+    remote: std::path::PathBuf,
+}
+
+impl Upload {
+    /// Waits until the copy on the FTP server has some bytes, not all.
+    async fn started(
+        recordings_dir: &std::path::Path,
+        ftp_root: &std::path::Path,
+        rec: &Value,
+    ) -> Upload {
+        let spooled = recordings_dir
+            .join("spool")
+            .join(format!("rec-{}.mp4", rec["id"]));
+        let original = std::fs::read(&spooled).unwrap();
+        let remote = ftp_root
+            .join("rec")
+            .join(rec["file_name"].as_str().unwrap());
+        let deadline = Instant::now() + ARRIVAL;
+        while std::fs::metadata(&remote).map_or(0, |m| m.len()) == 0 {
+            assert!(Instant::now() < deadline, "the upload did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let upload = Upload {
+            original,
+            spooled,
+            remote,
+        };
+        upload.assert_cut();
+        upload
+    }
+
+    /// The FTP server's copy is shorter than the recording.
+    fn assert_cut(&self) {
+        let size = std::fs::metadata(&self.remote).unwrap().len() as usize;
+        assert!(
+            size < self.original.len(),
+            "the upload is not cut: {size} of {} bytes",
+            self.original.len()
+        );
+    }
+
+    /// The whole recording arrived, byte for byte, and only then left the spool.
+    fn assert_arrived(&self, rec: &Value) {
+        assert_eq!(
+            rec["size_bytes"].as_u64(),
+            Some(self.original.len() as u64),
+            "{rec}"
+        );
+        assert!(
+            std::fs::read(&self.remote).unwrap() == self.original,
+            "the uploaded file differs from the recording"
+        );
+        assert!(
+            !self.spooled.exists(),
+            "the spooled copy goes after the upload"
+        );
+    }
+}
+
+/// The FTP server stops in the middle of a deferred upload and comes back: the recording is
+/// uploaded in full (completed with APPE from what the server kept), byte-identical, and the
+/// spooled copy goes only then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_upload_survives_the_ftp_server_stopping_mid_upload() {
+    use recording::fixtures::{free_port, ftp_server, slow_ftp_server};
+    let Some(py) = ftp_tools() else {
+        return;
+    };
+    let ftp_root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let ftp = slow_ftp_server(&py, ftp_root.path(), port, SLOW_FTP);
+    let runtime = default_runtime().unwrap();
+    let s = start_on(Backend::Sqlite, |c| {
+        c.recording.upload_max_attempts = 30;
+        c.recording.upload_backoff_seconds = 1;
+        c.recording.upload_backoff_max_seconds = 1;
+        c.recording.file_name_pattern = "lens/{session_id}".into();
+    })
+    .await
+    .unwrap();
+    let location = format!("ftp://test:secret@127.0.0.1:{port}/rec");
+    let Recorded { id, phone, rec, .. } = record_clip(
+        &s,
+        &runtime,
+        "ftp-stop@example.com",
+        json!({"forced": true, "location": location, "deferred_upload": true}),
+        recording::Codec::Vp8,
+        |r| r["status"] == "uploading",
+    )
+    .await;
+    let upload = Upload::started(&s.state.config.recordings_dir(), ftp_root.path(), &rec).await;
+    ftp.stop();
+    upload.assert_cut();
+
+    let _ftp = ftp_server(&py, ftp_root.path(), port);
+    let m = s.master().await;
+    let path = format!("/api/v1/sessions/{id}/recordings");
+    let deadline = Instant::now() + 2 * ARRIVAL;
+    let rec = loop {
+        let rec = s.get(&path, &m).await.expect(200)[0].clone();
+        if rec["status"] == "uploaded" {
+            break rec;
+        }
+        assert!(Instant::now() < deadline, "not uploaded: {rec}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(rec["attempts"].as_i64().unwrap() >= 2, "{rec}");
+    upload.assert_arrived(&rec);
+    phone.pc.close().await.ok();
+}
+
+/// The `lens` binary is killed (SIGKILL) in the middle of a deferred FTP upload and started again:
+/// the upload picks up where the FTP server's copy ends and the file arrives byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_upload_survives_a_kill_9_of_the_server_mid_upload() {
+    use recording::fixtures::{free_port, slow_ftp_server};
+    let Some(py) = ftp_tools() else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ftp_root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _ftp = slow_ftp_server(&py, ftp_root.path(), port, SLOW_FTP);
+    let runtime = default_runtime().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let env = [
+        ("LENS_RECORDING_UPLOAD_BACKOFF_SECONDS", "1"),
+        ("LENS_RECORDING_FILE_NAME_PATTERN", "lens/{session_id}"),
+    ];
+    let mut server = spawn(data.path(), addr, &env).await;
+    let (m, t) = spawned_technician(
+        addr,
+        "upload-killed@example.com",
+        json!({"forced": true, "location": format!("ftp://test:secret@127.0.0.1:{port}/rec"),
+               "deferred_upload": true}),
+    )
+    .await;
+    let (mut con, mut cus, id) = spawned_pickup(addr, &t).await;
+    let (phone, video, mic) = phone_peer(&runtime, &mut cus, recording::Codec::Vp8).await;
+    spawned_metric(addr, "lens_media_peers_connected 1").await;
+    let fixtures = tempfile::tempdir().unwrap();
+    send_clip(&video, &mic, fixtures.path(), recording::Codec::Vp8).await;
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let rec = spawned_recording(addr, &m, id, |r| r["status"] == "uploading").await;
+    let upload = Upload::started(&data.path().join("recordings"), ftp_root.path(), &rec).await;
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    upload.assert_cut();
+    drop(server);
+
+    let _server = spawn(data.path(), addr, &env).await;
+    let m = login(addr, MASTER_EMAIL, MASTER_PASSWORD).await;
+    // The row still says `uploading` until the restarted uploader reports.
+    let rec = spawned_recording(addr, &m, id, |r| r["status"] == "uploaded").await;
+    upload.assert_arrived(&rec);
     phone.pc.close().await.ok();
 }
