@@ -217,7 +217,7 @@ impl RecorderService {
         let loc_text = settings.screen_recording.location.clone().ok_or_else(|| {
             RetryError::BadLocation("the group has no screen recording location".into())
         })?;
-        let loc = Location::parse(&loc_text, network_root(&self.config).as_deref())
+        let loc = parse_location(&self.config, &loc_text)
             .map_err(|e| RetryError::BadLocation(e.to_string()))?;
         let update = RecordingUpdate {
             status: Some(RecordingStatus::Spooled),
@@ -269,7 +269,7 @@ impl RecorderService {
             &group_name,
             started,
         );
-        let parsed = Location::parse(loc_text, network_root(&self.config).as_deref());
+        let parsed = parse_location(&self.config, loc_text);
         let deferred =
             sr.effective_deferred_upload() || parsed.as_ref().is_ok_and(|l| l.is_remote());
         let mut new_row = RecordingRow {
@@ -519,7 +519,7 @@ fn local_file(config: &Config, spool: &Spool, row: &RecordingRow) -> Option<std:
         return Some(spooled);
     }
     // The stored location is redacted; a folder has nothing to redact, so it parses back.
-    match Location::parse(&row.location, network_root(config).as_deref()) {
+    match parse_location(config, &row.location) {
         Ok(Location::Folder { path, .. }) => {
             recording::sink::folder_target(&path, &format!("{}.mp4", row.file_name)).ok()
         }
@@ -535,6 +535,12 @@ fn upload_error(status: RecordingStatus, attempts: u32, error: String) -> Record
         last_error: Some(Some(error)),
         ..Default::default()
     }
+}
+
+/// A group's screen recording location as this server records to it (a network path resolved
+/// under `recording.network_mount_root`). Settings are checked with it when they are saved.
+pub fn parse_location(config: &Config, text: &str) -> Result<Location, recording::LocationError> {
+    Location::parse(text, network_root(config).as_deref())
 }
 
 fn network_root(config: &Config) -> Option<std::path::PathBuf> {
