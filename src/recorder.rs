@@ -139,13 +139,7 @@ impl RecorderService {
             })
             .map_err(|e| anyhow::anyhow!("recording spool (recordings_dir): {e}"))?,
         );
-        let closed = store.close_interrupted_recordings(now_ms()).await?;
-        if closed > 0 {
-            tracing::warn!(
-                closed,
-                "recording: recordings cut off by a stop were closed (files end at their last fragment)"
-            );
-        }
+        close_interrupted(&store, &config, &spool).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let uploader = Uploader::start(spool.clone(), tx);
         let service = Arc::new(RecorderService {
@@ -223,7 +217,7 @@ impl RecorderService {
         let loc_text = settings.screen_recording.location.clone().ok_or_else(|| {
             RetryError::BadLocation("the group has no screen recording location".into())
         })?;
-        let loc = Location::parse(&loc_text, network_root(&self.config).as_deref())
+        let loc = parse_location(&self.config, &loc_text)
             .map_err(|e| RetryError::BadLocation(e.to_string()))?;
         let update = RecordingUpdate {
             status: Some(RecordingStatus::Spooled),
@@ -275,7 +269,7 @@ impl RecorderService {
             &group_name,
             started,
         );
-        let parsed = Location::parse(loc_text, network_root(&self.config).as_deref());
+        let parsed = parse_location(&self.config, loc_text);
         let deferred =
             sr.effective_deferred_upload() || parsed.as_ref().is_ok_and(|l| l.is_remote());
         let mut new_row = RecordingRow {
@@ -479,6 +473,60 @@ impl RecorderService {
     }
 }
 
+/// What a recording cut off by a stopped server (a crash, `kill -9`) becomes at the next start.
+/// Its file is kept and plays up to its last fragment (at most a fragment interval is lost), so
+/// it is closed like a finished one — `uploaded` when written in place, `spooled` when deferred
+/// (the spool uploads it) — with its size taken from the file and `last_error` saying it was cut
+/// off. Its duration and codecs stay unknown (0 and empty): only the recorder knew them.
+pub const INTERRUPTED: &str =
+    "the server stopped during the session: the file ends at its last fragment";
+
+async fn close_interrupted(store: &Store, config: &Config, spool: &Spool) -> anyhow::Result<()> {
+    for row in store.recordings_in_progress().await? {
+        let file = local_file(config, spool, &row);
+        let size = file
+            .as_deref()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .map_or(0, |m| m.len() as i64);
+        tracing::warn!(
+            recording = row.id,
+            session_id = row.session_id,
+            size,
+            "recording: cut off by a server stop, closed (the file ends at its last fragment)"
+        );
+        let u = RecordingUpdate {
+            status: Some(if row.deferred {
+                RecordingStatus::Spooled
+            } else {
+                RecordingStatus::Uploaded
+            }),
+            size_bytes: Some(size),
+            last_error: Some(Some(INTERRUPTED.into())),
+            ended_at: Some(now_ms()),
+            ..Default::default()
+        };
+        store.update_recording(row.id, &u, now_ms()).await?;
+    }
+    Ok(())
+}
+
+/// Where a recording's file is on this server: the spool copy while it is there, else the file in
+/// its folder location (local or mounted network path). `None` for a file only on an FTP/HTTP(S)
+/// location.
+fn local_file(config: &Config, spool: &Spool, row: &RecordingRow) -> Option<std::path::PathBuf> {
+    let spooled = spool.file_path(&spool_id(row.id));
+    if row.deferred && spooled.exists() {
+        return Some(spooled);
+    }
+    // The stored location is redacted; a folder has nothing to redact, so it parses back.
+    match parse_location(config, &row.location) {
+        Ok(Location::Folder { path, .. }) => {
+            recording::sink::folder_target(&path, &format!("{}.mp4", row.file_name)).ok()
+        }
+        _ => None,
+    }
+}
+
 /// A failed attempt: `Spooled` while retries remain, `Failed` when they are used up.
 fn upload_error(status: RecordingStatus, attempts: u32, error: String) -> RecordingUpdate {
     RecordingUpdate {
@@ -487,6 +535,12 @@ fn upload_error(status: RecordingStatus, attempts: u32, error: String) -> Record
         last_error: Some(Some(error)),
         ..Default::default()
     }
+}
+
+/// A group's screen recording location as this server records to it (a network path resolved
+/// under `recording.network_mount_root`). Settings are checked with it when they are saved.
+pub fn parse_location(config: &Config, text: &str) -> Result<Location, recording::LocationError> {
+    Location::parse(text, network_root(config).as_deref())
 }
 
 fn network_root(config: &Config) -> Option<std::path::PathBuf> {

@@ -497,3 +497,72 @@ async fn metrics_count_requests_by_route_and_status() {
     assert!(text.contains("lens_http_request_duration_seconds_bucket"));
     assert!(text.contains(r#"lens_login_attempts_total{outcome="ok"}"#));
 }
+
+/// A screen recording location the recorder cannot read is refused when the settings are saved
+/// (422, `validation_failed`, naming the field), and nothing stored changes — for the group and,
+/// with `apply=all`, for every group.
+#[tokio::test]
+async fn a_recording_location_that_does_not_parse_is_refused_when_saved() {
+    let mounts = tempfile::tempdir().unwrap();
+    let s = start().await;
+    let t = s.master().await;
+    let g = s.create_group(&t, "Rec", None).await;
+    let other = s.create_group(&t, "Other", None).await;
+    let path = format!("/api/v1/technician-groups/{g}/settings");
+    let mut doc = settings(&s, &t, g).await;
+    doc["screen_recording"] =
+        json!({"forced": true, "location": "/srv/recordings", "deferred_upload": false});
+    s.put(&path, &t, doc).await.expect(200);
+    let before = settings(&s, &t, g).await;
+    let other_before = settings(&s, &t, other).await;
+    for bad in [
+        "recordings",
+        "./rec",
+        "/srv/../etc",
+        "C:\\recordings",
+        "sftp://host/rec",
+        "file:///srv/rec",
+        "ftp://",
+        "http//host/rec",
+        "https://exa mple.com/rec",
+        "ftp://u:********@host/rec",
+        "\\\\host",
+        // This server has no recording.network_mount_root: a network path cannot be written.
+        "\\\\fileserver\\recordings",
+    ] {
+        for apply in ["", "?apply=all"] {
+            let mut d = before.clone();
+            d["screen_recording"]["location"] = json!(bad);
+            let r = s.put(&format!("{path}{apply}"), &t, d).await;
+            assert_eq!(r.status, 422, "{bad}: {:?}", r.body);
+            assert_eq!(r.error_code(), "validation_failed", "{bad}");
+            let message = r.body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("screen_recording.location: "),
+                "{bad}: {message}"
+            );
+            assert_eq!(settings(&s, &t, g).await, before, "{bad}");
+            assert_eq!(settings(&s, &t, other).await, other_before, "{bad}");
+        }
+    }
+
+    // With the folder where shares are mounted configured, the network path is fine.
+    let s = start_on(Backend::Sqlite, |c| {
+        c.recording.network_mount_root = mounts.path().to_str().unwrap().into();
+    })
+    .await
+    .unwrap();
+    let t = s.master().await;
+    let g = s.create_group(&t, "Rec", None).await;
+    let mut doc = settings(&s, &t, g).await;
+    doc["screen_recording"] =
+        json!({"forced": true, "location": "\\\\fileserver\\recordings", "deferred_upload": false});
+    let saved = s
+        .put(&format!("/api/v1/technician-groups/{g}/settings"), &t, doc)
+        .await
+        .expect(200);
+    assert_eq!(
+        saved["screen_recording"]["location"],
+        "\\\\fileserver\\recordings"
+    );
+}

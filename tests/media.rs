@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -64,6 +66,26 @@ fn vp8() -> RTCRtpCodec {
         channels: 0,
         sdp_fmtp_line: String::new(),
         rtcp_feedback: vec![],
+    }
+}
+
+/// What a phone's browser offers for H.264: constrained baseline, packetization mode 1.
+fn h264() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+            .to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// The phone's video codec as webrtc-rs describes it.
+fn video_codec(codec: recording::Codec) -> RTCRtpCodec {
+    match codec {
+        recording::Codec::H264 => h264(),
+        _ => vp8(),
     }
 }
 
@@ -257,11 +279,21 @@ struct TestPeer {
 }
 
 async fn peer(runtime: &Arc<dyn Runtime>, who: &'static str, allowed: &'static [u8]) -> TestPeer {
+    peer_with(runtime, who, allowed, vp8()).await
+}
+
+/// A peer whose only video codec is `video`.
+async fn peer_with(
+    runtime: &Arc<dyn Runtime>,
+    who: &'static str,
+    allowed: &'static [u8],
+    video: RTCRtpCodec,
+) -> TestPeer {
     let mut media_engine = MediaEngine::default();
     media_engine
         .register_codec(
             RTCRtpCodecParameters {
-                rtp_codec: vp8(),
+                rtp_codec: video,
                 payload_type: VIDEO_PT,
             },
             RtpCodecKind::Video,
@@ -375,9 +407,10 @@ struct Phone {
 async fn phone_peer(
     runtime: &Arc<dyn Runtime>,
     cus: &mut Ws,
+    codec: recording::Codec,
 ) -> (TestPeer, Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>) {
-    let mut peer = peer(runtime, "customer", AT_CUSTOMER).await;
-    let video = local_track("camera", RtpCodecKind::Video, vp8(), 0x1111);
+    let mut peer = peer_with(runtime, "customer", AT_CUSTOMER, video_codec(codec)).await;
+    let video = local_track("camera", RtpCodecKind::Video, video_codec(codec), 0x1111);
     let mic = local_track("mic", RtpCodecKind::Audio, opus(), 0x2222);
     peer.pc
         .add_transceiver_from_track(
@@ -408,7 +441,7 @@ async fn phone_peer(
 }
 
 async fn phone_media(runtime: &Arc<dyn Runtime>, cus: &mut Ws) -> Phone {
-    let (peer, video, mic) = phone_peer(runtime, cus).await;
+    let (peer, video, mic) = phone_peer(runtime, cus, recording::Codec::Vp8).await;
     let plis = Arc::new(AtomicU32::new(0));
     {
         let plis = plis.clone();
@@ -492,6 +525,12 @@ async fn picked_up(s: &TestServer, token: &str) -> (Ws, Ws, i64) {
     let (mut cus, joined) = customer(s, &pin).await;
     assert_eq!(joined["type"], "ok", "{joined}");
     assert_eq!(joined["audio"], true, "{joined}");
+    ready_and_picked_up(&mut con, &mut cus, id).await;
+    (con, cus, id)
+}
+
+/// The joined customer says it is ready; the technician picks the session up.
+async fn ready_and_picked_up(con: &mut Ws, cus: &mut Ws, id: i64) {
     assert_eq!(cus.request(json!({"type": "ready"})).await["type"], "ok");
     con.session_status(id, "Waiting").await;
     let r = con
@@ -499,7 +538,6 @@ async fn picked_up(s: &TestServer, token: &str) -> (Ws, Ws, i64) {
         .await;
     assert_eq!(r["type"], "ok", "{r}");
     cus.status("Active").await;
-    (con, cus, id)
 }
 
 async fn call(email: &str) -> Call {
@@ -976,17 +1014,39 @@ async fn a_second_pickup_is_refused_while_media_flows() {
 }
 
 /// Sends real frames (a test pattern and a tone, made by ffmpeg) as the phone would, paced in real
-/// time: VP8 every 40 ms, Opus every 20 ms. Returns the frames sent.
+/// time: video every 40 ms, Opus every 20 ms. Returns the frames sent.
 async fn send_clip(
     video: &Arc<TrackLocalStaticRTP>,
     mic: &Arc<TrackLocalStaticRTP>,
     dir: &std::path::Path,
+    codec: recording::Codec,
+) -> (usize, usize) {
+    send_clip_rounds(
+        video,
+        mic,
+        dir,
+        codec,
+        1,
+        &std::sync::Mutex::new(Vec::new()),
+    )
+    .await
+}
+
+/// Sends the clip `rounds` times in a row (timestamps go on; each round starts on a keyframe);
+/// `sent` gets the time each video frame went out.
+async fn send_clip_rounds(
+    video: &Arc<TrackLocalStaticRTP>,
+    mic: &Arc<TrackLocalStaticRTP>,
+    dir: &std::path::Path,
+    codec: recording::Codec,
+    rounds: usize,
+    sent: &std::sync::Mutex<Vec<Instant>>,
 ) -> (usize, usize) {
     use recording::Codec;
     use recording::fixtures::{Packetizer, opus_frames, video_frames};
-    let frames = video_frames(dir, Codec::Vp8);
+    let frames = video_frames(dir, codec);
     let tone = opus_frames(dir);
-    let mut vp = Packetizer::new(Codec::Vp8, 0x1111, 65_000, u32::MAX - 45_000);
+    let mut vp = Packetizer::new(codec, 0x1111, 65_000, u32::MAX - 45_000);
     let mut ap = Packetizer::new(Codec::Opus, 0x2222, 65_500, 1_000);
     let to_rtp = |p: recording::RtpPacket, pt: u8| rtc::rtp::packet::Packet {
         header: rtc::rtp::header::Header {
@@ -1002,33 +1062,57 @@ async fn send_clip(
     };
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let now = std::time::Instant::now();
-    for (i, opus) in tone.iter().enumerate() {
-        tick.tick().await;
-        if i % 2 == 0
-            && let Some(f) = frames.get(i / 2)
-        {
-            for p in vp.frame(f, (i / 2) as u32 * 3600, now) {
-                video.write_rtp(to_rtp(p, VIDEO_PT)).await.unwrap();
+    let mut video_sent = 0;
+    for round in 0..rounds {
+        for (i, opus) in tone.iter().enumerate() {
+            let n = round * tone.len() + i;
+            tick.tick().await;
+            if i % 2 == 0
+                && let Some(f) = frames.get(i / 2)
+            {
+                for p in vp.frame(f, video_sent as u32 * 3600, now) {
+                    video.write_rtp(to_rtp(p, VIDEO_PT)).await.unwrap();
+                }
+                video_sent += 1;
+                sent.lock().unwrap().push(Instant::now());
+            }
+            for p in ap.frame(opus, n as u32 * 960, now) {
+                mic.write_rtp(to_rtp(p, OPUS_PT)).await.unwrap();
             }
         }
-        for p in ap.frame(opus, i as u32 * 960, now) {
-            mic.write_rtp(to_rtp(p, OPUS_PT)).await.unwrap();
-        }
     }
-    (frames.len(), tone.len())
+    (video_sent, rounds * tone.len())
 }
 
-/// The phone sends the clip once its media is up; the console ends the session; returns the phone,
-/// the frames sent and the session's recording once `done` says so.
+/// A recorded session: the technician's group and token, the session, the phone, the frames sent
+/// and the recording's row.
+struct Recorded {
+    group: i64,
+    token: String,
+    id: i64,
+    phone: TestPeer,
+    video_sent: usize,
+    audio_sent: usize,
+    rec: Value,
+}
+
+/// A technician (`email`) of a group with `screen_recording` picks a session up, the phone sends
+/// the clip in `codec` once its media is up, the console ends the session; returns once the
+/// session's recording satisfies `done`.
 async fn record_clip(
     s: &TestServer,
     runtime: &Arc<dyn Runtime>,
-    con: &mut Ws,
-    cus: &mut Ws,
-    id: i64,
+    email: &str,
+    screen_recording: Value,
+    codec: recording::Codec,
     done: impl Fn(&Value) -> bool,
-) -> (TestPeer, usize, usize, Value) {
-    let (phone, video, mic) = phone_peer(runtime, cus).await;
+) -> Recorded {
+    let (group, _, token) = technician_with(s, email, |doc| {
+        doc["screen_recording"] = screen_recording;
+    })
+    .await;
+    let (mut con, mut cus, id) = picked_up(s, &token).await;
+    let (phone, video, mic) = phone_peer(runtime, &mut cus, codec).await;
     // Send once the phone's media is up (ICE and DTLS done), so every frame can arrive.
     let deadline = Instant::now() + ARRIVAL;
     while !s
@@ -1044,7 +1128,7 @@ async fn record_clip(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let fixtures = tempfile::tempdir().unwrap();
-    let (video_sent, audio_sent) = send_clip(&video, &mic, fixtures.path()).await;
+    let (video_sent, audio_sent) = send_clip(&video, &mic, fixtures.path(), codec).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = con.request(json!({"type": "end", "session_id": id})).await;
     assert_eq!(r["type"], "ok", "{r}");
@@ -1063,32 +1147,60 @@ async fn record_clip(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    (phone, video_sent, audio_sent, rec)
+    Recorded {
+        group,
+        token,
+        id,
+        phone,
+        video_sent,
+        audio_sent,
+        rec,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_recording_session_becomes_a_playable_file() {
+    forced_recording_to_a_folder(recording::Codec::Vp8).await;
+}
+
+/// H.264 as phones send it: constrained baseline, packetization mode 1 (SPS/PPS in a STAP-A,
+/// FU-A fragments), negotiated by webrtc-rs with the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_recording_of_an_h264_phone_becomes_a_playable_file() {
+    forced_recording_to_a_folder(recording::Codec::H264).await;
+}
+
+/// A phone sends the ffmpeg-made clip in `codec` + Opus through the real server into a forced
+/// recording written in real time to a folder; ffprobe checks what arrived.
+async fn forced_recording_to_a_folder(codec: recording::Codec) {
     use recording::fixtures::{ffprobe, have_tool};
     if !have_tool("ffmpeg") || !have_tool("ffprobe") {
         return;
     }
+    let name = codec.name();
     let runtime = default_runtime().unwrap();
     let s = start().await;
     let folder = tempfile::tempdir().unwrap();
     let location = folder.path().to_str().unwrap().to_owned();
-    let (_, _, token) = technician_with(&s, "recorded@example.com", |doc| {
-        doc["screen_recording"] =
-            json!({"forced": true, "location": location, "deferred_upload": false});
-    })
+    let Recorded {
+        token,
+        id,
+        phone,
+        video_sent,
+        audio_sent,
+        rec,
+        ..
+    } = record_clip(
+        &s,
+        &runtime,
+        &format!("recorded-{name}@example.com"),
+        json!({"forced": true, "location": location, "deferred_upload": false}),
+        codec,
+        |r| r["status"] != "recording",
+    )
     .await;
-    let (mut con, mut cus, id) = picked_up(&s, &token).await;
-    let (phone, video_sent, audio_sent, rec) =
-        record_clip(&s, &runtime, &mut con, &mut cus, id, |r| {
-            r["status"] != "recording"
-        })
-        .await;
     assert_eq!(rec["status"], "uploaded", "{rec}");
-    assert_eq!(rec["codecs"], json!(["vp8", "opus"]), "{rec}");
+    assert_eq!(rec["codecs"], json!([name, "opus"]), "{rec}");
     assert_eq!(rec["location"], json!(location));
     // Technicians do not see recordings.
     s.get(&format!("/api/v1/sessions/{id}/recordings"), &token)
@@ -1102,7 +1214,7 @@ async fn a_forced_recording_session_becomes_a_playable_file() {
     );
     let (p, err) = ffprobe(&file);
     assert!(err.trim().is_empty(), "ffprobe complained: {err}");
-    assert_eq!(p.codec("video").as_deref(), Some("vp8"));
+    assert_eq!(p.codec("video").as_deref(), Some(name));
     assert_eq!(p.codec("audio").as_deref(), Some("opus"));
     let v = p.stream("video").unwrap();
     assert_eq!(
@@ -1132,11 +1244,8 @@ async fn a_forced_recording_session_becomes_a_playable_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_after_the_fix_uploads_it()
  {
-    use recording::fixtures::{ffprobe, free_port, ftp_server, have_tool, python_with};
-    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
-        return;
-    }
-    let Some(py) = python_with("pyftpdlib") else {
+    use recording::fixtures::{ffprobe, free_port, ftp_server};
+    let Some(py) = ftp_tools() else {
         return;
     };
     let ftp_root = tempfile::tempdir().unwrap();
@@ -1149,16 +1258,23 @@ async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_aft
     .await
     .unwrap();
     let wrong = format!("ftp://test:wrong-pass@127.0.0.1:{}/rec", ftp.port);
-    let (group, _, token) = technician_with(&s, "ftp-rec@example.com", |doc| {
+    let Recorded {
+        group,
+        token,
+        id,
+        phone,
+        video_sent,
+        rec,
+        ..
+    } = record_clip(
+        &s,
+        &runtime,
+        "ftp-rec@example.com",
         // FTP is always deferred, whatever the checkbox says.
-        doc["screen_recording"] =
-            json!({"forced": true, "location": wrong, "deferred_upload": false});
-    })
-    .await;
-    let (mut con, mut cus, id) = picked_up(&s, &token).await;
-    let (phone, video_sent, _, rec) = record_clip(&s, &runtime, &mut con, &mut cus, id, |r| {
-        r["status"] == "failed"
-    })
+        json!({"forced": true, "location": wrong, "deferred_upload": false}),
+        recording::Codec::Vp8,
+        |r| r["status"] == "failed",
+    )
     .await;
     let error = rec["last_error"].as_str().unwrap();
     assert!(error.contains("login refused"), "{rec}");
@@ -1247,4 +1363,380 @@ async fn an_unwritable_recording_folder_fails_the_recording_not_the_session() {
     // The session goes on.
     let r = con.request(json!({"type": "hold", "session_id": id})).await;
     assert_eq!(r["type"], "ok", "{r}");
+}
+
+/// A free TCP address on 127.0.0.1 for a spawned `lens serve`.
+fn free_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// On a spawned server: a technician group whose screen recording is `screen_recording`, and a
+/// technician of it. Returns the master's and the technician's tokens.
+async fn spawned_technician(
+    addr: std::net::SocketAddr,
+    email: &str,
+    screen_recording: Value,
+) -> (String, String) {
+    use reqwest::Method;
+    let m = login(addr, MASTER_EMAIL, MASTER_PASSWORD).await;
+    let g = common::call(
+        addr,
+        Method::POST,
+        "/api/v1/technician-groups",
+        Some(&m),
+        json!({"name": format!("group of {email}")}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/v1/technician-groups/{g}/settings");
+    let mut doc = common::call(addr, Method::GET, &path, Some(&m), Value::Null).await;
+    doc["audio"]["enabled"] = json!(true);
+    doc["screen_recording"] = screen_recording;
+    let saved = common::call(addr, Method::PUT, &path, Some(&m), doc).await;
+    assert!(saved.get("error").is_none(), "{saved}");
+    common::call(
+        addr,
+        Method::POST,
+        "/api/v1/technicians",
+        Some(&m),
+        json!({"name": "Rec", "email": email, "password": USER_PASSWORD, "group_id": g}),
+    )
+    .await;
+    // The default policy makes an administrator-set password temporary: the technician sets one.
+    let first = login(addr, email, USER_PASSWORD).await;
+    common::call(
+        addr,
+        Method::POST,
+        "/api/v1/auth/password",
+        Some(&first),
+        json!({"old_password": USER_PASSWORD, "new_password": "Own-Pass-7rec"}),
+    )
+    .await;
+    (m, login(addr, email, "Own-Pass-7rec").await)
+}
+
+/// On a spawned server: a PIN session the technician picked up.
+async fn spawned_pickup(addr: std::net::SocketAddr, token: &str) -> (Ws, Ws, i64) {
+    let mut con = Ws::connect_to(addr, "/ws/console").await;
+    let hello = con
+        .request(json!({"type": "hello", "v": 1, "token": token}))
+        .await;
+    assert_eq!(hello["type"], "ok", "{hello}");
+    let created = con
+        .request(json!({"type": "create_session", "method": "pin", "name": "Recorded"}))
+        .await;
+    let id = created["session_id"].as_i64().unwrap();
+    let mut cus = Ws::connect_to(addr, "/ws/customer").await;
+    let joined = cus
+        .request(json!({"type": "join", "v": 1, "code": created["pin"]}))
+        .await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    ready_and_picked_up(&mut con, &mut cus, id).await;
+    (con, cus, id)
+}
+
+/// Waits until a spawned server's metrics have `line` (e.g. the phone's media is up).
+async fn spawned_metric(addr: std::net::SocketAddr, line: &str) {
+    let deadline = Instant::now() + ARRIVAL;
+    loop {
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no `{line}` in the metrics");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A session's recordings on a spawned server, once `done` holds for the first.
+async fn spawned_recording(
+    addr: std::net::SocketAddr,
+    token: &str,
+    session: i64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let path = format!("/api/v1/sessions/{session}/recordings");
+    // Uploads to the slowed-down FTP server take a while.
+    let deadline = Instant::now() + 2 * ARRIVAL;
+    loop {
+        let list = common::call(addr, reqwest::Method::GET, &path, Some(token), Value::Null).await;
+        if list[0].is_object() && done(&list[0]) {
+            return list[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recording not as expected: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `kill -9` of the real `lens` binary while a phone sends into a forced recording: the file
+/// plays everything sent up to 2 s before the kill; after a restart the recording is no longer
+/// `recording` but closed, its size taken from the file and its note saying it was cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_cut_by_kill_9_plays_all_but_its_last_two_seconds() {
+    use recording::fixtures::{ffprobe, have_tool};
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = default_runtime().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut server = spawn(data.path(), addr, &[]).await;
+    let location = folder.path().to_str().unwrap();
+    let (m, t) = spawned_technician(
+        addr,
+        "killed@example.com",
+        json!({"forced": true, "location": location, "deferred_upload": false}),
+    )
+    .await;
+    let (_con, mut cus, id) = spawned_pickup(addr, &t).await;
+    let (phone, video, mic) = phone_peer(&runtime, &mut cus, recording::Codec::Vp8).await;
+    spawned_metric(addr, "lens_media_peers_connected 1").await;
+    let rec = spawned_recording(addr, &m, id, |r| r["status"] == "recording").await;
+    let file = folder.path().join(rec["file_name"].as_str().unwrap());
+
+    // Three rounds of the 4 s clip; the kill comes during the second.
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sender = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            let fixtures = tempfile::tempdir().unwrap();
+            send_clip_rounds(
+                &video,
+                &mic,
+                fixtures.path(),
+                recording::Codec::Vp8,
+                3,
+                &sent,
+            )
+            .await
+        })
+    };
+    while sent.lock().unwrap().len() < 150 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed_at = Instant::now();
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    sender.abort();
+    let want = sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|at| **at + Duration::from_secs(2) <= killed_at)
+        .count();
+
+    let size = std::fs::metadata(&file).unwrap().len();
+    let (p, _) = ffprobe(&file);
+    assert_eq!(p.codec("video").as_deref(), Some("vp8"), "{:?}", p.json);
+    assert_eq!(p.codec("audio").as_deref(), Some("opus"), "{:?}", p.json);
+    assert!(
+        p.frames("video") as usize >= want,
+        "{} video frames in the cut file; {want} were sent up to 2 s before the kill",
+        p.frames("video")
+    );
+    assert!(p.frames("audio") as usize >= 2 * want, "{:?}", p.json);
+
+    drop(server);
+    let _server = spawn(data.path(), addr, &[]).await;
+    let m = login(addr, MASTER_EMAIL, MASTER_PASSWORD).await;
+    let rec = spawned_recording(addr, &m, id, |_| true).await;
+    assert_eq!(rec["status"], "uploaded", "{rec}");
+    assert!(
+        rec["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the server stopped during the session")),
+        "{rec}"
+    );
+    assert_eq!(rec["size_bytes"].as_u64(), Some(size), "{rec}");
+    assert!(rec["ended_at"].is_string(), "{rec}");
+    phone.pc.close().await.ok();
+}
+
+/// ffmpeg, ffprobe and pyftpdlib (the python that has it); `None` skips (a failure under CI).
+fn ftp_tools() -> Option<std::path::PathBuf> {
+    use recording::fixtures::{have_tool, python_with};
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return None;
+    }
+    python_with("pyftpdlib")
+}
+
+/// Uploads to pyftpdlib receiving at 20 kB/s take several seconds: long enough to cut one.
+const SLOW_FTP: u32 = 20_000;
+
+/// A deferred upload to FTP (the location's folder `rec` under the FTP server's root) under way.
+struct Upload {
+    /// The spooled recording, read once it was finished.
+    original: Vec<u8>,
+    spooled: std::path::PathBuf,
+    remote: std::path::PathBuf,
+}
+
+impl Upload {
+    /// Waits until the copy on the FTP server has some bytes, not all.
+    async fn started(
+        recordings_dir: &std::path::Path,
+        ftp_root: &std::path::Path,
+        rec: &Value,
+    ) -> Upload {
+        let spooled = recordings_dir
+            .join("spool")
+            .join(format!("rec-{}.mp4", rec["id"]));
+        let original = std::fs::read(&spooled).unwrap();
+        let remote = ftp_root
+            .join("rec")
+            .join(rec["file_name"].as_str().unwrap());
+        let deadline = Instant::now() + ARRIVAL;
+        while std::fs::metadata(&remote).map_or(0, |m| m.len()) == 0 {
+            assert!(Instant::now() < deadline, "the upload did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let upload = Upload {
+            original,
+            spooled,
+            remote,
+        };
+        upload.assert_cut();
+        upload
+    }
+
+    /// The FTP server's copy is shorter than the recording.
+    fn assert_cut(&self) {
+        let size = std::fs::metadata(&self.remote).unwrap().len() as usize;
+        assert!(
+            size < self.original.len(),
+            "the upload is not cut: {size} of {} bytes",
+            self.original.len()
+        );
+    }
+
+    /// The whole recording arrived, byte for byte, and only then left the spool.
+    fn assert_arrived(&self, rec: &Value) {
+        assert_eq!(
+            rec["size_bytes"].as_u64(),
+            Some(self.original.len() as u64),
+            "{rec}"
+        );
+        assert!(
+            std::fs::read(&self.remote).unwrap() == self.original,
+            "the uploaded file differs from the recording"
+        );
+        assert!(
+            !self.spooled.exists(),
+            "the spooled copy goes after the upload"
+        );
+    }
+}
+
+/// The FTP server stops in the middle of a deferred upload and comes back: the recording is
+/// uploaded in full (completed with APPE from what the server kept), byte-identical, and the
+/// spooled copy goes only then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_upload_survives_the_ftp_server_stopping_mid_upload() {
+    use recording::fixtures::{free_port, ftp_server, slow_ftp_server};
+    let Some(py) = ftp_tools() else {
+        return;
+    };
+    let ftp_root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let ftp = slow_ftp_server(&py, ftp_root.path(), port, SLOW_FTP);
+    let runtime = default_runtime().unwrap();
+    let s = start_on(Backend::Sqlite, |c| {
+        c.recording.upload_max_attempts = 30;
+        c.recording.upload_backoff_seconds = 1;
+        c.recording.upload_backoff_max_seconds = 1;
+        c.recording.file_name_pattern = "lens/{session_id}".into();
+    })
+    .await
+    .unwrap();
+    let location = format!("ftp://test:secret@127.0.0.1:{port}/rec");
+    let Recorded { id, phone, rec, .. } = record_clip(
+        &s,
+        &runtime,
+        "ftp-stop@example.com",
+        json!({"forced": true, "location": location, "deferred_upload": true}),
+        recording::Codec::Vp8,
+        |r| r["status"] == "uploading",
+    )
+    .await;
+    let upload = Upload::started(&s.state.config.recordings_dir(), ftp_root.path(), &rec).await;
+    ftp.stop();
+    upload.assert_cut();
+
+    let _ftp = ftp_server(&py, ftp_root.path(), port);
+    let m = s.master().await;
+    let path = format!("/api/v1/sessions/{id}/recordings");
+    let deadline = Instant::now() + 2 * ARRIVAL;
+    let rec = loop {
+        let rec = s.get(&path, &m).await.expect(200)[0].clone();
+        if rec["status"] == "uploaded" {
+            break rec;
+        }
+        assert!(Instant::now() < deadline, "not uploaded: {rec}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(rec["attempts"].as_i64().unwrap() >= 2, "{rec}");
+    upload.assert_arrived(&rec);
+    phone.pc.close().await.ok();
+}
+
+/// The `lens` binary is killed (SIGKILL) in the middle of a deferred FTP upload and started again:
+/// the upload picks up where the FTP server's copy ends and the file arrives byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_upload_survives_a_kill_9_of_the_server_mid_upload() {
+    use recording::fixtures::{free_port, slow_ftp_server};
+    let Some(py) = ftp_tools() else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ftp_root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _ftp = slow_ftp_server(&py, ftp_root.path(), port, SLOW_FTP);
+    let runtime = default_runtime().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let env = [
+        ("LENS_RECORDING_UPLOAD_BACKOFF_SECONDS", "1"),
+        ("LENS_RECORDING_FILE_NAME_PATTERN", "lens/{session_id}"),
+    ];
+    let mut server = spawn(data.path(), addr, &env).await;
+    let (m, t) = spawned_technician(
+        addr,
+        "upload-killed@example.com",
+        json!({"forced": true, "location": format!("ftp://test:secret@127.0.0.1:{port}/rec"),
+               "deferred_upload": true}),
+    )
+    .await;
+    let (mut con, mut cus, id) = spawned_pickup(addr, &t).await;
+    let (phone, video, mic) = phone_peer(&runtime, &mut cus, recording::Codec::Vp8).await;
+    spawned_metric(addr, "lens_media_peers_connected 1").await;
+    let fixtures = tempfile::tempdir().unwrap();
+    send_clip(&video, &mic, fixtures.path(), recording::Codec::Vp8).await;
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let rec = spawned_recording(addr, &m, id, |r| r["status"] == "uploading").await;
+    let upload = Upload::started(&data.path().join("recordings"), ftp_root.path(), &rec).await;
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    upload.assert_cut();
+    drop(server);
+
+    let _server = spawn(data.path(), addr, &env).await;
+    let m = login(addr, MASTER_EMAIL, MASTER_PASSWORD).await;
+    // The row still says `uploading` until the restarted uploader reports.
+    let rec = spawned_recording(addr, &m, id, |r| r["status"] == "uploaded").await;
+    upload.assert_arrived(&rec);
+    phone.pc.close().await.ok();
 }

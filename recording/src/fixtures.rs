@@ -457,6 +457,21 @@ pub fn ftp_server(py: &Path, dir: &Path, port: u16) -> Server {
     )
 }
 
+/// pyftpdlib like `ftp_server`, but receiving at most `bytes_per_second` (tests/slow_ftp_server.py):
+/// an upload takes long enough to be cut in the middle.
+pub fn slow_ftp_server(py: &Path, dir: &Path, port: u16, bytes_per_second: u32) -> Server {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slow_ftp_server.py");
+    Server::start(
+        Command::new(py)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir)
+            .args(["test", "secret", &bytes_per_second.to_string()]),
+        port,
+        Some("220"),
+    )
+}
+
 /// tests/put_server.py with user `test` / `secret`, root `dir`.
 pub fn put_server(py: &Path, dir: &Path, port: u16, short: bool) -> Server {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/put_server.py");

@@ -85,6 +85,13 @@ impl Location {
         })
     }
 
+    /// Reads a location for what it says, without resolving it on this server: a network path
+    /// stands for itself (under `/`) whether or not shares are mounted here. For classifying and
+    /// checking settings; [`Location::parse`] with the server's mount root is what records.
+    pub fn parse_form(s: &str) -> Result<Location, LocationError> {
+        Location::parse(s, Some(Path::new("/")))
+    }
+
     /// FTP and HTTP(S) always go through the spool (the guide: deferred upload is forced).
     pub fn is_remote(&self) -> bool {
         !matches!(self, Location::Folder { .. })

@@ -141,6 +141,12 @@ async fn put_group_settings(
     incoming
         .validate()
         .map_err(|e| ApiError::invalid(&e.field, &e.message))?;
+    // The form is checked above; here, whether this server can record there (a network path
+    // needs the folder where shares are mounted).
+    if let Some(loc) = incoming.screen_recording.location.as_deref() {
+        crate::recorder::parse_location(&state.config, loc)
+            .map_err(|e| ApiError::invalid("screen_recording.location", e))?;
+    }
     let targets: Vec<i64> = match q.apply.unwrap_or_default() {
         ApplyTo::Group => vec![id],
         ApplyTo::Subgroups => {

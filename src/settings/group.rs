@@ -186,8 +186,9 @@ pub struct CustomFieldSetting {
 pub struct ScreenRecording {
     /// Record every Lens session of the group. Requires a location.
     pub forced: bool,
-    /// Local absolute path (`/srv/rec`, `C:\recordings`), network path (`\\host\share\dir`), or
-    /// `ftp://`, `http://`, `https://` URL, optionally with `user:pass@` (the password is a secret).
+    /// Absolute path on the server (`/srv/rec`), network path (`\\host\share\dir`, mounted under
+    /// `recording.network_mount_root`), or `ftp://`, `http://`, `https://` URL, optionally with
+    /// `user:pass@` (the password is a secret). Checked when saved with the recorder's parser.
     #[serde(default)]
     pub location: Option<String>,
     /// Spool locally and upload later; always in effect for FTP/HTTP(S), see
@@ -207,24 +208,18 @@ pub enum RecordingLocationKind {
 }
 
 impl ScreenRecording {
-    /// Classifies the location; `None` when unset or not a recognised form.
+    /// Classifies the location (as the recorder reads it); `None` when unset or not a location.
     pub fn location_kind(&self) -> Option<RecordingLocationKind> {
-        let loc = self.location.as_deref()?;
-        if let Some((scheme, _)) = loc.split_once("://") {
-            return match scheme.to_ascii_lowercase().as_str() {
-                "ftp" => Some(RecordingLocationKind::Ftp),
-                "http" => Some(RecordingLocationKind::Http),
-                "https" => Some(RecordingLocationKind::Https),
-                _ => None,
-            };
-        }
-        if loc.starts_with("\\\\") {
-            Some(RecordingLocationKind::Network)
-        } else if loc.starts_with('/') || is_windows_absolute(loc) {
-            Some(RecordingLocationKind::Local)
-        } else {
-            None
-        }
+        use recording::Location;
+        Some(
+            match Location::parse_form(self.location.as_deref()?).ok()? {
+                Location::Folder { network: true, .. } => RecordingLocationKind::Network,
+                Location::Folder { .. } => RecordingLocationKind::Local,
+                Location::Ftp(_) => RecordingLocationKind::Ftp,
+                Location::Http(u) if u.scheme() == "https" => RecordingLocationKind::Https,
+                Location::Http(_) => RecordingLocationKind::Http,
+            },
+        )
     }
 
     /// The guide: FTP, HTTP or HTTPS locations always use deferred upload, whatever the checkbox says.
@@ -250,44 +245,20 @@ impl ScreenRecording {
                     ));
                 }
             }
-            Some(loc) if loc.contains("://") => {
-                check_url("location", loc, &["ftp", "http", "https"])?;
+            Some(loc) => {
+                if loc.contains("://") {
+                    // Spaces, a masked password sent back for a new URL, malformed credentials.
+                    check_url("location", loc, &["ftp", "http", "https"])?;
+                } else {
+                    check_line("location", loc, 1, MAX_PATH_LEN)?;
+                }
+                // What a location is, is the recorder's to say (one parser: recording::location).
+                recording::Location::parse_form(loc)
+                    .map_err(|e| SettingsError::new("location", e.to_string()))?;
             }
-            Some(loc) => check_path("location", loc)?,
         }
         Ok(())
     }
-}
-
-fn is_windows_absolute(p: &str) -> bool {
-    let b = p.as_bytes();
-    b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/')
-}
-
-/// Local absolute or UNC path. Relative paths are ambiguous (relative to what?), and `..`
-/// segments are refused so a location cannot climb out of the directory it names.
-fn check_path(field: &str, p: &str) -> Result<(), SettingsError> {
-    check_line(field, p, 1, MAX_PATH_LEN)?;
-    if let Some(unc) = p.strip_prefix("\\\\") {
-        let mut parts = unc.split('\\');
-        let host = parts.next().unwrap_or_default();
-        let share = parts.next().unwrap_or_default();
-        if host.is_empty() || share.is_empty() {
-            return Err(SettingsError::new(
-                field,
-                "a network path must look like \\\\host\\share",
-            ));
-        }
-    } else if !(p.starts_with('/') || is_windows_absolute(p)) {
-        return Err(SettingsError::new(
-            field,
-            "must be an absolute path, a network path (\\\\host\\share) or an ftp, http or https URL",
-        ));
-    }
-    if p.split(['/', '\\']).any(|seg| seg == "..") {
-        return Err(SettingsError::new(field, "must not contain '..' segments"));
-    }
-    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -1333,8 +1304,6 @@ mod tests {
         fails(&s, "screen_recording.location");
         for good in [
             "/srv/recordings",
-            "C:\\recordings",
-            "d:/rec",
             "\\\\support\\recordings",
             "\\\\support\\recordings\\lens",
             "ftp://user:password@company.org:21/recordings",
@@ -1349,6 +1318,9 @@ mod tests {
             "recordings",
             "./rec",
             "C:rec",
+            // A Windows drive cannot be written on this server.
+            "C:\\recordings",
+            "d:/rec",
             "\\\\host",
             "\\\\\\share",
             "/srv/../etc",
@@ -1389,7 +1361,7 @@ mod tests {
             assert_eq!(r.location_kind(), Some(kind));
             assert!(r.effective_deferred_upload());
         }
-        r.location = Some("C:\\rec".to_owned());
+        r.location = Some("/srv/rec".to_owned());
         assert_eq!(r.location_kind(), Some(RecordingLocationKind::Local));
         assert!(!r.effective_deferred_upload());
     }

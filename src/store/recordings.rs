@@ -188,18 +188,15 @@ impl Store {
         Ok(())
     }
 
-    /// Recordings left `recording` by a server that stopped (their files end at the last
-    /// fragment): `spooled` when deferred (the spool uploads them), else `uploaded` (the file is
-    /// in place). Returns how many were closed.
-    pub async fn close_interrupted_recordings(&self, now: i64) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE recordings SET status = CASE WHEN deferred = 1 THEN 'spooled' ELSE 'uploaded' END, \
-             last_error = 'the server stopped during the session: the file ends at its last fragment', \
-             ended_at = $1, updated_at = $1 WHERE status = 'recording'",
-        )
-        .bind(now)
-        .execute(self.pool())
+    /// Recordings still `recording`: at start, the ones a stopped server left behind.
+    pub async fn recordings_in_progress(&self) -> Result<Vec<RecordingRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            recording_columns!(),
+            " FROM recordings WHERE status = 'recording' ORDER BY id"
+        ))
+        .fetch_all(self.pool())
         .await?;
-        Ok(r.rows_affected())
+        rows.iter().map(from_row).collect()
     }
 }
