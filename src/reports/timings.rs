@@ -30,6 +30,8 @@ pub struct Timings {
     pub hold: i64,
     pub transfer: i64,
     pub reconnecting: i64,
+    /// Number of transfers (Transferring events).
+    pub transfers: i64,
 }
 
 impl Timings {
@@ -63,7 +65,10 @@ impl Timings {
                     t.active += span;
                 }
                 Some(Status::OnHold) => t.hold += span,
-                Some(Status::Transferring) => t.transfer += span,
+                Some(Status::Transferring) => {
+                    t.transfers += 1;
+                    t.transfer += span;
+                }
                 Some(Status::Reconnecting) => t.reconnecting += span,
                 Some(s) if s.is_final() => {
                     t.end = Some(e.at);
@@ -91,9 +96,20 @@ impl Timings {
         self.start.is_some()
     }
 
+    /// Joined: the customer used the code (entered Connecting), or the session was picked up.
+    /// The Session report lists these.
+    pub fn joined(&self) -> bool {
+        self.connecting_start.is_some() || self.handled()
+    }
+
     /// Missed: entered the queue, never Active, ended.
     pub fn missed(&self) -> bool {
         self.waiting_start.is_some() && self.start.is_none() && self.end.is_some()
+    }
+
+    /// A missed session's time in the queue, from entering Waiting to its end.
+    pub fn missed_wait(&self) -> i64 {
+        self.end.unwrap_or(0) - self.waiting_start.unwrap_or(0)
     }
 
     /// Failed: entered Connecting, never reached Waiting or Active, ended.

@@ -1,0 +1,38 @@
+-- Reports at scale: one row of computed times per ended session, so Summary reports aggregate in
+-- SQL and List All pages in SQL instead of reading every event. The row is written in the same
+-- transaction as the session's final event, by `Timings::of` (src/reports/timings.rs) over the
+-- session's events: the events stay the one source, this row is their computed summary and is
+-- never edited by hand. Sessions ended before this migration are filled in by a startup job.
+-- The SQLite twin differs only in how an auto-increment key is spelled.
+CREATE TABLE session_timings (
+    session_id BIGINT PRIMARY KEY REFERENCES sessions(id),
+    created_at BIGINT NOT NULL,               -- the session's, for the report window and daily range
+    created_by BIGINT NOT NULL,
+    technician_id BIGINT,                     -- the last owner (the row's Technician, else created_by)
+    group_id BIGINT NOT NULL,                 -- the last group
+    connecting_start BIGINT,
+    waiting_start BIGINT,
+    start_at BIGINT,                          -- first Active (the guide's Start Time)
+    end_at BIGINT,                            -- the final event (End Time)
+    last_action BIGINT,
+    final_status TEXT NOT NULL,
+    connecting BIGINT NOT NULL,               -- durations, ms
+    waiting BIGINT NOT NULL,
+    active BIGINT NOT NULL,
+    hold BIGINT NOT NULL,
+    transfer BIGINT NOT NULL,
+    reconnecting BIGINT NOT NULL,
+    total BIGINT NOT NULL,
+    work BIGINT NOT NULL,
+    joined BIGINT NOT NULL,                   -- flags 0/1: entered Connecting or Active
+    handled BIGINT NOT NULL,
+    missed BIGINT NOT NULL,
+    failed BIGINT NOT NULL,
+    transfers BIGINT NOT NULL                 -- number of Transferring events
+);
+CREATE INDEX session_timings_created ON session_timings(created_at);
+
+-- Live sessions (no timing row yet) are found without scanning every ended one.
+CREATE INDEX sessions_live ON sessions(id) WHERE ended_at IS NULL;
+-- The Transferred Sessions reports page over transfer events only.
+CREATE INDEX session_events_transfers ON session_events(session_id, seq) WHERE to_status = 'Transferring';
