@@ -453,23 +453,37 @@ async fn check_stored_times(x: &Scripted) {
     let store = &x.s.state.store;
     let now = x.s.state.hub.now();
     let expected: Vec<(i64, Timings)> = store
-        .report_sessions(0, i64::MAX, false)
+        .report_sessions(0, i64::MAX)
         .await
         .unwrap()
         .into_iter()
         .map(|s| (s.id, Timings::of(&s.events, now)))
         .collect();
     assert_eq!(expected.len(), 4);
+    let mut spans: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    for s in store.report_sessions(0, i64::MAX).await.unwrap() {
+        for (t, a, b) in Timings::live_spans(&s.events, now) {
+            spans.entry(t).or_default().push((a, b));
+        }
+    }
+    spans.values_mut().for_each(|v| v.sort_unstable());
+    assert_eq!(spans.len(), 2, "ada's and bob's");
     let stored = || async {
-        store
+        let mut by_technician = store
+            .report_session_spans("1 = 1", 0, i64::MAX)
+            .await
+            .unwrap();
+        by_technician.values_mut().for_each(|v| v.sort_unstable());
+        let times = store
             .report_timed_sessions("1 = 1")
             .await
             .unwrap()
             .into_iter()
             .map(|(s, t)| (s.id, t))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (times, by_technician)
     };
-    assert_eq!(stored().await, expected);
+    assert_eq!(stored().await, (expected.clone(), spans.clone()));
     let plain = &expected.iter().find(|e| e.0 == x.plain).unwrap().1;
     // Whole seconds: the hub's clock also moves with real time between the scripted steps.
     let secs = |ms: i64| ms / 1000;
@@ -486,8 +500,12 @@ async fn check_stored_times(x: &Scripted) {
         .execute(store.pool())
         .await
         .unwrap();
+    sqlx::query("DELETE FROM session_spans")
+        .execute(store.pool())
+        .await
+        .unwrap();
     assert_eq!(store.backfill_session_timings().await.unwrap(), 4);
-    assert_eq!(stored().await, expected);
+    assert_eq!(stored().await, (expected, spans));
     assert_eq!(store.backfill_session_timings().await.unwrap(), 0);
 }
 

@@ -32,6 +32,23 @@ CREATE TABLE session_timings (
 );
 CREATE INDEX session_timings_created ON session_timings(created_at);
 
+-- When each technician had an ended session in the console in a live status (`Timings::live_spans`,
+-- written with the timing row): the Login report's Idle Time is login time outside these. The
+-- session's columns that select it for a report (as in session_timings) are repeated here so the
+-- Login report reads this table alone.
+CREATE TABLE session_spans (
+    session_id BIGINT NOT NULL REFERENCES sessions(id),
+    created_at BIGINT NOT NULL,
+    created_by BIGINT NOT NULL,
+    technician_id BIGINT,                     -- the session's last owner
+    group_id BIGINT NOT NULL,
+    live_technician_id BIGINT NOT NULL,       -- the technician who had it live
+    start_at BIGINT NOT NULL,
+    end_at BIGINT NOT NULL
+);
+CREATE INDEX session_spans_session ON session_spans(session_id);
+CREATE INDEX session_spans_created ON session_spans(created_at);
+
 -- Live sessions (no timing row yet) are found without scanning every ended one.
 CREATE INDEX sessions_live ON sessions(id) WHERE ended_at IS NULL;
 -- The Transferred Sessions reports page over transfer events only.

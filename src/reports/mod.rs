@@ -282,7 +282,7 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
             whole(session_summary(&first(&handled), first(&missed).sessions))
         }
         (Area::Performance, _) => {
-            let logins = login_spans(store, req, None).await?;
+            let logins = login_spans(store, req).await?;
             let handled = sums(store, req, Pick::Handled, Some(TECHNICIAN)).await?;
             let owners = if dir.people.values().any(|p| p.deleted_at.is_some()) {
                 sums(store, req, Pick::Any, Some(OWNER)).await?
@@ -314,9 +314,18 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
             transfers(store, req, &dir).await?
         }
         (Area::Login, _) => {
-            let sessions = sessions(store, req, true).await?;
-            let spans = login_spans(store, req, Some(&sessions)).await?;
-            paged(req, login(req, &dir, &spans, summary))
+            let mut spans = login_spans(store, req).await?;
+            let total = spans.len() as u64;
+            // List All: the console times of the page's logins only.
+            if let (Some(p), false) = (req.page, summary) {
+                let skip = usize::try_from(p.offset).unwrap_or(usize::MAX);
+                let take = usize::try_from(p.limit).unwrap_or(usize::MAX);
+                spans = spans.into_iter().skip(skip).take(take).collect();
+            }
+            console_times(store, req, &mut spans).await?;
+            let (columns, rows) = login(req, &dir, &spans, summary);
+            let total = if summary { rows.len() as u64 } else { total };
+            (columns, rows, total)
         }
         (Area::Chatlog, _) => chatlog(store, req, &dir).await?,
         (Area::CustomerSurvey | Area::CustomerSurveyIssuance | Area::TechnicianSurvey, _) => {
@@ -554,15 +563,6 @@ fn first(sums: &HashMap<i64, TimingSums>) -> TimingSums {
     sums.get(&0).copied().unwrap_or_default()
 }
 
-/// Sessions created in the window, of the scope, in the daily range, with their times, read from
-/// their events (the Login report's idle time needs the events).
-async fn sessions(store: &Store, req: &Request, slim: bool) -> Result<Vec<Timed>, StoreError> {
-    Ok(with_times(
-        req,
-        store.report_sessions(req.from, req.to, slim).await?,
-    ))
-}
-
 type Rows = (Vec<String>, Vec<Vec<Cell>>);
 
 fn session_list(req: &Request, dir: &Directory, sessions: &[Timed]) -> Rows {
@@ -695,35 +695,10 @@ impl LoginSpan {
 }
 
 /// Logins of the window paired with their logouts (a login without a logout ends at the user's
-/// next login, or is still open), with Busy, Away and Idle time for technicians.
-/// Without `sessions`, only the logins' times (Busy, Away and Idle stay zero).
-async fn login_spans(
-    store: &Store,
-    req: &Request,
-    sessions: Option<&[Timed]>,
-) -> Result<Vec<LoginSpan>, StoreError> {
+/// next login, or is still open). Busy, Away and Idle are filled in by `console_times`.
+async fn login_spans(store: &Store, req: &Request) -> Result<Vec<LoginSpan>, StoreError> {
     // Logouts after the window still end logins inside it: read up to now.
     let events = store.report_logins(req.from, req.now.max(req.to)).await?;
-    let statuses = match sessions {
-        Some(_) => store.report_console_statuses(req.now.max(req.to)).await?,
-        None => Vec::new(),
-    };
-    let mut by_user: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
-    for (user, at, status) in statuses {
-        by_user.entry(user).or_default().push((at, status));
-    }
-    // Intervals in which each technician had a session in the console: not idle.
-    let mut busy_with: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
-    for x in sessions.unwrap_or_default() {
-        for (i, e) in x.s.events.iter().enumerate() {
-            let until = x.s.events.get(i + 1).map_or(req.now, |n| n.at);
-            let live =
-                Status::parse(&e.to_status).is_some_and(|s| !s.is_final() && s != Status::Pending);
-            if let (true, Some(t)) = (live, e.technician_id) {
-                busy_with.entry(t).or_default().push((e.at, until));
-            }
-        }
-    }
     let mut spans = Vec::new();
     let mut open: HashMap<i64, usize> = HashMap::new();
     for e in events {
@@ -753,11 +728,54 @@ async fn login_spans(
             }
         }
     }
+    Ok(spans)
+}
+
+/// Busy, Away (console statuses) and Idle time of `spans`. Idle is login time in which the
+/// technician had none of the report's sessions (the window, scope and daily range) in a live
+/// status: the ended sessions' stored spans, the live sessions' computed from their events.
+async fn console_times(
+    store: &Store,
+    req: &Request,
+    spans: &mut [LoginSpan],
+) -> Result<(), StoreError> {
+    let (Some(lo), Some(hi)) = (
+        spans.iter().map(|s| s.start).min(),
+        spans.iter().map(|s| s.end.unwrap_or(req.now)).max(),
+    ) else {
+        return Ok(());
+    };
+    let statuses = store.report_console_statuses(hi).await?;
+    let mut covered = store
+        .report_session_spans(&session_filter(req), lo, hi)
+        .await?;
+    for x in live(store, req).await? {
+        for (t, a, b) in Timings::live_spans(&x.s.events, req.now) {
+            covered.entry(t).or_default().push((a, b));
+        }
+    }
+    // Each technician's intervals, sorted and merged into disjoint ones.
+    for intervals in covered.values_mut() {
+        intervals.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(intervals.len());
+        for &(a, b) in intervals.iter() {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        *intervals = merged;
+    }
     let empty = Vec::new();
-    for span in spans.iter_mut().filter(|_| sessions.is_some()) {
+    for span in spans.iter_mut() {
         let (a, b) = (span.start, span.end.unwrap_or(req.now));
-        let history = by_user.get(&span.user).unwrap_or(&empty);
-        for (i, (at, status)) in history.iter().enumerate() {
+        let history = statuses.get(&span.user).unwrap_or(&empty);
+        // From the status in force at the login.
+        let first = history.partition_point(|h| h.0 <= a).saturating_sub(1);
+        for (i, (at, status)) in history.iter().enumerate().skip(first) {
+            if *at >= b {
+                break;
+            }
             let until = history.get(i + 1).map_or(b, |n| n.0);
             let overlap = until.min(b) - (*at).max(a);
             if overlap > 0 {
@@ -768,19 +786,16 @@ async fn login_spans(
                 }
             }
         }
-        let mut covered = busy_with.get(&span.user).cloned().unwrap_or_default();
-        covered.sort_unstable();
-        let (mut in_sessions, mut reach) = (0, a);
-        for (s, e) in covered {
-            let (s, e) = (s.max(reach), e.min(b));
-            if e > s {
-                in_sessions += e - s;
-                reach = e;
-            }
-        }
+        let mine: &[(i64, i64)] = covered.get(&span.user).map_or(&[], |v| v.as_slice());
+        let in_sessions: i64 = mine[mine.partition_point(|c| c.1 <= a)..]
+            .iter()
+            .take_while(|c| c.0 < b)
+            .map(|c| c.1.min(b) - c.0.max(a))
+            .filter(|d| *d > 0)
+            .sum();
         span.idle = (b - a) - in_sessions;
     }
-    Ok(spans)
+    Ok(())
 }
 
 fn login(req: &Request, dir: &Directory, spans: &[LoginSpan], summary: bool) -> Rows {

@@ -80,6 +80,27 @@ impl Timings {
         t
     }
 
+    /// The intervals (technician, from, to) in which a technician had the session in the console
+    /// in a live status (not idle, for the Login report's Idle Time): each event with a technician
+    /// and a live status lasts until the next event (or `now`); consecutive ones of the same
+    /// technician are joined.
+    pub fn live_spans(events: &[EventRow], now: i64) -> Vec<(i64, i64, i64)> {
+        let mut spans: Vec<(i64, i64, i64)> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let until = events.get(i + 1).map_or(now, |n| n.at);
+            let live =
+                Status::parse(&e.to_status).is_some_and(|s| !s.is_final() && s != Status::Pending);
+            let Some(t) = e.technician_id.filter(|_| live) else {
+                continue;
+            };
+            match spans.last_mut() {
+                Some(last) if last.0 == t && last.2 == e.at => last.2 = until,
+                _ => spans.push((t, e.at, until)),
+            }
+        }
+        spans
+    }
+
     /// The guide's Total Time: Active + Hold + Transfer + Rebooting (never in Lens) + Reconnecting.
     pub fn total(&self) -> i64 {
         self.active + self.hold + self.transfer + self.reconnecting

@@ -119,19 +119,8 @@ impl Store {
         )
     }
 
-    /// Sessions created in `[from, to)` with their events, in id order. Two ordered scans merged
-    /// here rather than a join per session: one pass over each index.
-    /// `slim` reads only what durations and scope need (Summary reports): ids, owner, group, times
-    /// and the events' statuses; text columns stay empty.
-    pub async fn report_sessions(
-        &self,
-        from: i64,
-        to: i64,
-        slim: bool,
-    ) -> Result<Vec<ReportSession>> {
-        if slim {
-            return self.report_sessions_slim(from, to).await;
-        }
+    /// Sessions created in `[from, to)` with their events, in id order.
+    pub async fn report_sessions(&self, from: i64, to: i64) -> Result<Vec<ReportSession>> {
         self.report_sessions_where("s.created_at >= $1 AND s.created_at < $2", from, to)
             .await
     }
@@ -197,40 +186,6 @@ impl Store {
         Ok(sessions)
     }
 
-    /// The Summary reports' read: one row per session, its events folded into one string by the
-    /// database (seq, at, to_status, technician_id), so the per-row cost of the driver is paid once
-    /// per session instead of once per event. Durations are still computed by `Timings::of`.
-    async fn report_sessions_slim(&self, from: i64, to: i64) -> Result<Vec<ReportSession>> {
-        type SlimRow = (i64, i64, Option<i64>, i64, i64, Option<i64>, Option<String>);
-        let rows: Vec<SlimRow> = sqlx::query_as(
-            "SELECT s.id, s.created_by, s.technician_id, s.group_id, s.created_at, s.ended_at, \
-             (SELECT string_agg(CAST(e.seq AS TEXT) || ',' || CAST(e.at AS TEXT) || ',' || e.to_status \
-              || ',' || COALESCE(CAST(e.technician_id AS TEXT), ''), ';' ORDER BY e.seq) \
-              FROM session_events e WHERE e.session_id = s.id) AS events \
-             FROM sessions s WHERE s.created_at >= $1 AND s.created_at < $2 ORDER BY s.id",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter()
-            .map(
-                |(id, created_by, technician_id, group_id, created_at, ended_at, events)| {
-                    Ok(ReportSession {
-                        id,
-                        created_by,
-                        technician_id,
-                        group_id,
-                        created_at,
-                        ended_at,
-                        events: parse_slim_events(events.as_deref().unwrap_or(""))?,
-                        ..ReportSession::default()
-                    })
-                },
-            )
-            .collect()
-    }
-
     /// Logins and logouts in `[from, to)`, oldest first.
     pub async fn report_logins(&self, from: i64, to: i64) -> Result<Vec<LoginRow>> {
         let rows = sqlx::query(
@@ -252,15 +207,41 @@ impl Store {
             .collect()
     }
 
-    /// (user, at, status) of console statuses before `to`, oldest first (the status in force at
-    /// the start of a window is the last one before it).
-    pub async fn report_console_statuses(&self, to: i64) -> Result<Vec<(i64, i64, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT user_id, at, status FROM technician_status_events WHERE at < $1 ORDER BY at, id",
+    /// Console statuses (at, status) before `to` by user, oldest first (the status in force at
+    /// the start of a window is the last one before it). Folded per user by the database.
+    pub async fn report_console_statuses(
+        &self,
+        to: i64,
+    ) -> Result<HashMap<i64, Vec<(i64, String)>>> {
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT user_id, string_agg(CAST(at AS TEXT) || ',' || status, ';' ORDER BY at, id) \
+             FROM technician_status_events WHERE at < $1 GROUP BY user_id",
         )
         .bind(to)
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        unfold(rows, |at, status| {
+            Some((at.parse().ok()?, status.to_owned()))
+        })
+    }
+
+    /// The stored live spans (from, to) of the ended sessions matching `filter` (on `t`, from
+    /// numbers only) that overlap `[from, to)`, by technician. Folded per technician by the
+    /// database.
+    pub async fn report_session_spans(
+        &self,
+        filter: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<HashMap<i64, Vec<(i64, i64)>>> {
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT t.live_technician_id, string_agg(CAST(t.start_at AS TEXT) || ',' || \
+             CAST(t.end_at AS TEXT), ';') FROM session_spans t \
+             WHERE {filter} AND t.start_at < {to} AND t.end_at > {from} GROUP BY t.live_technician_id"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        unfold(rows, |a, b| Some((a.parse().ok()?, b.parse().ok()?)))
     }
 
     /// Chat of the sessions with ids in `[first, last]`, by session then order.
@@ -483,30 +464,34 @@ fn survey_row(r: &AnyRow) -> Result<SurveyRow> {
     })
 }
 
-/// Reads back `report_sessions_slim`'s folded events ("seq,at,to_status,technician_id;..."; the
-/// statuses are identifiers, so neither separator occurs inside a field).
-fn parse_slim_events(folded: &str) -> Result<Vec<EventRow>> {
-    let bad = || {
-        StoreError::Db(sqlx::Error::Decode(
-            format!("session events: {folded:?}").into(),
-        ))
-    };
-    folded
-        .split(';')
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            let mut f = e.split(',');
-            let mut next = || f.next().ok_or_else(bad);
-            let seq = next()?.parse().map_err(|_| bad())?;
-            let at = next()?.parse().map_err(|_| bad())?;
-            let to_status = next()?.to_string();
-            let technician_id = match next()? {
-                "" => None,
-                t => Some(t.parse().map_err(|_| bad())?),
-            };
-            Ok(slim_event(seq, at, to_status, technician_id))
+/// Reads back rows of (key, "a,b;a,b;...") folded by the database with `string_agg` (the values
+/// are numbers and status names: neither separator occurs in them).
+fn unfold<T>(
+    rows: Vec<(i64, Option<String>)>,
+    item: impl Fn(&str, &str) -> Option<T>,
+) -> Result<HashMap<i64, Vec<T>>> {
+    rows.into_iter()
+        .map(|(key, folded)| {
+            let folded = folded.unwrap_or_default();
+            let list = folded
+                .split(';')
+                .filter(|e| !e.is_empty())
+                .map(|e| {
+                    e.split_once(',')
+                        .and_then(|(a, b)| item(a, b))
+                        .ok_or_else(|| bad_fold(&folded))
+                })
+                .collect::<Result<Vec<T>>>()?;
+            Ok((key, list))
         })
         .collect()
+}
+
+/// A value folded by the database that does not read back.
+fn bad_fold(folded: &str) -> StoreError {
+    StoreError::Db(sqlx::Error::Decode(
+        format!("folded rows: {folded:.80}").into(),
+    ))
 }
 
 /// The columns of `session_timings`, in the order `timing_values` writes them.
@@ -572,6 +557,39 @@ pub(crate) async fn write_session_timings(
         )))
         .execute(&mut **tx)
         .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM session_spans WHERE session_id IN ({})",
+            ids.join(",")
+        )))
+        .execute(&mut **tx)
+        .await?;
+        let spans: Vec<String> = chunk
+            .iter()
+            .flat_map(|(s, now)| {
+                Timings::live_spans(&s.events, *now)
+                    .into_iter()
+                    .map(move |(t, a, b)| {
+                        format!(
+                            "({},{},{},{},{},{t},{a},{b})",
+                            s.id,
+                            s.created_at,
+                            s.created_by,
+                            s.technician_id
+                                .map_or_else(|| "NULL".to_owned(), |v| v.to_string()),
+                            s.group_id
+                        )
+                    })
+            })
+            .collect();
+        for part in spans.chunks(400) {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO session_spans (session_id, created_at, created_by, technician_id, group_id, \
+                 live_technician_id, start_at, end_at) VALUES {}",
+                part.join(",")
+            )))
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     Ok(())
 }
