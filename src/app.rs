@@ -244,6 +244,15 @@ pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
         ));
     }
     tokio::spawn(crate::api::reports::run_chatlog_purge(state.clone()));
+    // Sessions that ended before the reports stored their times (migration 0007).
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        match store.backfill_session_timings().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "stored the report times of ended sessions"),
+            Err(e) => tracing::warn!(error = %e, "storing the report times of ended sessions"),
+        }
+    });
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
+use lens::reports::Timings;
 use lens::store::reports::SurveyRow;
 use lens::store::sessions::{EventRow, SessionRow, SessionState};
 use serde_json::{Value, json};
@@ -444,6 +445,81 @@ async fn session_reports_on_postgres() {
         return;
     };
     check_session_reports(&x).await;
+}
+
+/// The reports' stored times (`session_timings`, written as each session ended) are what
+/// `Timings::of` computes from the session's events; the startup backfill writes the same rows.
+async fn check_stored_times(x: &Scripted) {
+    let store = &x.s.state.store;
+    let now = x.s.state.hub.now();
+    let expected: Vec<(i64, Timings)> = store
+        .report_sessions(0, i64::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id, Timings::of(&s.events, now)))
+        .collect();
+    assert_eq!(expected.len(), 4);
+    let mut spans: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    for s in store.report_sessions(0, i64::MAX).await.unwrap() {
+        for (t, a, b) in Timings::live_spans(&s.events, now) {
+            spans.entry(t).or_default().push((a, b));
+        }
+    }
+    spans.values_mut().for_each(|v| v.sort_unstable());
+    assert_eq!(spans.len(), 2, "ada's and bob's");
+    let stored = || async {
+        let mut by_technician = store
+            .report_session_spans("1 = 1", 0, i64::MAX)
+            .await
+            .unwrap();
+        by_technician.values_mut().for_each(|v| v.sort_unstable());
+        let times = store
+            .report_timed_sessions("1 = 1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(s, t)| (s.id, t))
+            .collect::<Vec<_>>();
+        (times, by_technician)
+    };
+    assert_eq!(stored().await, (expected.clone(), spans.clone()));
+    let plain = &expected.iter().find(|e| e.0 == x.plain).unwrap().1;
+    // Whole seconds: the hub's clock also moves with real time between the scripted steps.
+    let secs = |ms: i64| ms / 1000;
+    assert_eq!(
+        (secs(plain.active), secs(plain.hold), secs(plain.waiting)),
+        (600, 120, 300)
+    );
+    let transferred = &expected.iter().find(|e| e.0 == x.transferred).unwrap().1;
+    assert_eq!(
+        (transferred.transfers, secs(transferred.transfer)),
+        (1, 240)
+    );
+    sqlx::query("DELETE FROM session_timings")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM session_spans")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(store.backfill_session_timings().await.unwrap(), 4);
+    assert_eq!(stored().await, (expected, spans));
+    assert_eq!(store.backfill_session_timings().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn stored_times_on_sqlite() {
+    check_stored_times(&scripted(Backend::Sqlite).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn stored_times_on_postgres() {
+    let Some(x) = scripted(Backend::Postgres).await else {
+        return;
+    };
+    check_stored_times(&x).await;
 }
 
 /// Administrators see only their units; technicians have no reports.

@@ -16,9 +16,12 @@ use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::org::Org;
 use crate::reports::format::{self, Format};
 use crate::reports::params::{self, Area, Daily, ListType, ParamError};
-use crate::reports::{Request, Scope};
+use crate::reports::{Page, Request, Scope};
 use crate::store::reports::ChatlogDeletion;
 use crate::store::{AuditEntry, ChangeType, GroupKind, Role, StoreError};
+
+/// The most rows a report file (HTML, SpreadsheetML, TSV, XLSX) holds; JSON pages instead.
+pub const EXPORT_MAX_ROWS: u64 = 100_000;
 
 /// How long a queued chatlog deletion can be revoked (the guide: 24 hours).
 pub const CHATLOG_DELETION_DELAY_MS: i64 = 24 * 3_600_000;
@@ -80,7 +83,7 @@ pub struct ReportBody {
     pub rows: Vec<Vec<crate::reports::Cell>>,
     pub page: u32,
     pub per_page: u32,
-    pub total_rows: usize,
+    pub total_rows: u64,
 }
 
 /// A report of the guide's Reports tab in one of five formats.
@@ -143,8 +146,31 @@ async fn report(
         now,
         scope,
         field_names,
+        // JSON pages; the file formats hold every row, up to a limit (one more is read to know).
+        page: Some(if format == Format::Json {
+            Page {
+                offset: u64::from(page - 1) * u64::from(per_page),
+                limit: u64::from(per_page),
+            }
+        } else {
+            Page {
+                offset: 0,
+                limit: EXPORT_MAX_ROWS + 1,
+            }
+        }),
     };
-    let mut table = crate::reports::build(&state.store, &req).await?;
+    let table = crate::reports::build(&state.store, &req).await?;
+    if format != Format::Json && table.total_rows > EXPORT_MAX_ROWS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "report_too_large",
+            format!(
+                "the report has {} rows; files hold at most {EXPORT_MAX_ROWS}: choose a shorter \
+                 date range or a smaller unit, or page through it as JSON",
+                table.total_rows
+            ),
+        ));
+    }
     let file = format!(
         "{}-{}",
         area.as_str(),
@@ -152,16 +178,7 @@ async fn report(
     );
     let body: Vec<u8> = match format {
         Format::Json => {
-            let total_rows = table.rows.len();
-            if list == ListType::All {
-                let skip = (page as usize - 1).saturating_mul(per_page as usize);
-                table.rows = table
-                    .rows
-                    .into_iter()
-                    .skip(skip)
-                    .take(per_page as usize)
-                    .collect();
-            }
+            let total_rows = table.total_rows;
             let body = ReportBody {
                 area: area.as_str().into(),
                 title: table.title,

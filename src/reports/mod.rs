@@ -20,7 +20,8 @@ use signaling::status::Status;
 pub use params::{Area, Daily, ListType, ParamError};
 pub use timings::Timings;
 
-use crate::store::reports::{PersonRow, ReportSession};
+pub use crate::store::reports::Page;
+use crate::store::reports::{PersonRow, ReportSession, TimingSums};
 use crate::store::{AuditRow, Store, StoreError};
 
 /// Lens sessions are phone-camera sessions started from the Lens app or page: the guide's
@@ -67,7 +68,10 @@ impl From<i64> for Cell {
 pub struct Table {
     pub title: String,
     pub columns: Vec<String>,
+    /// The requested page's rows (every row without a page).
     pub rows: Vec<Vec<Cell>>,
+    /// How many rows the report has in all.
+    pub total_rows: u64,
 }
 
 /// Whose data a report covers: everything, or technician groups and people of the chosen unit.
@@ -117,6 +121,8 @@ pub struct Request {
     pub scope: Scope,
     /// Global Settings > Custom Fields: the name field, then custom fields 1–5.
     pub field_names: [String; 6],
+    /// List All: the rows wanted (None: every row).
+    pub page: Option<Page>,
 }
 
 impl Request {
@@ -252,7 +258,10 @@ impl Timed {
     }
 }
 
-/// Builds a report.
+/// Builds a report: the rows of `req.page` (every row without one) and the number of rows in all.
+/// Reports over sessions read the ended sessions' stored times (`session_timings`): Summaries are
+/// sums computed by the database, List All pages are selected by it, so only the page's sessions
+/// are read; live sessions (no stored times yet) are computed from their events here.
 pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
     let dir = Directory::load(store).await?;
     let summary = req.list == ListType::Summary;
@@ -261,69 +270,297 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
         req.area.title(),
         if summary { "Summary" } else { "List All" }
     );
-    let (columns, rows) = match req.area {
-        Area::Session
-        | Area::Performance
-        | Area::MissedSessions
-        | Area::FailedSessions
-        | Area::FailedSessionsExtended
-        | Area::CustomFields => {
-            let sessions = sessions(store, req, summary).await?;
-            match (req.area, summary) {
-                (Area::Session, false) => session_list(req, &dir, &sessions),
-                (Area::Session, true) => session_summary(&sessions),
-                (Area::Performance, _) => {
-                    let logins = login_spans(store, req, &sessions).await?;
-                    performance(req, &dir, &sessions, &logins, summary)
-                }
-                (Area::MissedSessions, false) => missed_list(req, &dir, &sessions),
-                (Area::MissedSessions, true) => missed_summary(&sessions),
-                (Area::FailedSessions, false) => failed_list(req, &dir, &sessions, false),
-                (Area::FailedSessions, true) => failed_summary(&sessions),
-                (Area::FailedSessionsExtended, _) => failed_list(req, &dir, &sessions, true),
-                _ => custom_fields(req, &dir, &sessions),
-            }
+    let listed = |pick| async move { timed(store, req, pick).await };
+    let (columns, rows, total_rows) = match (req.area, summary) {
+        (Area::Session, false) => {
+            let (n, sessions) = listed(Pick::Joined).await?;
+            with_total(session_list(req, &dir, &sessions), n)
         }
-        Area::TransferredSessions | Area::TransferredSessionsExtended => {
-            let sessions = sessions(store, req, false).await?;
-            let extended = req.area == Area::TransferredSessionsExtended;
-            let with_chat = if extended {
-                chat_available(store, &sessions).await?
+        (Area::Session, true) => {
+            let handled = sums(store, req, Pick::Handled, None).await?;
+            let missed = sums(store, req, Pick::Missed, None).await?;
+            whole(session_summary(&first(&handled), first(&missed).sessions))
+        }
+        (Area::Performance, _) => {
+            let logins = login_spans(store, req).await?;
+            let handled = sums(store, req, Pick::Handled, Some(TECHNICIAN)).await?;
+            let owners = if dir.people.values().any(|p| p.deleted_at.is_some()) {
+                sums(store, req, Pick::Any, Some(OWNER)).await?
             } else {
-                HashSet::new()
+                HashMap::new()
             };
-            transferred(req, &dir, &sessions, extended, &with_chat)
+            whole(performance(req, &dir, &handled, &owners, &logins, summary))
         }
-        Area::Login => {
-            let sessions = sessions(store, req, true).await?;
-            let spans = login_spans(store, req, &sessions).await?;
-            login(req, &dir, &spans, summary)
+        (Area::MissedSessions, false) => {
+            let (n, sessions) = listed(Pick::Missed).await?;
+            with_total(missed_list(req, &dir, &sessions), n)
         }
-        Area::Chatlog => chatlog(store, req, &dir).await?,
-        Area::CustomerSurvey | Area::CustomerSurveyIssuance | Area::TechnicianSurvey => {
-            surveys(store, req, &dir, summary).await?
+        (Area::MissedSessions, true) => whole(missed_summary(&first(
+            &sums(store, req, Pick::Missed, None).await?,
+        ))),
+        (Area::FailedSessions, false) | (Area::FailedSessionsExtended, _) => {
+            let (n, sessions) = listed(Pick::Failed).await?;
+            let extended = req.area == Area::FailedSessionsExtended;
+            with_total(failed_list(req, &dir, &sessions, extended), n)
         }
-        Area::Audit => audit(store, req).await?,
+        (Area::FailedSessions, true) => whole(failed_summary(&first(
+            &sums(store, req, Pick::Failed, None).await?,
+        ))),
+        (Area::CustomFields, _) => {
+            let (n, sessions) = listed(Pick::Handled).await?;
+            with_total(custom_fields(req, &dir, &sessions), n)
+        }
+        (Area::TransferredSessions | Area::TransferredSessionsExtended, _) => {
+            transfers(store, req, &dir).await?
+        }
+        (Area::Login, _) => {
+            let mut spans = login_spans(store, req).await?;
+            let total = spans.len() as u64;
+            // List All: the console times of the page's logins only.
+            if let (Some(p), false) = (req.page, summary) {
+                let skip = usize::try_from(p.offset).unwrap_or(usize::MAX);
+                let take = usize::try_from(p.limit).unwrap_or(usize::MAX);
+                spans = spans.into_iter().skip(skip).take(take).collect();
+            }
+            console_times(store, req, &mut spans).await?;
+            let (columns, rows) = login(req, &dir, &spans, summary);
+            let total = if summary { rows.len() as u64 } else { total };
+            (columns, rows, total)
+        }
+        (Area::Chatlog, _) => chatlog(store, req, &dir).await?,
+        (Area::CustomerSurvey | Area::CustomerSurveyIssuance | Area::TechnicianSurvey, _) => {
+            paged(req, surveys(store, req, &dir, summary).await?)
+        }
+        (Area::Audit, _) => paged(req, audit(store, req).await?),
     };
     Ok(Table {
         title,
         columns,
         rows,
+        total_rows,
     })
 }
 
-/// Sessions created in the window, of the scope, in the daily range, with their times.
-async fn sessions(store: &Store, req: &Request, slim: bool) -> Result<Vec<Timed>, StoreError> {
-    Ok(store
-        .report_sessions(req.from, req.to, slim)
-        .await?
+/// A report's columns, the rows of the page, and the number of rows in all.
+type Paged = (Vec<String>, Vec<Vec<Cell>>, u64);
+
+fn with_total((columns, rows): Rows, total: u64) -> Paged {
+    (columns, rows, total)
+}
+
+/// A report of a few rows, not paged (Summaries and Performance).
+fn whole((columns, rows): Rows) -> Paged {
+    let n = rows.len() as u64;
+    (columns, rows, n)
+}
+
+/// Pages a report built whole (the reports not read from the sessions' stored times).
+fn paged(req: &Request, (columns, rows): Rows) -> Paged {
+    let n = rows.len() as u64;
+    let rows = match (req.page, req.list) {
+        (Some(p), ListType::All) => rows
+            .into_iter()
+            .skip(usize::try_from(p.offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(p.limit).unwrap_or(usize::MAX))
+            .collect(),
+        _ => rows,
+    };
+    (columns, rows, n)
+}
+
+/// The sessions a report over sessions counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pick {
+    Any,
+    Joined,
+    Handled,
+    Missed,
+    Failed,
+}
+
+impl Pick {
+    /// The stored flag (`session_timings`).
+    fn column(self) -> Option<&'static str> {
+        match self {
+            Pick::Any => None,
+            Pick::Joined => Some("joined"),
+            Pick::Handled => Some("handled"),
+            Pick::Missed => Some("missed"),
+            Pick::Failed => Some("failed"),
+        }
+    }
+
+    /// The same, for a live session's computed times.
+    fn keep(self, t: &Timings) -> bool {
+        match self {
+            Pick::Any => true,
+            Pick::Joined => t.joined(),
+            Pick::Handled => t.handled(),
+            Pick::Missed => t.missed(),
+            Pick::Failed => t.failed(),
+        }
+    }
+}
+
+/// The technician a session's rows name (`Timed::technician`), as SQL over `session_timings t`.
+const TECHNICIAN: &str = "COALESCE(t.technician_id, t.created_by)";
+/// A session's owner (0: none), as SQL.
+const OWNER: &str = "COALESCE(t.technician_id, 0)";
+
+/// The SQL condition selecting the sessions of the window, the scope and the daily range, over a
+/// table aliased `t` with the session columns `created_at`, `created_by`, `technician_id` and
+/// `group_id` (`session_timings` or `sessions`). Only numbers are written into it.
+fn session_filter(req: &Request) -> String {
+    let mut w = format!("t.created_at >= {} AND t.created_at < {}", req.from, req.to);
+    if !req.scope.all {
+        let groups = id_list(&req.scope.groups);
+        let users = id_list(&req.scope.users);
+        w.push_str(&format!(
+            " AND (t.group_id IN ({groups}) OR t.technician_id IN ({users}) OR t.created_by IN ({users}))"
+        ));
+    }
+    if let Some(d) = req.daily {
+        w.push_str(&format!(
+            " AND {}",
+            daily_sql(d, req.tz, "t.created_at", req.from, req.to)
+        ));
+    }
+    w
+}
+
+/// A SQL `IN` list of ids (`NULL` for none: matches nothing).
+fn id_list(ids: &HashSet<i64>) -> String {
+    if ids.is_empty() {
+        return "NULL".into();
+    }
+    let mut v: Vec<i64> = ids.iter().copied().collect();
+    v.sort_unstable();
+    v.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// `Daily::contains` as SQL, for times of `column` in `[from, to)`: the local time is the UTC time
+/// plus the zone's offset, which changes at the zone's transitions in the window (read from the
+/// time zone database), then the time of day is compared by minute.
+fn daily_sql(d: Daily, tz: Tz, column: &str, from: i64, to: i64) -> String {
+    let (first, changes) = params::offsets(tz, from, to);
+    let local = if changes.is_empty() {
+        format!("({column} + {first})")
+    } else {
+        let mut case = String::from("CASE");
+        let mut offset = first;
+        for (at, next) in changes {
+            case.push_str(&format!(" WHEN {column} < {at} THEN {offset}"));
+            offset = next;
+        }
+        format!("({column} + {case} ELSE {offset} END)")
+    };
+    let day = 86_400_000i64;
+    let of_day = format!("((({local} % {day}) + {day}) % {day})");
+    let (a, b) = (i64::from(d.from_min) * 60_000, i64::from(d.to_min) * 60_000);
+    if d.from_min < d.to_min {
+        format!("({of_day} >= {a} AND {of_day} < {b})")
+    } else {
+        format!("({of_day} >= {a} OR {of_day} < {b})")
+    }
+}
+
+/// Live sessions of the window, the scope and the daily range, with their times computed now.
+async fn live(store: &Store, req: &Request) -> Result<Vec<Timed>, StoreError> {
+    Ok(with_times(
+        req,
+        store.report_live_sessions(req.from, req.to).await?,
+    ))
+}
+
+/// The sessions of the scope and the daily range, with their times computed from their events.
+fn with_times(req: &Request, sessions: Vec<ReportSession>) -> Vec<Timed> {
+    sessions
         .into_iter()
         .filter(|s| req.scope.session(s) && req.in_day(s.created_at))
         .map(|s| {
             let t = Timings::of(&s.events, req.now);
             Timed { s, t }
         })
-        .collect())
+        .collect()
+}
+
+/// The sessions of a List All over sessions: the page's (every one without a page), and how many
+/// there are in all.
+async fn timed(store: &Store, req: &Request, pick: Pick) -> Result<(u64, Vec<Timed>), StoreError> {
+    let live: Vec<Timed> = live(store, req)
+        .await?
+        .into_iter()
+        .filter(|x| pick.keep(&x.t))
+        .collect();
+    let mut filter = session_filter(req);
+    if let Some(c) = pick.column() {
+        filter.push_str(&format!(" AND t.{c} = 1"));
+    }
+    let live_ids: Vec<i64> = live.iter().map(|x| x.s.id).collect();
+    let (total, ended, live) = match req.page {
+        Some(page) => {
+            let total = store.report_timed_count(&filter).await? as u64 + live.len() as u64;
+            // The database merges the live ids into the page, in id order.
+            let ids = store.report_timed_page(&filter, &live_ids, page).await?;
+            let ended: Vec<String> = ids
+                .iter()
+                .filter(|i| !live_ids.contains(i))
+                .map(i64::to_string)
+                .collect();
+            let rows = if ended.is_empty() {
+                Vec::new()
+            } else {
+                store
+                    .report_timed_sessions(&format!("t.session_id IN ({})", ended.join(",")))
+                    .await?
+            };
+            let live: Vec<Timed> = live.into_iter().filter(|x| ids.contains(&x.s.id)).collect();
+            (total, rows, live)
+        }
+        None => {
+            let rows = store.report_timed_sessions(&filter).await?;
+            (rows.len() as u64 + live.len() as u64, rows, live)
+        }
+    };
+    let mut all: Vec<Timed> = ended.into_iter().map(|(s, t)| Timed { s, t }).collect();
+    all.extend(live);
+    all.sort_by_key(|x| x.s.id);
+    Ok((total, all))
+}
+
+/// Sums of the sessions of `pick`, by `key` (one group without), live sessions included.
+async fn sums(
+    store: &Store,
+    req: &Request,
+    pick: Pick,
+    key: Option<&str>,
+) -> Result<HashMap<i64, TimingSums>, StoreError> {
+    let mut filter = session_filter(req);
+    if let Some(c) = pick.column() {
+        filter.push_str(&format!(" AND t.{c} = 1"));
+    }
+    let mut sums: HashMap<i64, TimingSums> = store
+        .report_timed_sums(&filter, key)
+        .await?
+        .into_iter()
+        .collect();
+    for x in live(store, req).await? {
+        if !pick.keep(&x.t) {
+            continue;
+        }
+        let k = match key {
+            Some(OWNER) => x.s.technician_id.unwrap_or(0),
+            Some(_) => x.technician(),
+            None => 0,
+        };
+        sums.entry(k).or_default().add(&x.t);
+    }
+    Ok(sums)
+}
+
+/// The one group of ungrouped sums.
+fn first(sums: &HashMap<i64, TimingSums>) -> TimingSums {
+    sums.get(&0).copied().unwrap_or_default()
 }
 
 type Rows = (Vec<String>, Vec<Vec<Cell>>);
@@ -365,7 +602,6 @@ fn session_list(req: &Request, dir: &Directory, sessions: &[Timed]) -> Rows {
     ]));
     let rows = sessions
         .iter()
-        .filter(|x| x.t.connecting_start.is_some() || x.t.handled())
         .map(|x| {
             let (s, t) = (&x.s, &x.t);
             let mut row = vec![req.time(t.start), req.time(t.end), req.time(t.last_action)];
@@ -405,15 +641,9 @@ fn session_list(req: &Request, dir: &Directory, sessions: &[Timed]) -> Rows {
     (columns, rows)
 }
 
-fn session_summary(sessions: &[Timed]) -> Rows {
-    let handled: Vec<&Timings> = sessions
-        .iter()
-        .map(|x| &x.t)
-        .filter(|t| t.handled())
-        .collect();
-    let n = handled.len() as i64;
-    let sum = |f: fn(&Timings) -> i64| handled.iter().map(|t| f(t)).sum::<i64>();
-    let total = sum(Timings::total);
+/// `handled`: the sums of the handled sessions; `missed`: the number of missed ones.
+fn session_summary(handled: &TimingSums, missed: i64) -> Rows {
+    let n = handled.sessions;
     let mut columns = cols(&[
         "Number of Sessions",
         "Average Session Time",
@@ -423,29 +653,27 @@ fn session_summary(sessions: &[Timed]) -> Rows {
     ]);
     let mut row = vec![
         Cell::Int(n),
-        hms(avg(total, n)),
-        hms(total),
-        hms(avg(sum(|t| t.waiting), n)),
-        hms(sum(|t| t.waiting)),
+        hms(avg(handled.total, n)),
+        hms(handled.total),
+        hms(avg(handled.waiting, n)),
+        hms(handled.waiting),
     ];
-    for (what, f) in [
-        ("Active", (|t: &Timings| t.active) as fn(&Timings) -> i64),
-        ("Work", Timings::work),
-        ("Hold", |t| t.hold),
-        ("Transfer", |t| t.transfer),
-        ("Rebooting", |_| 0),
-        ("Reconnecting", |t| t.reconnecting),
+    for (what, total) in [
+        ("Active", handled.active),
+        ("Work", handled.work),
+        ("Hold", handled.hold),
+        ("Transfer", handled.transfer),
+        ("Rebooting", 0),
+        ("Reconnecting", handled.reconnecting),
     ] {
         columns.push(format!("Average {what} Time"));
         columns.push(format!("Total {what} Time"));
-        row.push(hms(avg(sum(f), n)));
-        row.push(hms(sum(f)));
+        row.push(hms(avg(total, n)));
+        row.push(hms(total));
     }
     columns.extend(cols(&["Longest Session Time", "Number of Missed Sessions"]));
-    row.push(hms(handled.iter().map(|t| t.total()).max().unwrap_or(0)));
-    row.push(Cell::Int(
-        sessions.iter().filter(|x| x.t.missed()).count() as i64
-    ));
+    row.push(hms(handled.longest));
+    row.push(Cell::Int(missed));
     (columns, vec![row])
 }
 
@@ -467,31 +695,10 @@ impl LoginSpan {
 }
 
 /// Logins of the window paired with their logouts (a login without a logout ends at the user's
-/// next login, or is still open), with Busy, Away and Idle time for technicians.
-async fn login_spans(
-    store: &Store,
-    req: &Request,
-    sessions: &[Timed],
-) -> Result<Vec<LoginSpan>, StoreError> {
+/// next login, or is still open). Busy, Away and Idle are filled in by `console_times`.
+async fn login_spans(store: &Store, req: &Request) -> Result<Vec<LoginSpan>, StoreError> {
     // Logouts after the window still end logins inside it: read up to now.
     let events = store.report_logins(req.from, req.now.max(req.to)).await?;
-    let statuses = store.report_console_statuses(req.now.max(req.to)).await?;
-    let mut by_user: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
-    for (user, at, status) in statuses {
-        by_user.entry(user).or_default().push((at, status));
-    }
-    // Intervals in which each technician had a session in the console: not idle.
-    let mut busy_with: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
-    for x in sessions {
-        for (i, e) in x.s.events.iter().enumerate() {
-            let until = x.s.events.get(i + 1).map_or(req.now, |n| n.at);
-            let live =
-                Status::parse(&e.to_status).is_some_and(|s| !s.is_final() && s != Status::Pending);
-            if let (true, Some(t)) = (live, e.technician_id) {
-                busy_with.entry(t).or_default().push((e.at, until));
-            }
-        }
-    }
     let mut spans = Vec::new();
     let mut open: HashMap<i64, usize> = HashMap::new();
     for e in events {
@@ -521,11 +728,54 @@ async fn login_spans(
             }
         }
     }
+    Ok(spans)
+}
+
+/// Busy, Away (console statuses) and Idle time of `spans`. Idle is login time in which the
+/// technician had none of the report's sessions (the window, scope and daily range) in a live
+/// status: the ended sessions' stored spans, the live sessions' computed from their events.
+async fn console_times(
+    store: &Store,
+    req: &Request,
+    spans: &mut [LoginSpan],
+) -> Result<(), StoreError> {
+    let (Some(lo), Some(hi)) = (
+        spans.iter().map(|s| s.start).min(),
+        spans.iter().map(|s| s.end.unwrap_or(req.now)).max(),
+    ) else {
+        return Ok(());
+    };
+    let statuses = store.report_console_statuses(hi).await?;
+    let mut covered = store
+        .report_session_spans(&session_filter(req), lo, hi)
+        .await?;
+    for x in live(store, req).await? {
+        for (t, a, b) in Timings::live_spans(&x.s.events, req.now) {
+            covered.entry(t).or_default().push((a, b));
+        }
+    }
+    // Each technician's intervals, sorted and merged into disjoint ones.
+    for intervals in covered.values_mut() {
+        intervals.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(intervals.len());
+        for &(a, b) in intervals.iter() {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        *intervals = merged;
+    }
     let empty = Vec::new();
-    for span in &mut spans {
+    for span in spans.iter_mut() {
         let (a, b) = (span.start, span.end.unwrap_or(req.now));
-        let history = by_user.get(&span.user).unwrap_or(&empty);
-        for (i, (at, status)) in history.iter().enumerate() {
+        let history = statuses.get(&span.user).unwrap_or(&empty);
+        // From the status in force at the login.
+        let first = history.partition_point(|h| h.0 <= a).saturating_sub(1);
+        for (i, (at, status)) in history.iter().enumerate().skip(first) {
+            if *at >= b {
+                break;
+            }
             let until = history.get(i + 1).map_or(b, |n| n.0);
             let overlap = until.min(b) - (*at).max(a);
             if overlap > 0 {
@@ -536,19 +786,16 @@ async fn login_spans(
                 }
             }
         }
-        let mut covered = busy_with.get(&span.user).cloned().unwrap_or_default();
-        covered.sort_unstable();
-        let (mut in_sessions, mut reach) = (0, a);
-        for (s, e) in covered {
-            let (s, e) = (s.max(reach), e.min(b));
-            if e > s {
-                in_sessions += e - s;
-                reach = e;
-            }
-        }
+        let mine: &[(i64, i64)] = covered.get(&span.user).map_or(&[], |v| v.as_slice());
+        let in_sessions: i64 = mine[mine.partition_point(|c| c.1 <= a)..]
+            .iter()
+            .take_while(|c| c.0 < b)
+            .map(|c| c.1.min(b) - c.0.max(a))
+            .filter(|d| *d > 0)
+            .sum();
         span.idle = (b - a) - in_sessions;
     }
-    Ok(spans)
+    Ok(())
 }
 
 fn login(req: &Request, dir: &Directory, spans: &[LoginSpan], summary: bool) -> Rows {
@@ -642,10 +889,13 @@ fn login(req: &Request, dir: &Directory, spans: &[LoginSpan], summary: bool) -> 
     (columns, rows.into_iter().map(|r| r.1).collect())
 }
 
+/// `handled`: the handled sessions' sums by technician; `owners`: every session's count by owner
+/// (for deleted technicians, listed only if they own a session of the report).
 fn performance(
     req: &Request,
     dir: &Directory,
-    sessions: &[Timed],
+    handled: &HashMap<i64, TimingSums>,
+    owners: &HashMap<i64, TimingSums>,
     logins: &[LoginSpan],
     summary: bool,
 ) -> Rows {
@@ -660,26 +910,20 @@ fn performance(
         .people
         .values()
         .filter(|p| p.role == "technician" && req.scope.user(p.id))
-        .filter(|p| {
-            p.deleted_at.is_none() || sessions.iter().any(|x| x.s.technician_id == Some(p.id))
-        })
+        .filter(|p| p.deleted_at.is_none() || owners.contains_key(&p.id))
         .collect();
     technicians.sort_by_key(|p| p.id);
-    let handled: Vec<&Timed> = sessions.iter().filter(|x| x.t.handled()).collect();
-    let stats = |mine: &[&Timed]| {
-        let n = mine.len() as i64;
-        let sum = |f: fn(&Timings) -> i64| mine.iter().map(|x| f(&x.t)).sum::<i64>();
-        (
-            n,
-            sum(|t| t.waiting),
-            sum(Timings::total),
-            sum(Timings::work),
-            mine.iter().map(|x| x.t.total()).max().unwrap_or(0),
-            sum(|t| t.active),
-        )
-    };
     if summary {
-        let (n, pickup, total, work, longest, active) = stats(&handled);
+        let mut all = TimingSums::default();
+        for t in handled.values() {
+            all.sessions += t.sessions;
+            all.waiting += t.waiting;
+            all.total += t.total;
+            all.work += t.work;
+            all.active += t.active;
+            all.longest = all.longest.max(t.longest);
+        }
+        let n = all.sessions;
         let login: i64 = technicians.iter().map(|p| login_of(p.id)).sum();
         let columns = cols(&[
             "Number of Sessions",
@@ -697,13 +941,13 @@ fn performance(
             Cell::Int(n),
             hms(login),
             per_hour(n, login),
-            hms(avg(pickup, n)),
-            hms(avg(total, n)),
-            hms(avg(work, n)),
-            hms(total),
-            hms(longest),
-            hms(active),
-            hms(work),
+            hms(avg(all.waiting, n)),
+            hms(avg(all.total, n)),
+            hms(avg(all.work, n)),
+            hms(all.total),
+            hms(all.longest),
+            hms(all.active),
+            hms(all.work),
         ];
         return (columns, vec![row]);
     }
@@ -724,24 +968,20 @@ fn performance(
     let rows = technicians
         .iter()
         .map(|p| {
-            let mine: Vec<&Timed> = handled
-                .iter()
-                .copied()
-                .filter(|x| x.technician() == p.id)
-                .collect();
-            let (n, pickup, total, work, longest, active) = stats(&mine);
+            let t = handled.get(&p.id).copied().unwrap_or_default();
+            let n = t.sessions;
             let login = login_of(p.id);
             let mut row = Vec::from(dir.technician(Some(p.id)));
             row.extend([
                 hms(login),
                 Cell::Int(n),
                 per_hour(n, login),
-                hms(avg(pickup, n)),
-                hms(avg(total, n)),
-                hms(avg(work, n)),
-                hms(longest),
-                hms(active),
-                hms(work),
+                hms(avg(t.waiting, n)),
+                hms(avg(t.total, n)),
+                hms(avg(t.work, n)),
+                hms(t.longest),
+                hms(t.active),
+                hms(t.work),
             ]);
             row
         })
@@ -781,13 +1021,12 @@ fn missed_list(req: &Request, dir: &Directory, sessions: &[Timed]) -> Rows {
     ]));
     let rows = sessions
         .iter()
-        .filter(|x| x.t.missed())
         .map(|x| {
             let (s, t) = (&x.s, &x.t);
             let mut row = vec![
                 req.time(t.waiting_start),
                 req.time(t.end),
-                hms(missed_wait(t)),
+                hms(t.missed_wait()),
                 Cell::Int(s.id),
                 SESSION_TYPE.into(),
                 t.final_status.clone().into(),
@@ -807,18 +1046,8 @@ fn missed_list(req: &Request, dir: &Directory, sessions: &[Timed]) -> Rows {
     (columns, rows)
 }
 
-fn missed_wait(t: &Timings) -> i64 {
-    t.end.unwrap_or(0) - t.waiting_start.unwrap_or(0)
-}
-
-fn missed_summary(sessions: &[Timed]) -> Rows {
-    let waits: Vec<i64> = sessions
-        .iter()
-        .filter(|x| x.t.missed())
-        .map(|x| missed_wait(&x.t))
-        .collect();
-    let n = waits.len() as i64;
-    let total: i64 = waits.iter().sum();
+fn missed_summary(missed: &TimingSums) -> Rows {
+    let n = missed.sessions;
     (
         cols(&[
             "Number of Missed Sessions",
@@ -828,9 +1057,9 @@ fn missed_summary(sessions: &[Timed]) -> Rows {
         ]),
         vec![vec![
             Cell::Int(n),
-            hms(avg(total, n)),
-            hms(total),
-            hms(waits.iter().copied().max().unwrap_or(0)),
+            hms(avg(missed.missed_wait, n)),
+            hms(missed.missed_wait),
+            hms(missed.longest_missed_wait),
         ]],
     )
 }
@@ -854,7 +1083,6 @@ fn failed_list(req: &Request, dir: &Directory, sessions: &[Timed], extended: boo
     }
     let rows = sessions
         .iter()
-        .filter(|x| x.t.failed())
         .map(|x| {
             let (s, t) = (&x.s, &x.t);
             let mut row = vec![
@@ -885,14 +1113,8 @@ fn failed_list(req: &Request, dir: &Directory, sessions: &[Timed], extended: boo
     (columns, rows)
 }
 
-fn failed_summary(sessions: &[Timed]) -> Rows {
-    let times: Vec<i64> = sessions
-        .iter()
-        .filter(|x| x.t.failed())
-        .map(|x| x.t.connecting)
-        .collect();
-    let n = times.len() as i64;
-    let total: i64 = times.iter().sum();
+fn failed_summary(failed: &TimingSums) -> Rows {
+    let (n, total) = (failed.sessions, failed.connecting);
     (
         cols(&[
             "Number of Failed Sessions",
@@ -914,7 +1136,6 @@ fn custom_fields(req: &Request, dir: &Directory, sessions: &[Timed]) -> Rows {
     ]));
     let rows = sessions
         .iter()
-        .filter(|x| x.t.handled())
         .map(|x| {
             let (s, t) = (&x.s, &x.t);
             let mut row = vec![
@@ -938,6 +1159,7 @@ fn transferred(
     sessions: &[Timed],
     extended: bool,
     with_chat: &HashSet<i64>,
+    only: &HashSet<(i64, i64)>,
 ) -> Rows {
     let mut columns = cols(&["Session ID", "Time of Transfer", "Waiting Time"]);
     columns.push(req.name_column());
@@ -979,7 +1201,7 @@ fn transferred(
                 || req.scope.groups.contains(&e.group_id)
                 || from_tech.is_some_and(|t| req.scope.users.contains(&t))
                 || e.actor_id.is_some_and(|t| req.scope.users.contains(&t));
-            if !in_scope || !req.in_day(e.at) {
+            if !in_scope || !req.in_day(e.at) || !only.contains(&(x.s.id, e.seq)) {
                 continue;
             }
             let arrival = ev.get(i + 1);
@@ -1050,6 +1272,54 @@ fn transferred(
     (columns, rows)
 }
 
+/// The Transferred Sessions reports: the database selects the page's transfers (the window,
+/// scope and daily range of the session, then of the transfer event); their sessions are read
+/// with their events to describe them.
+async fn transfers(store: &Store, req: &Request, dir: &Directory) -> Result<Paged, StoreError> {
+    let extended = req.area == Area::TransferredSessionsExtended;
+    let filter = session_filter(req);
+    let mut event = String::from("1 = 1");
+    if !req.scope.all {
+        let groups = id_list(&req.scope.groups);
+        let users = id_list(&req.scope.users);
+        event = format!(
+            "(e.group_id IN ({groups}) OR e.technician_id IN ({users}) OR e.actor_id IN ({users}))"
+        );
+    }
+    if let Some(d) = req.daily {
+        // Transfers happen after their session's creation, up to now.
+        let until = req.to.max(req.now) + 86_400_000;
+        event.push_str(&format!(
+            " AND {}",
+            daily_sql(d, req.tz, "e.at", req.from, until)
+        ));
+    }
+    let (total, keys) = store.report_transfers(&filter, &event, req.page).await?;
+    let only: HashSet<(i64, i64)> = keys.iter().copied().collect();
+    let sessions: Vec<Timed> = match (keys.first(), keys.last()) {
+        (Some(a), Some(b)) => store
+            .report_sessions_between(a.0, b.0)
+            .await?
+            .into_iter()
+            .filter(|s| keys.iter().any(|k| k.0 == s.id))
+            .map(|s| {
+                let t = Timings::of(&s.events, req.now);
+                Timed { s, t }
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let with_chat = if extended {
+        chat_available(store, &sessions).await?
+    } else {
+        HashSet::new()
+    };
+    Ok(with_total(
+        transferred(req, dir, &sessions, extended, &with_chat, &only),
+        total,
+    ))
+}
+
 /// Sessions whose chat log is available (kept and not purged).
 async fn chat_available(store: &Store, sessions: &[Timed]) -> Result<HashSet<i64>, StoreError> {
     let (Some(a), Some(b)) = (sessions.first(), sessions.last()) else {
@@ -1063,12 +1333,8 @@ async fn chat_available(store: &Store, sessions: &[Timed]) -> Result<HashSet<i64
         .collect())
 }
 
-async fn chatlog(store: &Store, req: &Request, dir: &Directory) -> Result<Rows, StoreError> {
-    let sessions: Vec<Timed> = sessions(store, req, false)
-        .await?
-        .into_iter()
-        .filter(|x| x.t.handled())
-        .collect();
+async fn chatlog(store: &Store, req: &Request, dir: &Directory) -> Result<Paged, StoreError> {
+    let (total, sessions) = timed(store, req, Pick::Handled).await?;
     let deletions: HashMap<i64, _> = store
         .chatlog_deletions(None)
         .await?
@@ -1143,7 +1409,7 @@ async fn chatlog(store: &Store, req: &Request, dir: &Directory) -> Result<Rows, 
             row
         })
         .collect();
-    Ok((columns, rows))
+    Ok((columns, rows, total))
 }
 
 async fn surveys(

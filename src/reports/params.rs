@@ -198,6 +198,46 @@ impl Daily {
 }
 
 /// Local midnight of `day` in `tz`, as UTC ms (the earliest instant, across DST changes).
+/// The zone's UTC offset (ms) at `at` (UTC ms).
+fn offset_ms(tz: Tz, at: i64) -> i64 {
+    use chrono::Offset;
+    let utc = chrono::DateTime::from_timestamp_millis(at).unwrap_or_default();
+    i64::from(
+        tz.offset_from_utc_datetime(&utc.naive_utc())
+            .fix()
+            .local_minus_utc(),
+    ) * 1000
+}
+
+/// The zone's offset at `from` and its changes in `[from, to)`: (the instant, the offset from
+/// then on), for reading local times in SQL. Zones change offset at most every few weeks, so the
+/// window is probed every 6 hours and each change found by bisection to the millisecond.
+pub fn offsets(tz: Tz, from: i64, to: i64) -> (i64, Vec<(i64, i64)>) {
+    const STEP: i64 = 6 * 3_600_000;
+    let first = offset_ms(tz, from);
+    let (mut changes, mut at, mut offset) = (Vec::new(), from, first);
+    while at < to {
+        let next = (at + STEP).min(to);
+        let then = offset_ms(tz, next);
+        if then != offset {
+            // The first instant in (at, next] with the new offset.
+            let (mut lo, mut hi) = (at, next);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if offset_ms(tz, mid) == offset {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            changes.push((hi, then));
+            offset = then;
+        }
+        at = next;
+    }
+    (first, changes)
+}
+
 fn midnight(day: NaiveDate, tz: Tz) -> i64 {
     let naive = day.and_hms_opt(0, 0, 0).unwrap_or_default();
     tz.from_local_datetime(&naive)

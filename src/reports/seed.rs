@@ -3,6 +3,8 @@
 //! written in multi-row INSERTs of generated numbers and fixed words (no input reaches the SQL);
 //! the shapes are those the hub writes.
 
+use crate::store::reports::{ReportSession, write_session_timings};
+use crate::store::sessions::EventRow;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -218,6 +220,8 @@ pub async fn seed(
         let end = (n + slice).min(o.sessions);
         // Events, chat and notes of the slice, written after their sessions.
         let mut later: (Vec<String>, Vec<String>, Vec<String>) = Default::default();
+        // The reports' stored times, computed from the same events as the hub's are.
+        let mut timed: Vec<(ReportSession, i64)> = Vec::new();
         for i in n..end {
             let id = first_id + i as i64;
             let (tech, group) = technicians[rng.range(0, technicians.len() as i64) as usize];
@@ -268,6 +272,7 @@ pub async fn seed(
             let mut at = created;
             let mut from = "Pending";
             let mut first_active = None;
+            let mut events = Vec::new();
             for (seq, (to, secs, t, g)) in steps.iter().enumerate() {
                 at += secs * 1000;
                 if *to == "Active" && first_active.is_none() {
@@ -285,10 +290,35 @@ pub async fn seed(
                     "({id},{},{at},'{from}','{to}','technician',{t},'seeded',{t},{g},'{detail}')",
                     seq + 1
                 ));
+                events.push(EventRow {
+                    seq: seq as i64 + 1,
+                    at,
+                    from_status: from.into(),
+                    to_status: (*to).into(),
+                    actor: "technician".into(),
+                    actor_id: Some(*t),
+                    reason: "seeded".into(),
+                    technician_id: Some(*t),
+                    group_id: *g,
+                    detail: detail.clone(),
+                });
                 from = to;
             }
             let (last_tech, last_group) = steps.last().map_or((tech, group), |s| (s.2, s.3));
             let ever_active = i64::from(first_active.is_some());
+            timed.push((
+                ReportSession {
+                    id,
+                    created_by: tech,
+                    technician_id: Some(last_tech),
+                    group_id: last_group,
+                    created_at: created,
+                    ended_at: Some(at),
+                    events,
+                    ..ReportSession::default()
+                },
+                at,
+            ));
             let platform = PLATFORMS[(i % 2) as usize];
             sessions
                 .push(
@@ -335,6 +365,7 @@ pub async fn seed(
         events.flush(&mut tx).await?;
         chat.flush(&mut tx).await?;
         notes.flush(&mut tx).await?;
+        write_session_timings(&mut tx, &timed).await?;
         tx.commit().await?;
         summary.sessions += sessions.written;
         summary.events += events.written;

@@ -30,6 +30,8 @@ pub struct Timings {
     pub hold: i64,
     pub transfer: i64,
     pub reconnecting: i64,
+    /// Number of transfers (Transferring events).
+    pub transfers: i64,
 }
 
 impl Timings {
@@ -63,7 +65,10 @@ impl Timings {
                     t.active += span;
                 }
                 Some(Status::OnHold) => t.hold += span,
-                Some(Status::Transferring) => t.transfer += span,
+                Some(Status::Transferring) => {
+                    t.transfers += 1;
+                    t.transfer += span;
+                }
                 Some(Status::Reconnecting) => t.reconnecting += span,
                 Some(s) if s.is_final() => {
                     t.end = Some(e.at);
@@ -73,6 +78,27 @@ impl Timings {
             }
         }
         t
+    }
+
+    /// The intervals (technician, from, to) in which a technician had the session in the console
+    /// in a live status (not idle, for the Login report's Idle Time): each event with a technician
+    /// and a live status lasts until the next event (or `now`); consecutive ones of the same
+    /// technician are joined.
+    pub fn live_spans(events: &[EventRow], now: i64) -> Vec<(i64, i64, i64)> {
+        let mut spans: Vec<(i64, i64, i64)> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let until = events.get(i + 1).map_or(now, |n| n.at);
+            let live =
+                Status::parse(&e.to_status).is_some_and(|s| !s.is_final() && s != Status::Pending);
+            let Some(t) = e.technician_id.filter(|_| live) else {
+                continue;
+            };
+            match spans.last_mut() {
+                Some(last) if last.0 == t && last.2 == e.at => last.2 = until,
+                _ => spans.push((t, e.at, until)),
+            }
+        }
+        spans
     }
 
     /// The guide's Total Time: Active + Hold + Transfer + Rebooting (never in Lens) + Reconnecting.
@@ -91,9 +117,20 @@ impl Timings {
         self.start.is_some()
     }
 
+    /// Joined: the customer used the code (entered Connecting), or the session was picked up.
+    /// The Session report lists these.
+    pub fn joined(&self) -> bool {
+        self.connecting_start.is_some() || self.handled()
+    }
+
     /// Missed: entered the queue, never Active, ended.
     pub fn missed(&self) -> bool {
         self.waiting_start.is_some() && self.start.is_none() && self.end.is_some()
+    }
+
+    /// A missed session's time in the queue, from entering Waiting to its end.
+    pub fn missed_wait(&self) -> i64 {
+        self.end.unwrap_or(0) - self.waiting_start.unwrap_or(0)
     }
 
     /// Failed: entered Connecting, never reached Waiting or Active, ended.

@@ -2,10 +2,13 @@
 //! chat, notes, surveys, audit rows; and the two writes that belong to reports (survey answers,
 //! chatlog deletion). Everything is read in bulk, ordered, and computed in `crate::reports`.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Result, Store, StoreError};
+use crate::reports::Timings;
 use crate::store::sessions::{ChatRow, EventRow};
 
 /// The columns of a `SurveyRow` (a macro, so queries stay `&'static str`).
@@ -116,56 +119,30 @@ impl Store {
         )
     }
 
-    /// Sessions created in `[from, to)` with their events, in id order. Two ordered scans merged
-    /// here rather than a join per session: one pass over each index.
-    /// `slim` reads only what durations and scope need (Summary reports): ids, owner, group, times
-    /// and the events' statuses; text columns stay empty.
-    pub async fn report_sessions(
+    /// Sessions created in `[from, to)` with their events, in id order.
+    pub async fn report_sessions(&self, from: i64, to: i64) -> Result<Vec<ReportSession>> {
+        self.report_sessions_where("s.created_at >= $1 AND s.created_at < $2", from, to)
+            .await
+    }
+
+    /// Sessions matching `condition` (on `s`, with two bound numbers) with their events, in id
+    /// order. Two ordered scans merged here rather than a join per session.
+    async fn report_sessions_where(
         &self,
-        from: i64,
-        to: i64,
-        slim: bool,
+        condition: &'static str,
+        a: i64,
+        b: i64,
     ) -> Result<Vec<ReportSession>> {
-        if slim {
-            return self.report_sessions_slim(from, to).await;
-        }
-        let columns = "id, created_by, technician_id, group_id, name, cfield1, cfield2, cfield3, cfield4, \
-             cfield5, tracking_id, status, customer_ip, platform, browser, device_id, created_at, ended_at";
-        // The column lists are constants of this function, not input.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {columns} FROM sessions WHERE created_at >= $1 AND created_at < $2 ORDER BY id"
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE {condition} ORDER BY s.id"
         )))
-        .bind(from)
-        .bind(to)
+        .bind(a)
+        .bind(b)
         .fetch_all(self.pool())
         .await?;
         let mut sessions = rows
             .iter()
-            .map(|r| {
-                Ok(ReportSession {
-                    id: r.try_get("id")?,
-                    created_by: r.try_get("created_by")?,
-                    technician_id: r.try_get("technician_id")?,
-                    group_id: r.try_get("group_id")?,
-                    name: r.try_get("name")?,
-                    custom_fields: [
-                        r.try_get("cfield1")?,
-                        r.try_get("cfield2")?,
-                        r.try_get("cfield3")?,
-                        r.try_get("cfield4")?,
-                        r.try_get("cfield5")?,
-                    ],
-                    tracking_id: r.try_get("tracking_id")?,
-                    status: r.try_get("status")?,
-                    customer_ip: r.try_get("customer_ip")?,
-                    platform: r.try_get("platform")?,
-                    browser: r.try_get("browser")?,
-                    device_id: r.try_get("device_id")?,
-                    created_at: r.try_get("created_at")?,
-                    ended_at: r.try_get("ended_at")?,
-                    events: Vec::new(),
-                })
-            })
+            .map(report_session)
             .collect::<Result<Vec<_>>>()?;
         let (Some(first), Some(last)) = (sessions.first(), sessions.last()) else {
             return Ok(sessions);
@@ -209,40 +186,6 @@ impl Store {
         Ok(sessions)
     }
 
-    /// The Summary reports' read: one row per session, its events folded into one string by the
-    /// database (seq, at, to_status, technician_id), so the per-row cost of the driver is paid once
-    /// per session instead of once per event. Durations are still computed by `Timings::of`.
-    async fn report_sessions_slim(&self, from: i64, to: i64) -> Result<Vec<ReportSession>> {
-        type SlimRow = (i64, i64, Option<i64>, i64, i64, Option<i64>, Option<String>);
-        let rows: Vec<SlimRow> = sqlx::query_as(
-            "SELECT s.id, s.created_by, s.technician_id, s.group_id, s.created_at, s.ended_at, \
-             (SELECT string_agg(CAST(e.seq AS TEXT) || ',' || CAST(e.at AS TEXT) || ',' || e.to_status \
-              || ',' || COALESCE(CAST(e.technician_id AS TEXT), ''), ';' ORDER BY e.seq) \
-              FROM session_events e WHERE e.session_id = s.id) AS events \
-             FROM sessions s WHERE s.created_at >= $1 AND s.created_at < $2 ORDER BY s.id",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter()
-            .map(
-                |(id, created_by, technician_id, group_id, created_at, ended_at, events)| {
-                    Ok(ReportSession {
-                        id,
-                        created_by,
-                        technician_id,
-                        group_id,
-                        created_at,
-                        ended_at,
-                        events: parse_slim_events(events.as_deref().unwrap_or(""))?,
-                        ..ReportSession::default()
-                    })
-                },
-            )
-            .collect()
-    }
-
     /// Logins and logouts in `[from, to)`, oldest first.
     pub async fn report_logins(&self, from: i64, to: i64) -> Result<Vec<LoginRow>> {
         let rows = sqlx::query(
@@ -264,15 +207,41 @@ impl Store {
             .collect()
     }
 
-    /// (user, at, status) of console statuses before `to`, oldest first (the status in force at
-    /// the start of a window is the last one before it).
-    pub async fn report_console_statuses(&self, to: i64) -> Result<Vec<(i64, i64, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT user_id, at, status FROM technician_status_events WHERE at < $1 ORDER BY at, id",
+    /// Console statuses (at, status) before `to` by user, oldest first (the status in force at
+    /// the start of a window is the last one before it). Folded per user by the database.
+    pub async fn report_console_statuses(
+        &self,
+        to: i64,
+    ) -> Result<HashMap<i64, Vec<(i64, String)>>> {
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT user_id, string_agg(CAST(at AS TEXT) || ',' || status, ';' ORDER BY at, id) \
+             FROM technician_status_events WHERE at < $1 GROUP BY user_id",
         )
         .bind(to)
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        unfold(rows, |at, status| {
+            Some((at.parse().ok()?, status.to_owned()))
+        })
+    }
+
+    /// The stored live spans (from, to) of the ended sessions matching `filter` (on `t`, from
+    /// numbers only) that overlap `[from, to)`, by technician. Folded per technician by the
+    /// database.
+    pub async fn report_session_spans(
+        &self,
+        filter: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<HashMap<i64, Vec<(i64, i64)>>> {
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT t.live_technician_id, string_agg(CAST(t.start_at AS TEXT) || ',' || \
+             CAST(t.end_at AS TEXT), ';') FROM session_spans t \
+             WHERE {filter} AND t.start_at < {to} AND t.end_at > {from} GROUP BY t.live_technician_id"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        unfold(rows, |a, b| Some((a.parse().ok()?, b.parse().ok()?)))
     }
 
     /// Chat of the sessions with ids in `[first, last]`, by session then order.
@@ -495,39 +464,474 @@ fn survey_row(r: &AnyRow) -> Result<SurveyRow> {
     })
 }
 
-/// Reads back `report_sessions_slim`'s folded events ("seq,at,to_status,technician_id;..."; the
-/// statuses are identifiers, so neither separator occurs inside a field).
-fn parse_slim_events(folded: &str) -> Result<Vec<EventRow>> {
-    let bad = || {
-        StoreError::Db(sqlx::Error::Decode(
-            format!("session events: {folded:?}").into(),
-        ))
-    };
-    folded
-        .split(';')
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            let mut f = e.split(',');
-            let mut next = || f.next().ok_or_else(bad);
-            let seq = next()?.parse().map_err(|_| bad())?;
-            let at = next()?.parse().map_err(|_| bad())?;
-            let to_status = next()?.to_string();
-            let technician_id = match next()? {
-                "" => None,
-                t => Some(t.parse().map_err(|_| bad())?),
-            };
-            Ok(EventRow {
-                seq,
-                at,
-                to_status,
-                technician_id,
-                from_status: String::new(),
-                actor: String::new(),
-                actor_id: None,
-                reason: String::new(),
-                group_id: 0,
-                detail: String::new(),
-            })
+/// Reads back rows of (key, "a,b;a,b;...") folded by the database with `string_agg` (the values
+/// are numbers and status names: neither separator occurs in them).
+fn unfold<T>(
+    rows: Vec<(i64, Option<String>)>,
+    item: impl Fn(&str, &str) -> Option<T>,
+) -> Result<HashMap<i64, Vec<T>>> {
+    rows.into_iter()
+        .map(|(key, folded)| {
+            let folded = folded.unwrap_or_default();
+            let list = folded
+                .split(';')
+                .filter(|e| !e.is_empty())
+                .map(|e| {
+                    e.split_once(',')
+                        .and_then(|(a, b)| item(a, b))
+                        .ok_or_else(|| bad_fold(&folded))
+                })
+                .collect::<Result<Vec<T>>>()?;
+            Ok((key, list))
         })
         .collect()
+}
+
+/// A value folded by the database that does not read back.
+fn bad_fold(folded: &str) -> StoreError {
+    StoreError::Db(sqlx::Error::Decode(
+        format!("folded rows: {folded:.80}").into(),
+    ))
+}
+
+/// The columns of `session_timings`, in the order `timing_values` writes them.
+const TIMING_COLUMNS: &str = "session_id, created_at, created_by, technician_id, group_id, \
+     connecting_start, waiting_start, start_at, end_at, last_action, final_status, connecting, waiting, \
+     active, hold, transfer, reconnecting, total, work, joined, handled, missed, failed, transfers";
+
+/// One `session_timings` row as SQL values: numbers, and the final status (a status name, quoted).
+fn timing_values(s: &ReportSession, t: &Timings) -> String {
+    let opt = |v: Option<i64>| v.map_or_else(|| "NULL".to_owned(), |v| v.to_string());
+    let flag = |b: bool| i64::from(b);
+    format!(
+        "({},{},{},{},{},{},{},{},{},{},'{}',{},{},{},{},{},{},{},{},{},{},{},{},{})",
+        s.id,
+        s.created_at,
+        s.created_by,
+        opt(s.technician_id),
+        s.group_id,
+        opt(t.connecting_start),
+        opt(t.waiting_start),
+        opt(t.start),
+        opt(t.end),
+        opt(t.last_action),
+        t.final_status.replace('\'', "''"),
+        t.connecting,
+        t.waiting,
+        t.active,
+        t.hold,
+        t.transfer,
+        t.reconnecting,
+        t.total(),
+        t.work(),
+        flag(t.joined()),
+        flag(t.handled()),
+        flag(t.missed()),
+        flag(t.failed()),
+        t.transfers,
+    )
+}
+
+/// Writes the timing rows of ended sessions (replacing any), computed by `Timings::of` from
+/// their events. `now` only matters for a session whose events do not end in a final status.
+pub(crate) async fn write_session_timings(
+    tx: &mut super::Tx,
+    sessions: &[(ReportSession, i64)],
+) -> Result<()> {
+    for chunk in sessions.chunks(400) {
+        let ids: Vec<String> = chunk.iter().map(|(s, _)| s.id.to_string()).collect();
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(s, now)| timing_values(s, &Timings::of(&s.events, *now)))
+            .collect();
+        // Ids and computed numbers only.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM session_timings WHERE session_id IN ({})",
+            ids.join(",")
+        )))
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO session_timings ({TIMING_COLUMNS}) VALUES {}",
+            values.join(",")
+        )))
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM session_spans WHERE session_id IN ({})",
+            ids.join(",")
+        )))
+        .execute(&mut **tx)
+        .await?;
+        let spans: Vec<String> = chunk
+            .iter()
+            .flat_map(|(s, now)| {
+                Timings::live_spans(&s.events, *now)
+                    .into_iter()
+                    .map(move |(t, a, b)| {
+                        format!(
+                            "({},{},{},{},{},{t},{a},{b})",
+                            s.id,
+                            s.created_at,
+                            s.created_by,
+                            s.technician_id
+                                .map_or_else(|| "NULL".to_owned(), |v| v.to_string()),
+                            s.group_id
+                        )
+                    })
+            })
+            .collect();
+        for part in spans.chunks(400) {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO session_spans (session_id, created_at, created_by, technician_id, group_id, \
+                 live_technician_id, start_at, end_at) VALUES {}",
+                part.join(",")
+            )))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The timing row of a session that has just ended, in the transaction that ends it.
+pub(crate) async fn session_ended(tx: &mut super::Tx, id: i64, ended_at: i64) -> Result<()> {
+    let (created_by, technician_id, group_id, created_at): (i64, Option<i64>, i64, i64) =
+        sqlx::query_as(
+            "SELECT created_by, technician_id, group_id, created_at FROM sessions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let events: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(
+        "SELECT seq, at, to_status, technician_id FROM session_events WHERE session_id = $1 ORDER BY seq",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let s = ReportSession {
+        id,
+        created_by,
+        technician_id,
+        group_id,
+        created_at,
+        ended_at: Some(ended_at),
+        events: events
+            .into_iter()
+            .map(|(seq, at, to_status, technician_id)| {
+                slim_event(seq, at, to_status, technician_id)
+            })
+            .collect(),
+        ..ReportSession::default()
+    };
+    write_session_timings(tx, &[(s, ended_at)]).await
+}
+
+/// A page of a List All: `limit` rows from `offset`.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// Sums over timing rows (durations in ms), grouped by a key.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TimingSums {
+    pub sessions: i64,
+    pub connecting: i64,
+    pub waiting: i64,
+    pub active: i64,
+    pub work: i64,
+    pub hold: i64,
+    pub transfer: i64,
+    pub reconnecting: i64,
+    pub total: i64,
+    pub longest: i64,
+    pub missed_wait: i64,
+    pub longest_missed_wait: i64,
+}
+
+impl TimingSums {
+    /// Adds one session's times (for live sessions, computed in Rust). `wait` is for missed
+    /// sessions: their waiting until the end.
+    pub fn add(&mut self, t: &Timings) {
+        self.sessions += 1;
+        self.connecting += t.connecting;
+        self.waiting += t.waiting;
+        self.active += t.active;
+        self.work += t.work();
+        self.hold += t.hold;
+        self.transfer += t.transfer;
+        self.reconnecting += t.reconnecting;
+        self.total += t.total();
+        self.longest = self.longest.max(t.total());
+        self.missed_wait += t.missed_wait();
+        self.longest_missed_wait = self.longest_missed_wait.max(t.missed_wait());
+    }
+}
+
+impl Store {
+    /// Fills `session_timings` for ended sessions that have none (sessions that ended before
+    /// migration 0007), in batches from the oldest; returns how many rows were written.
+    pub async fn backfill_session_timings(&self) -> Result<u64> {
+        let (mut after, mut written) = (0i64, 0u64);
+        loop {
+            let ids: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT s.id, s.ended_at FROM sessions s WHERE s.id > $1 AND s.ended_at IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM session_timings t WHERE t.session_id = s.id) \
+                 ORDER BY s.id LIMIT 2000",
+            )
+            .bind(after)
+            .fetch_all(self.pool())
+            .await?;
+            let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+                return Ok(written);
+            };
+            let ended: HashMap<i64, i64> = ids.iter().copied().collect();
+            let sessions = self
+                .report_sessions_where("s.id >= $1 AND s.id <= $2", first.0, last.0)
+                .await?;
+            let batch: Vec<(ReportSession, i64)> = sessions
+                .into_iter()
+                .filter_map(|s| ended.get(&s.id).map(|at| (*at, s)))
+                .map(|(at, s)| (s, at))
+                .collect();
+            let mut tx = self.begin().await?;
+            write_session_timings(&mut tx, &batch).await?;
+            tx.commit().await?;
+            written += batch.len() as u64;
+            after = last.0;
+        }
+    }
+
+    /// Sessions with ids in `[first, last]`, with their events, in id order.
+    pub async fn report_sessions_between(
+        &self,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<ReportSession>> {
+        self.report_sessions_where("s.id >= $1 AND s.id <= $2", first, last)
+            .await
+    }
+
+    /// The transfers (session id, event seq) of the sessions matching `filter` (on `t`: their
+    /// stored times, or the live sessions) whose transfer event matches `event` (on `e`), in
+    /// order: how many, and the page's. Both conditions are built from numbers only.
+    pub async fn report_transfers(
+        &self,
+        filter: &str,
+        event: &str,
+        page: Option<Page>,
+    ) -> Result<(u64, Vec<(i64, i64)>)> {
+        let union = format!(
+            "SELECT e.session_id, e.seq FROM session_events e JOIN session_timings t \
+             ON t.session_id = e.session_id WHERE e.to_status = 'Transferring' AND {filter} AND {event} \
+             UNION ALL SELECT e.session_id, e.seq FROM session_events e JOIN sessions t ON t.id = e.session_id \
+             WHERE t.ended_at IS NULL AND e.to_status = 'Transferring' AND {filter} AND {event}"
+        );
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM ({union}) c"
+        )))
+        .fetch_one(self.pool())
+        .await?;
+        let limit = page.map_or_else(String::new, |p| {
+            format!(" LIMIT {} OFFSET {}", p.limit, p.offset)
+        });
+        let keys: Vec<(i64, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{union} ORDER BY 1, 2{limit}")))
+                .fetch_all(self.pool())
+                .await?;
+        Ok((n as u64, keys))
+    }
+
+    /// Live sessions (no end yet) created in `[from, to)`, with their events, in id order.
+    pub async fn report_live_sessions(&self, from: i64, to: i64) -> Result<Vec<ReportSession>> {
+        self.report_sessions_where(
+            "s.ended_at IS NULL AND s.created_at >= $1 AND s.created_at < $2",
+            from,
+            to,
+        )
+        .await
+    }
+
+    /// Ended sessions matching `filter` (a condition on `t`, from numbers only), with their
+    /// timing rows (no events), in id order.
+    pub async fn report_timed_sessions(
+        &self,
+        filter: &str,
+    ) -> Result<Vec<(ReportSession, Timings)>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS}, t.connecting_start, t.waiting_start, t.start_at, t.end_at, \
+             t.last_action, t.final_status, t.connecting, t.waiting, t.active, t.hold, t.transfer, \
+             t.reconnecting, t.transfers FROM session_timings t JOIN sessions s ON s.id = t.session_id \
+             WHERE {filter} ORDER BY t.session_id"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    report_session(r)?,
+                    Timings {
+                        connecting_start: r.try_get("connecting_start")?,
+                        waiting_start: r.try_get("waiting_start")?,
+                        start: r.try_get("start_at")?,
+                        end: r.try_get("end_at")?,
+                        last_action: r.try_get("last_action")?,
+                        final_status: r.try_get("final_status")?,
+                        connecting: r.try_get("connecting")?,
+                        waiting: r.try_get("waiting")?,
+                        active: r.try_get("active")?,
+                        hold: r.try_get("hold")?,
+                        transfer: r.try_get("transfer")?,
+                        reconnecting: r.try_get("reconnecting")?,
+                        transfers: r.try_get("transfers")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// How many ended sessions match `filter` (a condition on `t`, built by `crate::reports` from
+    /// numbers only).
+    pub async fn report_timed_count(&self, filter: &str) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM session_timings t WHERE {filter}"
+        )))
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n)
+    }
+
+    /// The ids of one page: ended sessions matching `filter` merged with `live` in id order.
+    pub async fn report_timed_page(
+        &self,
+        filter: &str,
+        live: &[i64],
+        page: Page,
+    ) -> Result<Vec<i64>> {
+        let live = if live.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = live.iter().map(i64::to_string).collect();
+            format!(
+                " UNION ALL SELECT id FROM sessions WHERE id IN ({})",
+                list.join(",")
+            )
+        };
+        let rows: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM (SELECT t.session_id AS id FROM session_timings t WHERE {filter}{live}) p \
+             ORDER BY id LIMIT {} OFFSET {}",
+            page.limit, page.offset
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Sums of the ended sessions matching `filter`, grouped by `key` (an expression on `t`, or
+    /// a constant for one group).
+    pub async fn report_timed_sums(
+        &self,
+        filter: &str,
+        key: Option<&str>,
+    ) -> Result<Vec<(i64, TimingSums)>> {
+        let sum = |c: &str| format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT)");
+        let max = |c: &str| format!("CAST(COALESCE(MAX({c}), 0) AS BIGINT)");
+        let wait = "t.end_at - t.waiting_start";
+        let columns = [
+            "COUNT(*)".to_owned(),
+            sum("t.connecting"),
+            sum("t.waiting"),
+            sum("t.active"),
+            sum("t.work"),
+            sum("t.hold"),
+            sum("t.transfer"),
+            sum("t.reconnecting"),
+            sum("t.total"),
+            max("t.total"),
+            sum(wait),
+            max(wait),
+        ];
+        // Without a key: one row (all zero when nothing matches).
+        let (select, group) = match key {
+            Some(k) => (k, format!(" GROUP BY {k}")),
+            None => ("CAST(0 AS BIGINT)", String::new()),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {select} AS k, {} FROM session_timings t WHERE {filter}{group}",
+            columns.join(", ")
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let v = |i: usize| r.try_get::<i64, _>(i + 1);
+                Ok((
+                    r.try_get("k")?,
+                    TimingSums {
+                        sessions: v(0)?,
+                        connecting: v(1)?,
+                        waiting: v(2)?,
+                        active: v(3)?,
+                        work: v(4)?,
+                        hold: v(5)?,
+                        transfer: v(6)?,
+                        reconnecting: v(7)?,
+                        total: v(8)?,
+                        longest: v(9)?,
+                        missed_wait: v(10)?,
+                        longest_missed_wait: v(11)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// An event with only what durations need (the rest empty).
+fn slim_event(seq: i64, at: i64, to_status: String, technician_id: Option<i64>) -> EventRow {
+    EventRow {
+        seq,
+        at,
+        to_status,
+        technician_id,
+        from_status: String::new(),
+        actor: String::new(),
+        actor_id: None,
+        reason: String::new(),
+        group_id: 0,
+        detail: String::new(),
+    }
+}
+
+/// The session columns reports show (alias `s`).
+const SESSION_COLUMNS: &str = "s.id, s.created_by, s.technician_id, s.group_id, s.name, s.cfield1, \
+     s.cfield2, s.cfield3, s.cfield4, s.cfield5, s.tracking_id, s.status, s.customer_ip, s.platform, \
+     s.browser, s.device_id, s.created_at, s.ended_at";
+
+fn report_session(r: &AnyRow) -> Result<ReportSession> {
+    Ok(ReportSession {
+        id: r.try_get("id")?,
+        created_by: r.try_get("created_by")?,
+        technician_id: r.try_get("technician_id")?,
+        group_id: r.try_get("group_id")?,
+        name: r.try_get("name")?,
+        custom_fields: [
+            r.try_get("cfield1")?,
+            r.try_get("cfield2")?,
+            r.try_get("cfield3")?,
+            r.try_get("cfield4")?,
+            r.try_get("cfield5")?,
+        ],
+        tracking_id: r.try_get("tracking_id")?,
+        status: r.try_get("status")?,
+        customer_ip: r.try_get("customer_ip")?,
+        platform: r.try_get("platform")?,
+        browser: r.try_get("browser")?,
+        device_id: r.try_get("device_id")?,
+        created_at: r.try_get("created_at")?,
+        ended_at: r.try_get("ended_at")?,
+        events: Vec::new(),
+    })
 }

@@ -684,6 +684,10 @@ async fn transitions_in(
         .execute(&mut **tx)
         .await?;
     }
+    if let Some(ended_at) = state.ended_at {
+        // The reports' computed times, written once with the final event.
+        super::reports::session_ended(tx, id, ended_at).await?;
+    }
     Ok(())
 }
 
