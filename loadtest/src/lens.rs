@@ -4,20 +4,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::media::Media;
-use crate::peer::{PeerContext, PendingCustomer, technician};
+use crate::peer::{LOOPBACK, PeerContext, PendingCustomer, technician};
 use crate::stats::Stats;
-
-/// How long one protocol step may take before the session counts as failed.
-const STEP: Duration = Duration::from_secs(30);
+use crate::ws::Ws;
 
 pub struct Api {
     pub base: String,
@@ -226,72 +222,14 @@ impl Api {
             .replacen("https://", "wss://", 1);
         format!("{base}{path}")
     }
-}
 
-/// A protocol socket: requests with ids, waiting for frames while keeping the others.
-pub struct Ws {
-    stream: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    next_id: u64,
-    backlog: Vec<Value>,
+    async fn ws(&self, path: &str) -> anyhow::Result<Ws> {
+        Ws::connect(&self.ws_url(path), None).await
+    }
 }
 
 impl Ws {
-    pub async fn connect(api: &Api, path: &str) -> anyhow::Result<Ws> {
-        let (stream, _) = tokio_tungstenite::connect_async(api.ws_url(path))
-            .await
-            .with_context(|| format!("connect {path}"))?;
-        Ok(Ws {
-            stream,
-            next_id: 0,
-            backlog: Vec::new(),
-        })
-    }
-
-    pub async fn send(&mut self, frame: &Value) -> anyhow::Result<()> {
-        self.stream
-            .send(Message::Text(frame.to_string().into()))
-            .await?;
-        Ok(())
-    }
-
-    /// The next text frame as JSON (pings are answered by tungstenite while reading).
-    async fn read(&mut self) -> anyhow::Result<Value> {
-        loop {
-            match self.stream.next().await {
-                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
-                Some(Ok(Message::Close(f))) => bail!("socket closed: {f:?}"),
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(e.into()),
-                None => bail!("socket closed"),
-            }
-        }
-    }
-
-    pub async fn until(
-        &mut self,
-        what: &str,
-        pred: impl Fn(&Value) -> bool,
-    ) -> anyhow::Result<Value> {
-        if let Some(i) = self.backlog.iter().position(&pred) {
-            return Ok(self.backlog.remove(i));
-        }
-        let deadline = tokio::time::Instant::now() + STEP;
-        loop {
-            let v = tokio::time::timeout_at(deadline, self.read())
-                .await
-                .map_err(|_| anyhow!("no {what} within {STEP:?}"))??;
-            if pred(&v) {
-                return Ok(v);
-            }
-            if self.backlog.len() < 256 {
-                self.backlog.push(v);
-            }
-        }
-    }
-
-    /// Sends a request and returns its `ok` (an `error` reply is an error).
+    /// Sends a Lens protocol request and returns its `ok` (an `error` reply is an error).
     pub async fn request(&mut self, mut frame: Value) -> anyhow::Result<Value> {
         self.next_id += 1;
         let id = format!("l{}", self.next_id);
@@ -306,21 +244,6 @@ impl Ws {
             bail!("{} refused: {r}", frame["type"]);
         }
         Ok(r)
-    }
-
-    /// Reads and drops frames (keeps the socket alive) until `stop` turns true.
-    pub async fn idle(&mut self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
-        self.backlog.clear();
-        loop {
-            tokio::select! {
-                v = self.read() => { v?; }
-                _ = stop.changed() => return Ok(()),
-            }
-        }
-    }
-
-    pub async fn close(mut self) {
-        let _ = self.stream.close(None).await;
     }
 }
 
@@ -337,14 +260,14 @@ pub async fn session(
     stats: Arc<Stats>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut con = Ws::connect(&api, "/ws/console").await?;
+    let mut con = api.ws("/ws/console").await?;
     con.request(json!({"type": "hello", "v": 1, "token": tech.token}))
         .await?;
     let (id, pin) = api.create_pin(&tech.token).await?;
 
     // The customer types the PIN: the set-up clock starts.
     let t0 = Instant::now();
-    let mut cus = Ws::connect(&api, "/ws/customer").await?;
+    let mut cus = api.ws("/ws/customer").await?;
     let joined = cus
         .request(json!({"type": "join", "v": 1, "code": pin,
                         "device": {"platform": "Android 15", "model": "loadtest", "app": "lens-loadtest"}}))
@@ -362,50 +285,32 @@ pub async fn session(
     })
     .await?;
 
-    let phone = PendingCustomer::new(audio).await?;
+    let phone = PendingCustomer::new(audio, LOOPBACK).await?;
     let answer = cus
         .request(json!({"type": "offer", "sdp": phone.offer}))
         .await?;
     let answer = answer["sdp"].as_str().context("answer sdp")?.to_owned();
-    let phone_task = phone.start(
-        &answer,
-        PeerContext {
-            media: media.clone(),
-            stats: stats.clone(),
-            stop: stop.clone(),
-            first_video: None,
-        },
-    )?;
+    let phone_task = phone.start(&answer, PeerContext::new(&media, &stats, &stop, None))?;
     let offer = con
         .until("offer", |v| v["type"] == "offer" && v["session_id"] == id)
         .await?;
     let (first_tx, first_rx) = oneshot::channel();
     let (answer, tech_task) = technician(
         offer["sdp"].as_str().context("offer sdp")?,
-        PeerContext {
-            media,
-            stats: stats.clone(),
-            stop: stop.clone(),
-            first_video: Some(first_tx),
-        },
+        LOOPBACK,
+        PeerContext::new(&media, &stats, &stop, Some(first_tx)),
     )
     .await?;
     con.send(&json!({"type": "answer", "session_id": id, "sdp": answer}))
         .await?;
-    let first = tokio::time::timeout(STEP, first_rx)
-        .await
-        .map_err(|_| anyhow!("session {id}: no video at the technician within {STEP:?}"))?
-        .map_err(|_| anyhow!("session {id}: the technician's peer stopped before video"))?;
     stats
-        .setup
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push((first - t0).as_secs_f64() * 1000.0);
-    stats.sessions_live.fetch_add(1, Relaxed);
+        .first_video(t0, first_rx)
+        .await
+        .with_context(|| format!("session {id}"))?;
 
     // Hold: both sockets keep reading (keep-alive) until the run says stop.
     let (mut s1, mut s2) = (stop.clone(), stop.clone());
-    let held = tokio::try_join!(con.idle(&mut s1), cus.idle(&mut s2));
+    let held = tokio::try_join!(con.idle(&mut s1, None), cus.idle(&mut s2, None));
     stats.sessions_live.fetch_sub(1, Relaxed);
     held?;
     let ended = con.request(json!({"type": "end", "session_id": id})).await;

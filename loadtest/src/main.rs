@@ -1,6 +1,7 @@
 //! `loadtest`: simulated phones and technician consoles against a running Lens server (and, for
 //! comparison, against a bare UDP forwarder with the same traffic). See README.md.
 
+mod janus;
 mod lens;
 mod media;
 mod peer;
@@ -8,6 +9,7 @@ mod report;
 mod stats;
 mod sys;
 mod udp;
+mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +50,18 @@ enum Target {
     Lens,
     /// A bare UDP forwarder the tool starts (plain RTP, no WebRTC).
     Udp,
+    /// Janus' VideoRoom (Debian's `janus`), started by the tool with a generated configuration.
+    Janus,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Lens => "lens",
+            Target::Udp => "udp-forwarder",
+            Target::Janus => "janus",
+        }
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -101,6 +115,10 @@ struct RunArgs {
     /// Cache of the ffmpeg-made media.
     #[arg(long, default_value = "loadtest-out/media")]
     media_dir: PathBuf,
+    /// The address Janus and its peers use for ICE (`--target janus`; default: this machine's
+    /// own IPv4 address, as Janus gathers no candidates on loopback interfaces).
+    #[arg(long)]
+    janus_ip: Option<std::net::IpAddr>,
     /// No progress bar (for tests and logs).
     #[arg(long)]
     quiet: bool,
@@ -174,6 +192,7 @@ enum Backend {
         addr: SocketAddr,
         child: std::process::Child,
     },
+    Janus(janus::Janus),
 }
 
 async fn run_target(args: &RunArgs, target: Target, media: Arc<Media>) -> anyhow::Result<Run> {
@@ -210,15 +229,18 @@ async fn run_target(args: &RunArgs, target: Target, media: Arc<Media>) -> anyhow
             let pid = child.id();
             (Backend::Udp { addr, child }, Some(pid))
         }
+        Target::Janus => {
+            let j = janus::spawn(&args.out.join("janus"), args.janus_ip)?;
+            let pid = j.child.id();
+            eprintln!("janus: pid {pid}, {}, log {}", j.url, j.log.display());
+            (Backend::Janus(j), Some(pid))
+        }
     };
     let backend = Arc::new(tokio::sync::Mutex::new(backend));
     let stats = Arc::new(Stats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sampler = Sampler::new(stats.clone(), pid);
-    let name = match target {
-        Target::Lens => "lens",
-        Target::Udp => "udp-forwarder",
-    };
+    let name = target.name();
     let bar = report::bar(args, name);
 
     let mut launched = 0usize;
@@ -295,15 +317,19 @@ async fn run_target(args: &RunArgs, target: Target, media: Arc<Media>) -> anyhow
         tasks.abort_all();
     }
     bar.finish_and_clear();
-    if let Backend::Udp { child, .. } = &mut *backend.lock().await {
-        let _ = child.kill();
-        let _ = child.wait();
+    match &mut *backend.lock().await {
+        Backend::Udp { child, .. } | Backend::Janus(janus::Janus { child, .. }) => {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Backend::Lens { .. } => {}
     }
     Ok(sampler.finish(report::Setup {
         target: name.to_owned(),
         server: match target {
             Target::Lens => args.server.clone(),
             Target::Udp => "bare UDP forwarder (child process)".to_owned(),
+            Target::Janus => "Janus VideoRoom (child process)".to_owned(),
         },
         server_pid: pid,
         profile: args.profile.name().to_owned(),
@@ -363,6 +389,11 @@ async fn one_session(
                 let addr = *addr;
                 drop(b);
                 return udp::session(addr, i as u32, audio, media, stats, stop).await;
+            }
+            Backend::Janus(j) => {
+                let (url, ip) = (j.url.clone(), j.ip);
+                drop(b);
+                return janus::session(&url, ip, i as u64 + 1, audio, media, stats, stop).await;
             }
             Backend::Lens {
                 api,

@@ -289,8 +289,31 @@ impl Pacer {
         }
     }
 
+    /// What is due now (one video frame's payloads, or one audio packet), each stamped and
+    /// counted as sent in `stats`, with the marker bit it takes (the frame's last packet), and
+    /// the RTP time they carry; the pacer moves on to the next.
+    pub fn take_due(
+        &mut self,
+        media: &Media,
+        stats: &crate::stats::Stats,
+        now: Instant,
+    ) -> (u32, Vec<(Vec<u8>, bool)>) {
+        let payloads = self.payloads(media);
+        let video = self.stream == Stream::Video;
+        let mut due = Vec::with_capacity(payloads.len());
+        for (i, payload) in payloads.iter().enumerate() {
+            let payload = stamped(payload, self.stream, self.counter);
+            stats.sent(self.stream, payload.len());
+            due.push((payload, video && i + 1 == payloads.len()));
+            self.counter += 1;
+        }
+        let rtp_time = self.rtp_time;
+        self.advance(now);
+        (rtp_time, due)
+    }
+
     /// After sending what was due at `now`.
-    pub fn advance(&mut self, now: Instant) {
+    fn advance(&mut self, now: Instant) {
         self.index += 1;
         self.rtp_time = self.rtp_time.wrapping_add(self.clock_step);
         self.next += self.period;

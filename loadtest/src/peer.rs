@@ -2,7 +2,7 @@
 //! technician's console (video recvonly, Opus sendrecv). One tokio task per peer owns its `Rtc`
 //! and its UDP socket on 127.0.0.1, replays the media loops and accounts what arrives.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
 
-use crate::media::{Media, Pacer, Stream, stamped};
+use crate::media::{Media, Pacer, Stream};
 use crate::stats::{Receiver, Stats};
 
 fn rtc() -> Rtc {
@@ -28,8 +28,11 @@ fn rtc() -> Rtc {
         .build(Instant::now())
 }
 
-async fn bind(rtc: &mut Rtc) -> anyhow::Result<UdpSocket> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+/// Where the Lens and UDP-forwarder peers live.
+pub const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+async fn bind(rtc: &mut Rtc, ip: IpAddr) -> anyhow::Result<UdpSocket> {
+    let socket = UdpSocket::bind((ip, 0)).await?;
     let addr = socket.local_addr()?;
     rtc.add_local_candidate(Candidate::host(addr, "udp")?);
     Ok(socket)
@@ -46,9 +49,10 @@ pub struct PendingCustomer {
 }
 
 impl PendingCustomer {
-    pub async fn new(audio: bool) -> anyhow::Result<PendingCustomer> {
+    /// A phone with its socket and host candidate on `ip`.
+    pub async fn new(audio: bool, ip: IpAddr) -> anyhow::Result<PendingCustomer> {
         let mut rtc = rtc();
-        let socket = bind(&mut rtc).await?;
+        let socket = bind(&mut rtc, ip).await?;
         let mut api = rtc.sdp_api();
         let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
         let audio =
@@ -95,13 +99,15 @@ impl PendingCustomer {
     }
 }
 
-/// The console's peer: answers the server's offer and starts at once.
+/// The console's peer (socket and host candidate on `ip`): answers the server's offer and starts
+/// at once.
 pub async fn technician(
     offer: &str,
+    ip: IpAddr,
     ctx: PeerContext,
 ) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let mut rtc = rtc();
-    let socket = bind(&mut rtc).await?;
+    let socket = bind(&mut rtc, ip).await?;
     let answer = rtc
         .sdp_api()
         .accept_offer(SdpOffer::from_sdp_string(offer)?)?;
@@ -119,6 +125,22 @@ pub struct PeerContext {
     pub stop: watch::Receiver<bool>,
     /// Told when the first video packet arrives (the technician's peer).
     pub first_video: Option<oneshot::Sender<Instant>>,
+}
+
+impl PeerContext {
+    pub fn new(
+        media: &Arc<Media>,
+        stats: &Arc<Stats>,
+        stop: &watch::Receiver<bool>,
+        first_video: Option<oneshot::Sender<Instant>>,
+    ) -> PeerContext {
+        PeerContext {
+            media: media.clone(),
+            stats: stats.clone(),
+            stop: stop.clone(),
+            first_video,
+        }
+    }
 }
 
 /// One outgoing stream replaying its loop.
@@ -156,26 +178,20 @@ impl Sender {
         let Some(tx) = api.stream_tx_by_mid(self.mid, None) else {
             return;
         };
-        let p = &mut self.pacer;
-        let payloads = p.payloads(media);
-        let video = p.stream == Stream::Video;
-        for (i, payload) in payloads.iter().enumerate() {
-            let payload = stamped(payload, p.stream, p.counter);
-            stats.sent(p.stream, payload.len());
-            let marker = video && i + 1 == payloads.len();
+        let video = self.pacer.stream == Stream::Video;
+        let (rtp_time, due) = self.pacer.take_due(media, stats, now);
+        for (payload, marker) in due {
             tx.write_rtp(
-                RtpWrite::new(self.pt, self.seq.into(), p.rtp_time, now, payload)
+                RtpWrite::new(self.pt, self.seq.into(), rtp_time, now, payload)
                     .marker(marker)
                     .nackable(video),
             );
             self.seq += 1;
-            p.counter += 1;
         }
-        p.advance(now);
     }
 }
 
-fn rand_u32() -> u32 {
+pub fn rand_u32() -> u32 {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

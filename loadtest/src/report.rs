@@ -438,28 +438,48 @@ struct Comparison {
     /// This target's figure divided by the Lens server's.
     packets_per_cpu_second_ratio_to_lens: Option<f64>,
     most_sessions_held_ratio_to_lens: Option<f64>,
+    /// This target's figure divided by the bare UDP forwarder's.
+    packets_per_cpu_second_ratio_to_udp_forwarder: Option<f64>,
+    most_sessions_held_ratio_to_udp_forwarder: Option<f64>,
+}
+
+fn packets_per_cpu_second(r: &Run) -> Option<f64> {
+    r.setup
+        .window
+        .as_ref()
+        .and_then(|w| w.packets_per_cpu_second)
+}
+
+/// `r`'s packets per CPU-second and most sessions held, each divided by `base`'s.
+fn ratios(r: &Run, base: Option<&Run>) -> (Option<f64>, Option<f64>) {
+    let Some(base) = base else {
+        return (None, None);
+    };
+    (
+        packets_per_cpu_second(base)
+            .zip(packets_per_cpu_second(r))
+            .map(|(b, x)| x / b),
+        (base.setup.most_sessions_held > 0)
+            .then(|| r.setup.most_sessions_held as f64 / base.setup.most_sessions_held as f64),
+    )
 }
 
 fn comparisons(runs: &[Run]) -> Vec<Comparison> {
-    let lens = runs.iter().find(|r| r.setup.target == "lens");
-    let ppcs = |r: &Run| {
-        r.setup
-            .window
-            .as_ref()
-            .and_then(|w| w.packets_per_cpu_second)
-    };
+    let find = |name: &str| runs.iter().find(|r| r.setup.target == name);
+    let (lens, udp) = (find("lens"), find("udp-forwarder"));
     runs.iter()
-        .map(|r| Comparison {
-            target: r.setup.target.clone(),
-            packets_per_cpu_second: ppcs(r),
-            most_sessions_held: r.setup.most_sessions_held,
-            packets_per_cpu_second_ratio_to_lens: lens
-                .and_then(ppcs)
-                .zip(ppcs(r))
-                .map(|(l, x)| x / l),
-            most_sessions_held_ratio_to_lens: lens
-                .filter(|l| l.setup.most_sessions_held > 0)
-                .map(|l| r.setup.most_sessions_held as f64 / l.setup.most_sessions_held as f64),
+        .map(|r| {
+            let (ppcs_lens, held_lens) = ratios(r, lens);
+            let (ppcs_udp, held_udp) = ratios(r, udp);
+            Comparison {
+                target: r.setup.target.clone(),
+                packets_per_cpu_second: packets_per_cpu_second(r),
+                most_sessions_held: r.setup.most_sessions_held,
+                packets_per_cpu_second_ratio_to_lens: ppcs_lens,
+                most_sessions_held_ratio_to_lens: held_lens,
+                packets_per_cpu_second_ratio_to_udp_forwarder: ppcs_udp,
+                most_sessions_held_ratio_to_udp_forwarder: held_udp,
+            }
         })
         .collect()
 }
@@ -470,17 +490,19 @@ pub fn write(dir: &Path, runs: &[Run]) -> anyhow::Result<PathBuf> {
     if runs.len() > 1 {
         println!();
         println!(
-            "| target | packets per CPU-second | ratio to lens | most sessions held | ratio to lens |"
+            "| target | packets per CPU-second | ÷ lens | ÷ UDP forwarder | most sessions held | ÷ lens | ÷ UDP forwarder |"
         );
-        println!("|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|");
         for c in &cmp {
             println!(
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 c.target,
                 f(c.packets_per_cpu_second, 0),
                 f(c.packets_per_cpu_second_ratio_to_lens, 2),
+                f(c.packets_per_cpu_second_ratio_to_udp_forwarder, 2),
                 c.most_sessions_held,
-                f(c.most_sessions_held_ratio_to_lens, 2)
+                f(c.most_sessions_held_ratio_to_lens, 2),
+                f(c.most_sessions_held_ratio_to_udp_forwarder, 2)
             );
         }
     }

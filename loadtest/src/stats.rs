@@ -50,6 +50,26 @@ impl Stats {
         d.sent_bytes.fetch_add(bytes as u64, Relaxed);
     }
 
+    /// Waits (at most `STEP`) for a session's first video packet at the technician, records the
+    /// set-up time from `t0` and counts the session live.
+    pub async fn first_video(
+        &self,
+        t0: std::time::Instant,
+        first: tokio::sync::oneshot::Receiver<std::time::Instant>,
+    ) -> anyhow::Result<()> {
+        let step = crate::ws::STEP;
+        let first = tokio::time::timeout(step, first)
+            .await
+            .map_err(|_| anyhow::anyhow!("no video at the technician within {step:?}"))?
+            .map_err(|_| anyhow::anyhow!("the technician's peer stopped before video"))?;
+        self.setup
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((first - t0).as_secs_f64() * 1000.0);
+        self.sessions_live.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
     pub fn error(&self, e: String) {
         let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         if errors.len() < 100 {

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
 
-use crate::media::{Media, Pacer, Stream, stamped};
+use crate::media::{Media, Pacer, Stream};
 use crate::peer::PeerContext;
 use crate::stats::{Receiver, Stats};
 
@@ -108,26 +108,10 @@ pub async fn session(
         ));
     }
     let (first_tx, first_rx) = oneshot::channel();
-    let ctx = |first| PeerContext {
-        media: media.clone(),
-        stats: stats.clone(),
-        stop: stop.clone(),
-        first_video: first,
-    };
+    let ctx = |first| PeerContext::new(&media, &stats, &stop, first);
     let a = tokio::spawn(drive(phone, forwarder, phone_sends, ctx(None)));
     let b = tokio::spawn(drive(tech, forwarder, tech_sends, ctx(Some(first_tx))));
-    let first = tokio::time::timeout(Duration::from_secs(30), first_rx)
-        .await
-        .context("no video within 30 s")?
-        .context("peer stopped")?;
-    stats
-        .setup
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push((first - t0).as_secs_f64() * 1000.0);
-    stats
-        .sessions_live
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    stats.first_video(t0, first_rx).await?;
     let _ = tokio::join!(a, b);
     stats
         .sessions_live
@@ -151,24 +135,23 @@ impl PlainSender {
     }
 
     fn send(&mut self, socket: &UdpSocket, to: SocketAddr, media: &Media, stats: &Stats) {
-        let p = &mut self.pacer;
-        let pt = if p.stream == Stream::Video { 96 } else { 111 };
-        let payloads = p.payloads(media);
-        for (i, payload) in payloads.iter().enumerate() {
-            let marker = p.stream == Stream::Video && i + 1 == payloads.len();
-            let mut packet = Vec::with_capacity(12 + payload.len() + crate::media::STAMP_LEN);
+        let pt = if self.pacer.stream == Stream::Video {
+            96
+        } else {
+            111
+        };
+        let (rtp_time, due) = self.pacer.take_due(media, stats, Instant::now());
+        for (payload, marker) in due {
+            let mut packet = Vec::with_capacity(12 + payload.len());
             packet.push(0x80);
             packet.push(pt | if marker { 0x80 } else { 0 });
             packet.extend_from_slice(&self.seq.to_be_bytes());
-            packet.extend_from_slice(&p.rtp_time.to_be_bytes());
+            packet.extend_from_slice(&rtp_time.to_be_bytes());
             packet.extend_from_slice(&self.ssrc.to_be_bytes());
-            packet.extend_from_slice(&stamped(payload, p.stream, p.counter));
-            stats.sent(p.stream, packet.len() - 12);
+            packet.extend_from_slice(&payload);
             let _ = socket.try_send_to(&packet, to);
             self.seq = self.seq.wrapping_add(1);
-            p.counter += 1;
         }
-        p.advance(Instant::now());
     }
 }
 
