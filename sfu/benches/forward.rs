@@ -10,17 +10,24 @@
 //! element rate is packets per CPU-second of the forwarder, independent of the clients' cost.
 //! At most `WINDOW` packets are in flight so loopback buffers never overflow.
 //!
-//! `session_memory` (printed once, not timed): RSS growth over `SESSIONS` sessions whose two peers
-//! have negotiated (SDP) but not connected.
+//! `session_memory` (printed once, not timed): the server's memory per **connected** session:
+//! RSS growth over `SESSIONS` phone/console pairs connected through the SFU (DTLS and SRTP up,
+//! `MEMORY_PACKETS` video packets forwarded each), minus the RSS growth of the same number of
+//! phone/console pairs connected directly (the clients' own share), divided by `SESSIONS`.
 //!
 //! Run: `cargo bench -p sfu --bench forward -- --warm-up-time 2 --measurement-time 5`
+//!
+//! Fixed-count mode, for `valgrind --tool=callgrind --separate-threads=yes` (instructions per
+//! forwarded packet, whatever the machine's load): `FORWARD_COUNT=20000 FORWARD_ONLY=sfu|naive
+//! target/release/deps/forward-*` forwards that many packets through one forwarder and prints its
+//! CPU time; the forwarder is the first thread the program starts (callgrind's thread 2).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use sfu::{Sfu, SfuConfig, SfuHandle};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid};
@@ -31,7 +38,8 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 /// A video-sized payload.
 const PAYLOAD: usize = 1000;
 const WINDOW: u64 = 64;
-const SESSIONS: i64 = 300;
+const SESSIONS: usize = 100;
+const MEMORY_PACKETS: u64 = 20;
 
 /// The calling thread's CPU time so far (ns, from the scheduler's own accounting).
 fn thread_cpu(stat: &PathBuf) -> Duration {
@@ -112,9 +120,11 @@ impl Client {
         }
     }
 
-    /// Reads what arrived, feeds the clock, and sends what the peer wants to send.
+    /// Reads what arrived, feeds the clock, and sends what the peer wants to send. str0m wants
+    /// its output drained after every input (events are not queued across inputs).
     fn pump(&mut self) {
         let now = Instant::now();
+        self.drain(now);
         while let Ok((n, source)) = self.socket.recv_from(&mut self.buf) {
             if let Ok(contents) = self.buf[..n].try_into() {
                 let _ = self.rtc.handle_input(Input::Receive(
@@ -126,8 +136,12 @@ impl Client {
                         contents,
                     },
                 ));
+                self.drain(now);
             }
         }
+    }
+
+    fn drain(&mut self, now: Instant) {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
@@ -211,14 +225,11 @@ impl Sender {
         let mut last = console.received;
         let mut last_progress = Instant::now();
         while console.received < target {
-            let mut wrote = false;
             while self.in_flight(console) < WINDOW && self.sent - self.lost < target {
                 self.write(phone);
-                wrote = true;
             }
-            if wrote {
-                phone.pump();
-            }
+            // Also when nothing new was written: the phone has RTCP and timers to handle.
+            phone.pump();
             console.pump();
             if console.received != last {
                 last = console.received;
@@ -233,127 +244,261 @@ impl Sender {
     }
 }
 
-fn sfu_srtp(c: &mut Criterion) {
-    let (sfu, server_cpu) = start_sfu();
-    let (mut phone, mut console) = connect(&sfu, 1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(phone.connected && console.connected) && Instant::now() < deadline {
-        phone.pump();
-        console.pump();
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert!(
-        phone.connected && console.connected,
-        "peers did not connect"
-    );
-    // Media flows once the SFU has seen the console connected.
-    let mut sender = Sender {
-        payload: vec![7u8; PAYLOAD].into(),
-        sent: 0,
-        lost: 0,
-    };
-    let warm = Instant::now() + Duration::from_secs(10);
-    while console.received == 0 && Instant::now() < warm {
-        sender.write(&mut phone);
-        for _ in 0..10 {
-            phone.pump();
-            console.pump();
-            std::thread::sleep(Duration::from_millis(1));
+/// A phone and a console connected through a fresh SFU on its own thread, media flowing.
+struct SfuPath {
+    _sfu: SfuHandle,
+    cpu: PathBuf,
+    phone: Client,
+    console: Client,
+    sender: Sender,
+}
+
+impl SfuPath {
+    fn new() -> SfuPath {
+        let (sfu, cpu) = start_sfu();
+        let (mut phone, mut console) = connect(&sfu, 1);
+        pump_until_connected(&mut [&mut phone, &mut console]);
+        // Media flows once the SFU has seen the console connected.
+        let mut sender = Sender {
+            payload: vec![7u8; PAYLOAD].into(),
+            sent: 0,
+            lost: 0,
+        };
+        let warm = Instant::now() + Duration::from_secs(10);
+        while console.received == 0 && Instant::now() < warm {
+            sender.write(&mut phone);
+            for _ in 0..10 {
+                phone.pump();
+                console.pump();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert!(console.received > 0, "no packet reached the console");
+        sender.lost = sender.sent - console.received;
+        SfuPath {
+            _sfu: sfu,
+            cpu,
+            phone,
+            console,
+            sender,
         }
     }
-    assert!(console.received > 0, "no packet reached the console");
-    sender.lost = sender.sent - console.received;
+
+    /// Forwards `count` packets; returns the SFU thread's CPU time for them.
+    fn run(&mut self, count: u64) -> Duration {
+        let before = thread_cpu(&self.cpu);
+        self.sender.send(&mut self.phone, &mut self.console, count);
+        thread_cpu(&self.cpu) - before
+    }
+}
+
+/// Pumps the clients until every one of them is connected (10 s at most).
+fn pump_until_connected(clients: &mut [&mut Client]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while clients.iter().any(|c| !c.connected) && Instant::now() < deadline {
+        for c in clients.iter_mut() {
+            c.pump();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let missing = clients.iter().filter(|c| !c.connected).count();
+    assert_eq!(missing, 0, "{missing} peers did not connect");
+}
+
+fn sfu_srtp(c: &mut Criterion) {
+    let mut path = SfuPath::new();
     let mut group = c.benchmark_group("forward");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("sfu_srtp", |b| {
-        b.iter_custom(|iters| {
-            let before = thread_cpu(&server_cpu);
-            sender.send(&mut phone, &mut console, iters);
-            thread_cpu(&server_cpu) - before
-        })
-    });
+    group.bench_function("sfu_srtp", |b| b.iter_custom(|iters| path.run(iters)));
     group.finish();
     println!(
         "sfu_srtp: {} packets lost on loopback (window returned)",
-        sender.lost
+        path.sender.lost
     );
-    let rss = rss_bytes();
-    println!("process RSS with one connected session: {} KiB", rss / 1024);
+}
+
+/// A plain UDP forwarder thread (blocking recv_from/send_to) between two plain sockets.
+struct NaivePath {
+    sender: UdpSocket,
+    receiver: UdpSocket,
+    forward_addr: SocketAddr,
+    cpu: PathBuf,
+    packet: Vec<u8>,
+    buf: Vec<u8>,
+    lost: u64,
+}
+
+impl NaivePath {
+    fn new() -> NaivePath {
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver.set_nonblocking(true).unwrap();
+        let forwarder = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let forward_to = receiver.local_addr().unwrap();
+        let forward_addr = forwarder.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tx.send(own_schedstat()).unwrap();
+            let mut buf = vec![0u8; 2000];
+            while let Ok((n, _)) = forwarder.recv_from(&mut buf) {
+                let _ = forwarder.send_to(&buf[..n], forward_to);
+            }
+        });
+        NaivePath {
+            sender,
+            receiver,
+            forward_addr,
+            cpu: rx.recv().unwrap(),
+            // Same size on the wire as the SRTP case: RTP header + payload + auth tag.
+            packet: vec![7u8; 12 + PAYLOAD + 16],
+            buf: vec![0u8; 2000],
+            lost: 0,
+        }
+    }
+
+    /// Forwards `count` packets; returns the forwarder thread's CPU time for them.
+    fn run(&mut self, count: u64) -> Duration {
+        let before = thread_cpu(&self.cpu);
+        let (mut sent, mut received) = (0u64, 0u64);
+        let mut last_progress = Instant::now();
+        while received < count {
+            while sent - received < WINDOW && sent < count {
+                self.sender
+                    .send_to(&self.packet, self.forward_addr)
+                    .unwrap();
+                sent += 1;
+            }
+            match self.receiver.recv_from(&mut self.buf) {
+                Ok(_) => {
+                    received += 1;
+                    last_progress = Instant::now();
+                }
+                Err(_) if last_progress.elapsed() > Duration::from_millis(50) => {
+                    let missing = sent - received;
+                    self.lost += missing;
+                    received += missing;
+                    last_progress = Instant::now();
+                }
+                Err(_) => std::hint::spin_loop(),
+            }
+        }
+        thread_cpu(&self.cpu) - before
+    }
 }
 
 fn naive_udp(c: &mut Criterion) {
-    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
-    receiver.set_nonblocking(true).unwrap();
-    let forwarder = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let forward_to = receiver.local_addr().unwrap();
-    let forward_addr = forwarder.local_addr().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        tx.send(own_schedstat()).unwrap();
-        let mut buf = vec![0u8; 2000];
-        while let Ok((n, _)) = forwarder.recv_from(&mut buf) {
-            let _ = forwarder.send_to(&buf[..n], forward_to);
-        }
-    });
-    let forwarder_cpu = rx.recv().unwrap();
-    // Same size on the wire as the SRTP case: RTP header + payload + auth tag.
-    let packet = vec![7u8; 12 + PAYLOAD + 16];
-    let mut buf = vec![0u8; 2000];
-    let mut lost = 0u64;
+    let mut path = NaivePath::new();
     let mut group = c.benchmark_group("forward");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("naive_udp", |b| {
-        b.iter_custom(|iters| {
-            let before = thread_cpu(&forwarder_cpu);
-            let (mut sent, mut received) = (0u64, 0u64);
-            let mut last_progress = Instant::now();
-            while received < iters {
-                while sent - received < WINDOW && sent < iters {
-                    sender.send_to(&packet, forward_addr).unwrap();
-                    sent += 1;
-                }
-                match receiver.recv_from(&mut buf) {
-                    Ok(_) => {
-                        received += 1;
-                        last_progress = Instant::now();
-                    }
-                    Err(_) if last_progress.elapsed() > Duration::from_millis(50) => {
-                        let missing = sent - received;
-                        lost += missing;
-                        received += missing;
-                        last_progress = Instant::now();
-                    }
-                    Err(_) => std::hint::spin_loop(),
-                }
-            }
-            thread_cpu(&forwarder_cpu) - before
-        })
-    });
+    group.bench_function("naive_udp", |b| b.iter_custom(|iters| path.run(iters)));
     group.finish();
-    println!("naive_udp: {lost} packets lost on loopback (counted as received)");
+    println!(
+        "naive_udp: {} packets lost on loopback (counted as received)",
+        path.lost
+    );
+}
+
+/// Connects every pair (pumping all of them), then sends `MEMORY_PACKETS` video packets on each.
+fn connect_and_send(pairs: &mut [(Client, Client)]) {
+    let mut all: Vec<&mut Client> = pairs.iter_mut().flat_map(|(a, b)| [a, b]).collect();
+    pump_until_connected(&mut all);
+    for (phone, console) in pairs.iter_mut() {
+        let mut sender = Sender {
+            payload: vec![7u8; PAYLOAD].into(),
+            sent: 0,
+            lost: 0,
+        };
+        // The console's media flows once the SFU has seen it connected: a few tries.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while console.received == 0 && Instant::now() < deadline {
+            sender.write(phone);
+            phone.pump();
+            std::thread::sleep(Duration::from_millis(2));
+            console.pump();
+        }
+        sender.lost = sender.sent - console.received;
+        sender.send(phone, console, MEMORY_PACKETS);
+    }
+}
+
+/// A phone offering video straight to a console, no SFU between them.
+fn direct_pair() -> (Client, Client) {
+    let mut phone = Client::new();
+    let mut api = phone.rtc.sdp_api();
+    let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    phone.video = Some(mid);
+    let mut console = Client::new();
+    let answer = console.rtc.sdp_api().accept_offer(offer).unwrap();
+    phone.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    (phone, console)
 }
 
 fn session_memory(_c: &mut Criterion) {
+    let settle = || std::thread::sleep(Duration::from_millis(300));
+    // One-off allocations (str0m's and the allocator's) out of the way first.
     let (sfu, _) = start_sfu();
-    // Let the first sessions' one-off allocations settle before measuring.
-    for s in 0..10 {
-        drop(connect(&sfu, 10_000 + s));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    let mut warm = vec![connect(&sfu, 100_000), direct_pair()];
+    connect_and_send(&mut warm);
+    drop(warm);
+    settle();
+
     let before = rss_bytes();
-    for s in 0..SESSIONS {
-        drop(connect(&sfu, s));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let after = rss_bytes();
+    let mut direct: Vec<(Client, Client)> = (0..SESSIONS).map(|_| direct_pair()).collect();
+    connect_and_send(&mut direct);
+    settle();
+    let clients = rss_bytes().saturating_sub(before);
+    drop(direct);
+    settle();
+
+    let before = rss_bytes();
+    let mut through: Vec<(Client, Client)> =
+        (0..SESSIONS).map(|s| connect(&sfu, s as i64)).collect();
+    connect_and_send(&mut through);
+    settle();
+    let total = rss_bytes().saturating_sub(before);
+    let per_session = total.saturating_sub(clients) / SESSIONS as u64;
     println!(
-        "session_memory: {} sessions (two negotiated, unconnected peers each): RSS +{} KiB, {} KiB per session",
-        SESSIONS,
-        after.saturating_sub(before) / 1024,
-        after.saturating_sub(before) / 1024 / SESSIONS as u64
+        "session_memory: {SESSIONS} connected sessions, {MEMORY_PACKETS} video packets each: \
+         RSS +{} KiB through the SFU, +{} KiB for the same clients connected directly; \
+         server ~{} KiB per session",
+        total / 1024,
+        clients / 1024,
+        per_session / 1024
+    );
+    drop(through);
+}
+
+/// `FORWARD_COUNT` packets through one forwarder (`FORWARD_ONLY`), printed; for callgrind.
+fn fixed_count(count: u64) {
+    let only = std::env::var("FORWARD_ONLY").unwrap_or_else(|_| "sfu".into());
+    let (cpu, lost) = match only.as_str() {
+        "naive" => {
+            let mut path = NaivePath::new();
+            (path.run(count), path.lost)
+        }
+        _ => {
+            let mut path = SfuPath::new();
+            (path.run(count), path.sender.lost)
+        }
+    };
+    println!(
+        "{only}: {count} packets, forwarder CPU {:.3} s, {:.0} ns per packet, {lost} lost",
+        cpu.as_secs_f64(),
+        cpu.as_nanos() as f64 / count as f64
     );
 }
 
 criterion_group!(benches, sfu_srtp, naive_udp, session_memory);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(count) = std::env::var("FORWARD_COUNT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        fixed_count(count);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
