@@ -239,6 +239,11 @@ impl RecorderService {
             .map_err(|_| RetryError::NotFound)
     }
 
+    /// Where a finished recording's file is on this server, if it is (see [`local_file`]).
+    pub fn local_file(&self, row: &RecordingRow) -> Option<std::path::PathBuf> {
+        local_file(&self.config, &self.spool, row)
+    }
+
     async fn record(
         &self,
         session: i64,

@@ -1088,7 +1088,49 @@ async fn forced_recording_to_a_folder(codec: recording::Codec) {
         "duration {d} s, sent {want} s"
     );
     assert!((p.start_time("video") - p.start_time("audio")).abs() < 0.1);
+
+    // An administrator fetches the file, whole or a range of it (how <video> seeks).
+    let m = s.master().await;
+    let url = format!("/api/v1/recordings/{}/file", rec["id"]);
+    let bytes = std::fs::read(&file).unwrap();
+    let (status, headers, body) = fetch(&s, &url, &m, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "video/mp4");
+    assert_eq!(headers["accept-ranges"], "bytes");
+    assert!(body == bytes, "the file differs from the recording");
+    let (status, headers, body) = fetch(&s, &url, &m, Some("bytes=100-1123")).await;
+    assert_eq!(status, 206);
+    assert_eq!(
+        headers["content-range"],
+        format!("bytes 100-1123/{}", bytes.len()).as_str()
+    );
+    assert!(body == bytes[100..1124]);
+    let (_, _, body) = fetch(&s, &url, &m, Some("bytes=-10")).await;
+    assert!(body == bytes[bytes.len() - 10..]);
+    let past = format!("bytes={}-", bytes.len());
+    assert_eq!(fetch(&s, &url, &m, Some(&past)).await.0, 416);
+    s.get(&url, &token).await.expect(403);
+    s.get("/api/v1/recordings/999999/file", &m)
+        .await
+        .expect(404);
     phone.pc.close().await.ok();
+}
+
+/// GET `path` with `token` and an optional `Range`: status, headers, body bytes.
+async fn fetch(
+    s: &TestServer,
+    path: &str,
+    token: &str,
+    range: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut req = s.http.get(format!("{}{path}", s.base)).bearer_auth(token);
+    if let Some(r) = range {
+        req = req.header("range", r);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.bytes().await.unwrap().to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1137,9 +1179,14 @@ async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_aft
     let spool = s.state.config.recordings_dir().join("spool");
     let spooled = spool.join(format!("rec-{}.mp4", rec["id"]));
     assert!(spooled.exists(), "a failed upload keeps the spooled file");
+    // Meanwhile the spooled copy can be fetched.
+    let m = s.master().await;
+    let url = format!("/api/v1/recordings/{}/file", rec["id"]);
+    let (status, _, body) = fetch(&s, &url, &m, None).await;
+    assert_eq!(status, 200);
+    assert!(body == std::fs::read(&spooled).unwrap());
 
     // Fix the location, retry.
-    let m = s.master().await;
     let settings = format!("/api/v1/technician-groups/{group}/settings");
     let mut doc = s.get(&settings, &m).await.expect(200);
     doc["screen_recording"]["location"] =
@@ -1169,6 +1216,10 @@ async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_aft
     );
     // A retry of an uploaded recording is refused.
     s.post(&retry, &m, json!({})).await.expect(409);
+    // Uploaded to FTP, the file is not kept here.
+    let r = s.get(&url, &m).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "recording_not_on_this_server");
     let uploaded = ftp_root
         .path()
         .join("rec")
