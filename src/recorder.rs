@@ -239,6 +239,11 @@ impl RecorderService {
             .map_err(|_| RetryError::NotFound)
     }
 
+    /// Where a finished recording's file is on this server, if it is (see [`local_file`]).
+    pub fn local_file(&self, row: &RecordingRow) -> Option<std::path::PathBuf> {
+        local_file(&self.config, &self.spool, row)
+    }
+
     async fn record(
         &self,
         session: i64,
@@ -355,7 +360,7 @@ impl RecorderService {
                 _ = &mut stop => break,
             };
             if let Err(e) = step {
-                error = Some(format!("cannot write the recording: {e}"));
+                error = Some(write_error(&e));
                 break;
             }
             if rec.take_keyframe_request() {
@@ -377,7 +382,7 @@ impl RecorderService {
         let summary = match rec.finish() {
             Ok((file, summary)) => {
                 if let Err(e) = file.sync_all() {
-                    fail(format!("cannot write the recording: {e}")).await;
+                    fail(write_error(&e)).await;
                     return Ok(());
                 }
                 summary
@@ -524,6 +529,15 @@ fn local_file(config: &Config, spool: &Spool, row: &RecordingRow) -> Option<std:
             recording::sink::folder_target(&path, &format!("{}.mp4", row.file_name)).ok()
         }
         _ => None,
+    }
+}
+
+/// Why the file could not be written, for the recordings table: a full disk said in words.
+fn write_error(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        format!("cannot write the recording: the disk is full ({e})")
+    } else {
+        format!("cannot write the recording: {e}")
     }
 }
 

@@ -1084,6 +1084,24 @@ async fn send_clip_rounds(
     (video_sent, rounds * tone.len())
 }
 
+/// The session's (first) recording once `done` holds for it; fails after a while.
+async fn recording_when(s: &TestServer, id: i64, done: impl Fn(&Value) -> bool) -> Value {
+    let m = s.master().await;
+    let path = format!("/api/v1/sessions/{id}/recordings");
+    let deadline = Instant::now() + 2 * ARRIVAL;
+    loop {
+        let rec = s.get(&path, &m).await.expect(200)[0].clone();
+        if done(&rec) {
+            return rec;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the recording did not reach the expected state: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A recorded session: the technician's group and token, the session, the phone, the frames sent
 /// and the recording's row.
 struct Recorded {
@@ -1133,20 +1151,7 @@ async fn record_clip(
     let r = con.request(json!({"type": "end", "session_id": id})).await;
     assert_eq!(r["type"], "ok", "{r}");
 
-    let m = s.master().await;
-    let path = format!("/api/v1/sessions/{id}/recordings");
-    let rec = loop {
-        let list = s.get(&path, &m).await.expect(200);
-        let rec = list[0].clone();
-        if done(&rec) {
-            break rec;
-        }
-        assert!(
-            Instant::now() < deadline + ARRIVAL,
-            "the recording did not reach the expected state: {rec}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rec = recording_when(s, id, done).await;
     Recorded {
         group,
         token,
@@ -1238,7 +1243,49 @@ async fn forced_recording_to_a_folder(codec: recording::Codec) {
         "duration {d} s, sent {want} s"
     );
     assert!((p.start_time("video") - p.start_time("audio")).abs() < 0.1);
+
+    // An administrator fetches the file, whole or a range of it (how <video> seeks).
+    let m = s.master().await;
+    let url = format!("/api/v1/recordings/{}/file", rec["id"]);
+    let bytes = std::fs::read(&file).unwrap();
+    let (status, headers, body) = fetch(&s, &url, &m, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "video/mp4");
+    assert_eq!(headers["accept-ranges"], "bytes");
+    assert!(body == bytes, "the file differs from the recording");
+    let (status, headers, body) = fetch(&s, &url, &m, Some("bytes=100-1123")).await;
+    assert_eq!(status, 206);
+    assert_eq!(
+        headers["content-range"],
+        format!("bytes 100-1123/{}", bytes.len()).as_str()
+    );
+    assert!(body == bytes[100..1124]);
+    let (_, _, body) = fetch(&s, &url, &m, Some("bytes=-10")).await;
+    assert!(body == bytes[bytes.len() - 10..]);
+    let past = format!("bytes={}-", bytes.len());
+    assert_eq!(fetch(&s, &url, &m, Some(&past)).await.0, 416);
+    s.get(&url, &token).await.expect(403);
+    s.get("/api/v1/recordings/999999/file", &m)
+        .await
+        .expect(404);
     phone.pc.close().await.ok();
+}
+
+/// GET `path` with `token` and an optional `Range`: status, headers, body bytes.
+async fn fetch(
+    s: &TestServer,
+    path: &str,
+    token: &str,
+    range: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut req = s.http.get(format!("{}{path}", s.base)).bearer_auth(token);
+    if let Some(r) = range {
+        req = req.header("range", r);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.bytes().await.unwrap().to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1287,9 +1334,14 @@ async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_aft
     let spool = s.state.config.recordings_dir().join("spool");
     let spooled = spool.join(format!("rec-{}.mp4", rec["id"]));
     assert!(spooled.exists(), "a failed upload keeps the spooled file");
+    // Meanwhile the spooled copy can be fetched.
+    let m = s.master().await;
+    let url = format!("/api/v1/recordings/{}/file", rec["id"]);
+    let (status, _, body) = fetch(&s, &url, &m, None).await;
+    assert_eq!(status, 200);
+    assert!(body == std::fs::read(&spooled).unwrap());
 
     // Fix the location, retry.
-    let m = s.master().await;
     let settings = format!("/api/v1/technician-groups/{group}/settings");
     let mut doc = s.get(&settings, &m).await.expect(200);
     doc["screen_recording"]["location"] =
@@ -1299,16 +1351,7 @@ async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_aft
     s.post(&retry, &token, json!({})).await.expect(403);
     let r = s.post(&retry, &m, json!({})).await.expect(200);
     assert_eq!(r["status"], "spooled", "{r}");
-    let path = format!("/api/v1/sessions/{id}/recordings");
-    let deadline = Instant::now() + ARRIVAL;
-    let rec = loop {
-        let rec = s.get(&path, &m).await.expect(200)[0].clone();
-        if rec["status"] == "uploaded" {
-            break rec;
-        }
-        assert!(Instant::now() < deadline, "not uploaded: {rec}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rec = recording_when(&s, id, |r| r["status"] == "uploaded").await;
     assert_eq!(
         rec["location"],
         json!(format!("ftp://test:********@127.0.0.1:{}/rec", ftp.port))
@@ -1319,6 +1362,10 @@ async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_aft
     );
     // A retry of an uploaded recording is refused.
     s.post(&retry, &m, json!({})).await.expect(409);
+    // Uploaded to FTP, the file is not kept here.
+    let r = s.get(&url, &m).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "recording_not_on_this_server");
     let uploaded = ftp_root
         .path()
         .join("rec")
@@ -1347,17 +1394,7 @@ async fn an_unwritable_recording_folder_fails_the_recording_not_the_session() {
     })
     .await;
     let (mut con, _cus, id) = picked_up(&s, &token).await;
-    let m = s.master().await;
-    let path = format!("/api/v1/sessions/{id}/recordings");
-    let deadline = Instant::now() + ARRIVAL;
-    let rec = loop {
-        let list = s.get(&path, &m).await.expect(200);
-        if list[0]["status"] == "failed" {
-            break list[0].clone();
-        }
-        assert!(Instant::now() < deadline, "not failed: {list}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rec = recording_when(&s, id, |r| r["status"] == "failed").await;
     let error = rec["last_error"].as_str().unwrap();
     assert!(error.contains("cannot create the folder"), "{rec}");
     // The session goes on.
@@ -1676,17 +1713,7 @@ async fn a_deferred_upload_survives_the_ftp_server_stopping_mid_upload() {
     upload.assert_cut();
 
     let _ftp = ftp_server(&py, ftp_root.path(), port);
-    let m = s.master().await;
-    let path = format!("/api/v1/sessions/{id}/recordings");
-    let deadline = Instant::now() + 2 * ARRIVAL;
-    let rec = loop {
-        let rec = s.get(&path, &m).await.expect(200)[0].clone();
-        if rec["status"] == "uploaded" {
-            break rec;
-        }
-        assert!(Instant::now() < deadline, "not uploaded: {rec}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rec = recording_when(&s, id, |r| r["status"] == "uploaded").await;
     assert!(rec["attempts"].as_i64().unwrap() >= 2, "{rec}");
     upload.assert_arrived(&rec);
     phone.pc.close().await.ok();
@@ -1739,4 +1766,97 @@ async fn a_deferred_upload_survives_a_kill_9_of_the_server_mid_upload() {
     let rec = spawned_recording(addr, &m, id, |r| r["status"] == "uploaded").await;
     upload.assert_arrived(&rec);
     phone.pc.close().await.ok();
+}
+
+/// A tmpfs of `size` mounted on a fresh folder, unmounted when dropped. Mounting needs root (CI
+/// runs as root); without it the test is skipped, or fails under CI.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                !recording::fixtures::ci(),
+                "cannot mount a tmpfs (needs root) but CI=true"
+            );
+            eprintln!("skipped: cannot mount a tmpfs (needs root)");
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The recording folder is a 64 KiB filesystem: the recording fills it within the first seconds,
+/// is marked failed with "the disk is full", and the session goes on (media included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_recording_not_the_session() {
+    if !recording::fixtures::have_tool("ffmpeg") {
+        return;
+    }
+    let Some(disk) = SmallDisk::mount("64k") else {
+        return;
+    };
+    let runtime = default_runtime().unwrap();
+    let s = start().await;
+    let location = disk.dir.path().to_str().unwrap().to_owned();
+    let (_, _, token) = technician_with(&s, "full-disk@example.com", |doc| {
+        doc["screen_recording"] =
+            json!({"forced": true, "location": location, "deferred_upload": false});
+    })
+    .await;
+    let (mut con, mut cus, id) = picked_up(&s, &token).await;
+    let (phone, video, mic) = phone_peer(&runtime, &mut cus, recording::Codec::Vp8).await;
+    let mut tech = console_media(&runtime, &mut con, id, TAG_TECH1_AUDIO, 0x3333).await;
+    let fixtures = tempfile::tempdir().unwrap();
+    send_clip(&video, &mic, fixtures.path(), recording::Codec::Vp8).await;
+
+    let m = s.master().await;
+    let rec = recording_when(&s, id, |r| r["status"] == "failed").await;
+    let error = rec["last_error"].as_str().unwrap();
+    assert!(error.contains("the disk is full"), "{rec}");
+    assert!(
+        s.metrics()
+            .await
+            .lines()
+            .any(|l| l == "lens_recordings_failed_total 1")
+    );
+    // The session goes on: still Active, and the phone's media still reaches the technician.
+    let session = s
+        .get(&format!("/api/v1/sessions/{id}"), &m)
+        .await
+        .expect(200);
+    assert_eq!(session["status"], "Active", "{session}");
+    // (The clip's packets are not tagged: read the technician's inbox raw.)
+    send_stream(video, TAG_VIDEO, VIDEO_PT, 0x1111, 3000);
+    let mut tagged = 0;
+    while tagged < 10 {
+        let (_, p) = tokio::time::timeout(ARRIVAL, tech.inbox.rx.recv())
+            .await
+            .expect("video reaches the technician after the recording failed")
+            .unwrap();
+        if p.first() == Some(&TAG_VIDEO) && p.len() > 3 {
+            tagged += 1;
+        }
+    }
+    let r = con.request(json!({"type": "hold", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    phone.pc.close().await.ok();
+    tech.pc.close().await.ok();
 }

@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::Location;
-use crate::sink::upload;
+use crate::sink::{Progress, stream_upload, upload, upload_limit};
 
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
@@ -240,14 +241,41 @@ enum Command {
 #[derive(Clone)]
 pub struct Uploader {
     tx: mpsc::UnboundedSender<Command>,
+    spool: Arc<Spool>,
+    events: mpsc::UnboundedSender<UploadEvent>,
 }
 
 impl Uploader {
     /// Starts the task; it first picks up every job left by a previous run (not failed ones).
     pub fn start(spool: Arc<Spool>, events: mpsc::UnboundedSender<UploadEvent>) -> Uploader {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(spool, rx, events));
-        Uploader { tx }
+        // Listed now, not when the task first runs: a recording begun meanwhile is not left over.
+        let left = spool.jobs();
+        tokio::spawn(run(spool.clone(), left, rx, events.clone()));
+        Uploader { tx, spool, events }
+    }
+
+    /// Starts uploading the spooled recording `id` (FTP or HTTP(S)) while it is written; `None`
+    /// for a folder location or a job that cannot be read (it is uploaded after the session).
+    pub fn stream(&self, id: &str) -> Option<LiveUpload> {
+        let job = self.spool.job(id)?;
+        let loc = Location::parse(&job.location, self.spool.config.network_root.as_deref()).ok()?;
+        if !loc.is_remote() {
+            return None;
+        }
+        let (progress, rx) = watch::channel(Progress::Written(0));
+        let file = self.spool.file_path(id);
+        let task = tokio::spawn(async move {
+            stream_upload(&loc, &job.remote_name, &file, rx)
+                .await
+                .map_err(|e| format!("{loc}: {e}"))
+        });
+        Some(LiveUpload {
+            id: id.to_owned(),
+            progress,
+            task,
+            uploader: self.clone(),
+        })
     }
 
     /// The recording `id` is complete: upload it.
@@ -264,6 +292,76 @@ impl Uploader {
     }
 }
 
+/// A spooled recording being uploaded while it is written. Dropping it (the recording failed)
+/// stops the stream; the spooled file stays for the deferred upload.
+pub struct LiveUpload {
+    id: String,
+    progress: watch::Sender<Progress>,
+    task: JoinHandle<Result<u64, String>>,
+    uploader: Uploader,
+}
+
+impl LiveUpload {
+    /// The file now holds `bytes` (whole fragments): they may be sent.
+    pub fn written(&self, bytes: u64) {
+        self.progress.send_replace(Progress::Written(bytes));
+    }
+
+    /// The recording is complete at `size` bytes. Returns `true` once the location confirmed the
+    /// streamed file at the spooled copy's size (the copy is deleted, `Uploaded` reported);
+    /// otherwise (the stream broke, or the size differs) it is queued for the deferred upload,
+    /// with its retries, and `false` is returned.
+    pub async fn finish(mut self, size: u64) -> bool {
+        self.progress.send_replace(Progress::Finished(size));
+        let spool = &self.uploader.spool;
+        let id = self.id.clone();
+        let limit = upload_limit(size);
+        let result = match tokio::time::timeout(limit, &mut self.task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(format!("streamed upload: {e}")),
+            Err(_) => Err(format!(
+                "streamed upload: no answer from the location within {limit:?}"
+            )),
+        };
+        let local = std::fs::metadata(spool.file_path(&id)).map(|m| m.len());
+        let result = match (result, local) {
+            (Ok(n), Ok(l)) if n == l && l == size => Ok(n),
+            (Ok(n), Ok(l)) => Err(format!(
+                "streamed upload: the location holds {n} bytes of {l}"
+            )),
+            (Ok(_), Err(e)) => Err(format!("spooled file: {e}")),
+            (Err(e), _) => Err(e),
+        };
+        let root = spool.config.network_root.as_deref();
+        let location = spool.job(&id).map(|j| j.location_redacted(root));
+        match result {
+            Ok(bytes) => {
+                if let Err(e) = spool.remove(&id) {
+                    tracing::error!(recording = %id, error = %e, "recording: uploaded, but cannot delete the spooled copy");
+                }
+                spool.stats.uploads_ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(recording = %id, bytes, location = location.as_deref().unwrap_or_default(), "recording: streamed and confirmed");
+                let _ = self
+                    .uploader
+                    .events
+                    .send(UploadEvent::Uploaded { id, bytes });
+                true
+            }
+            Err(error) => {
+                tracing::warn!(recording = %id, %error, "recording: the streamed upload did not complete; uploading the spooled copy instead");
+                self.uploader.enqueue(&id);
+                false
+            }
+        }
+    }
+}
+
+impl Drop for LiveUpload {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 fn backoff(config: &SpoolConfig, attempts: u32) -> Duration {
     let factor = 1u32 << attempts.saturating_sub(1).min(16);
     config
@@ -274,11 +372,12 @@ fn backoff(config: &SpoolConfig, attempts: u32) -> Duration {
 
 async fn run(
     spool: Arc<Spool>,
+    left: Vec<Job>,
     mut rx: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<UploadEvent>,
 ) {
     let mut due: HashMap<String, Instant> = HashMap::new();
-    for job in spool.jobs() {
+    for job in left {
         if job.state != JobState::Failed {
             if job.state == JobState::Recording {
                 tracing::warn!(

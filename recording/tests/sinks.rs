@@ -285,3 +285,122 @@ async fn a_deferred_upload_to_a_folder_copies_the_file() {
     assert_eq!(upload(&loc, NAME, &file).await.unwrap(), 20_000);
     assert!(std::fs::read(dest.path().join(NAME)).unwrap() == data);
 }
+
+/// Where a streamed test recording goes, and how to see what arrived there.
+enum Remote {
+    Ftp,
+    Http,
+}
+
+impl Remote {
+    fn start(&self, py: &Path, root: &Path, port: u16) -> Server {
+        match self {
+            Remote::Ftp => ftp_server(py, root, port),
+            Remote::Http => put_server(py, root, port, false),
+        }
+    }
+
+    fn location(&self, port: u16) -> String {
+        match self {
+            Remote::Ftp => format!("ftp://test:secret@127.0.0.1:{port}/live"),
+            Remote::Http => format!("http://test:secret@127.0.0.1:{port}/live/"),
+        }
+    }
+
+    fn python_module(&self) -> &'static str {
+        match self {
+            Remote::Ftp => "pyftpdlib",
+            Remote::Http => "http.server",
+        }
+    }
+}
+
+/// Waits until the remote file holds at least `n` bytes (the recording is still going on).
+async fn remote_reaches(path: &Path, n: u64) -> u64 {
+    for _ in 0..600 {
+        let have = std::fs::metadata(path).map_or(0, |m| m.len());
+        if have >= n {
+            return have;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the remote file did not reach {n} bytes while the recording was written");
+}
+
+/// A recording written in pieces into the spool (the way the recorder flushes fragments) and
+/// streamed to `remote`. Bytes must arrive before the end; with `cut`, the server is stopped in
+/// the middle and started again before the end, and the deferred upload finishes the job. Either
+/// way the remote file ends byte-identical and the spooled copy is deleted.
+async fn streamed_recording(remote: Remote, cut: bool) {
+    let Some(py) = python_with(remote.python_module()) else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut srv = Some(remote.start(&py, root.path(), port));
+    let sp = tempfile::tempdir().unwrap();
+    let (spool, up, mut rx) = uploader(sp.path(), 20);
+    let loc = Location::parse(&remote.location(port), None).unwrap();
+    let mut file = spool.begin("s1", &loc, NAME).unwrap();
+    let live = up.stream("s1").expect("FTP / HTTP locations stream");
+    let target = root.path().join("live").join(NAME);
+
+    let data = some_bytes(1_200_000);
+    let pieces: Vec<&[u8]> = data.chunks(100_000).collect();
+    let mut written = 0u64;
+    let mut seen_growing = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        std::io::Write::write_all(&mut file, piece).unwrap();
+        written += piece.len() as u64;
+        live.written(written);
+        if i == 2 || i == 5 {
+            // Before the end: the location already holds what was written so far.
+            seen_growing.push(remote_reaches(&target, written).await);
+        }
+        if cut && i == 6 {
+            srv.take().unwrap().stop();
+        }
+        if cut && i == 9 {
+            srv = Some(remote.start(&py, root.path(), port));
+        }
+    }
+    assert!(seen_growing[0] < seen_growing[1] && seen_growing[1] < data.len() as u64);
+    drop(file);
+
+    let streamed = live.finish(data.len() as u64).await;
+    assert_eq!(
+        streamed, !cut,
+        "a cut stream falls back to the deferred upload"
+    );
+    let (e, _) = next_final(&mut rx).await;
+    assert_eq!(
+        e,
+        UploadEvent::Uploaded {
+            id: "s1".into(),
+            bytes: data.len() as u64
+        }
+    );
+    assert!(std::fs::read(&target).unwrap() == data, "byte-identical");
+    assert!(!spool.file_path("s1").exists(), "deleted once confirmed");
+    assert!(spool.job("s1").is_none());
+}
+
+#[tokio::test]
+async fn a_streamed_ftp_upload_arrives_during_the_recording_byte_identical() {
+    streamed_recording(Remote::Ftp, false).await;
+}
+
+#[tokio::test]
+async fn a_streamed_http_put_arrives_during_the_recording_byte_identical() {
+    streamed_recording(Remote::Http, false).await;
+}
+
+#[tokio::test]
+async fn a_streamed_ftp_upload_cut_by_a_server_stop_is_finished_by_the_deferred_upload() {
+    streamed_recording(Remote::Ftp, true).await;
+}
+
+#[tokio::test]
+async fn a_streamed_http_put_cut_by_a_server_stop_is_finished_by_the_deferred_upload() {
+    streamed_recording(Remote::Http, true).await;
+}

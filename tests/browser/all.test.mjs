@@ -4,4 +4,5 @@
 import "./admin.mjs";
 import "./media.mjs";
 import "./pages.mjs";
+import "./recording.mjs";
 import "./surveys.mjs";
