@@ -524,7 +524,7 @@ async fn timed(store: &Store, req: &Request, pick: Pick) -> Result<(u64, Vec<Tim
     };
     let mut all: Vec<Timed> = ended.into_iter().map(|(s, t)| Timed { s, t }).collect();
     all.extend(live);
-    all.sort_by_key(|x| x.s.id);
+    all.sort_by_key(|x| (x.s.created_at, x.s.id));
     Ok((total, all))
 }
 

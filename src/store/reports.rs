@@ -147,12 +147,18 @@ impl Store {
         let (Some(first), Some(last)) = (sessions.first(), sessions.last()) else {
             return Ok(sessions);
         };
-        // Session ids grow with creation time, so the window is an id range of the events' index.
         let columns = "session_id, seq, at, from_status, to_status, actor, actor_id, reason, technician_id, \
              group_id, detail";
+        // Session ids grow with creation time, so many sessions are an id range of the events'
+        // index; a few (the live ones, perhaps far apart) are looked up one by one.
+        let which = if sessions.len() <= 1000 {
+            let ids: Vec<String> = sessions.iter().map(|s| s.id.to_string()).collect();
+            format!("session_id IN ({}) AND $1 <= $2", ids.join(","))
+        } else {
+            "session_id >= $1 AND session_id <= $2".to_owned()
+        };
         let events = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {columns} FROM session_events WHERE session_id >= $1 AND session_id <= $2 \
-             ORDER BY session_id, seq"
+            "SELECT {columns} FROM session_events WHERE {which} ORDER BY session_id, seq"
         )))
         .bind(first.id)
         .bind(last.id)
@@ -723,11 +729,14 @@ impl Store {
         event: &str,
         page: Option<Page>,
     ) -> Result<(u64, Vec<(i64, i64)>)> {
+        // CROSS JOIN: SQLite walks the transfers' partial index (few rows, in page order) and
+        // looks each session up, rather than every session of the window.
         let union = format!(
-            "SELECT e.session_id, e.seq FROM session_events e JOIN session_timings t \
-             ON t.session_id = e.session_id WHERE e.to_status = 'Transferring' AND {filter} AND {event} \
-             UNION ALL SELECT e.session_id, e.seq FROM session_events e JOIN sessions t ON t.id = e.session_id \
-             WHERE t.ended_at IS NULL AND e.to_status = 'Transferring' AND {filter} AND {event}"
+            "SELECT e.session_id, e.seq FROM session_events e CROSS JOIN session_timings t \
+             WHERE t.session_id = e.session_id AND e.to_status = 'Transferring' AND {filter} AND {event} \
+             UNION ALL SELECT e.session_id, e.seq FROM session_events e CROSS JOIN sessions t \
+             WHERE t.id = e.session_id AND t.id IN ({LIVE_IDS}) AND e.to_status = 'Transferring' \
+             AND {filter} AND {event}"
         );
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM ({union}) c"
@@ -746,12 +755,7 @@ impl Store {
 
     /// Live sessions (no end yet) created in `[from, to)`, with their events, in id order.
     pub async fn report_live_sessions(&self, from: i64, to: i64) -> Result<Vec<ReportSession>> {
-        self.report_sessions_where(
-            "s.ended_at IS NULL AND s.created_at >= $1 AND s.created_at < $2",
-            from,
-            to,
-        )
-        .await
+        self.report_sessions_where(LIVE_WINDOW, from, to).await
     }
 
     /// Ended sessions matching `filter` (a condition on `t`, from numbers only), with their
@@ -764,7 +768,7 @@ impl Store {
             "SELECT {SESSION_COLUMNS}, t.connecting_start, t.waiting_start, t.start_at, t.end_at, \
              t.last_action, t.final_status, t.connecting, t.waiting, t.active, t.hold, t.transfer, \
              t.reconnecting, t.transfers FROM session_timings t JOIN sessions s ON s.id = t.session_id \
-             WHERE {filter} ORDER BY t.session_id"
+             WHERE {filter} ORDER BY t.created_at, t.session_id"
         )))
         .fetch_all(self.pool())
         .await?;
@@ -803,29 +807,33 @@ impl Store {
         Ok(n)
     }
 
-    /// The ids of one page: ended sessions matching `filter` merged with `live` in id order.
+    /// The ids of one page: ended sessions matching `filter` merged with `live`, in creation
+    /// order (then id). Without live sessions the database walks `session_timings_report` in
+    /// that order and stops at the page's end.
     pub async fn report_timed_page(
         &self,
         filter: &str,
         live: &[i64],
         page: Page,
     ) -> Result<Vec<i64>> {
-        let live = if live.is_empty() {
-            String::new()
+        let limit = format!("LIMIT {} OFFSET {}", page.limit, page.offset);
+        let sql = if live.is_empty() {
+            format!(
+                "SELECT t.session_id FROM session_timings t WHERE {filter} \
+                 ORDER BY t.created_at, t.session_id {limit}"
+            )
         } else {
             let list: Vec<String> = live.iter().map(i64::to_string).collect();
             format!(
-                " UNION ALL SELECT id FROM sessions WHERE id IN ({})",
+                "SELECT id FROM (SELECT t.created_at AS c, t.session_id AS id FROM session_timings t \
+                 WHERE {filter} UNION ALL SELECT created_at, id FROM sessions WHERE id IN ({})) p \
+                 ORDER BY c, id {limit}",
                 list.join(",")
             )
         };
-        let rows: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM (SELECT t.session_id AS id FROM session_timings t WHERE {filter}{live}) p \
-             ORDER BY id LIMIT {} OFFSET {}",
-            page.limit, page.offset
-        )))
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
@@ -904,6 +912,12 @@ fn slim_event(seq: i64, at: i64, to_status: String, technician_id: Option<i64>) 
         detail: String::new(),
     }
 }
+
+/// The live sessions' ids, through the partial index `sessions_live` (a condition on
+/// `ended_at` would make the planners scan the window's sessions instead).
+const LIVE_IDS: &str = "SELECT id FROM sessions WHERE ended_at IS NULL";
+const LIVE_WINDOW: &str = "s.id IN (SELECT id FROM sessions WHERE ended_at IS NULL) \
+     AND s.created_at >= $1 AND s.created_at < $2";
 
 /// The session columns reports show (alias `s`).
 const SESSION_COLUMNS: &str = "s.id, s.created_by, s.technician_id, s.group_id, s.name, s.cfield1, \
