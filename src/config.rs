@@ -145,6 +145,9 @@ pub struct RecordingConfig {
     /// First retry delay; doubles per attempt up to `upload_backoff_max_seconds`.
     pub upload_backoff_seconds: u64,
     pub upload_backoff_max_seconds: u64,
+    /// Also upload FTP / HTTP(S) recordings while the session runs (FTP STOR, chunked PUT); the
+    /// spooled copy is kept until the location confirmed it, else the deferred upload takes over.
+    pub stream_uploads: bool,
 }
 
 impl Default for RecordingConfig {
@@ -156,6 +159,7 @@ impl Default for RecordingConfig {
             upload_max_attempts: 10,
             upload_backoff_seconds: 30,
             upload_backoff_max_seconds: 3600,
+            stream_uploads: false,
         }
     }
 }
@@ -251,6 +255,7 @@ pub const KEYS: &[&str] = &[
     "recording.upload_max_attempts",
     "recording.upload_backoff_seconds",
     "recording.upload_backoff_max_seconds",
+    "recording.stream_uploads",
     "sms.provider",
     "sms.url",
     "sms.method",

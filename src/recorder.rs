@@ -2,7 +2,8 @@
 //! recording, it opens the SFU's tap for the session, asks for a keyframe and feeds the
 //! `recording` crate; one file per session (a transfer keeps the same file: the customer's
 //! streams go on). Deferred recordings (the group setting, and always FTP / HTTP(S)) go to the
-//! spool and are uploaded after the session; the recordings table follows each step.
+//! spool and are uploaded after the session (and, with `recording.stream_uploads`, also while
+//! it runs); the recordings table follows each step.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -343,6 +344,10 @@ impl RecorderService {
                 }
             }
         };
+        // With `recording.stream_uploads`, FTP / HTTP(S) recordings are also sent as they grow.
+        let live = (deferred && self.config.recording.stream_uploads)
+            .then(|| self.uploader.stream(&spool_id(id)))
+            .flatten();
         let mut rec = Recorder::new(file, RecorderConfig::default())?;
         let mut tap = self.sfu.tap(session, TAP_CAPACITY)?;
         self.metrics.active.inc();
@@ -368,6 +373,11 @@ impl RecorderService {
             }
             let bytes = rec.stats().bytes;
             self.metrics.bytes.inc_by(bytes - written);
+            if bytes != written
+                && let Some(l) = &live
+            {
+                l.written(bytes);
+            }
             written = bytes;
         }
         drop(tap);
@@ -416,7 +426,13 @@ impl RecorderService {
         );
         if deferred {
             self.metrics.spool_bytes.set(self.spool.usage() as i64);
-            self.uploader.enqueue(&spool_id(id));
+            match live {
+                // Confirms (the row becomes uploaded) or hands over to the deferred upload.
+                Some(l) => {
+                    l.finish(summary.bytes).await;
+                }
+                None => self.uploader.enqueue(&spool_id(id)),
+            }
         }
         Ok(())
     }

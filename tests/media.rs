@@ -1291,7 +1291,7 @@ async fn fetch(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_after_the_fix_uploads_it()
  {
-    use recording::fixtures::{ffprobe, free_port, ftp_server};
+    use recording::fixtures::{free_port, ftp_server};
     let Some(py) = ftp_tools() else {
         return;
     };
@@ -1366,18 +1366,121 @@ async fn a_recording_to_ftp_with_wrong_credentials_fails_clearly_and_a_retry_aft
     let r = s.get(&url, &m).await;
     assert_eq!(r.status, 409);
     assert_eq!(r.error_code(), "recording_not_on_this_server");
+    assert_on_ftp(ftp_root.path(), &rec, video_sent);
+    phone.pc.close().await.ok();
+}
+
+/// The recording `rec` is in the FTP server's folder `rec` (under `ftp_root`) at its full size and
+/// plays: VP8, every frame sent.
+fn assert_on_ftp(ftp_root: &std::path::Path, rec: &Value, video_sent: usize) {
     let uploaded = ftp_root
-        .path()
         .join("rec")
         .join(rec["file_name"].as_str().unwrap());
     assert_eq!(
         std::fs::metadata(&uploaded).unwrap().len() as i64,
         rec["size_bytes"].as_i64().unwrap()
     );
-    let (p, err) = ffprobe(&uploaded);
+    let (p, err) = recording::fixtures::ffprobe(&uploaded);
     assert!(err.trim().is_empty(), "ffprobe complained: {err}");
     assert_eq!(p.codec("video").as_deref(), Some("vp8"));
     assert!((p.frames("video") as f64 - video_sent as f64).abs() <= 0.02 * video_sent as f64);
+}
+
+/// Size of the first `.mp4` found under `dir` (0 if none yet).
+fn first_mp4_size(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let n = if p.is_dir() {
+            first_mp4_size(&p)
+        } else if p.extension().is_some_and(|x| x == "mp4") {
+            e.metadata().map_or(0, |m| m.len())
+        } else {
+            0
+        };
+        if n > 0 {
+            return n;
+        }
+    }
+    0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_stream_uploads_an_ftp_recording_arrives_while_the_session_runs() {
+    use recording::fixtures::{free_port, ftp_server};
+    let Some(py) = ftp_tools() else {
+        return;
+    };
+    let ftp_root = tempfile::tempdir().unwrap();
+    let ftp = ftp_server(&py, ftp_root.path(), free_port());
+    let runtime = default_runtime().unwrap();
+    let s = start_on(Backend::Sqlite, |c| {
+        c.recording.stream_uploads = true;
+        c.recording.file_name_pattern = "lens/{session_id}".into();
+    })
+    .await
+    .unwrap();
+    // Watches the FTP folder: the first size seen, and when (UTC ms).
+    let seen = Arc::new(std::sync::Mutex::new(None::<(u64, i64)>));
+    let watcher = {
+        let (seen, root) = (seen.clone(), ftp_root.path().to_path_buf());
+        tokio::spawn(async move {
+            loop {
+                let n = first_mp4_size(&root);
+                if n > 0 {
+                    let at = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis() as i64;
+                    *seen.lock().unwrap() = Some((n, at));
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let location = format!("ftp://test:secret@127.0.0.1:{}/rec", ftp.port);
+    let Recorded {
+        phone,
+        video_sent,
+        rec,
+        ..
+    } = record_clip(
+        &s,
+        &runtime,
+        "ftp-live@example.com",
+        json!({"forced": true, "location": location, "deferred_upload": true}),
+        recording::Codec::Vp8,
+        |r| r["status"] == "uploaded",
+    )
+    .await;
+    let (first_size, first_at) = seen
+        .lock()
+        .unwrap()
+        .expect("the file reached the FTP server");
+    watcher.abort();
+    let size = rec["size_bytes"].as_u64().unwrap();
+    let ended = chrono::DateTime::parse_from_rfc3339(rec["ended_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    assert!(
+        first_at < ended && first_size < size,
+        "bytes arrived before the recording ended: {first_size} of {size} at {first_at}, ended {ended}"
+    );
+    assert_eq!(
+        rec["attempts"], 0,
+        "streamed, not uploaded afterwards: {rec}"
+    );
+    let spooled = s
+        .state
+        .config
+        .recordings_dir()
+        .join("spool")
+        .join(format!("rec-{}.mp4", rec["id"]));
+    assert!(!spooled.exists(), "the spooled copy goes once confirmed");
+    assert_on_ftp(ftp_root.path(), &rec, video_sent);
     phone.pc.close().await.ok();
 }
 
