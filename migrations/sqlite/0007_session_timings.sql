@@ -33,6 +33,9 @@ CREATE TABLE session_timings (
 -- List All pages walk this in order and stop at the page's end; counts read only the index.
 CREATE INDEX session_timings_report ON session_timings(created_at, session_id, group_id, technician_id,
     created_by, joined, handled, missed, failed);
+-- The Performance report's sums by technician walk this in technician order (no sort, no table).
+CREATE INDEX session_timings_technician ON session_timings((COALESCE(technician_id, created_by)), created_at,
+    handled, waiting, active, work, total, group_id, technician_id, created_by);
 
 -- When each technician had an ended session in the console in a live status (`Timings::live_spans`,
 -- written with the timing row): the Login report's Idle Time is login time outside these. The

@@ -278,12 +278,12 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
         }
         (Area::Session, true) => {
             let handled = sums(store, req, Pick::Handled, None).await?;
-            let missed = sums(store, req, Pick::Missed, None).await?;
-            whole(session_summary(&first(&handled), first(&missed).sessions))
+            let missed = count(store, req, Pick::Missed).await?;
+            whole(session_summary(&first(&handled), missed))
         }
         (Area::Performance, _) => {
             let logins = login_spans(store, req).await?;
-            let handled = sums(store, req, Pick::Handled, Some(TECHNICIAN)).await?;
+            let handled = technician_sums(store, req).await?;
             let owners = if dir.people.values().any(|p| p.deleted_at.is_some()) {
                 sums(store, req, Pick::Any, Some(OWNER)).await?
             } else {
@@ -402,16 +402,23 @@ impl Pick {
     }
 }
 
-/// The technician a session's rows name (`Timed::technician`), as SQL over `session_timings t`.
+/// The technician a session's rows name (`Timed::technician`), as SQL over `session_timings t`
+/// (as indexed by `session_timings_technician`).
 const TECHNICIAN: &str = "COALESCE(t.technician_id, t.created_by)";
-/// A session's owner (0: none), as SQL.
+/// A session's owner (0: none), as SQL: `sums` groups by this key only.
 const OWNER: &str = "COALESCE(t.technician_id, 0)";
 
 /// The SQL condition selecting the sessions of the window, the scope and the daily range, over a
 /// table aliased `t` with the session columns `created_at`, `created_by`, `technician_id` and
 /// `group_id` (`session_timings` or `sessions`). Only numbers are written into it.
 fn session_filter(req: &Request) -> String {
-    let mut w = format!("t.created_at >= {} AND t.created_at < {}", req.from, req.to);
+    session_filter_on(req, "t.created_at")
+}
+
+/// `session_filter` with the window on `created` (`+t.created_at` keeps SQLite from choosing the
+/// window's range index, so it walks an index in the order a grouping needs instead of sorting).
+fn session_filter_on(req: &Request, created: &str) -> String {
+    let mut w = format!("{created} >= {} AND {created} < {}", req.from, req.to);
     if !req.scope.all {
         let groups = id_list(&req.scope.groups);
         let users = id_list(&req.scope.users);
@@ -426,6 +433,15 @@ fn session_filter(req: &Request) -> String {
         ));
     }
     w
+}
+
+/// `session_filter` and the stored flag of `pick`.
+fn picked_filter(req: &Request, pick: Pick) -> String {
+    let mut filter = session_filter(req);
+    if let Some(c) = pick.column() {
+        filter.push_str(&format!(" AND t.{c} = 1"));
+    }
+    filter
 }
 
 /// A SQL `IN` list of ids (`NULL` for none: matches nothing).
@@ -492,10 +508,7 @@ async fn timed(store: &Store, req: &Request, pick: Pick) -> Result<(u64, Vec<Tim
         .into_iter()
         .filter(|x| pick.keep(&x.t))
         .collect();
-    let mut filter = session_filter(req);
-    if let Some(c) = pick.column() {
-        filter.push_str(&format!(" AND t.{c} = 1"));
-    }
+    let filter = picked_filter(req, pick);
     let live_ids: Vec<i64> = live.iter().map(|x| x.s.id).collect();
     let (total, ended, live) = match req.page {
         Some(page) => {
@@ -535,10 +548,7 @@ async fn sums(
     pick: Pick,
     key: Option<&str>,
 ) -> Result<HashMap<i64, TimingSums>, StoreError> {
-    let mut filter = session_filter(req);
-    if let Some(c) = pick.column() {
-        filter.push_str(&format!(" AND t.{c} = 1"));
-    }
+    let filter = picked_filter(req, pick);
     let mut sums: HashMap<i64, TimingSums> = store
         .report_timed_sums(&filter, key)
         .await?
@@ -549,13 +559,42 @@ async fn sums(
             continue;
         }
         let k = match key {
-            Some(OWNER) => x.s.technician_id.unwrap_or(0),
-            Some(_) => x.technician(),
+            Some(_) => x.s.technician_id.unwrap_or(0),
             None => 0,
         };
         sums.entry(k).or_default().add(&x.t);
     }
     Ok(sums)
+}
+
+/// The handled sessions' sums by technician (Performance), live sessions included.
+async fn technician_sums(
+    store: &Store,
+    req: &Request,
+) -> Result<HashMap<i64, TimingSums>, StoreError> {
+    let filter = format!(
+        "{} AND t.handled = 1",
+        session_filter_on(req, "+t.created_at")
+    );
+    let mut sums: HashMap<i64, TimingSums> = store
+        .report_technician_sums(&filter, TECHNICIAN)
+        .await?
+        .into_iter()
+        .collect();
+    for x in live(store, req).await? {
+        if x.t.handled() {
+            sums.entry(x.technician()).or_default().add(&x.t);
+        }
+    }
+    Ok(sums)
+}
+
+/// The number of sessions of `pick`, live sessions included (ended ones: from the index alone).
+async fn count(store: &Store, req: &Request, pick: Pick) -> Result<i64, StoreError> {
+    let filter = picked_filter(req, pick);
+    let live = live(store, req).await?;
+    Ok(store.report_timed_count(&filter).await?
+        + live.iter().filter(|x| pick.keep(&x.t)).count() as i64)
 }
 
 /// The one group of ungrouped sums.
@@ -856,13 +895,17 @@ fn login(req: &Request, dir: &Directory, spans: &[LoginSpan], summary: bool) -> 
         "Total Away Time",
         "Total Idle Time",
     ]);
+    let mut by_user: HashMap<i64, Vec<&LoginSpan>> = HashMap::new();
+    for s in spans {
+        by_user.entry(s.user).or_default().push(s);
+    }
     let rows = dir
         .people
         .values()
         .filter(|p| req.scope.user(p.id))
-        .filter(|p| p.deleted_at.is_none() || spans.iter().any(|s| s.user == p.id))
+        .filter(|p| p.deleted_at.is_none() || by_user.contains_key(&p.id))
         .map(|p| {
-            let mine: Vec<&LoginSpan> = spans.iter().filter(|s| s.user == p.id).collect();
+            let mine: &[&LoginSpan] = by_user.get(&p.id).map_or(&[], |v| v.as_slice());
             let n = mine.len() as i64;
             let total: i64 = mine.iter().map(|s| s.length(req.now)).sum();
             let sum = |f: fn(&LoginSpan) -> i64| mine.iter().map(|s| f(s)).sum::<i64>();
@@ -899,13 +942,11 @@ fn performance(
     logins: &[LoginSpan],
     summary: bool,
 ) -> Rows {
-    let login_of = |id: i64| -> i64 {
-        logins
-            .iter()
-            .filter(|s| s.user == id)
-            .map(|s| s.length(req.now))
-            .sum()
-    };
+    let mut login_time: HashMap<i64, i64> = HashMap::new();
+    for s in logins {
+        *login_time.entry(s.user).or_default() += s.length(req.now);
+    }
+    let login_of = |id: i64| -> i64 { login_time.get(&id).copied().unwrap_or(0) };
     let mut technicians: Vec<&PersonRow> = dir
         .people
         .values()

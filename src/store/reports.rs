@@ -493,6 +493,11 @@ fn unfold<T>(
         .collect()
 }
 
+/// A sum as BIGINT, 0 when nothing matches (PostgreSQL sums BIGINT as NUMERIC).
+fn sum_of(column: &str) -> String {
+    format!("CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
+}
+
 /// A value folded by the database that does not read back.
 fn bad_fold(folded: &str) -> StoreError {
     StoreError::Db(sqlx::Error::Decode(
@@ -837,6 +842,43 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
+    /// Performance's sums (sessions, waiting, active, work, total, longest) of the ended sessions
+    /// matching `filter`, by `key`: only columns of the `session_timings_technician` index.
+    pub async fn report_technician_sums(
+        &self,
+        filter: &str,
+        key: &str,
+    ) -> Result<Vec<(i64, TimingSums)>> {
+        let rows: Vec<(i64, i64, i64, i64, i64, i64, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {key}, COUNT(*), {}, {}, {}, {}, CAST(COALESCE(MAX(t.total), 0) AS BIGINT) \
+                 FROM session_timings t WHERE {filter} GROUP BY {key}",
+                sum_of("t.waiting"),
+                sum_of("t.active"),
+                sum_of("t.work"),
+                sum_of("t.total"),
+            )))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, sessions, waiting, active, work, total, longest)| {
+                (
+                    k,
+                    TimingSums {
+                        sessions,
+                        waiting,
+                        active,
+                        work,
+                        total,
+                        longest,
+                        ..TimingSums::default()
+                    },
+                )
+            })
+            .collect())
+    }
+
     /// Sums of the ended sessions matching `filter`, grouped by `key` (an expression on `t`, or
     /// a constant for one group).
     pub async fn report_timed_sums(
@@ -844,7 +886,7 @@ impl Store {
         filter: &str,
         key: Option<&str>,
     ) -> Result<Vec<(i64, TimingSums)>> {
-        let sum = |c: &str| format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT)");
+        let sum = sum_of;
         let max = |c: &str| format!("CAST(COALESCE(MAX({c}), 0) AS BIGINT)");
         let wait = "t.end_at - t.waiting_start";
         let columns = [
