@@ -829,7 +829,11 @@ fn forward_all(
     }
 }
 
+/// Timeouts already due that `poll_peer` feeds at once, before leaving the rest to the sweep.
+const INLINE_TIMEOUTS: u32 = 4;
+
 fn poll_peer(peer: &mut Peer, socket: &UdpSocket, polled: &mut Polled, session: SessionId) {
+    let mut inline_timeouts = 0;
     loop {
         if !peer.rtc.is_alive() {
             peer.next_timeout = Instant::now() + MAX_SLEEP;
@@ -845,6 +849,16 @@ fn poll_peer(peer: &mut Peer, socket: &UdpSocket, polled: &mut Polled, session: 
         };
         match output {
             Output::Timeout(t) => {
+                // str0m often wants the clock right after a packet (pacing, feedback): feeding
+                // it here spares a sweep over every room per forwarded packet.
+                let now = Instant::now();
+                if t <= now && inline_timeouts < INLINE_TIMEOUTS {
+                    inline_timeouts += 1;
+                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                        tracing::debug!(session_id = session, error = %e, "peer timeout failed");
+                    }
+                    continue;
+                }
                 peer.next_timeout = t;
                 return;
             }
