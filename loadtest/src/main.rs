@@ -6,6 +6,7 @@ mod lens;
 mod media;
 mod peer;
 mod report;
+mod stack;
 mod stats;
 mod sys;
 mod udp;
@@ -40,6 +41,30 @@ enum Sub {
     UdpForwarder {
         #[arg(long, default_value = "127.0.0.1:0")]
         bind: String,
+    },
+    /// Measures the generator's CPU per session on each client stack (str0m, webrtc-rs): the same
+    /// sessions between two peers in this process, no server.
+    ClientStack {
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "str0m,webrtc"
+        )]
+        stack: Vec<stack::Stack>,
+        #[arg(long, default_value_t = 20)]
+        sessions: usize,
+        /// The measured window once all sessions are up.
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        duration: Duration,
+        #[arg(long, value_enum, default_value = "720p")]
+        profile: Profile,
+        #[arg(long)]
+        audio: bool,
+        #[arg(long, default_value = "loadtest-out")]
+        out: PathBuf,
+        #[arg(long, default_value = "loadtest-out/media")]
+        media_dir: PathBuf,
     },
 }
 
@@ -149,14 +174,40 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Sub::UdpForwarder { bind }) = cli.command {
-        return udp::forwarder(&bind);
+    match cli.command {
+        // No runtime: the forwarder is one plain thread.
+        Some(Sub::UdpForwarder { bind }) => udp::forwarder(&bind),
+        Some(Sub::ClientStack {
+            stack,
+            sessions,
+            duration,
+            profile,
+            audio,
+            out,
+            media_dir,
+        }) => runtime()?.block_on(async move {
+            std::fs::create_dir_all(&out)?;
+            let media = Arc::new(Media::make(&media_dir, profile)?);
+            let mut runs = Vec::new();
+            for s in stack {
+                eprintln!("client stack {s:?}: {sessions} sessions, {duration:?} measured");
+                runs.push(stack::measure(s, sessions, duration, audio, media.clone()).await?);
+            }
+            stack::print(&runs);
+            let path = out.join("client-stack.json");
+            std::fs::write(&path, serde_json::to_vec_pretty(&runs)?)?;
+            eprintln!("wrote {}", path.display());
+            Ok(())
+        }),
+        None => runtime()?.block_on(run_all(cli.run)),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run_all(cli.run))
+        .build()?)
 }
 
 async fn run_all(args: RunArgs) -> anyhow::Result<()> {
