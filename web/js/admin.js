@@ -116,6 +116,8 @@ async function loadTree() {
   const tree = await api("GET", `/org${q ? `?q=${encodeURIComponent(q)}` : ""}`, state.token);
   state.roots = tree.roots;
   drawTree();
+  // The Reports tab may have opened before the tree arrived; a filtered tree is not the unit list.
+  if (!q) drawUnits();
 }
 
 let searchTimer = 0;
