@@ -118,18 +118,7 @@ async fn an_account_is_throttled_after_its_failures_from_many_addresses() {
 }
 
 async fn set_policy(s: &TestServer, t: &str, f: impl FnOnce(&mut serde_json::Value)) {
-    let mut g = s.get("/api/v1/global-settings", t).await.expect(200);
-    f(&mut g);
-    let g = to_update(g);
-    s.put("/api/v1/global-settings", t, g).await.expect(200);
-}
-
-/// Global settings as read → a body for PUT (the read-only "set" flag is not part of an update).
-pub fn to_update(mut g: serde_json::Value) -> serde_json::Value {
-    if let Some(sso) = g.get_mut("single_sign_on").and_then(|v| v.as_object_mut()) {
-        sso.remove("master_sso_password_set");
-    }
-    g
+    s.change_global_settings(t, f).await;
 }
 
 #[tokio::test]

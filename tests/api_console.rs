@@ -21,17 +21,11 @@ async fn the_session_form_follows_the_groups_settings_and_the_field_names() {
     })
     .await;
     let master = s.master().await;
-    let mut global = s.get("/api/v1/global-settings", &master).await.expect(200);
-    global["custom_field_names"]["name_field"] = json!("Customer");
-    global["custom_field_names"]["custom_fields"][2] = json!("Device");
-    // The read-only flag of the answer is not part of a write.
-    global["single_sign_on"]
-        .as_object_mut()
-        .unwrap()
-        .remove("master_sso_password_set");
-    s.put("/api/v1/global-settings", &master, global)
-        .await
-        .expect(200);
+    s.change_global_settings(&master, |g| {
+        g["custom_field_names"]["name_field"] = json!("Customer");
+        g["custom_field_names"]["custom_fields"][2] = json!("Device");
+    })
+    .await;
 
     let form = s
         .get("/api/v1/console/session-form", &token)

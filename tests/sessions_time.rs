@@ -297,13 +297,8 @@ async fn waiting_alarms_colour_the_queue_as_time_passes() {
 async fn the_customer_ip_is_not_stored_when_global_settings_say_so() {
     let s = start().await;
     let m = s.master().await;
-    let mut g = s.get("/api/v1/global-settings", &m).await.expect(200);
-    g["do_not_store_customer_ip"] = json!(true);
-    g["single_sign_on"]
-        .as_object_mut()
-        .unwrap()
-        .remove("master_sso_password_set");
-    s.put("/api/v1/global-settings", &m, g).await.expect(200);
+    s.change_global_settings(&m, |g| g["do_not_store_customer_ip"] = json!(true))
+        .await;
     let (_, _, token) = technician_with(&s, "noip@example.com", |_| {}).await;
     let (id, pin) = create(&s, &token).await;
     let (_cus, _) = customer(&s, &pin).await;

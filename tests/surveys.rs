@@ -256,13 +256,11 @@ async fn no_built_in_survey_is_refused() {
 }
 
 async fn survey_issued_by(s: &TestServer, m: &str, who: &str) {
-    let mut g = s.get("/api/v1/global-settings", m).await.expect(200);
-    g["customer_survey_issuance"] = json!({"survey_issued_by": who});
-    g["single_sign_on"]
-        .as_object_mut()
-        .unwrap()
-        .remove("master_sso_password_set");
-    let saved = s.put("/api/v1/global-settings", m, g).await.expect(200);
+    let saved = s
+        .change_global_settings(m, |g| {
+            g["customer_survey_issuance"] = json!({"survey_issued_by": who});
+        })
+        .await;
     assert_eq!(saved["customer_survey_issuance"]["survey_issued_by"], who);
 }
 

@@ -290,6 +290,15 @@ impl TestServer {
         self.token(MASTER_EMAIL, MASTER_PASSWORD).await
     }
 
+    /// Global Settings as read, changed by `f` and written back ([`to_update`]); the PUT's answer.
+    pub async fn change_global_settings(&self, token: &str, f: impl FnOnce(&mut Value)) -> Value {
+        let mut g = self.get("/api/v1/global-settings", token).await.expect(200);
+        f(&mut g);
+        self.put("/api/v1/global-settings", token, to_update(g))
+            .await
+            .expect(200)
+    }
+
     pub async fn create_group(&self, token: &str, name: &str, parent: Option<i64>) -> i64 {
         let body = self
             .post(
@@ -520,6 +529,14 @@ pub async fn technician_with(
     let id = s.create_user(&m, "technicians", email, Some(g)).await;
     let token = s.token(email, USER_PASSWORD).await;
     (g, id, token)
+}
+
+/// Global Settings as read → a body for PUT (the read-only "set" flag is not part of an update).
+pub fn to_update(mut g: Value) -> Value {
+    if let Some(sso) = g.get_mut("single_sign_on").and_then(Value::as_object_mut) {
+        sso.remove("master_sso_password_set");
+    }
+    g
 }
 
 /// The real `lens` binary, serving on `addr` over the data in `dir`; killed when dropped.
