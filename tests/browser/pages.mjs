@@ -100,7 +100,7 @@ test("a whole session: chat, mutes, hold and resume, transfer, the customer ends
   // The queue shows the waiting time, and the group's alarm colour once it has passed.
   const queued = consolePage.locator(".session-item.alarm", { hasText: "Ann Lee" });
   await queued.waitFor({ timeout: STEP });
-  assert.equal(await queued.evaluate((e) => getComputedStyle(e).borderInlineStartColor), "rgb(211, 47, 47)");
+  await until("the alarm colour", () => queued.evaluate((e) => getComputedStyle(e).borderInlineStartColor), (c) => c === "rgb(211, 47, 47)");
   await consolePage.locator(".session-item", { hasText: "Ann Lee" }).getByText(/Waiting \d+:\d\d/).waitFor();
   await shoot(consolePage, "console-waiting");
   await pickUp(consolePage, "Ann Lee");

@@ -257,43 +257,58 @@ function render() {
   renderDetail();
 }
 
-/** The session list (redrawn every second while a session waits: waiting time, alarm colour). */
+/**
+ * The session list, refreshed every second while a session waits (waiting time, alarm colour).
+ * Rows are updated in place, never rebuilt: a row replaced between a press and its release would
+ * swallow the technician's click, and would drop the keyboard focus.
+ */
 function renderList() {
   const entries = [...state.sessions.values()].sort((a, b) => a.view.created_at.localeCompare(b.view.created_at));
   byId("no-sessions").hidden = entries.length > 0;
-  // The list is redrawn every second (waiting times): keep the keyboard focus where it was.
-  const focused = document.activeElement?.getAttribute("data-session");
-  list.replaceChildren(
-    ...entries.map((entry) => {
-      const v = entry.view;
-      const waiting = waitingSeconds(entry);
-      const button = el(
-        "button",
-        {
-          type: "button",
-          class: `session-item${state.selected === v.id ? " selected" : ""}`,
-          "aria-current": state.selected === v.id ? "true" : undefined,
-          "data-session": String(v.id),
-        },
-        [
-          el("span", { class: "session-name" }, [v.name || t("console.sessionNumber", { id: v.id })]),
-          el("span", { class: `pill status-${slug(v.status)}` }, [statusText(v.status)]),
-          waiting === undefined ? null : el("span", { class: "waiting" }, [t("console.waitingFor", { time: duration(waiting) })]),
-        ],
-      );
-      if (v.alarm_color) {
-        button.style.borderInlineStartColor = v.alarm_color;
-        button.classList.add("alarm");
-      }
+  const wanted = new Set(entries.map((e) => String(e.view.id)));
+  for (const row of [...list.children]) {
+    const id = row.firstElementChild?.getAttribute("data-session");
+    if (!id || !wanted.has(id)) row.remove();
+  }
+  /** @type {Map<string, HTMLElement>} */
+  const rows = new Map();
+  for (const row of list.children) {
+    const id = row.firstElementChild?.getAttribute("data-session");
+    if (id && row instanceof HTMLElement) rows.set(id, row);
+  }
+  entries.forEach((entry, index) => {
+    const v = entry.view;
+    const id = String(v.id);
+    let row = rows.get(id);
+    if (!row) {
+      const button = el("button", { type: "button", "data-session": id });
       button.addEventListener("click", () => {
         state.selected = v.id;
         render();
       });
-      return el("li", {}, [button]);
-    }),
-  );
-  const again = focused ? list.querySelector(`[data-session="${focused}"]`) : null;
-  if (again instanceof HTMLElement) again.focus();
+      row = el("li", {}, [button]);
+    }
+    // Only a row out of place is moved: moving a node takes the focus off it.
+    if (list.children[index] !== row) list.insertBefore(row, list.children[index] ?? null);
+    const button = /** @type {HTMLElement} */ (row.firstElementChild);
+    const selected = state.selected === v.id;
+    button.className = `session-item${selected ? " selected" : ""}${v.alarm_color ? " alarm" : ""}`;
+    if (selected) button.setAttribute("aria-current", "true");
+    else button.removeAttribute("aria-current");
+    button.style.borderInlineStartColor = v.alarm_color ?? "";
+    const waiting = waitingSeconds(entry);
+    const parts = [
+      el("span", { class: "session-name" }, [v.name || t("console.sessionNumber", { id: v.id })]),
+      el("span", { class: `pill status-${slug(v.status)}` }, [statusText(v.status)]),
+      waiting === undefined ? null : el("span", { class: "waiting" }, [t("console.waitingFor", { time: duration(waiting) })]),
+    ];
+    // The button itself stays; only its text changes, and only when it differs.
+    const text = parts.map((p) => p?.textContent ?? "").join("\u0000");
+    if (button.dataset.text !== text) {
+      button.dataset.text = text;
+      button.replaceChildren(...parts.filter((p) => p !== null));
+    }
+  });
 }
 
 /** @param {string} s */
