@@ -86,6 +86,9 @@ pub struct MediaConfig {
     /// kernel's default). Linux caps them at net.core.rmem_max / wmem_max.
     pub udp_recv_buffer_bytes: usize,
     pub udp_send_buffer_bytes: usize,
+    /// Media engine shards (threads), each forwarding a share of the sessions; 0 = one per
+    /// available core. All share `udp_port`.
+    pub shards: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -221,6 +224,7 @@ impl Default for MediaConfig {
             public_ip: String::new(),
             udp_recv_buffer_bytes: sfu::DEFAULT_SOCKET_BUFFER_BYTES,
             udp_send_buffer_bytes: sfu::DEFAULT_SOCKET_BUFFER_BYTES,
+            shards: 0,
         }
     }
 }
@@ -247,6 +251,7 @@ pub const KEYS: &[&str] = &[
     "media.public_ip",
     "media.udp_recv_buffer_bytes",
     "media.udp_send_buffer_bytes",
+    "media.shards",
     "sessions.reconnect_grace_seconds",
     "sessions.max_failed_code_attempts_per_address_per_minute",
     "recording.file_name_pattern",
@@ -344,6 +349,9 @@ impl Config {
         }
         if !self.media.public_ip.is_empty() && self.media.public_ip.parse::<IpAddr>().is_err() {
             return bad("media.public_ip", "not an IP address");
+        }
+        if self.media.shards > sfu::MAX_SHARDS {
+            return bad("media.shards", &format!("at most {}", sfu::MAX_SHARDS));
         }
         if !self.public_url.is_empty() {
             match url::Url::parse(&self.public_url) {
@@ -553,6 +561,10 @@ mod tests {
         assert!(err.contains("listen"), "{err}");
         let err = Config::load(None, env_of(&[("LENS_MEDIA_PUBLIC_IP", "x.y")])).unwrap_err();
         assert!(err.contains("media.public_ip"), "{err}");
+        let err = Config::load(None, env_of(&[("LENS_MEDIA_SHARDS", "257")])).unwrap_err();
+        assert!(err.contains("media.shards"), "{err}");
+        let two = Config::load(None, env_of(&[("LENS_MEDIA_SHARDS", "2")])).unwrap();
+        assert_eq!(two.media.shards, 2);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("lens.toml");
         std::fs::write(&file, "[auth]\ntoken_ttl_minutes = \"soon\"\n").unwrap();

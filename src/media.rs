@@ -82,6 +82,7 @@ impl SfuMediaPlan {
             public_ip,
             recv_buffer_bytes: config.media.udp_recv_buffer_bytes,
             send_buffer_bytes: config.media.udp_send_buffer_bytes,
+            shards: config.media.shards,
         })
         .map_err(|e| {
             anyhow::anyhow!(

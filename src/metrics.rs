@@ -179,7 +179,7 @@ pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse
 }
 
 /// The media metrics: (name, help, type). Names get the registry's `lens_` prefix.
-const MEDIA_METRICS: [(&str, &str, MetricType); 11] = [
+const MEDIA_METRICS: [(&str, &str, MetricType); 14] = [
     (
         "media_rooms",
         "Sessions with media in the SFU",
@@ -219,6 +219,21 @@ const MEDIA_METRICS: [(&str, &str, MetricType); 11] = [
         "media_garbage_datagrams_total",
         "Datagrams on the media port dropped: unparseable or for no peer",
         MetricType::COUNTER,
+    ),
+    (
+        "media_send_failures_total",
+        "Datagrams the kernel would not take at once (full send buffer), dropped",
+        MetricType::COUNTER,
+    ),
+    (
+        "media_shard_queue_drops_total",
+        "Datagrams dropped because the engine shard they were for had fallen behind",
+        MetricType::COUNTER,
+    ),
+    (
+        "media_shards",
+        "Media engine shards (threads) sharing the media port",
+        MetricType::GAUGE,
     ),
     (
         "media_socket_buffer_bytes",
@@ -314,7 +329,7 @@ impl prometheus::core::Collector for MediaCollector {
         );
         let mut latency_metric = Metric::default();
         latency_metric.set_histogram(latency);
-        let values: [Vec<Metric>; 11] = [
+        let values: [Vec<Metric>; 14] = [
             vec![number(MetricType::GAUGE, m.rooms, &[])],
             vec![number(MetricType::GAUGE, m.peers_connected, &[])],
             vec![number(MetricType::COUNTER, m.rtp_forwarded_packets, &[])],
@@ -334,6 +349,9 @@ impl prometheus::core::Collector for MediaCollector {
                 ),
             ],
             vec![number(MetricType::COUNTER, m.garbage_dropped, &[])],
+            vec![number(MetricType::COUNTER, m.send_failures, &[])],
+            vec![number(MetricType::COUNTER, m.shard_queue_drops, &[])],
+            vec![number(MetricType::GAUGE, m.shards, &[])],
             vec![
                 number(
                     MetricType::GAUGE,

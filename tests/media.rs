@@ -640,6 +640,10 @@ async fn video_reaches_the_technician_unchanged_and_opus_flows_both_ways() {
     value("lens_media_nacks_received_total");
     value("lens_media_rtp_retransmitted_packets_total");
     value("lens_media_garbage_datagrams_total");
+    value("lens_media_send_failures_total");
+    value("lens_media_shard_queue_drops_total");
+    // media.shards = 0: one engine shard per available core.
+    assert_eq!(value("lens_media_shards"), sfu::default_shards() as f64);
     // The media socket got the default 8 MiB buffers or the kernel's cap (Linux doubles both).
     let rmem_max: f64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
         .unwrap()

@@ -1,9 +1,11 @@
 //! Arbitrary datagrams into the media port's demultiplexer (`sfu::demux::classify`): nothing may
 //! panic, and the answer must agree with the first byte (RFC 7983) whenever it is not garbage.
+//! The STUN USERNAME reader the shard dispatcher uses (`sfu::demux::stun_request_ufrag`) gets the
+//! same bytes: no panic, and a ufrag only from a binding request, without its colon.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sfu::demux::{DatagramKind, classify};
+use sfu::demux::{DatagramKind, classify, stun_request_ufrag};
 
 fuzz_target!(|data: &[u8]| {
     let kind = classify(data);
@@ -15,5 +17,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(matches!(first, Some(128..=191)) && data.len() >= 8)
         }
         DatagramKind::Garbage => {}
+    }
+    if let Some(ufrag) = stun_request_ufrag(data) {
+        assert!(data.starts_with(&[0, 1]) && data.len() >= 20);
+        assert!(!ufrag.contains(&b':') && ufrag.len() < data.len());
     }
 });

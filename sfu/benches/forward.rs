@@ -5,9 +5,11 @@
 //! - `naive_udp`: a plain UDP forwarder thread (blocking recv_from/send_to, no crypto) between
 //!   two plain sockets.
 //!
-//! Both forwarders run alone on their own thread; the clients run on another. The time criterion
-//! reports is the **forwarding thread's CPU time** (from /proc/thread-self/schedstat), so the
-//! element rate is packets per CPU-second of the forwarder, independent of the clients' cost.
+//! Both forwarders run on threads of their own (the SFU: its engine shards, `FORWARD_SHARDS`,
+//! default 1); the clients run on another. The time criterion reports is the **forwarding
+//! threads' CPU time** (from /proc/<pid>/task/<tid>/schedstat, summed over the SFU's shard
+//! threads), so the element rate is packets per CPU-second of the forwarder, independent of the
+//! clients' cost.
 //! At most `WINDOW` packets are in flight so loopback buffers never overflow.
 //!
 //! `session_memory` (printed once, not timed): the server's memory per **connected** session:
@@ -68,23 +70,59 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// Starts the SFU on a thread of its own (a current-thread runtime); returns its handle and the
-/// thread's schedstat path.
-fn start_sfu() -> (SfuHandle, PathBuf) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+/// The schedstat files of this process's SFU shard threads (named `sfu-shard-N`).
+fn shard_threads() -> Vec<PathBuf> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("sfu-shard-"))
+        })
+        // /proc/self/task/<tid> is only valid from this process: keep the absolute pid.
+        .map(|t| {
+            PathBuf::from(format!("/proc/{}/task", std::process::id()))
+                .join(t.file_name())
+                .join("schedstat")
+        })
+        .collect()
+}
+
+/// CPU time so far of a set of threads.
+fn threads_cpu(stats: &[PathBuf]) -> Duration {
+    stats.iter().map(thread_cpu).sum()
+}
+
+/// The number of engine shards the SFU benchmarks use (`FORWARD_SHARDS`, default 1).
+fn bench_shards() -> usize {
+    std::env::var("FORWARD_SHARDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Starts an SFU with `shards` engine shards (threads of their own); returns its handle and the
+/// schedstat files of its threads.
+fn start_sfu(shards: usize) -> (SfuHandle, Vec<PathBuf>) {
+    let before = shard_threads();
+    let (sfu, _threads) =
+        Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None).with_shards(shards))
             .unwrap();
-        runtime.block_on(async move {
-            let (sfu, task) =
-                Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)).unwrap();
-            tx.send((sfu, own_schedstat())).unwrap();
-            let _ = task.await;
-        });
-    });
-    rx.recv().unwrap()
+    // Threads name themselves once running.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let new: Vec<PathBuf> = shard_threads()
+            .into_iter()
+            .filter(|t| !before.contains(t))
+            .collect();
+        if new.len() == shards || Instant::now() > deadline {
+            assert_eq!(new.len(), shards, "shard threads not found");
+            return (sfu, new);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// A str0m peer on its own non-blocking UDP socket, driven by the caller's loop.
@@ -247,15 +285,15 @@ impl Sender {
 /// A phone and a console connected through a fresh SFU on its own thread, media flowing.
 struct SfuPath {
     _sfu: SfuHandle,
-    cpu: PathBuf,
+    cpu: Vec<PathBuf>,
     phone: Client,
     console: Client,
     sender: Sender,
 }
 
 impl SfuPath {
-    fn new() -> SfuPath {
-        let (sfu, cpu) = start_sfu();
+    fn new(shards: usize) -> SfuPath {
+        let (sfu, cpu) = start_sfu(shards);
         let (mut phone, mut console) = connect(&sfu, 1);
         pump_until_connected(&mut [&mut phone, &mut console]);
         // Media flows once the SFU has seen the console connected.
@@ -284,11 +322,11 @@ impl SfuPath {
         }
     }
 
-    /// Forwards `count` packets; returns the SFU thread's CPU time for them.
+    /// Forwards `count` packets; returns the SFU threads' CPU time for them.
     fn run(&mut self, count: u64) -> Duration {
-        let before = thread_cpu(&self.cpu);
+        let before = threads_cpu(&self.cpu);
         self.sender.send(&mut self.phone, &mut self.console, count);
-        thread_cpu(&self.cpu) - before
+        threads_cpu(&self.cpu) - before
     }
 }
 
@@ -306,7 +344,7 @@ fn pump_until_connected(clients: &mut [&mut Client]) {
 }
 
 fn sfu_srtp(c: &mut Criterion) {
-    let mut path = SfuPath::new();
+    let mut path = SfuPath::new(bench_shards());
     let mut group = c.benchmark_group("forward");
     group.throughput(Throughput::Elements(1));
     group.bench_function("sfu_srtp", |b| b.iter_custom(|iters| path.run(iters)));
@@ -437,7 +475,7 @@ fn direct_pair() -> (Client, Client) {
 fn session_memory(_c: &mut Criterion) {
     let settle = || std::thread::sleep(Duration::from_millis(300));
     // One-off allocations (str0m's and the allocator's) out of the way first.
-    let (sfu, _) = start_sfu();
+    let (sfu, _) = start_sfu(bench_shards());
     let mut warm = vec![connect(&sfu, 100_000), direct_pair()];
     connect_and_send(&mut warm);
     drop(warm);
@@ -478,7 +516,7 @@ fn fixed_count(count: u64) {
             (path.run(count), path.lost)
         }
         _ => {
-            let mut path = SfuPath::new();
+            let mut path = SfuPath::new(bench_shards());
             (path.run(count), path.sender.lost)
         }
     };

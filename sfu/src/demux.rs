@@ -1,6 +1,8 @@
 //! The first look at a datagram on the media port: what it is (RFC 7983: STUN, DTLS, RTP or RTCP
 //! by its first byte, RFC 5761 for RTP vs RTCP) and whether it is whole enough to be worth
-//! routing. Pure functions, no state: the fuzz target `media_demux` drives [`classify`].
+//! routing; for a STUN binding request, the local ICE username fragment it names (which says the
+//! shard of the peer it is for, see `shard.rs`). Pure functions, no state: the fuzz target
+//! `media_demux` drives [`classify`] and [`stun_request_ufrag`].
 
 use str0m::net::DatagramRecv;
 
@@ -48,6 +50,39 @@ pub(crate) fn parse(data: &[u8]) -> Option<(DatagramKind, DatagramRecv<'_>)> {
     }
     let recv = DatagramRecv::try_from(data).ok()?;
     Some((kind, recv))
+}
+
+/// STUN header: type, length, magic cookie, transaction id (RFC 8489 §5).
+const STUN_HEADER: usize = 20;
+const STUN_MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+const STUN_BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
+const STUN_USERNAME: u16 = 0x0006;
+
+/// For a STUN binding request, the local (our) ICE username fragment it is addressed to: the
+/// part of its USERNAME before the colon (RFC 8445 §7.2.2: "RFRAG:LFRAG" as the sender writes
+/// it, the receiver's fragment first). `None` for anything else or a malformed message.
+pub fn stun_request_ufrag(data: &[u8]) -> Option<&[u8]> {
+    if data.len() < STUN_HEADER
+        || data[0..2] != STUN_BINDING_REQUEST
+        || data[4..8] != STUN_MAGIC_COOKIE
+    {
+        return None;
+    }
+    let declared = usize::from(u16::from_be_bytes([data[2], data[3]]));
+    let mut attributes = data.get(STUN_HEADER..STUN_HEADER + declared)?;
+    while attributes.len() >= 4 {
+        let kind = u16::from_be_bytes([attributes[0], attributes[1]]);
+        let len = usize::from(u16::from_be_bytes([attributes[2], attributes[3]]));
+        let value = attributes.get(4..4 + len)?;
+        if kind == STUN_USERNAME {
+            let end = value.iter().position(|b| *b == b':')?;
+            return Some(&value[..end]);
+        }
+        // Values are padded to a multiple of 4 bytes.
+        let padded = 4 + len.div_ceil(4) * 4;
+        attributes = attributes.get(padded..)?;
+    }
+    None
 }
 
 /// Cheap length checks str0m leaves to later stages (for RTP: header, CSRCs, extension).
@@ -105,5 +140,49 @@ mod tests {
         let dtls = [22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(classify(&dtls), DatagramKind::Dtls);
         // STUN goes through str0m's parser (real binding requests: the live tests).
+    }
+
+    fn binding_request(attributes: &[u8]) -> Vec<u8> {
+        let mut stun = vec![0x00, 0x01];
+        stun.extend((attributes.len() as u16).to_be_bytes());
+        stun.extend(STUN_MAGIC_COOKIE);
+        stun.extend([9u8; 12]);
+        stun.extend(attributes);
+        stun
+    }
+
+    #[test]
+    fn the_local_ufrag_is_read_from_a_binding_request_s_username() {
+        // PRIORITY (4 bytes), then USERNAME "01ab:xyz" (8 bytes), then a padded one.
+        let mut attributes = vec![0x00, 0x24, 0, 4, 1, 2, 3, 4];
+        attributes.extend([0x00, 0x06, 0, 8]);
+        attributes.extend(b"01ab:xyz");
+        assert_eq!(
+            stun_request_ufrag(&binding_request(&attributes)),
+            Some(&b"01ab"[..])
+        );
+        let mut padded = vec![0x00, 0x06, 0, 6];
+        padded.extend(b"0f:abc\0\0");
+        assert_eq!(
+            stun_request_ufrag(&binding_request(&padded)),
+            Some(&b"0f"[..])
+        );
+    }
+
+    #[test]
+    fn no_ufrag_from_responses_truncated_or_colonless_usernames() {
+        let mut attributes = vec![0x00, 0x06, 0, 4];
+        attributes.extend(b"01ab");
+        assert_eq!(stun_request_ufrag(&binding_request(&attributes)), None);
+        let mut response = binding_request(&[0x00, 0x06, 0, 4, b'a', b':', b'b', b'c']);
+        response[0..2].copy_from_slice(&[0x01, 0x01]);
+        assert_eq!(stun_request_ufrag(&response), None);
+        // USERNAME longer than the message, and a length field past the end.
+        let request = binding_request(&[0x00, 0x06, 0, 40, b'a', b':']);
+        assert_eq!(stun_request_ufrag(&request), None);
+        let mut request = binding_request(&[0x00, 0x06, 0, 2, b'a', b':', 0, 0]);
+        request[3] = 200;
+        assert_eq!(stun_request_ufrag(&request), None);
+        assert_eq!(stun_request_ufrag(&[0, 1, 0]), None);
     }
 }

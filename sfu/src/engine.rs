@@ -1,5 +1,7 @@
-//! The SFU task: owns the UDP socket, every room and every `Rtc`, and is the only code that
-//! reads the clock for them (str0m takes time as input). One task per SFU for now.
+//! One shard of the SFU: owns a disjoint set of rooms and their `Rtc`s, and is the only code that
+//! reads the clock for them (str0m takes time as input). The shard's thread (`shard.rs`) hands it
+//! commands, datagrams and the time; what the peers want to send is queued in an [`Outbox`] and
+//! sent together by [`Engine::flush`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,16 +16,17 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 use str0m::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::io::Outbox;
 use crate::metrics::{EngineMetrics, add};
+use crate::shard::Router;
 use crate::tap::{Tap, TapEvent};
 use crate::{MediaKind, PeerCounters, PeerEvent, PeerRole, Quality, SessionId, SfuError};
 
 /// Looked up several times per datagram: SipHash was 5.5 % of the forwarding thread's
 /// instructions. foldhash is seeded per process, so remote addresses cannot aim at collisions.
-type FastHash = foldhash::fast::RandomState;
+pub(crate) type FastHash = foldhash::fast::RandomState;
 
 /// Longest wait between two timeout sweeps, whatever the peers ask for.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
@@ -170,7 +173,7 @@ impl Peer {
 
     /// Counts resends: the RTP header is in clear in SRTP, and RTX has its own payload type.
     /// (RTCP's second byte, 200-206, masks to 72-78: never a dynamic payload type.)
-    fn sent(&self, datagram: &[u8]) {
+    fn count_resend(&self, datagram: &[u8]) {
         if datagram.len() > 12
             && datagram[0] >> 6 == 2
             && self.rtx_pts.contains(&(datagram[1] & 0x7f))
@@ -378,11 +381,20 @@ struct Polled {
     /// The peer's media went up (`true`) or down.
     media: Option<bool>,
     keyframe_request: Option<KeyframeRequestKind>,
+    /// Where the peer sent STUN: answers come from there, maybe before that address has sent
+    /// anything the peer accepted, so it is routed to this peer from now on.
+    stun_to: Vec<SocketAddr>,
 }
 
 pub(crate) struct Engine {
-    socket: UdpSocket,
+    /// The media socket (shared by every shard; each sends on it directly).
+    socket: Arc<std::net::UdpSocket>,
+    outbox: Outbox,
     local: SocketAddr,
+    /// This shard's index (encoded in its peers' ICE username fragments).
+    shard: usize,
+    /// Tells the dispatcher which remote addresses are this shard's; `None` with one shard.
+    router: Option<Router>,
     rooms: HashMap<SessionId, Room, FastHash>,
     /// Remote address → the peer that last accepted traffic from it (the fast path).
     routes: HashMap<SocketAddr, (SessionId, PeerRole), FastHash>,
@@ -397,10 +409,19 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub(crate) fn new(socket: UdpSocket, local: SocketAddr, metrics: Arc<EngineMetrics>) -> Self {
+    pub(crate) fn new(
+        socket: Arc<std::net::UdpSocket>,
+        local: SocketAddr,
+        shard: usize,
+        router: Option<Router>,
+        metrics: Arc<EngineMetrics>,
+    ) -> Self {
         Engine {
             socket,
+            outbox: Outbox::new(),
             local,
+            shard,
+            router,
             rooms: HashMap::default(),
             routes: HashMap::default(),
             next_sweep: Instant::now(),
@@ -412,33 +433,63 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut buf = vec![0u8; 2000];
-        loop {
-            let sleep_until = self.next_sweep.min(Instant::now() + MAX_SLEEP);
-            tokio::select! {
-                biased;
-                command = commands.recv() => match command {
-                    Some(command) => self.command(command),
-                    None => break,
-                },
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, source)) => self.datagram(&buf[..n], source),
-                    Err(e) => tracing::warn!(error = %e, "media socket receive failed"),
-                },
-                _ = tokio::time::sleep_until(sleep_until.into()) => {}
-            }
-            if Instant::now() >= self.next_sweep {
-                self.sweep();
-            }
-        }
-        tracing::info!(
-            garbage_dropped = self.metrics.garbage_dropped.load(Ordering::Relaxed),
-            "SFU task stopped"
-        );
+    pub(crate) fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
     }
 
-    fn command(&mut self, command: Command) {
+    /// When the shard must wake at the latest for its peers' timers.
+    pub(crate) fn next_wake(&self) -> Instant {
+        self.next_sweep.min(Instant::now() + MAX_SLEEP)
+    }
+
+    /// Feeds the clock to the peers whose timers are due.
+    pub(crate) fn sweep_if_due(&mut self) {
+        if Instant::now() >= self.next_sweep {
+            self.sweep();
+        }
+    }
+
+    /// Sends what the peers queued since the last flush, then records how long the forwarded
+    /// packets among them spent inside the server.
+    pub(crate) fn flush(&mut self) {
+        if !self.outbox.is_empty() {
+            let flushed = self.outbox.flush(&self.socket);
+            if flushed.failed > 0 {
+                add(&self.metrics.send_failures, flushed.failed as u64);
+            }
+        }
+        if !self.forwarded.is_empty() {
+            let now = Instant::now();
+            for (arrival, bytes) in self.forwarded.drain(..) {
+                self.metrics
+                    .forwarded(bytes, now.saturating_duration_since(arrival));
+            }
+        }
+    }
+
+    /// Remembers that datagrams from `address` are for this peer (and tells the dispatcher).
+    fn learn_route(&mut self, address: SocketAddr, peer: (SessionId, PeerRole)) {
+        if self.routes.insert(address, peer).is_none()
+            && let Some(router) = &self.router
+        {
+            router.learn(address, self.shard);
+        }
+    }
+
+    /// Forgets the routes to peers `gone` says are gone.
+    fn forget_routes(&mut self, gone: impl Fn(&(SessionId, PeerRole)) -> bool) {
+        let router = self.router.as_ref();
+        let shard = self.shard;
+        self.routes.retain(|address, peer| {
+            let keep = !gone(peer);
+            if !keep && let Some(router) = router {
+                router.forget(*address, shard);
+            }
+            keep
+        });
+    }
+
+    pub(crate) fn command(&mut self, command: Command) {
         match command {
             Command::Open { session } => {
                 self.room(session);
@@ -470,7 +521,7 @@ impl Engine {
                     other.video_seq.resync = true;
                     other.audio_seq.resync = true;
                 }
-                self.routes.retain(|_, r| *r != (session, role));
+                self.forget_routes(|r| *r == (session, role));
                 self.drive(session);
             }
             Command::RemoteCandidate {
@@ -526,7 +577,7 @@ impl Engine {
                         peer.rtc.disconnect();
                     }
                 }
-                self.routes.retain(|_, (s, _)| *s != session);
+                self.forget_routes(|(s, _)| *s == session);
             }
             Command::Tap {
                 session,
@@ -552,15 +603,11 @@ impl Engine {
                     .rooms
                     .get_mut(&session)
                     .and_then(|r| r.customer.as_mut());
+                let shard = self.shard;
                 let answer = match peer {
                     // New ICE credentials in the offer make str0m restart ICE on this Rtc;
                     // DTLS and SRTP carry on.
-                    Some(peer) => peer
-                        .rtc
-                        .sdp_api()
-                        .accept_offer(*offer)
-                        .map(|a| a.to_sdp_string())
-                        .map_err(|e| SfuError::Sdp(e.to_string())),
+                    Some(peer) => renegotiate(&mut peer.rtc, *offer, shard),
                     None => Err(SfuError::NoLivePeer(session)),
                 };
                 // The caller may have given up waiting.
@@ -579,13 +626,14 @@ impl Engine {
         })
     }
 
-    fn datagram(&mut self, data: &[u8], source: SocketAddr) {
+    /// One datagram that arrived at `arrival`. The caller flushes.
+    pub(crate) fn datagram(&mut self, data: &[u8], source: SocketAddr, arrival: Instant) {
         let Some((_, contents)) = crate::demux::parse(data) else {
             add(&self.metrics.garbage_dropped, 1);
             return;
         };
         let input = Input::Receive(
-            Instant::now(),
+            arrival,
             Receive {
                 proto: Protocol::Udp,
                 source,
@@ -610,7 +658,7 @@ impl Engine {
                 .map(|(role, _)| (*s, role))
             });
             if let Some(found) = target {
-                self.routes.insert(source, found);
+                self.learn_route(source, found);
             }
         }
         let Some((session, role)) = target else {
@@ -668,10 +716,10 @@ impl Engine {
         };
         loop {
             if let Some(peer) = room.customer.as_mut() {
-                poll_peer(peer, &self.socket, &mut self.from_customer, session);
+                poll_peer(peer, &mut self.outbox, &mut self.from_customer, session);
             }
             if let Some(peer) = room.technician.as_mut() {
-                poll_peer(peer, &self.socket, &mut self.from_technician, session);
+                poll_peer(peer, &mut self.outbox, &mut self.from_technician, session);
             }
             for (polled, role) in [
                 (&mut self.from_customer, PeerRole::Customer),
@@ -679,6 +727,13 @@ impl Engine {
             ] {
                 if let Some(up) = polled.media.take() {
                     emit(self.events.as_ref(), session, role, up);
+                }
+                for address in polled.stun_to.drain(..) {
+                    if self.routes.insert(address, (session, role)).is_none()
+                        && let Some(router) = &self.router
+                    {
+                        router.learn(address, self.shard);
+                    }
                 }
             }
             if self.from_technician.connected {
@@ -737,14 +792,6 @@ impl Engine {
                 &mut self.forwarded,
                 |video| !room.held && !video && room.flow.technician_audio,
             );
-        }
-        // Every packet forwarded above has been handed to the socket by the last polls.
-        if !self.forwarded.is_empty() {
-            let now = Instant::now();
-            for (arrival, bytes) in self.forwarded.drain(..) {
-                self.metrics
-                    .forwarded(bytes, now.saturating_duration_since(arrival));
-            }
         }
         if let Some(t) = room.next_timeout() {
             self.next_sweep = self.next_sweep.min(t);
@@ -832,7 +879,7 @@ fn forward_all(
 /// Timeouts already due that `poll_peer` feeds at once, before leaving the rest to the sweep.
 const INLINE_TIMEOUTS: u32 = 4;
 
-fn poll_peer(peer: &mut Peer, socket: &UdpSocket, polled: &mut Polled, session: SessionId) {
+fn poll_peer(peer: &mut Peer, outbox: &mut Outbox, polled: &mut Polled, session: SessionId) {
     let mut inline_timeouts = 0;
     loop {
         if !peer.rtc.is_alive() {
@@ -862,15 +909,16 @@ fn poll_peer(peer: &mut Peer, socket: &UdpSocket, polled: &mut Polled, session: 
                 peer.next_timeout = t;
                 return;
             }
-            Output::Transmit(t) => match socket.try_send_to(&t.contents, t.destination) {
-                Ok(n) => {
-                    peer.counters.sent(n);
-                    if !peer.rtx_pts.is_empty() {
-                        peer.sent(&t.contents);
-                    }
+            Output::Transmit(t) => {
+                if !peer.rtx_pts.is_empty() {
+                    peer.count_resend(&t.contents);
                 }
-                Err(e) => tracing::debug!(session_id = session, error = %e, "send dropped"),
-            },
+                // STUN (RFC 7983: first byte 0-3) is rare; see `Polled::stun_to`.
+                if t.contents.first().is_some_and(|b| *b < 4) {
+                    polled.stun_to.push(t.destination);
+                }
+                outbox.push(t.destination, t.contents.into(), &peer.counters);
+            }
             Output::Event(event) => match event {
                 Event::Connected => {
                     peer.set_connected(true, Some(polled));
@@ -914,4 +962,33 @@ fn poll_peer(peer: &mut Peer, socket: &UdpSocket, polled: &mut Polled, session: 
             },
         }
     }
+}
+
+/// Applies a re-offer from the customer's live peer connection to its `Rtc`. An ICE restart in it
+/// makes str0m pick new random local ICE credentials; they are replaced by ones naming this
+/// shard (in the `Rtc` and in the answer's text), so the dispatcher can route the checks that
+/// follow, which come from a new address.
+fn renegotiate(rtc: &mut Rtc, offer: SdpOffer, shard: usize) -> Result<String, SfuError> {
+    let before = rtc.direct_api().local_ice_credentials();
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(|e| SfuError::Sdp(e.to_string()))?
+        .to_sdp_string();
+    let after = rtc.direct_api().local_ice_credentials();
+    if after.ufrag == before.ufrag {
+        return Ok(answer);
+    }
+    let ours = crate::shard::credentials(shard);
+    let answer = answer
+        .replace(
+            &format!("a=ice-ufrag:{}", after.ufrag),
+            &format!("a=ice-ufrag:{}", ours.ufrag),
+        )
+        .replace(
+            &format!("a=ice-pwd:{}", after.pass),
+            &format!("a=ice-pwd:{}", ours.pass),
+        );
+    rtc.direct_api().set_local_ice_credentials(ours);
+    Ok(answer)
 }

@@ -1,8 +1,8 @@
 //! WebRTC transport and RTP forwarding for Lens Relay: one room per session, two peers per room.
 //!
 //! ```text
-//!   caller (signaling, any thread)           SFU task (owns every Rtc; one UDP socket)
-//!   ──────────────────────────────           ──────────────────────────────────────────
+//!   caller (signaling, any thread)           the session's shard (owns its Rtcs; one UDP port)
+//!   ──────────────────────────────           ─────────────────────────────────────────────────
 //!   SfuHandle::customer_offer ── build Rtc, accept offer ──► Command::AddPeer ─┐
 //!     (same peer connection re-offering, e.g. ICE restart) ─► Command::Renegotiate ─┤
 //!   SfuHandle::technician_offer ─ build Rtc, make offer (kept pending)          │
@@ -14,19 +14,25 @@
 //!                              └─► PeerEvent (media up / down) ─► SfuHandle::peer_events
 //! ```
 //!
-//! SDP work is CPU-only, so it is done on the caller's thread and never waits on the SFU task:
-//! every call on [`SfuHandle`] returns at once. The task owns the `Rtc` instances and is the only
-//! place that touches the network. Forwarding is in str0m's RTP mode: packets keep their payload,
+//! SDP work is CPU-only, so it is done on the caller's thread and never waits on a shard: every
+//! call on [`SfuHandle`] returns at once. The work is split over [`SfuConfig::shards`] engine
+//! shards, one thread each; a session's room (both peers) lives in one shard, chosen when the
+//! room opens (the one with the fewest rooms), and every command about it goes to that shard.
+//! All shards share the one UDP socket: shard 0 reads it in batches and hands each datagram to
+//! its shard, every shard sends on it directly (see `shard.rs` for the routing and why). Forwarding is in str0m's RTP mode: packets keep their payload,
 //! marker bit, RTP timestamp and header extension values; str0m re-serialises the extensions with
 //! the receiving peer's negotiated ids. See README.md for what is built and what is not.
 
 pub mod demux;
 mod engine;
+mod io;
 mod metrics;
+mod shard;
 mod socket;
 mod tap;
 
 pub use metrics::{FORWARD_LATENCY_BOUNDS, LatencyHistogram, MetricsSnapshot};
+pub use shard::{MAX_SHARDS, default_shards};
 pub use socket::{DEFAULT_SOCKET_BUFFER_BYTES, SocketBuffers};
 pub use tap::{TapCodec, TapEvent, TapPacket};
 
@@ -41,9 +47,8 @@ use str0m::format::PayloadParams;
 use str0m::media::{Direction, MediaKind as StrKind, Mid};
 use str0m::{Candidate, Rtc, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
-use engine::{Command, Engine};
+use engine::Command;
 
 /// The session id used by signaling (`signaling::session::SessionId`).
 pub type SessionId = i64;
@@ -75,7 +80,7 @@ pub struct PeerEvent {
 
 /// The answer to a customer's offer. A new peer connection is answered at once (SDP work on the
 /// caller's thread); a re-offer from the live one (ICE restart, renegotiation) is answered by the
-/// SFU task, which owns that `Rtc`.
+/// session's shard, which owns that `Rtc`.
 #[derive(Debug)]
 pub enum CustomerAnswer {
     Ready(String),
@@ -104,17 +109,27 @@ pub struct SfuConfig {
     /// default); see [`SocketBuffers`] for what was granted.
     pub recv_buffer_bytes: usize,
     pub send_buffer_bytes: usize,
+    /// Engine shards (threads), at most [`MAX_SHARDS`]; 0 = one per available core
+    /// ([`default_shards`]). 1 = a single thread reads, forwards and sends.
+    pub shards: usize,
 }
 
 impl SfuConfig {
-    /// `bind` and `public_ip` with the default socket buffer sizes.
+    /// `bind` and `public_ip` with the default socket buffer sizes and one shard per core.
     pub fn new(bind: SocketAddr, public_ip: Option<IpAddr>) -> Self {
         SfuConfig {
             bind,
             public_ip,
             recv_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
             send_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
+            shards: 0,
         }
+    }
+
+    /// The same with `shards` engine shards.
+    pub fn with_shards(mut self, shards: usize) -> Self {
+        self.shards = shards;
+        self
     }
 }
 
@@ -136,7 +151,7 @@ pub enum SfuError {
     Sdp(String),
     #[error("bad ICE candidate: {0}")]
     Candidate(String),
-    #[error("the SFU task has stopped")]
+    #[error("the SFU has stopped")]
     Stopped,
 }
 
@@ -283,6 +298,8 @@ pub struct SessionStats {
 
 /// What the handle keeps per session: negotiation state only, never touched by forwarding.
 struct SessionRecord {
+    /// The shard that owns the session's room.
+    shard: usize,
     audio: bool,
     /// Codecs the customer's peer negotiated, offered as-is (same payload types) to the console.
     customer_codecs: Vec<PayloadParams>,
@@ -312,22 +329,51 @@ struct PendingTechnician {
     audio_mid: Option<Mid>,
 }
 
+/// The handle's sessions and how many rooms each shard owns.
+#[derive(Default)]
+struct Sessions {
+    records: HashMap<SessionId, SessionRecord>,
+    rooms_per_shard: Vec<usize>,
+}
+
 struct Inner {
-    commands: mpsc::UnboundedSender<Command>,
-    metrics: Arc<metrics::EngineMetrics>,
+    /// Per shard.
+    commands: Vec<mpsc::UnboundedSender<Command>>,
+    metrics: Vec<Arc<metrics::EngineMetrics>>,
     candidate_addr: SocketAddr,
-    sessions: Mutex<HashMap<SessionId, SessionRecord>>,
+    sessions: Mutex<Sessions>,
     buffers: SocketBuffers,
     /// A second handle on the media socket, only to look up its kernel drop count.
     socket: std::net::UdpSocket,
 }
 
-/// Starts the SFU task.
+/// Starts the SFU.
 pub struct Sfu;
 
+/// The shard threads. They stop when the last [`SfuHandle`] is dropped.
+pub struct SfuThreads {
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl SfuThreads {
+    /// How many shards run.
+    pub fn shards(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Waits until every shard has stopped.
+    pub fn join(self) {
+        for thread in self.threads {
+            // A shard that panicked has already logged it.
+            let _ = thread.join();
+        }
+    }
+}
+
 impl Sfu {
-    /// Binds the media socket and spawns the SFU task on the current tokio runtime.
-    pub fn start(config: SfuConfig) -> Result<(SfuHandle, JoinHandle<()>), SfuError> {
+    /// Binds the media socket and starts the shard threads (no tokio runtime needed: each shard
+    /// runs its own).
+    pub fn start(config: SfuConfig) -> Result<(SfuHandle, SfuThreads), SfuError> {
         let (std_socket, buffers) = socket::bind(
             config.bind,
             config.recv_buffer_bytes,
@@ -343,26 +389,38 @@ impl Sfu {
             None => bound.ip(),
         };
         let candidate_addr = SocketAddr::new(ip, bound.port());
-        let socket = tokio::net::UdpSocket::from_std(std_socket)?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let metrics = Arc::new(metrics::EngineMetrics::default());
-        let engine = Engine::new(socket, candidate_addr, metrics.clone());
-        let task = tokio::spawn(engine.run(rx));
+        let count = match config.shards {
+            0 => default_shards(),
+            n => n,
+        };
+        let shards = shard::spawn(std_socket, candidate_addr, count)?;
+        tracing::info!(
+            shards = shards.commands.len(),
+            "media: engine shards started"
+        );
         let handle = SfuHandle {
             inner: Arc::new(Inner {
-                commands: tx,
-                metrics,
+                sessions: Mutex::new(Sessions {
+                    records: HashMap::new(),
+                    rooms_per_shard: vec![0; shards.commands.len()],
+                }),
+                commands: shards.commands,
+                metrics: shards.metrics,
                 candidate_addr,
-                sessions: Mutex::new(HashMap::new()),
                 buffers,
                 socket: watched,
             }),
         };
-        Ok((handle, task))
+        Ok((
+            handle,
+            SfuThreads {
+                threads: shards.threads,
+            },
+        ))
     }
 }
 
-/// The cheap, cloneable way to tell the SFU task what to do. No call waits on the task.
+/// The cheap, cloneable way to tell the shards what to do. No call waits on a shard.
 #[derive(Clone)]
 pub struct SfuHandle {
     inner: Arc<Inner>,
@@ -375,8 +433,10 @@ const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// also keeps them at most 3 s). Payloads are shared with the received packet, not copied.
 pub const RTX_BUFFER_PACKETS: usize = 1000;
 
-fn rtc_config() -> RtcConfig {
+/// A peer of `shard`: its local ICE ufrag names the shard (see `shard.rs`).
+fn rtc_config(shard: usize) -> RtcConfig {
     Rtc::builder()
+        .set_local_ice_credentials(shard::credentials(shard))
         .set_rtp_mode(true)
         .set_send_buffer_video(RTX_BUFFER_PACKETS)
         .set_stats_interval(Some(STATS_INTERVAL))
@@ -392,14 +452,22 @@ impl SfuHandle {
         self.inner.candidate_addr
     }
 
-    fn send(&self, command: Command) -> Result<(), SfuError> {
-        self.inner
-            .commands
+    fn send_to(&self, shard: usize, command: Command) -> Result<(), SfuError> {
+        self.inner.commands[shard]
             .send(command)
             .map_err(|_| SfuError::Stopped)
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, SessionRecord>> {
+    /// Sends a command to the session's shard; nothing to do for a session without media.
+    fn send(&self, session: SessionId, command: Command) -> Result<(), SfuError> {
+        let shard = self.sessions().records.get(&session).map(|r| r.shard);
+        match shard {
+            Some(shard) => self.send_to(shard, command),
+            None => Ok(()),
+        }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
         // A panic while holding this lock leaves only negotiation bookkeeping behind.
         self.inner
             .sessions
@@ -415,26 +483,34 @@ impl SfuHandle {
     /// Opens the session's room. `audio` = the technician group has audio on. Idempotent: a
     /// second call keeps the room (and its mute state) and updates `audio`.
     pub fn start(&self, session: SessionId, audio: bool) -> Result<(), SfuError> {
-        {
-            let mut sessions = self.sessions();
-            let record = sessions.entry(session).or_insert_with(|| SessionRecord {
-                audio,
-                customer_codecs: Vec::new(),
-                customer_fingerprint: None,
-                pending_technician: None,
-                customer: Arc::default(),
-                technician: Arc::default(),
-                tap_dropped: Arc::default(),
+        let shard = {
+            let mut guard = self.sessions();
+            let sessions = &mut *guard;
+            let loads = &mut sessions.rooms_per_shard;
+            let record = sessions.records.entry(session).or_insert_with(|| {
+                let shard = (0..loads.len()).min_by_key(|s| loads[*s]).unwrap_or(0);
+                loads[shard] += 1;
+                SessionRecord {
+                    shard,
+                    audio,
+                    customer_codecs: Vec::new(),
+                    customer_fingerprint: None,
+                    pending_technician: None,
+                    customer: Arc::default(),
+                    technician: Arc::default(),
+                    tap_dropped: Arc::default(),
+                }
             });
             record.audio = audio;
-        }
-        self.send(Command::Open { session })
+            record.shard
+        };
+        self.send_to(shard, Command::Open { session })
     }
 
     /// The customer's SDP offer. From a new peer connection it replaces an earlier customer
     /// peer and is answered at once; from the live one (same DTLS fingerprint: an ICE restart
     /// after a network change, or a renegotiation) it is applied to that peer's `Rtc`, which
-    /// keeps its DTLS and SRTP state, and answered by the SFU task. Either way the work is
+    /// keeps its DTLS and SRTP state, and answered by the session's shard. Either way the work is
     /// queued before this returns, so candidates sent after it apply to the right peer.
     pub fn customer_offer(
         &self,
@@ -443,41 +519,48 @@ impl SfuHandle {
     ) -> Result<CustomerAnswer, SfuError> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
         let fingerprint = fingerprint(sdp);
-        let counters = {
+        let (counters, shard) = {
             let mut sessions = self.sessions();
             let record = sessions
+                .records
                 .get_mut(&session)
                 .ok_or(SfuError::UnknownSession(session))?;
             if fingerprint.is_some() && record.customer_fingerprint == fingerprint {
                 let (reply, answer) = oneshot::channel();
-                self.send(Command::Renegotiate {
-                    session,
-                    offer: Box::new(offer),
-                    reply,
-                })?;
+                self.send_to(
+                    record.shard,
+                    Command::Renegotiate {
+                        session,
+                        offer: Box::new(offer),
+                        reply,
+                    },
+                )?;
                 return Ok(CustomerAnswer::Pending(answer));
             }
-            record.customer.clone()
+            (record.customer.clone(), record.shard)
         };
-        let mut rtc = rtc_config().build(Instant::now());
+        let mut rtc = rtc_config(shard).build(Instant::now());
         rtc.add_local_candidate(self.host_candidate()?);
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         let codecs = negotiated_codecs(&rtc, &answer);
-        if let Some(record) = self.sessions().get_mut(&session) {
+        if let Some(record) = self.sessions().records.get_mut(&session) {
             record.customer_codecs = codecs;
             record.customer_fingerprint = fingerprint;
         }
-        self.send(Command::AddPeer {
-            session,
-            role: PeerRole::Customer,
-            rtc: Box::new(rtc),
-            counters,
-            video_mid: None,
-            audio_mid: None,
-        })?;
+        self.send_to(
+            shard,
+            Command::AddPeer {
+                session,
+                role: PeerRole::Customer,
+                rtc: Box::new(rtc),
+                counters,
+                video_mid: None,
+                audio_mid: None,
+            },
+        )?;
         Ok(CustomerAnswer::Ready(answer.to_sdp_string()))
     }
 
@@ -488,9 +571,10 @@ impl SfuHandle {
         let candidate = self.host_candidate()?;
         let mut sessions = self.sessions();
         let record = sessions
+            .records
             .get_mut(&session)
             .ok_or(SfuError::UnknownSession(session))?;
-        let mut config = rtc_config().set_rtp_mode(true);
+        let mut config = rtc_config(record.shard).set_rtp_mode(true);
         if !record.customer_codecs.is_empty() {
             *config.codec_config() = str0m::format::CodecConfig::new_from_payload_params(with_rtx(
                 &record.customer_codecs,
@@ -519,16 +603,17 @@ impl SfuHandle {
     /// peer (reconnect, transfer); the customer is asked for a keyframe once it connects.
     pub fn technician_answer(&self, session: SessionId, sdp: &str) -> Result<(), SfuError> {
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
-        let (pending, counters) = {
+        let (pending, counters, shard) = {
             let mut sessions = self.sessions();
             let record = sessions
+                .records
                 .get_mut(&session)
                 .ok_or(SfuError::UnknownSession(session))?;
             let pending = record
                 .pending_technician
                 .take()
                 .ok_or(SfuError::NoPendingOffer(session))?;
-            (pending, record.technician.clone())
+            (pending, record.technician.clone(), record.shard)
         };
         let PendingTechnician {
             mut rtc,
@@ -539,14 +624,17 @@ impl SfuHandle {
         rtc.sdp_api()
             .accept_answer(offer, answer)
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
-        self.send(Command::AddPeer {
-            session,
-            role: PeerRole::Technician,
-            rtc: Box::new(rtc),
-            counters,
-            video_mid: Some(video_mid),
-            audio_mid,
-        })
+        self.send_to(
+            shard,
+            Command::AddPeer {
+                session,
+                role: PeerRole::Technician,
+                rtc: Box::new(rtc),
+                counters,
+                video_mid: Some(video_mid),
+                audio_mid,
+            },
+        )
     }
 
     /// A trickled ICE candidate (`a=candidate:` value, with or without the `a=` prefix);
@@ -567,6 +655,7 @@ impl SfuHandle {
         if !from_customer {
             let mut sessions = self.sessions();
             let record = sessions
+                .records
                 .get_mut(&session)
                 .ok_or(SfuError::UnknownSession(session))?;
             if let Some(pending) = record.pending_technician.as_mut() {
@@ -579,11 +668,14 @@ impl SfuHandle {
         } else {
             PeerRole::Technician
         };
-        self.send(Command::RemoteCandidate {
+        self.send(
             session,
-            role,
-            candidate,
-        })
+            Command::RemoteCandidate {
+                session,
+                role,
+                candidate,
+            },
+        )
     }
 
     /// `flowing = false` stops forwarding that media from that side (mute, video pause).
@@ -594,49 +686,73 @@ impl SfuHandle {
         kind: MediaKind,
         flowing: bool,
     ) -> Result<(), SfuError> {
-        self.send(Command::SetFlowing {
+        self.send(
             session,
-            from_customer,
-            kind,
-            flowing,
-        })
+            Command::SetFlowing {
+                session,
+                from_customer,
+                kind,
+                flowing,
+            },
+        )
     }
 
     /// Stops forwarding both ways; the peers stay connected.
     pub fn hold(&self, session: SessionId) -> Result<(), SfuError> {
-        self.send(Command::Hold {
+        self.send(
             session,
-            held: true,
-        })
+            Command::Hold {
+                session,
+                held: true,
+            },
+        )
     }
 
     /// Forwards again and asks the customer for a keyframe.
     pub fn resume(&self, session: SessionId) -> Result<(), SfuError> {
-        self.send(Command::Hold {
+        self.send(
             session,
-            held: false,
-        })
+            Command::Hold {
+                session,
+                held: false,
+            },
+        )
     }
 
     /// Closes both peers and forgets the session. Returns its final totals.
     pub fn stop(&self, session: SessionId) -> Option<SessionStats> {
-        let record = self.sessions().remove(&session);
-        // A stopped task has nothing left to close.
-        let _ = self.send(Command::Stop { session });
-        record.map(|r| r.stats())
+        let record = {
+            let mut sessions = self.sessions();
+            let record = sessions.records.remove(&session);
+            if let Some(r) = &record {
+                sessions.rooms_per_shard[r.shard] -= 1;
+            }
+            record
+        };
+        let record = record?;
+        // A stopped shard has nothing left to close.
+        let _ = self.send_to(record.shard, Command::Stop { session });
+        Some(record.stats())
     }
 
     /// Media up / down of every peer from now on (one subscriber: a new call replaces the
     /// previous one). `lens` turns the customer's into `Reconnecting` and back.
     pub fn peer_events(&self) -> Result<mpsc::UnboundedReceiver<PeerEvent>, SfuError> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        self.send(Command::Subscribe { sender })?;
+        for shard in 0..self.inner.commands.len() {
+            self.send_to(
+                shard,
+                Command::Subscribe {
+                    sender: sender.clone(),
+                },
+            )?;
+        }
         Ok(receiver)
     }
 
     /// The SFU-wide counters (for Prometheus).
     pub fn metrics(&self) -> MetricsSnapshot {
-        let mut snapshot = self.inner.metrics.snapshot();
+        let mut snapshot = metrics::EngineMetrics::snapshot(&self.inner.metrics);
         snapshot.recv_buffer_bytes = self.inner.buffers.recv_granted as u64;
         snapshot.send_buffer_bytes = self.inner.buffers.send_granted as u64;
         snapshot.kernel_drops = socket::kernel_drops(&self.inner.socket);
@@ -648,14 +764,22 @@ impl SfuHandle {
         self.inner.buffers
     }
 
+    /// The shard that owns the session's room (for logs and tests).
+    pub fn shard_of(&self, session: SessionId) -> Option<usize> {
+        self.sessions().records.get(&session).map(|r| r.shard)
+    }
+
     /// Totals so far, per peer.
     pub fn stats(&self, session: SessionId) -> Option<SessionStats> {
-        self.sessions().get(&session).map(SessionRecord::stats)
+        self.sessions()
+            .records
+            .get(&session)
+            .map(SessionRecord::stats)
     }
 
     /// Opens the session's recorder tap: a bounded channel of `capacity` events receiving every
     /// RTP packet the room lets through, from both peers, and the senders' reports (see
-    /// [`TapEvent`]). The SFU task only ever `try_send`s: when the channel is full the event is
+    /// [`TapEvent`]). The shard only ever `try_send`s: when the channel is full the event is
     /// dropped and counted in [`SessionStats::tap_dropped`], so a slow recorder never stalls
     /// forwarding. A new tap replaces the previous one; dropping the receiver closes it.
     pub fn tap(
@@ -663,25 +787,30 @@ impl SfuHandle {
         session: SessionId,
         capacity: usize,
     ) -> Result<mpsc::Receiver<TapEvent>, SfuError> {
-        let dropped = self
-            .sessions()
-            .get(&session)
-            .ok_or(SfuError::UnknownSession(session))?
-            .tap_dropped
-            .clone();
+        let (dropped, shard) = {
+            let sessions = self.sessions();
+            let record = sessions
+                .records
+                .get(&session)
+                .ok_or(SfuError::UnknownSession(session))?;
+            (record.tap_dropped.clone(), record.shard)
+        };
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        self.send(Command::Tap {
-            session,
-            sender,
-            dropped,
-        })?;
+        self.send_to(
+            shard,
+            Command::Tap {
+                session,
+                sender,
+                dropped,
+            },
+        )?;
         Ok(receiver)
     }
 
     /// Asks the customer for a keyframe (the recorder wants one when it starts). Sent as soon as
     /// the customer's video is up and not paused or on hold.
     pub fn request_keyframe(&self, session: SessionId) -> Result<(), SfuError> {
-        self.send(Command::Keyframe { session })
+        self.send(session, Command::Keyframe { session })
     }
 }
 

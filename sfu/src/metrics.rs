@@ -1,4 +1,5 @@
-//! SFU-wide counters for monitoring: plain relaxed atomics written by the SFU task, read by
+//! SFU-wide counters for monitoring: plain relaxed atomics, one set per shard (written by that
+//! shard's thread only, so shards never contend for a cache line), summed by
 //! [`crate::SfuHandle::metrics`] at scrape time. The sfu crate knows nothing of Prometheus; the
 //! `lens` crate turns a [`MetricsSnapshot`] into metrics.
 
@@ -22,6 +23,8 @@ pub(crate) struct EngineMetrics {
     pub(crate) keyframe_requests_forwarded: AtomicU64,
     pub(crate) keyframe_requests_sent: AtomicU64,
     pub(crate) garbage_dropped: AtomicU64,
+    pub(crate) send_failures: AtomicU64,
+    pub(crate) shard_queue_drops: AtomicU64,
     /// Per bucket (not cumulative); the last one is +Inf.
     latency_buckets: [AtomicU64; FORWARD_LATENCY_BOUNDS.len() + 1],
     latency_sum_ns: AtomicU64,
@@ -47,25 +50,37 @@ impl EngineMetrics {
         );
     }
 
-    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let gauge = |c: &AtomicI64| u64::try_from(c.load(Ordering::Relaxed)).unwrap_or(0);
-        let mut cumulative = Vec::with_capacity(self.latency_buckets.len());
+    /// The sum over every shard's counters.
+    pub(crate) fn snapshot(shards: &[std::sync::Arc<EngineMetrics>]) -> MetricsSnapshot {
+        let sum = |f: fn(&EngineMetrics) -> &AtomicU64| -> u64 {
+            shards.iter().map(|m| f(m).load(Ordering::Relaxed)).sum()
+        };
+        let gauge = |f: fn(&EngineMetrics) -> &AtomicI64| -> u64 {
+            let total: i64 = shards.iter().map(|m| f(m).load(Ordering::Relaxed)).sum();
+            u64::try_from(total).unwrap_or(0)
+        };
+        let mut cumulative = Vec::with_capacity(FORWARD_LATENCY_BOUNDS.len() + 1);
         let mut total = 0;
-        for b in &self.latency_buckets {
-            total += load(b);
+        for bucket in 0..=FORWARD_LATENCY_BOUNDS.len() {
+            total += shards
+                .iter()
+                .map(|m| m.latency_buckets[bucket].load(Ordering::Relaxed))
+                .sum::<u64>();
             cumulative.push(total);
         }
         MetricsSnapshot {
-            rooms: gauge(&self.rooms),
-            peers_connected: gauge(&self.peers_connected),
-            rtp_forwarded_packets: load(&self.rtp_forwarded_packets),
-            rtp_forwarded_bytes: load(&self.rtp_forwarded_bytes),
-            nacks_received: load(&self.nacks_received),
-            retransmissions: load(&self.retransmissions),
-            keyframe_requests_forwarded: load(&self.keyframe_requests_forwarded),
-            keyframe_requests_sent: load(&self.keyframe_requests_sent),
-            garbage_dropped: load(&self.garbage_dropped),
+            rooms: gauge(|m| &m.rooms),
+            peers_connected: gauge(|m| &m.peers_connected),
+            rtp_forwarded_packets: sum(|m| &m.rtp_forwarded_packets),
+            rtp_forwarded_bytes: sum(|m| &m.rtp_forwarded_bytes),
+            nacks_received: sum(|m| &m.nacks_received),
+            retransmissions: sum(|m| &m.retransmissions),
+            keyframe_requests_forwarded: sum(|m| &m.keyframe_requests_forwarded),
+            keyframe_requests_sent: sum(|m| &m.keyframe_requests_sent),
+            garbage_dropped: sum(|m| &m.garbage_dropped),
+            send_failures: sum(|m| &m.send_failures),
+            shard_queue_drops: sum(|m| &m.shard_queue_drops),
+            shards: shards.len() as u64,
             recv_buffer_bytes: 0,
             send_buffer_bytes: 0,
             kernel_drops: None,
@@ -73,7 +88,7 @@ impl EngineMetrics {
                 bounds: &FORWARD_LATENCY_BOUNDS,
                 count: total,
                 cumulative,
-                sum_seconds: load(&self.latency_sum_ns) as f64 / 1e9,
+                sum_seconds: sum(|m| &m.latency_sum_ns) as f64 / 1e9,
             },
         }
     }
@@ -100,6 +115,12 @@ pub struct MetricsSnapshot {
     pub keyframe_requests_sent: u64,
     /// Datagrams on the media port that no peer accepted or that could not be parsed.
     pub garbage_dropped: u64,
+    /// Datagrams the kernel would not take at once (full send buffer): dropped, never waited on.
+    pub send_failures: u64,
+    /// Datagrams dropped because the shard they were for had a full queue (it fell behind).
+    pub shard_queue_drops: u64,
+    /// Engine shards (threads) forwarding media.
+    pub shards: u64,
     /// The media socket's kernel buffers as granted (Linux reports twice the usable size).
     pub recv_buffer_bytes: u64,
     pub send_buffer_bytes: u64,

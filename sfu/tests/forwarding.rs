@@ -9,8 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use sfu::{CustomerAnswer, MediaKind, PeerEvent, PeerRole};
-use webrtc::peer_connection::RTCSessionDescription;
+use sfu::MediaKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_reaches_the_technician_unchanged_and_audio_flows_both_ways() {
@@ -213,19 +212,6 @@ async fn hold_stops_forwarding_both_ways_and_resume_restarts_it_with_a_keyframe_
     call.hang_up().await;
 }
 
-fn fingerprint(sdp: &str) -> &str {
-    sdp.lines()
-        .find_map(|l| l.strip_prefix("a=fingerprint:"))
-        .expect("a=fingerprint")
-}
-
-async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<PeerEvent>) -> PeerEvent {
-    tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("no peer event within 10 s")
-        .expect("events open")
-}
-
 /// The customer's peer connection restarts ICE from a new socket (a network change) and offers
 /// again: the SFU answers on the same `Rtc` (same DTLS certificate, so DTLS and SRTP carry on),
 /// reports the customer's media down and up again, and forwarding resumes both ways.
@@ -233,41 +219,7 @@ async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<PeerEvent>
 async fn an_ice_restart_is_answered_on_the_same_peer_and_forwarding_resumes() {
     let mut call = call().await;
     call.still_forwarding("the call started").await;
-    let mut events = call.sfu.peer_events().unwrap();
-    let pc = call.customer.pc.clone();
-    let first_answer = pc.remote_description().await.unwrap().sdp;
-
-    pc.restart_ice().await.unwrap();
-    let offer = pc.create_offer(None).await.unwrap();
-    pc.set_local_description(offer).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), call.customer.gathered.recv())
-        .await
-        .expect("gathering after the restart");
-    let sdp = pc.local_description().await.unwrap().sdp;
-    let answer = call.sfu.customer_offer(SESSION, &sdp).unwrap();
-    assert!(
-        matches!(answer, CustomerAnswer::Pending(_)),
-        "a re-offer goes to the live peer"
-    );
-    let answer = answer.sdp().await.unwrap();
-    assert_eq!(fingerprint(&answer), fingerprint(&first_answer));
-    let down = next_event(&mut events).await;
-    assert_eq!(
-        down,
-        PeerEvent {
-            session: SESSION,
-            role: PeerRole::Customer,
-            up: false
-        }
-    );
-    pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
-        .await
-        .unwrap();
-    let up = next_event(&mut events).await;
-    assert_eq!(up, PeerEvent { up: true, ..down });
-    // Drop what may have arrived over the old path.
-    collect(&mut call.technician.received, Duration::from_millis(200)).await;
-    call.still_forwarding("the ICE restart").await;
+    call.restart_customer_ice().await;
     let stats = call.sfu.stats(SESSION).unwrap();
     assert!(stats.customer.rtp_forwarded > 0);
     call.sfu.stop(SESSION);

@@ -1,12 +1,14 @@
 //! Garbage on the media port during a live session: random bytes, truncated STUN, DTLS and RTP,
 //! and well-formed-looking packets from addresses no peer uses. Every one is dropped and counted;
-//! the session keeps forwarding both ways.
+//! the session keeps forwarding both ways. With one engine shard and with two (the session on the
+//! second, so every datagram for it crosses the dispatcher).
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
+use sfu::{Sfu, SfuConfig};
 use tokio::net::UdpSocket;
 
 /// A small deterministic generator (xorshift64*), so a failure can be replayed.
@@ -59,12 +61,42 @@ fn garbage() -> Vec<(&'static str, Vec<u8>)> {
     let mut rtcp = vec![0x81, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0x11, 0x11];
     rtcp.extend(noise.bytes(10));
     out.push(("RTCP from an unknown address", rtcp));
+    // Binding requests whose USERNAME names shard 0, shard 1 and a shard that does not exist
+    // (the dispatcher routes them by that name), with credentials no peer has.
+    for ufrag in ["00nosuchpeer", "01nosuchpeer", "ffnosuchpeer"] {
+        let username = format!("{ufrag}:remote");
+        let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        stun.extend(noise.bytes(12));
+        stun.extend([0x00, 0x06, 0x00, username.len() as u8]);
+        stun.extend(username.as_bytes());
+        while stun.len() % 4 != 0 {
+            stun.push(0);
+        }
+        let length = (stun.len() - 20) as u16;
+        stun[2..4].copy_from_slice(&length.to_be_bytes());
+        out.push(("STUN for an unknown peer", stun));
+    }
     out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_media_port_is_dropped_and_counted_and_the_session_keeps_forwarding() {
-    let mut call = call().await;
+    garbage_is_dropped_and_counted(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_is_dropped_and_counted_with_two_shards() {
+    garbage_is_dropped_and_counted(2).await;
+}
+
+async fn garbage_is_dropped_and_counted(shards: usize) {
+    let (sfu, _threads) =
+        Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None).with_shards(shards))
+            .unwrap();
+    // With two shards, a room on shard 0 first puts the call on shard 1.
+    sfu.start(100, true).unwrap();
+    let mut call = call_with(sfu, TechnicianSide::default()).await;
+    assert_eq!(call.sfu.shard_of(SESSION), Some(shards - 1));
     let first = wait_for(
         &mut call.technician.received,
         [20, 20, 0],

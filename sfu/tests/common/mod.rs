@@ -18,7 +18,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::sansio;
 use rtc::shared::error::Error;
-use sfu::{Sfu, SfuConfig, SfuHandle};
+use sfu::{CustomerAnswer, PeerEvent, PeerRole, Sfu, SfuConfig, SfuHandle};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -315,6 +315,7 @@ pub fn send_stream(track: Arc<TrackLocalStaticRTP>, tag: u8, pt: u8, ssrc: u32, 
 
 pub struct Call {
     pub sfu: SfuHandle,
+    pub session: i64,
     pub customer: TestPeer,
     pub technician: TestPeer,
     pub plis_at_customer: Arc<AtomicU32>,
@@ -341,6 +342,48 @@ impl Call {
         )
         .await;
         assert!(back[2] >= 20, "after {what} the customer got {back:?}");
+    }
+
+    /// The customer's peer connection restarts ICE from a new socket (a network change) and
+    /// offers again: the SFU answers on the same `Rtc` (same DTLS certificate, so DTLS and SRTP
+    /// carry on), reports the customer's media down and up again, and forwarding resumes both
+    /// ways.
+    pub async fn restart_customer_ice(&mut self) {
+        let mut events = self.sfu.peer_events().unwrap();
+        let pc = self.customer.pc.clone();
+        let first_answer = pc.remote_description().await.unwrap().sdp;
+
+        pc.restart_ice().await.unwrap();
+        let offer = pc.create_offer(None).await.unwrap();
+        pc.set_local_description(offer).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), self.customer.gathered.recv())
+            .await
+            .expect("gathering after the restart");
+        let sdp = pc.local_description().await.unwrap().sdp;
+        let answer = self.sfu.customer_offer(self.session, &sdp).unwrap();
+        assert!(
+            matches!(answer, CustomerAnswer::Pending(_)),
+            "a re-offer goes to the live peer"
+        );
+        let answer = answer.sdp().await.unwrap();
+        assert_eq!(fingerprint(&answer), fingerprint(&first_answer));
+        let down = next_event(&mut events).await;
+        assert_eq!(
+            down,
+            PeerEvent {
+                session: self.session,
+                role: PeerRole::Customer,
+                up: false
+            }
+        );
+        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+            .await
+            .unwrap();
+        let up = next_event(&mut events).await;
+        assert_eq!(up, PeerEvent { up: true, ..down });
+        // Drop what may have arrived over the old path.
+        collect(&mut self.technician.received, Duration::from_millis(200)).await;
+        self.still_forwarding("the ICE restart").await;
     }
 
     /// Closes both WebRTC peers (the SFU session is stopped by the test).
@@ -371,8 +414,13 @@ pub async fn call() -> Call {
 
 /// [`call`] on a given SFU, with a technician side set up as `side` says.
 pub async fn call_with(sfu: SfuHandle, side: TechnicianSide) -> Call {
+    call_in(sfu, SESSION, side).await
+}
+
+/// [`call_with`] for a given session id.
+pub async fn call_in(sfu: SfuHandle, session: i64, side: TechnicianSide) -> Call {
     let runtime = default_runtime().unwrap();
-    sfu.start(SESSION, true).unwrap();
+    sfu.start(session, true).unwrap();
 
     // The customer offers.
     let mut customer = peer_with(&runtime, true, None, None, true).await;
@@ -402,7 +450,7 @@ pub async fn call_with(sfu: SfuHandle, side: TechnicianSide) -> Call {
         .unwrap();
     let offer = customer.pc.local_description().await.unwrap();
     let answer = sfu
-        .customer_offer(SESSION, &offer.sdp)
+        .customer_offer(session, &offer.sdp)
         .unwrap()
         .sdp()
         .await
@@ -432,9 +480,26 @@ pub async fn call_with(sfu: SfuHandle, side: TechnicianSide) -> Call {
     send_stream(video, TAG_VIDEO, VIDEO_PT, 0x1111, 3000);
     send_stream(mic, TAG_CUSTOMER_AUDIO, OPUS_PT, 0x2222, 960);
 
-    // The server offers the technician's console.
-    let mut technician = peer_with(&runtime, true, side.rtx_pt, side.record, false).await;
-    let mut offer = sfu.technician_offer(SESSION).unwrap();
+    let technician = technician(&runtime, &sfu, session, side).await;
+    Call {
+        sfu,
+        session,
+        customer,
+        technician,
+        plis_at_customer,
+    }
+}
+
+/// The server offers a technician's console for `session`; the console answers and sends Opus.
+/// A second one for the same session replaces the first (a transfer).
+pub async fn technician(
+    runtime: &Arc<dyn Runtime>,
+    sfu: &SfuHandle,
+    session: i64,
+    side: TechnicianSide,
+) -> TestPeer {
+    let mut technician = peer_with(runtime, true, side.rtx_pt, side.record, false).await;
+    let mut offer = sfu.technician_offer(session).unwrap();
     if let Some(rewrite) = &side.offer {
         offer = rewrite(offer);
     }
@@ -458,15 +523,9 @@ pub async fn call_with(sfu: SfuHandle, side: TechnicianSide) -> Call {
     if let Some(rewrite) = &side.answer {
         answer = rewrite(answer);
     }
-    sfu.technician_answer(SESSION, &answer).unwrap();
+    sfu.technician_answer(session, &answer).unwrap();
     send_stream(headset, TAG_TECHNICIAN_AUDIO, OPUS_PT, 0x3333, 960);
-
-    Call {
-        sfu,
-        customer,
-        technician,
-        plis_at_customer,
-    }
+    technician
 }
 
 /// Collects what arrives for `window`, counted by tag; video payloads are checked byte for byte.
@@ -501,4 +560,17 @@ pub async fn wait_for(
         }
     }
     got
+}
+
+pub fn fingerprint(sdp: &str) -> &str {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=fingerprint:"))
+        .expect("a=fingerprint")
+}
+
+pub async fn next_event(events: &mut mpsc::UnboundedReceiver<PeerEvent>) -> PeerEvent {
+    tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("no peer event within 10 s")
+        .expect("events open")
 }

@@ -1,0 +1,307 @@
+//! Batched datagram I/O on the media socket: what one wake-up of a shard receives is read with
+//! one `recvmmsg`, and what driving the affected sessions produced is sent with one `sendmmsg`
+//! (Linux, through `nix`). Consecutive datagrams to the same destination with the same size (a
+//! video frame's packets to one console) go out as one UDP GSO send (`UDP_SEGMENT`) when the
+//! kernel takes it; the first refusal turns GSO off for the shard. Elsewhere: one `recv_from` /
+//! `send_to` per datagram, same interface.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+
+use crate::PeerCounters;
+
+/// Datagrams read per wake-up at most.
+pub(crate) const RECV_BATCH: usize = 32;
+/// Largest datagram accepted; WebRTC keeps under the path MTU (str0m: 1150 bytes by default).
+pub(crate) const MAX_DATAGRAM: usize = 2048;
+/// Segments in one GSO send at most (the kernel's limit is 64, and 64 KiB in all).
+const MAX_GSO_SEGMENTS: usize = 32;
+
+/// Buffers for one `recvmmsg`: `RECV_BATCH` datagrams of at most `MAX_DATAGRAM` bytes.
+pub(crate) struct RecvBatch {
+    buf: Vec<u8>,
+    /// Length and source of each datagram received by the last `recv`.
+    received: Vec<(usize, SocketAddr)>,
+    #[cfg(target_os = "linux")]
+    headers: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+}
+
+impl RecvBatch {
+    pub(crate) fn new() -> Self {
+        RecvBatch {
+            buf: vec![0; RECV_BATCH * MAX_DATAGRAM],
+            received: Vec::with_capacity(RECV_BATCH),
+            #[cfg(target_os = "linux")]
+            headers: nix::sys::socket::MultiHeaders::preallocate(RECV_BATCH, None),
+        }
+    }
+
+    /// The datagrams of the last `recv`.
+    pub(crate) fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+        self.received
+            .iter()
+            .enumerate()
+            .map(|(i, (len, source))| (&self.buf[i * MAX_DATAGRAM..][..*len], *source))
+    }
+
+    /// Reads what is waiting (up to `RECV_BATCH` datagrams) without blocking; `WouldBlock` when
+    /// nothing is.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn recv(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
+        use nix::sys::socket::{MsgFlags, recvmmsg};
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+
+        self.received.clear();
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
+            .buf
+            .chunks_exact_mut(MAX_DATAGRAM)
+            .map(|chunk| [IoSliceMut::new(chunk)])
+            .collect();
+        let results = recvmmsg(
+            socket.as_raw_fd(),
+            &mut self.headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )
+        .map_err(std::io::Error::from)?;
+        for msg in results {
+            // A datagram without a usable source address cannot be answered: skipped.
+            let Some(source) = msg.address.as_ref().and_then(to_socket_addr) else {
+                continue;
+            };
+            // Truncated datagrams (over MAX_DATAGRAM) are left for the demultiplexer to reject.
+            self.received.push((msg.bytes.min(MAX_DATAGRAM), source));
+        }
+        if self.received.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        Ok(self.received.len())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn recv(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
+        self.received.clear();
+        while self.received.len() < RECV_BATCH {
+            let slot = &mut self.buf[self.received.len() * MAX_DATAGRAM..][..MAX_DATAGRAM];
+            match socket.recv_from(slot) {
+                Ok((n, source)) => self.received.push((n, source)),
+                Err(e) if self.received.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(self.received.len())
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn to_socket_addr(addr: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::from(*v4));
+    }
+    addr.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
+}
+
+/// One datagram waiting to be sent, with the peer it is counted for.
+struct Queued {
+    destination: SocketAddr,
+    contents: Vec<u8>,
+    counters: Arc<PeerCounters>,
+}
+
+/// The datagrams one wake-up of a shard produced, sent together by [`Outbox::flush`].
+pub(crate) struct Outbox {
+    queue: Vec<Queued>,
+    /// Cleared when the kernel refuses a GSO send (no UDP_SEGMENT, or a device without
+    /// checksum offload): the shard then sends one datagram per message.
+    gso: bool,
+    #[cfg(target_os = "linux")]
+    headers: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+}
+
+/// What one flush did, for the caller's metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Flushed {
+    pub(crate) datagrams: usize,
+    pub(crate) failed: usize,
+}
+
+impl Outbox {
+    pub(crate) fn new() -> Self {
+        Outbox {
+            queue: Vec::with_capacity(RECV_BATCH * 2),
+            gso: cfg!(target_os = "linux"),
+            #[cfg(target_os = "linux")]
+            headers: nix::sys::socket::MultiHeaders::preallocate(RECV_BATCH * 2, None),
+        }
+    }
+
+    pub(crate) fn push(
+        &mut self,
+        destination: SocketAddr,
+        contents: Vec<u8>,
+        counters: &Arc<PeerCounters>,
+    ) {
+        self.queue.push(Queued {
+            destination,
+            contents,
+            counters: counters.clone(),
+        });
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Sends everything queued, never blocking: a datagram the kernel will not take now (full
+    /// send buffer) is dropped, as a router would. Each peer's `sent` counters count what the
+    /// kernel took.
+    pub(crate) fn flush(&mut self, socket: &UdpSocket) -> Flushed {
+        let mut flushed = Flushed::default();
+        let mut start = 0;
+        while start < self.queue.len() {
+            let run = self.gso_run(start);
+            let sent = if run > 1 {
+                self.send_gso(socket, start, run)
+            } else {
+                None
+            };
+            let (taken, ok) = match sent {
+                Some(ok) => (run, ok),
+                None => self.send_many(socket, start),
+            };
+            for q in &self.queue[start..start + taken] {
+                if ok {
+                    q.counters.sent(q.contents.len());
+                }
+            }
+            flushed.datagrams += taken;
+            if !ok {
+                flushed.failed += taken;
+            }
+            start += taken;
+        }
+        self.queue.clear();
+        flushed
+    }
+
+    /// How many datagrams from `start` can go as one GSO send: same destination, same size
+    /// (only the last may be shorter).
+    fn gso_run(&self, start: usize) -> usize {
+        if !self.gso {
+            return 1;
+        }
+        let first = &self.queue[start];
+        let size = first.contents.len();
+        let mut n = 1;
+        let mut total = size;
+        for q in &self.queue[start + 1..] {
+            let len = q.contents.len();
+            if q.destination != first.destination
+                || len > size
+                || n == MAX_GSO_SEGMENTS
+                || total + len > 65_000
+            {
+                break;
+            }
+            n += 1;
+            total += len;
+            if len < size {
+                break;
+            }
+        }
+        n
+    }
+
+    /// One GSO send of `run` datagrams; `None` when GSO is unavailable (then turned off and the
+    /// datagrams are sent one by one).
+    #[cfg(target_os = "linux")]
+    fn send_gso(&mut self, socket: &UdpSocket, start: usize, run: usize) -> Option<bool> {
+        use nix::errno::Errno;
+        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmsg};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+
+        let queued = &self.queue[start..start + run];
+        let slices: Vec<IoSlice<'_>> = queued.iter().map(|q| IoSlice::new(&q.contents)).collect();
+        let segment = u16::try_from(queued[0].contents.len()).ok()?;
+        let address = SockaddrStorage::from(queued[0].destination);
+        match sendmsg(
+            socket.as_raw_fd(),
+            &slices,
+            &[ControlMessage::UdpGsoSegments(&segment)],
+            MsgFlags::MSG_DONTWAIT,
+            Some(&address),
+        ) {
+            Ok(_) => Some(true),
+            Err(Errno::EIO | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::ENOPROTOOPT) => {
+                tracing::info!("media socket: UDP GSO refused by the kernel; sending unsegmented");
+                self.gso = false;
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "send dropped");
+                Some(false)
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_gso(&mut self, _socket: &UdpSocket, _start: usize, _run: usize) -> Option<bool> {
+        self.gso = false;
+        None
+    }
+
+    /// One `sendmmsg` of the datagrams from `start` up to the next GSO run (at least one).
+    /// Returns how many it covered and whether they were sent.
+    #[cfg(target_os = "linux")]
+    fn send_many(&mut self, socket: &UdpSocket, start: usize) -> (usize, bool) {
+        use nix::sys::socket::{MsgFlags, SockaddrStorage, sendmmsg};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+
+        let mut end = start + 1;
+        while end < self.queue.len() && end - start < RECV_BATCH * 2 && self.gso_run(end) == 1 {
+            end += 1;
+        }
+        let queued = &self.queue[start..end];
+        let slices: Vec<[IoSlice<'_>; 1]> =
+            queued.iter().map(|q| [IoSlice::new(&q.contents)]).collect();
+        let addresses: Vec<Option<SockaddrStorage>> = queued
+            .iter()
+            .map(|q| Some(SockaddrStorage::from(q.destination)))
+            .collect();
+        match sendmmsg(
+            socket.as_raw_fd(),
+            &mut self.headers,
+            &slices,
+            &addresses,
+            [],
+            MsgFlags::MSG_DONTWAIT,
+        ) {
+            // The kernel stops at the first datagram it cannot take: that one is dropped, the
+            // rest is tried again by the caller's loop.
+            Ok(results) => {
+                let sent = results.count();
+                if sent == 0 { (1, false) } else { (sent, true) }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "send dropped");
+                (1, false)
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_many(&mut self, socket: &UdpSocket, start: usize) -> (usize, bool) {
+        let q = &self.queue[start];
+        match socket.send_to(&q.contents, q.destination) {
+            Ok(_) => (1, true),
+            Err(e) => {
+                tracing::debug!(error = %e, "send dropped");
+                (1, false)
+            }
+        }
+    }
+}
