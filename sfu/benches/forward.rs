@@ -23,6 +23,13 @@
 //! forwarded packet, whatever the machine's load): `FORWARD_COUNT=20000 FORWARD_ONLY=sfu|naive
 //! target/release/deps/forward-*` forwards that many packets through one forwarder and prints its
 //! CPU time; the forwarder is the first thread the program starts (callgrind's thread 2).
+//!
+//! Shard scaling (wall clock, not criterion): `FORWARD_SESSIONS=8 FORWARD_SHARDS=1|2
+//! FORWARD_COUNT=20000 <bench binary>` connects that many sessions, has each phone encrypt
+//! `FORWARD_COUNT` packets ahead of time, then replays them from the phones' sockets (at most
+//! `WINDOW` in flight per session) while the consoles only count what arrives, so the clients'
+//! thread does little more than one send and one receive per packet. Prints forwarded packets
+//! per wall-second and each shard thread's CPU time.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -134,6 +141,8 @@ struct Client {
     connected: bool,
     received: u64,
     video: Option<Mid>,
+    /// When set, what the peer transmits is kept here instead of sent (encrypted ahead of time).
+    capture: Option<Vec<Vec<u8>>>,
 }
 
 impl Client {
@@ -155,6 +164,7 @@ impl Client {
             connected: false,
             received: 0,
             video: None,
+            capture: None,
         }
     }
 
@@ -189,9 +199,12 @@ impl Client {
                     }
                     break;
                 }
-                Ok(Output::Transmit(t)) => {
-                    let _ = self.socket.send_to(&t.contents, t.destination);
-                }
+                Ok(Output::Transmit(t)) => match &mut self.capture {
+                    Some(kept) => kept.push(t.contents.into()),
+                    None => {
+                        let _ = self.socket.send_to(&t.contents, t.destination);
+                    }
+                },
                 Ok(Output::Event(Event::Connected)) => self.connected = true,
                 Ok(Output::Event(Event::MediaAdded(m))) => self.video = Some(m.mid),
                 Ok(Output::Event(Event::RtpPacket(_))) => self.received += 1,
@@ -527,14 +540,105 @@ fn fixed_count(count: u64) {
     );
 }
 
+/// Whether a datagram is RTP (not RTCP: RFC 5761 payload types 192-223).
+fn is_rtp(data: &[u8]) -> bool {
+    data.len() > 12 && data[0] >> 6 == 2 && !(192..=223).contains(&data[1])
+}
+
+/// See the module doc: forwarded packets per wall-second with `sessions` sessions over `shards`.
+fn shard_scaling(sessions: usize, shards: usize, count: u64) {
+    let (sfu, cpu) = start_sfu(shards);
+    let mut pairs: Vec<(Client, Client)> =
+        (0..sessions).map(|s| connect(&sfu, s as i64 + 1)).collect();
+    connect_and_send(&mut pairs);
+    let target = sfu.candidate_addr();
+    // Each phone encrypts its packets now, on a clock of its own that runs 1 ms per 10 packets.
+    let mut queued: Vec<std::collections::VecDeque<Vec<u8>>> = Vec::new();
+    for (phone, _) in pairs.iter_mut() {
+        // Sequence numbers after the ones `connect_and_send` used (SRTP rejects replays).
+        let mut sender = Sender {
+            payload: vec![7u8; PAYLOAD].into(),
+            sent: 1_000,
+            lost: 0,
+        };
+        phone.capture = Some(Vec::new());
+        let mut now = Instant::now();
+        let mut kept = 0;
+        while kept < count as usize {
+            for _ in 0..10 {
+                sender.write(phone);
+            }
+            now += Duration::from_millis(1);
+            let _ = phone.rtc.handle_input(Input::Timeout(now));
+            phone.drain(now);
+            kept = phone.capture.as_ref().map_or(0, |c| c.len());
+        }
+        let datagrams = phone.capture.take().unwrap_or_default();
+        queued.push(datagrams.into_iter().filter(|d| is_rtp(d)).collect());
+    }
+    let total: u64 = queued.iter().map(|q| q.len() as u64).sum();
+    let before: Vec<Duration> = cpu.iter().map(thread_cpu).collect();
+    let started = Instant::now();
+    let (mut sent, mut received, mut lost) = (vec![0u64; sessions], vec![0u64; sessions], 0u64);
+    let mut last_progress = Instant::now();
+    let mut buf = vec![0u8; 2000];
+    while received.iter().sum::<u64>() + lost < total {
+        let mut progress = false;
+        for (i, (phone, console)) in pairs.iter_mut().enumerate() {
+            while sent[i] - received[i] < WINDOW
+                && let Some(datagram) = queued[i].pop_front()
+            {
+                let _ = phone.socket.send_to(&datagram, target);
+                sent[i] += 1;
+            }
+            while let Ok((n, _)) = console.socket.recv_from(&mut buf) {
+                if is_rtp(&buf[..n]) {
+                    received[i] += 1;
+                    progress = true;
+                }
+            }
+        }
+        if progress {
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > Duration::from_millis(100) {
+            // Lost on the way: give the windows back.
+            for i in 0..sessions {
+                lost += sent[i] - received[i];
+                received[i] = sent[i];
+            }
+            last_progress = Instant::now();
+        }
+    }
+    let wall = started.elapsed();
+    let shard_cpu: Vec<f64> = cpu
+        .iter()
+        .zip(&before)
+        .map(|(t, b)| (thread_cpu(t) - *b).as_secs_f64())
+        .collect();
+    let forwarded = total - lost;
+    let cpu_total: f64 = shard_cpu.iter().sum();
+    println!(
+        "shard_scaling: {sessions} sessions, {shards} shards: {forwarded} packets in {:.3} s wall \
+         = {:.0} packets per wall-second; shard CPU {:?} s ({:.2} µs CPU per packet); {lost} lost",
+        wall.as_secs_f64(),
+        forwarded as f64 / wall.as_secs_f64(),
+        shard_cpu
+            .iter()
+            .map(|c| (c * 1000.0).round() / 1000.0)
+            .collect::<Vec<_>>(),
+        cpu_total * 1e6 / forwarded.max(1) as f64,
+    );
+}
+
 criterion_group!(benches, sfu_srtp, naive_udp, session_memory);
 
 fn main() {
-    if let Some(count) = std::env::var("FORWARD_COUNT")
-        .ok()
-        .and_then(|n| n.parse().ok())
-    {
-        fixed_count(count);
+    let env = |name: &str| std::env::var(name).ok().and_then(|n| n.parse::<u64>().ok());
+    if let Some(count) = env("FORWARD_COUNT") {
+        match env("FORWARD_SESSIONS") {
+            Some(sessions) => shard_scaling(sessions as usize, bench_shards(), count),
+            None => fixed_count(count),
+        }
         return;
     }
     benches();
