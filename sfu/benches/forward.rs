@@ -28,15 +28,18 @@
 //! FORWARD_COUNT=20000 <bench binary>` connects that many sessions, has each phone encrypt
 //! `FORWARD_COUNT` packets ahead of time, then replays them from the phones' sockets (at most
 //! `WINDOW` in flight per session) while the consoles only count what arrives, so the clients'
-//! thread does little more than one send and one receive per packet. Prints forwarded packets
+//! thread does little more than one send and one receive per packet (and sleeps in poll(2) while
+//! nothing arrives). Prints forwarded packets
 //! per wall-second and each shard thread's CPU time.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use sfu::{Sfu, SfuConfig, SfuHandle};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid};
@@ -578,23 +581,40 @@ fn shard_scaling(sessions: usize, shards: usize, count: u64) {
     }
     let total: u64 = queued.iter().map(|q| q.len() as u64).sum();
     let before: Vec<Duration> = cpu.iter().map(thread_cpu).collect();
+    let clients = own_schedstat();
+    let clients_before = thread_cpu(&clients);
     let started = Instant::now();
     let (mut sent, mut received, mut lost) = (vec![0u64; sessions], vec![0u64; sessions], 0u64);
     let mut last_progress = Instant::now();
     let mut buf = vec![0u8; 2000];
+    let phones: Vec<&UdpSocket> = pairs.iter().map(|(p, _)| &p.socket).collect();
+    let consoles: Vec<&UdpSocket> = pairs.iter().map(|(_, c)| &c.socket).collect();
+    // The clients' thread sleeps in poll(2) while nothing has arrived, leaving the cores to
+    // the shards.
+    let mut waiting: Vec<PollFd<'_>> = consoles
+        .iter()
+        .map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN))
+        .collect();
     while received.iter().sum::<u64>() + lost < total {
-        let mut progress = false;
-        for (i, (phone, console)) in pairs.iter_mut().enumerate() {
+        for (i, phone) in phones.iter().enumerate() {
             while sent[i] - received[i] < WINDOW
                 && let Some(datagram) = queued[i].pop_front()
             {
-                let _ = phone.socket.send_to(&datagram, target);
+                let _ = phone.send_to(&datagram, target);
                 sent[i] += 1;
             }
-            while let Ok((n, _)) = console.socket.recv_from(&mut buf) {
-                if is_rtp(&buf[..n]) {
-                    received[i] += 1;
-                    progress = true;
+        }
+        let mut progress = false;
+        if poll(&mut waiting, PollTimeout::from(10u8)).unwrap_or(0) > 0 {
+            for (i, fd) in waiting.iter().enumerate() {
+                if !fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+                    continue;
+                }
+                while let Ok((n, _)) = consoles[i].recv_from(&mut buf) {
+                    if is_rtp(&buf[..n]) {
+                        received[i] += 1;
+                        progress = true;
+                    }
                 }
             }
         }
@@ -610,6 +630,7 @@ fn shard_scaling(sessions: usize, shards: usize, count: u64) {
         }
     }
     let wall = started.elapsed();
+    let clients_cpu = (thread_cpu(&clients) - clients_before).as_secs_f64();
     let shard_cpu: Vec<f64> = cpu
         .iter()
         .zip(&before)
@@ -619,7 +640,8 @@ fn shard_scaling(sessions: usize, shards: usize, count: u64) {
     let cpu_total: f64 = shard_cpu.iter().sum();
     println!(
         "shard_scaling: {sessions} sessions, {shards} shards: {forwarded} packets in {:.3} s wall \
-         = {:.0} packets per wall-second; shard CPU {:?} s ({:.2} µs CPU per packet); {lost} lost",
+         = {:.0} packets per wall-second; shard CPU {:?} s ({:.2} µs CPU per packet); clients' \
+         thread CPU {clients_cpu:.3} s; {lost} lost",
         wall.as_secs_f64(),
         forwarded as f64 / wall.as_secs_f64(),
         shard_cpu
