@@ -265,12 +265,13 @@ impl Store {
         if users.is_empty() {
             return Ok(HashMap::new());
         }
-        // CROSS JOIN: per user, from the last status before `from` (index range on user, at).
+        // CROSS JOIN: per user, from the last status before `from` (index range on user, at);
+        // grouped by `u.id`, the order users are read in, so without a sort.
         let rows: Vec<(i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT s.user_id, string_agg(CAST(s.at AS TEXT) || ',' || s.status, ';' ORDER BY s.at, s.id) \
+            "SELECT u.id, string_agg(CAST(s.at AS TEXT) || ',' || s.status, ';' ORDER BY s.at, s.id) \
              FROM users u CROSS JOIN technician_status_events s WHERE u.id IN ({}) AND s.user_id = u.id \
              AND s.at >= COALESCE((SELECT MAX(p.at) FROM technician_status_events p \
-             WHERE p.user_id = u.id AND p.at < {from}), {from}) AND s.at < {to} GROUP BY s.user_id",
+             WHERE p.user_id = u.id AND p.at < {from}), {from}) AND s.at < {to} GROUP BY u.id",
             id_list(users)
         )))
         .fetch_all(self.pool())
