@@ -816,10 +816,15 @@ async fn console_times(
     users.dedup();
     let statuses = store.report_console_statuses(&users, lo, hi).await?;
     // A span lies within its session (its events are not before its creation), so sessions
-    // created from `hi` on have none in `[lo, hi)`: a page early in the window reads few.
+    // created from `hi` on have none in `[lo, hi)`: the window ends there for the spans, which
+    // bounds the index range read (a page early in the window reads few).
+    let until_hi = Request {
+        to: req.to.min(hi),
+        ..req.clone()
+    };
     let filter = format!(
-        "{} AND t.live_technician_id IN ({}) AND t.created_at < {hi}",
-        session_filter(req),
+        "{} AND t.live_technician_id IN ({})",
+        session_filter(&until_hi),
         id_list(&users)
     );
     let mut covered = store.report_session_spans(&filter, lo, hi).await?;
