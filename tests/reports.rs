@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use common::*;
 use lens::reports::Timings;
+use lens::store::LoginEvent::{Login, Logout};
 use lens::store::reports::SurveyRow;
 use lens::store::sessions::{EventRow, SessionRow, SessionState};
 use serde_json::{Value, json};
@@ -605,6 +606,79 @@ async fn permissions() {
 
 /// The guide's time-zone example: a New York viewer, technicians in San Francisco and Paris, and
 /// the daily time range read in the viewer's zone, across daylight saving time.
+/// A session of `tech` written through the store's own path with fixed times: created, then
+/// Connecting a minute later and Waiting a minute after that (the technician's live span starts
+/// at Connecting), Active at `active`, closed by the technician at `ended`.
+async fn fixed_session(
+    s: &TestServer,
+    tech: i64,
+    g: i64,
+    created: i64,
+    active: i64,
+    ended: i64,
+) -> i64 {
+    let id = s
+        .state
+        .store
+        .insert_session(&SessionRow {
+            created_by: tech,
+            technician_id: Some(tech),
+            group_id: g,
+            method: "pin".into(),
+            name: "Customer".into(),
+            status: "Pending".into(),
+            status_since: created,
+            last_activity: created,
+            policy: "{}".into(),
+            created_at: created,
+            code_expires_at: created + 20 * MIN,
+            ..SessionRow::default()
+        })
+        .await
+        .unwrap();
+    let steps = [
+        ("Pending", "Connecting", created + MIN),
+        ("Connecting", "Waiting", created + 2 * MIN),
+        ("Waiting", "Active", active),
+        ("Active", "Closed by technician", ended),
+    ];
+    let events: Vec<EventRow> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (from, to, t))| EventRow {
+            seq: i as i64 + 1,
+            at: *t,
+            from_status: (*from).into(),
+            to_status: (*to).into(),
+            actor: "technician".into(),
+            actor_id: Some(tech),
+            reason: "scripted".into(),
+            technician_id: Some(tech),
+            group_id: g,
+            detail: String::new(),
+        })
+        .collect();
+    s.state
+        .store
+        .record_transitions(
+            id,
+            &SessionState {
+                status: "Closed by technician".into(),
+                status_since: ended,
+                before_reconnecting: None,
+                last_activity: ended,
+                ever_active: true,
+                technician_id: Some(tech),
+                group_id: g,
+                ended_at: Some(ended),
+            },
+            &events,
+        )
+        .await
+        .unwrap();
+    id
+}
+
 #[tokio::test]
 async fn time_zones_and_daily_range() {
     let s = start().await;
@@ -632,67 +706,7 @@ async fn time_zones_and_daily_range() {
     let mut ids = Vec::new();
     for (tech, active) in sessions {
         let active = at(active);
-        let created = active - 6 * MIN;
-        let id = s
-            .state
-            .store
-            .insert_session(&SessionRow {
-                created_by: tech,
-                technician_id: Some(tech),
-                group_id: g,
-                method: "pin".into(),
-                name: "Customer".into(),
-                status: "Pending".into(),
-                status_since: created,
-                last_activity: created,
-                policy: "{}".into(),
-                created_at: created,
-                code_expires_at: created + 20 * MIN,
-                ..SessionRow::default()
-            })
-            .await
-            .unwrap();
-        let steps = [
-            ("Pending", "Connecting", created + MIN),
-            ("Connecting", "Waiting", created + 2 * MIN),
-            ("Waiting", "Active", active),
-            ("Active", "Closed by technician", active + 15 * MIN),
-        ];
-        let events: Vec<EventRow> = steps
-            .iter()
-            .enumerate()
-            .map(|(i, (from, to, t))| EventRow {
-                seq: i as i64 + 1,
-                at: *t,
-                from_status: (*from).into(),
-                to_status: (*to).into(),
-                actor: "technician".into(),
-                actor_id: Some(tech),
-                reason: "scripted".into(),
-                technician_id: Some(tech),
-                group_id: g,
-                detail: String::new(),
-            })
-            .collect();
-        s.state
-            .store
-            .record_transitions(
-                id,
-                &SessionState {
-                    status: "Closed by technician".into(),
-                    status_since: active + 15 * MIN,
-                    before_reconnecting: None,
-                    last_activity: active + 15 * MIN,
-                    ever_active: true,
-                    technician_id: Some(tech),
-                    group_id: g,
-                    ended_at: Some(active + 15 * MIN),
-                },
-                &events,
-            )
-            .await
-            .unwrap();
-        ids.push(id);
+        ids.push(fixed_session(&s, tech, g, active - 6 * MIN, active, active + 15 * MIN).await);
     }
     let start = |report: &Value, id: i64| row_of(report, id)["Start Time"].clone();
     let jan = "from=2026-01-01&to=2026-01-31";
@@ -1067,4 +1081,338 @@ async fn paging() {
     .await;
     assert_eq!(rows(&p2).len(), 1);
     assert_ne!(rows(&p1)[0]["Session ID"], rows(&p2)[0]["Session ID"]);
+}
+
+/// The Login and Performance reports over logins written with fixed times (UTC, March 2026): a
+/// login ends at the user's next login or logout (also one after the window, or at the same
+/// instant); Busy and Away come from the console statuses in force, the one before the window
+/// included; Idle is login time outside the technician's live sessions. List All pages are cut
+/// in the database, so every page is checked against the whole list, across a page edge.
+async fn check_login_and_performance(backend: Backend) {
+    let Some(s) = start_on(backend, |_| {}).await else {
+        return;
+    };
+    let m = s.master().await;
+    let g = s.create_group(&m, "Desk", None).await;
+    let a = s
+        .create_user(&m, "technicians", "a@example.com", Some(g))
+        .await;
+    let b = s
+        .create_user(&m, "technicians", "b@example.com", Some(g))
+        .await;
+    let c = s
+        .create_user(&m, "technicians", "c@example.com", Some(g))
+        .await;
+    let at = |iso: &str| {
+        chrono::DateTime::parse_from_rfc3339(&format!("2026-03-{iso}:00Z"))
+            .unwrap()
+            .timestamp_millis()
+    };
+    let store = &s.state.store;
+    // In id order; an event at the same instant as a login ends it only if written after it.
+    let logins = [
+        (a, Login, "01T23:00"), // before the window; its logout inside ends nothing listed
+        (a, Logout, "02T01:00"),
+        (a, Login, "02T08:00"), // A1
+        (b, Login, "02T09:00"), // B0, ended at the same instant
+        (b, Logout, "02T09:00"),
+        (c, Logout, "02T10:00"), // written before C1: does not end it
+        (c, Login, "02T10:00"),  // C1
+        (c, Logout, "02T11:00"),
+        (a, Logout, "02T12:00"),
+        (a, Login, "02T13:00"), // A2, ended by the next login
+        (a, Login, "02T15:00"), // A3
+        (a, Logout, "02T17:00"),
+        (a, Login, "03T20:00"), // A4, ended after the window
+        (b, Login, "03T23:00"), // B2
+        (a, Logout, "04T01:00"),
+        (b, Logout, "04T02:00"),
+    ];
+    for (i, (user, event, t)) in logins.into_iter().enumerate() {
+        let address = format!("10.0.0.{i}");
+        store
+            .record_login(user, event, "password", &address, at(t))
+            .await
+            .unwrap();
+    }
+    for (status, t) in [
+        ("away", "01T22:00"),
+        ("busy", "02T09:00"),
+        ("available", "02T11:00"),
+        ("away", "02T14:30"),
+        ("busy", "02T16:00"),
+    ] {
+        store
+            .record_technician_status(a, status, at(t))
+            .await
+            .unwrap();
+    }
+    // a live 09:20–09:45 (created 09:19, Active 09:30); b live 23:30–00:30 (Active 23:40).
+    fixed_session(&s, a, g, at("02T09:19"), at("02T09:30"), at("02T09:45")).await;
+    fixed_session(&s, b, g, at("03T23:29"), at("03T23:40"), at("04T00:30")).await;
+
+    let window = "from=2026-03-02&to=2026-03-03";
+    let all = report(&s, &m, "login", &format!("{window}&per_page=1000")).await;
+    let cells = |r: &HashMap<String, Value>, names: &[&str]| -> Vec<Value> {
+        names.iter().map(|n| r[*n].clone()).collect()
+    };
+    let columns = [
+        "Login Date",
+        "User ID",
+        "Start Time",
+        "End Time",
+        "Total Login Time",
+        "IP Address",
+        "Busy Time",
+        "Away Time",
+        "Idle Time",
+    ];
+    let got: Vec<Vec<Value>> = rows(&all).iter().map(|r| cells(r, &columns)).collect();
+    let row = |day: &str, user: i64, times: [&str; 2], ip: &str, hms: [&str; 4]| {
+        vec![
+            json!(day),
+            json!(user),
+            json!(times[0]),
+            json!(times[1]),
+            json!(hms[0]),
+            json!(ip),
+            json!(hms[1]),
+            json!(hms[2]),
+            json!(hms[3]),
+        ]
+    };
+    let d2 = "2026-03-02";
+    let expected = vec![
+        row(
+            d2,
+            a,
+            ["2026-03-02 08:00:00", "2026-03-02 12:00:00"],
+            "10.0.0.2",
+            ["4:00:00", "2:00:00", "1:00:00", "3:35:00"],
+        ),
+        row(
+            d2,
+            b,
+            ["2026-03-02 09:00:00", "2026-03-02 09:00:00"],
+            "10.0.0.3",
+            ["0:00:00", "0:00:00", "0:00:00", "0:00:00"],
+        ),
+        row(
+            d2,
+            c,
+            ["2026-03-02 10:00:00", "2026-03-02 11:00:00"],
+            "10.0.0.6",
+            ["1:00:00", "0:00:00", "0:00:00", "1:00:00"],
+        ),
+        row(
+            d2,
+            a,
+            ["2026-03-02 13:00:00", "2026-03-02 15:00:00"],
+            "10.0.0.9",
+            ["2:00:00", "0:00:00", "0:30:00", "2:00:00"],
+        ),
+        row(
+            d2,
+            a,
+            ["2026-03-02 15:00:00", "2026-03-02 17:00:00"],
+            "10.0.0.10",
+            ["2:00:00", "1:00:00", "1:00:00", "2:00:00"],
+        ),
+        row(
+            "2026-03-03",
+            a,
+            ["2026-03-03 20:00:00", "2026-03-04 01:00:00"],
+            "10.0.0.12",
+            ["5:00:00", "5:00:00", "0:00:00", "5:00:00"],
+        ),
+        row(
+            "2026-03-03",
+            b,
+            ["2026-03-03 23:00:00", "2026-03-04 02:00:00"],
+            "10.0.0.13",
+            ["3:00:00", "0:00:00", "0:00:00", "2:00:00"],
+        ),
+    ];
+    assert_eq!(got, expected, "{all}");
+    assert_eq!(all["total_rows"], 7);
+    // Pages of 4: A2 ends at A3's login, on the next page.
+    let mut paged = Vec::new();
+    for page in 1..=2 {
+        let p = report(&s, &m, "login", &format!("{window}&per_page=4&page={page}")).await;
+        assert_eq!(p["total_rows"], 7);
+        paged.extend(rows(&p).iter().map(|r| cells(r, &columns)));
+    }
+    assert_eq!(paged, expected);
+    // One technician's unit: b's logins only.
+    let mine = report(&s, &m, "login", &format!("{window}&unit=technician:{b}")).await;
+    let got: Vec<Vec<Value>> = rows(&mine).iter().map(|r| cells(r, &columns)).collect();
+    assert_eq!(got, [expected[1].clone(), expected[6].clone()]);
+    assert_eq!(mine["total_rows"], 2);
+    // Daily 12:00–14:00 keeps A2, still ended by A3 (outside the range); in New York (UTC-5 in
+    // early March) the same logins are 07:00–09:00.
+    for (zone, times) in [
+        ("", ["2026-03-02 13:00:00", "2026-03-02 15:00:00"]),
+        (
+            "&tz=America/New_York",
+            ["2026-03-02 08:00:00", "2026-03-02 10:00:00"],
+        ),
+    ] {
+        let hours = if zone.is_empty() {
+            ["12:00", "14:00"]
+        } else {
+            ["07:00", "09:00"]
+        };
+        let day = report(
+            &s,
+            &m,
+            "login",
+            &format!(
+                "{window}{zone}&daily_from={}&daily_to={}&per_page=1",
+                hours[0], hours[1]
+            ),
+        )
+        .await;
+        let got: Vec<Vec<Value>> = rows(&day).iter().map(|r| cells(r, &columns)).collect();
+        let mut a2 = expected[3].clone();
+        (a2[2], a2[3]) = (json!(times[0]), json!(times[1]));
+        assert_eq!(got, [a2], "{day}");
+        assert_eq!(day["total_rows"], 1);
+    }
+
+    let summary = report(&s, &m, "login", &format!("{window}&list=summary")).await;
+    let totals = [
+        "Number of Logins",
+        "Average Login Time",
+        "Total Login Time",
+        "Total Busy Time",
+        "Total Away Time",
+        "Total Idle Time",
+    ];
+    let of = |user: i64| {
+        let r = rows(&summary)
+            .into_iter()
+            .find(|r| r["User ID"] == user)
+            .unwrap();
+        cells(&r, &totals)
+    };
+    assert_eq!(
+        of(a),
+        [
+            json!(4),
+            json!("3:15:00"),
+            json!("13:00:00"),
+            json!("8:00:00"),
+            json!("2:30:00"),
+            json!("12:35:00")
+        ]
+    );
+    assert_eq!(
+        of(b),
+        [
+            json!(2),
+            json!("1:30:00"),
+            json!("3:00:00"),
+            json!("0:00:00"),
+            json!("0:00:00"),
+            json!("2:00:00")
+        ]
+    );
+    assert_eq!(
+        of(c),
+        [
+            json!(1),
+            json!("1:00:00"),
+            json!("1:00:00"),
+            json!("0:00:00"),
+            json!("0:00:00"),
+            json!("1:00:00")
+        ]
+    );
+
+    // Performance: the technicians in id order, paged; login time and sessions of each.
+    let perf_columns = [
+        "Technician ID",
+        "Total Login Time",
+        "Number of Sessions",
+        "Average Pick-up Speed",
+        "Total Active Time",
+    ];
+    let perf_rows = |r: &Value| -> Vec<Vec<Value>> {
+        rows(r).iter().map(|r| cells(r, &perf_columns)).collect()
+    };
+    let perf = report(&s, &m, "performance", window).await;
+    let expected = vec![
+        vec![
+            json!(a),
+            json!("13:00:00"),
+            json!(1),
+            json!("0:09:00"),
+            json!("0:15:00"),
+        ],
+        vec![
+            json!(b),
+            json!("3:00:00"),
+            json!(1),
+            json!("0:09:00"),
+            json!("0:50:00"),
+        ],
+        vec![
+            json!(c),
+            json!("1:00:00"),
+            json!(0),
+            json!("0:00:00"),
+            json!("0:00:00"),
+        ],
+    ];
+    assert_eq!(perf_rows(&perf), expected, "{perf}");
+    assert_eq!(perf["total_rows"], 3);
+    let p1 = report(&s, &m, "performance", &format!("{window}&per_page=2")).await;
+    let p2 = report(
+        &s,
+        &m,
+        "performance",
+        &format!("{window}&per_page=2&page=2"),
+    )
+    .await;
+    assert_eq!(
+        (&p1["total_rows"], &p2["total_rows"]),
+        (&json!(3), &json!(3))
+    );
+    assert_eq!(perf_rows(&p1), expected[..2]);
+    assert_eq!(perf_rows(&p2), expected[2..]);
+    // Daily 12:00–14:00: A2's login time, no session created in the range.
+    let day = report(
+        &s,
+        &m,
+        "performance",
+        &format!("{window}&daily_from=12:00&daily_to=14:00&per_page=1"),
+    )
+    .await;
+    assert_eq!(day["total_rows"], 3);
+    assert_eq!(
+        perf_rows(&day),
+        [vec![
+            json!(a),
+            json!("2:00:00"),
+            json!(0),
+            json!("0:00:00"),
+            json!("0:00:00")
+        ]]
+    );
+    let ps = report(&s, &m, "performance", &format!("{window}&list=summary")).await;
+    let r = &rows(&ps)[0];
+    assert_eq!(
+        (&r["Number of Sessions"], &r["Total Login Time"]),
+        (&json!(2), &json!("17:00:00"))
+    );
+}
+
+#[tokio::test]
+async fn login_and_performance_on_sqlite() {
+    check_login_and_performance(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn login_and_performance_on_postgres() {
+    check_login_and_performance(Backend::Postgres).await;
 }

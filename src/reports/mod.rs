@@ -21,7 +21,7 @@ pub use params::{Area, Daily, ListType, ParamError};
 pub use timings::Timings;
 
 pub use crate::store::reports::Page;
-use crate::store::reports::{PersonRow, ReportSession, TimingSums};
+use crate::store::reports::{PersonRow, ReportSession, TimingSums, id_list};
 use crate::store::{AuditRow, Store, StoreError};
 
 /// Lens sessions are phone-camera sessions started from the Lens app or page: the guide's
@@ -282,14 +282,31 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
             whole(session_summary(&first(&handled), missed))
         }
         (Area::Performance, _) => {
-            let logins = login_spans(store, req).await?;
-            let handled = technician_sums(store, req).await?;
             let owners = if dir.people.values().any(|p| p.deleted_at.is_some()) {
                 sums(store, req, Pick::Any, Some(OWNER)).await?
             } else {
                 HashMap::new()
             };
-            whole(performance(req, &dir, &handled, &owners, &logins, summary))
+            let mut technicians = performance_technicians(req, &dir, &owners);
+            let total = technicians.len() as u64;
+            let mut logins = login_filter(req);
+            // List All: the page's technicians, and the sums of theirs only.
+            let page = req.page.filter(|_| !summary);
+            if let Some(p) = page {
+                let skip = usize::try_from(p.offset).unwrap_or(usize::MAX);
+                let take = usize::try_from(p.limit).unwrap_or(usize::MAX);
+                technicians = technicians.into_iter().skip(skip).take(take).collect();
+                let ids = id_list(technicians.iter().map(|p| &p.id));
+                logins.push_str(&format!(" AND l.user_id IN ({ids})"));
+            }
+            let logins = login_spans(store, req, &logins, None).await?;
+            let handled = technician_sums(store, req, page.map(|_| &technicians[..])).await?;
+            let rows = performance(req, &dir, &technicians, &handled, &logins, summary);
+            if summary {
+                whole(rows)
+            } else {
+                with_total(rows, total)
+            }
         }
         (Area::MissedSessions, false) => {
             let (n, sessions) = listed(Pick::Missed).await?;
@@ -314,14 +331,14 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
             transfers(store, req, &dir).await?
         }
         (Area::Login, _) => {
-            let mut spans = login_spans(store, req).await?;
-            let total = spans.len() as u64;
-            // List All: the console times of the page's logins only.
-            if let (Some(p), false) = (req.page, summary) {
-                let skip = usize::try_from(p.offset).unwrap_or(usize::MAX);
-                let take = usize::try_from(p.limit).unwrap_or(usize::MAX);
-                spans = spans.into_iter().skip(skip).take(take).collect();
-            }
+            // List All: the page's logins only, and their console times.
+            let filter = login_filter(req);
+            let page = req.page.filter(|_| !summary);
+            let mut spans = login_spans(store, req, &filter, page).await?;
+            let total = match page {
+                Some(_) => store.report_login_count(&filter).await?,
+                None => spans.len() as u64,
+            };
             console_times(store, req, &mut spans).await?;
             let (columns, rows) = login(req, &dir, &spans, summary);
             let total = if summary { rows.len() as u64 } else { total };
@@ -348,7 +365,7 @@ fn with_total((columns, rows): Rows, total: u64) -> Paged {
     (columns, rows, total)
 }
 
-/// A report of a few rows, not paged (Summaries and Performance).
+/// A report of a few rows, not paged (Summaries).
 fn whole((columns, rows): Rows) -> Paged {
     let n = rows.len() as u64;
     (columns, rows, n)
@@ -442,16 +459,6 @@ fn picked_filter(req: &Request, pick: Pick) -> String {
         filter.push_str(&format!(" AND t.{c} = 1"));
     }
     filter
-}
-
-/// A SQL `IN` list of ids (`NULL` for none: matches nothing).
-fn id_list(ids: &HashSet<i64>) -> String {
-    if ids.is_empty() {
-        return "NULL".into();
-    }
-    let mut v: Vec<i64> = ids.iter().copied().collect();
-    v.sort_unstable();
-    v.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// `Daily::contains` as SQL, for times of `column` in `[from, to)`: the local time is the UTC time
@@ -567,15 +574,26 @@ async fn sums(
     Ok(sums)
 }
 
-/// The handled sessions' sums by technician (Performance), live sessions included.
+/// The handled sessions' sums by technician (Performance), live sessions included: of every
+/// technician, or of `only`.
 async fn technician_sums(
     store: &Store,
     req: &Request,
+    only: Option<&[&PersonRow]>,
 ) -> Result<HashMap<i64, TimingSums>, StoreError> {
-    let filter = format!(
-        "{} AND t.handled = 1",
-        session_filter_on(req, "+t.created_at")
-    );
+    let filter = match only {
+        // Every technician's: the index walked in technician order, no sort.
+        None => format!(
+            "{} AND t.handled = 1",
+            session_filter_on(req, "+t.created_at")
+        ),
+        // A few technicians': the index's range of each, within the window.
+        Some(people) => format!(
+            "{} AND t.handled = 1 AND {TECHNICIAN} IN ({})",
+            session_filter(req),
+            id_list(people.iter().map(|p| &p.id))
+        ),
+    };
     let mut sums: HashMap<i64, TimingSums> = store
         .report_technician_sums(&filter, TECHNICIAN)
         .await?
@@ -733,41 +751,50 @@ impl LoginSpan {
     }
 }
 
-/// Logins of the window paired with their logouts (a login without a logout ends at the user's
-/// next login, or is still open). Busy, Away and Idle are filled in by `console_times`.
-async fn login_spans(store: &Store, req: &Request) -> Result<Vec<LoginSpan>, StoreError> {
-    // Logouts after the window still end logins inside it: read up to now.
-    let events = store.report_logins(req.from, req.now.max(req.to)).await?;
-    let mut spans = Vec::new();
-    let mut open: HashMap<i64, usize> = HashMap::new();
-    for e in events {
-        match e.event.as_str() {
-            "login" => {
-                if let Some(i) = open.remove(&e.user_id) {
-                    let span: &mut LoginSpan = &mut spans[i];
-                    span.end = Some(e.at);
-                }
-                if e.at < req.to && req.in_day(e.at) && req.scope.user(e.user_id) {
-                    open.insert(e.user_id, spans.len());
-                    spans.push(LoginSpan {
-                        user: e.user_id,
-                        start: e.at,
-                        end: None,
-                        address: e.address,
-                        busy: 0,
-                        away: 0,
-                        idle: 0,
-                    });
-                }
-            }
-            _ => {
-                if let Some(i) = open.remove(&e.user_id) {
-                    spans[i].end = Some(e.at);
-                }
-            }
-        }
+/// The SQL condition selecting the logins of the window, the scope and the daily range, over
+/// `logins l`. Only numbers are written into it.
+fn login_filter(req: &Request) -> String {
+    let mut w = format!("l.at >= {} AND l.at < {}", req.from, req.to);
+    if !req.scope.all {
+        w.push_str(&format!(
+            " AND l.user_id IN ({})",
+            id_list(&req.scope.users)
+        ));
     }
-    Ok(spans)
+    if let Some(d) = req.daily {
+        w.push_str(&format!(
+            " AND {}",
+            daily_sql(d, req.tz, "l.at", req.from, req.to)
+        ));
+    }
+    w
+}
+
+/// The logins matching `filter` (`login_filter`, perhaps narrowed), the page's only with a page,
+/// each ending at the user's next login or logout (or still open). Busy, Away and Idle are filled
+/// in by `console_times`.
+async fn login_spans(
+    store: &Store,
+    req: &Request,
+    filter: &str,
+    page: Option<Page>,
+) -> Result<Vec<LoginSpan>, StoreError> {
+    // Logouts after the window still end logins inside it: up to now.
+    let rows = store
+        .report_logins(filter, req.now.max(req.to), page)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| LoginSpan {
+            user: r.user_id,
+            start: r.at,
+            end: r.end,
+            address: r.address,
+            busy: 0,
+            away: 0,
+            idle: 0,
+        })
+        .collect())
 }
 
 /// Busy, Away (console statuses) and Idle time of `spans`. Idle is login time in which the
@@ -784,10 +811,23 @@ async fn console_times(
     ) else {
         return Ok(());
     };
-    let statuses = store.report_console_statuses(hi).await?;
-    let mut covered = store
-        .report_session_spans(&session_filter(req), lo, hi)
-        .await?;
+    let mut users: Vec<i64> = spans.iter().map(|s| s.user).collect();
+    users.sort_unstable();
+    users.dedup();
+    let statuses = store.report_console_statuses(&users, lo, hi).await?;
+    // A span lies within its session (its events are not before its creation), so sessions
+    // created from `hi` on have none in `[lo, hi)`: the window ends there for the spans, which
+    // bounds the index range read (a page early in the window reads few).
+    let until_hi = Request {
+        to: req.to.min(hi),
+        ..req.clone()
+    };
+    let filter = format!(
+        "{} AND t.live_technician_id IN ({})",
+        session_filter(&until_hi),
+        id_list(&users)
+    );
+    let mut covered = store.report_session_spans(&filter, lo, hi).await?;
     for x in live(store, req).await? {
         for (t, a, b) in Timings::live_spans(&x.s.events, req.now) {
             covered.entry(t).or_default().push((a, b));
@@ -932,13 +972,30 @@ fn login(req: &Request, dir: &Directory, spans: &[LoginSpan], summary: bool) -> 
     (columns, rows.into_iter().map(|r| r.1).collect())
 }
 
-/// `handled`: the handled sessions' sums by technician; `owners`: every session's count by owner
-/// (for deleted technicians, listed only if they own a session of the report).
+/// The technicians Performance lists, in id order. `owners`: every session's count by owner (a
+/// deleted technician is listed only if they own a session of the report).
+fn performance_technicians<'a>(
+    req: &Request,
+    dir: &'a Directory,
+    owners: &HashMap<i64, TimingSums>,
+) -> Vec<&'a PersonRow> {
+    let mut technicians: Vec<&PersonRow> = dir
+        .people
+        .values()
+        .filter(|p| p.role == "technician" && req.scope.user(p.id))
+        .filter(|p| p.deleted_at.is_none() || owners.contains_key(&p.id))
+        .collect();
+    technicians.sort_by_key(|p| p.id);
+    technicians
+}
+
+/// `technicians`: those listed (`performance_technicians`, the page's in a List All);
+/// `handled`: the handled sessions' sums by technician.
 fn performance(
     req: &Request,
     dir: &Directory,
+    technicians: &[&PersonRow],
     handled: &HashMap<i64, TimingSums>,
-    owners: &HashMap<i64, TimingSums>,
     logins: &[LoginSpan],
     summary: bool,
 ) -> Rows {
@@ -947,13 +1004,6 @@ fn performance(
         *login_time.entry(s.user).or_default() += s.length(req.now);
     }
     let login_of = |id: i64| -> i64 { login_time.get(&id).copied().unwrap_or(0) };
-    let mut technicians: Vec<&PersonRow> = dir
-        .people
-        .values()
-        .filter(|p| p.role == "technician" && req.scope.user(p.id))
-        .filter(|p| p.deleted_at.is_none() || owners.contains_key(&p.id))
-        .collect();
-    technicians.sort_by_key(|p| p.id);
     if summary {
         let mut all = TimingSums::default();
         for t in handled.values() {
@@ -1337,21 +1387,24 @@ async fn transfers(store: &Store, req: &Request, dir: &Directory) -> Result<Page
     }
     let (total, keys) = store.report_transfers(&filter, &event, req.page).await?;
     let only: HashSet<(i64, i64)> = keys.iter().copied().collect();
-    let sessions: Vec<Timed> = match (keys.first(), keys.last()) {
-        (Some(a), Some(b)) => store
-            .report_sessions_between(a.0, b.0)
+    // The page's sessions only (with a daily range they lie far apart).
+    let mut ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+    ids.dedup();
+    let sessions: Vec<Timed> = store
+        .report_sessions_in(&ids)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let t = Timings::of(&s.events, req.now);
+            Timed { s, t }
+        })
+        .collect();
+    let with_chat: HashSet<i64> = if extended {
+        store
+            .report_sessions_with_chat(&ids)
             .await?
             .into_iter()
-            .filter(|s| keys.iter().any(|k| k.0 == s.id))
-            .map(|s| {
-                let t = Timings::of(&s.events, req.now);
-                Timed { s, t }
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let with_chat = if extended {
-        chat_available(store, &sessions).await?
+            .collect()
     } else {
         HashSet::new()
     };
@@ -1359,19 +1412,6 @@ async fn transfers(store: &Store, req: &Request, dir: &Directory) -> Result<Page
         transferred(req, dir, &sessions, extended, &with_chat, &only),
         total,
     ))
-}
-
-/// Sessions whose chat log is available (kept and not purged).
-async fn chat_available(store: &Store, sessions: &[Timed]) -> Result<HashSet<i64>, StoreError> {
-    let (Some(a), Some(b)) = (sessions.first(), sessions.last()) else {
-        return Ok(HashSet::new());
-    };
-    Ok(store
-        .report_chat(a.s.id, b.s.id)
-        .await?
-        .into_iter()
-        .map(|(sid, _)| sid)
-        .collect())
 }
 
 async fn chatlog(store: &Store, req: &Request, dir: &Directory) -> Result<Paged, StoreError> {

@@ -53,12 +53,13 @@ pub struct ReportSession {
     pub events: Vec<EventRow>,
 }
 
+/// A login and its end: the user's next login or logout (None: still logged in).
 #[derive(Debug, Clone)]
 pub struct LoginRow {
     pub user_id: i64,
-    pub event: String,
     pub address: String,
     pub at: i64,
+    pub end: Option<i64>,
 }
 
 /// A submitted survey.
@@ -125,11 +126,27 @@ impl Store {
             .await
     }
 
-    /// Sessions matching `condition` (on `s`, with two bound numbers) with their events, in id
-    /// order. Two ordered scans merged here rather than a join per session.
+    /// Sessions with the ids `ids` (in order), with their events, in id order: a few are looked
+    /// up by id, many are read as the id range they span.
+    pub async fn report_sessions_in(&self, ids: &[i64]) -> Result<Vec<ReportSession>> {
+        let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+            return Ok(Vec::new());
+        };
+        if ids.len() > 1000 {
+            let mut sessions = self.report_sessions_between(first, last).await?;
+            sessions.retain(|s| ids.binary_search(&s.id).is_ok());
+            return Ok(sessions);
+        }
+        let condition = format!("s.id IN ({}) AND $1 <= $2", id_list(ids));
+        self.report_sessions_where(&condition, first, last).await
+    }
+
+    /// Sessions matching `condition` (on `s`, with two bound numbers; anything else in it is
+    /// numbers only) with their events, in id order. Two ordered scans merged here rather than a
+    /// join per session.
     async fn report_sessions_where(
         &self,
-        condition: &'static str,
+        condition: &str,
         a: i64,
         b: i64,
     ) -> Result<Vec<ReportSession>> {
@@ -192,38 +209,71 @@ impl Store {
         Ok(sessions)
     }
 
-    /// Logins and logouts in `[from, to)`, oldest first.
-    pub async fn report_logins(&self, from: i64, to: i64) -> Result<Vec<LoginRow>> {
-        let rows = sqlx::query(
-            "SELECT user_id, event, address, at FROM logins WHERE at >= $1 AND at < $2 ORDER BY at, id",
-        )
-        .bind(from)
-        .bind(to)
+    /// The logins (not logouts) matching `filter` (on `l`, built from numbers only), oldest first
+    /// (the page's only, with a page), each paired with its end: the user's next login or logout
+    /// before `until`. The end is looked up per login in `logins_user_at`, so the database reads
+    /// a page's logins and their ends, not every login of the window.
+    pub async fn report_logins(
+        &self,
+        filter: &str,
+        until: i64,
+        page: Option<Page>,
+    ) -> Result<Vec<LoginRow>> {
+        let limit = page.map_or_else(String::new, |p| {
+            format!(" LIMIT {} OFFSET {}", p.limit, p.offset)
+        });
+        // `n.at >= l.at` alone bounds the index range (the tie on `at` is broken by id).
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT l.user_id, l.address, l.at, (SELECT n.at FROM logins n WHERE n.user_id = l.user_id \
+             AND n.at >= l.at AND (n.at > l.at OR n.id > l.id) AND n.at < {until} \
+             ORDER BY n.at, n.id LIMIT 1) AS end_at FROM logins l WHERE l.event = 'login' AND {filter} \
+             ORDER BY l.at, l.id{limit}"
+        )))
         .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(LoginRow {
                     user_id: r.try_get("user_id")?,
-                    event: r.try_get("event")?,
                     address: r.try_get("address")?,
                     at: r.try_get("at")?,
+                    end: r.try_get("end_at")?,
                 })
             })
             .collect()
     }
 
-    /// Console statuses (at, status) before `to` by user, oldest first (the status in force at
-    /// the start of a window is the last one before it). Folded per user by the database.
+    /// How many logins match `filter` (as in `report_logins`).
+    pub async fn report_login_count(&self, filter: &str) -> Result<u64> {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM logins l WHERE l.event = 'login' AND {filter}"
+        )))
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n as u64)
+    }
+
+    /// The console statuses (at, status) of `users` in force in `[from, to)`, by user, oldest
+    /// first: those in it and the last before it (the status at `from`). Folded per user by the
+    /// database.
     pub async fn report_console_statuses(
         &self,
+        users: &[i64],
+        from: i64,
         to: i64,
     ) -> Result<HashMap<i64, Vec<(i64, String)>>> {
-        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT user_id, string_agg(CAST(at AS TEXT) || ',' || status, ';' ORDER BY at, id) \
-             FROM technician_status_events WHERE at < $1 GROUP BY user_id",
-        )
-        .bind(to)
+        if users.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // CROSS JOIN: per user, from the last status before `from` (index range on user, at);
+        // grouped by `u.id`, the order users are read in, so without a sort.
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT u.id, string_agg(CAST(s.at AS TEXT) || ',' || s.status, ';' ORDER BY s.at, s.id) \
+             FROM users u CROSS JOIN technician_status_events s WHERE u.id IN ({}) AND s.user_id = u.id \
+             AND s.at >= COALESCE((SELECT MAX(p.at) FROM technician_status_events p \
+             WHERE p.user_id = u.id AND p.at < {from}), {from}) AND s.at < {to} GROUP BY u.id",
+            id_list(users)
+        )))
         .fetch_all(self.pool())
         .await?;
         unfold(rows, |at, status| {
@@ -274,6 +324,20 @@ impl Store {
                 ))
             })
             .collect()
+    }
+
+    /// Which of the sessions `ids` have chat (kept, not purged).
+    pub async fn report_sessions_with_chat(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT session_id FROM chat_messages WHERE session_id IN ({})",
+            id_list(ids)
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// (session, at, text) of notes of the sessions with ids in `[first, last]`.
@@ -446,6 +510,16 @@ impl Store {
         .await?;
         rows.iter().map(super::audit::row_from).collect()
     }
+}
+
+/// A SQL list of ids, for `IN (...)` (`NULL` for none: matches nothing).
+pub(crate) fn id_list<'a>(ids: impl IntoIterator<Item = &'a i64>) -> String {
+    let mut v: Vec<i64> = ids.into_iter().copied().collect();
+    if v.is_empty() {
+        return "NULL".into();
+    }
+    v.sort_unstable();
+    v.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn survey_row(r: &AnyRow) -> Result<SurveyRow> {
@@ -828,12 +902,11 @@ impl Store {
                  ORDER BY t.created_at, t.session_id {limit}"
             )
         } else {
-            let list: Vec<String> = live.iter().map(i64::to_string).collect();
             format!(
                 "SELECT id FROM (SELECT t.created_at AS c, t.session_id AS id FROM session_timings t \
                  WHERE {filter} UNION ALL SELECT created_at, id FROM sessions WHERE id IN ({})) p \
                  ORDER BY c, id {limit}",
-                list.join(",")
+                id_list(live)
             )
         };
         let rows: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
