@@ -24,7 +24,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
 
-use crate::media::Media;
+use crate::media::{Media, VideoCodec};
 use crate::peer::{PeerContext, PendingCustomer, technician};
 use crate::stats::Stats;
 use crate::ws::Ws;
@@ -280,7 +280,7 @@ pub async fn session(
         .message(
             ph,
             json!({"request": "create", "room": room, "publishers": 1, "bitrate": 0,
-                   "fir_freq": 0, "audiocodec": "opus", "videocodec": "vp8",
+                   "fir_freq": 0, "audiocodec": "opus", "videocodec": janus_codec(media.codec),
                    "notify_joining": false, "is_private": true}),
             None,
         )
@@ -295,7 +295,7 @@ pub async fn session(
     let feed = joined["plugindata"]["data"]["id"]
         .as_u64()
         .context("publisher id")?;
-    let phone = PendingCustomer::new(audio, ip).await?;
+    let phone = PendingCustomer::new(audio, media.codec, ip).await?;
     let published = phone_ws
         .message(
             ph,
@@ -367,4 +367,12 @@ pub async fn session(
     phone_ws.close().await;
     tech_ws.close().await;
     Ok(())
+}
+
+/// The VideoRoom's name for the camera's codec.
+fn janus_codec(video: VideoCodec) -> &'static str {
+    match video {
+        VideoCodec::Vp8 => "vp8",
+        VideoCodec::H264 => "h264",
+    }
 }

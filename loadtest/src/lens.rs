@@ -285,7 +285,7 @@ pub async fn session(
     })
     .await?;
 
-    let phone = PendingCustomer::new(audio, LOOPBACK).await?;
+    let phone = PendingCustomer::new(audio, media.codec, LOOPBACK).await?;
     let answer = cus
         .request(json!({"type": "offer", "sdp": phone.offer}))
         .await?;

@@ -22,7 +22,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
-use crate::media::{Media, Profile};
+use crate::media::{Media, Profile, VideoCodec};
 use crate::report::{Run, Sampler};
 use crate::stats::Stats;
 
@@ -108,6 +108,9 @@ struct RunArgs {
     ramp: f64,
     #[arg(long, value_enum, default_value = "720p")]
     profile: Profile,
+    /// The phones' camera codec.
+    #[arg(long, value_enum, default_value = "vp8")]
+    codec: VideoCodec,
     /// Opus both ways (sets the technicians' group's audio on; off otherwise).
     #[arg(long)]
     audio: bool,
@@ -187,7 +190,8 @@ fn main() -> anyhow::Result<()> {
             media_dir,
         }) => runtime()?.block_on(async move {
             std::fs::create_dir_all(&out)?;
-            let media = Arc::new(Media::make(&media_dir, profile)?);
+            // webrtc-rs' side of the comparison is set up for VP8 only.
+            let media = Arc::new(Media::make(&media_dir, profile, VideoCodec::Vp8)?);
             let mut runs = Vec::new();
             for s in stack {
                 eprintln!("client stack {s:?}: {sessions} sessions, {duration:?} measured");
@@ -212,13 +216,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn run_all(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
-    let media = Arc::new(Media::make(&args.media_dir, args.profile)?);
+    let media = Arc::new(Media::make(&args.media_dir, args.profile, args.codec)?);
     eprintln!(
-        "media: {} VP8 frames ({:.2} Mbit/s, {:.0} packets/s), {} Opus packets (ffmpeg libvpx/libopus)",
+        "media: {} {} frames ({:.2} Mbit/s, {:.0} packets/s), {} Opus packets (ffmpeg {}/libopus)",
         media.video.len(),
+        args.codec.name(),
         media.video_bits_per_second() / 1e6,
         media.video_packets_per_second(),
-        media.audio.len()
+        media.audio.len(),
+        args.codec.encoder()
     );
     let mut runs = Vec::new();
     for target in args.target.clone() {
@@ -384,6 +390,7 @@ async fn run_target(args: &RunArgs, target: Target, media: Arc<Media>) -> anyhow
         },
         server_pid: pid,
         profile: args.profile.name().to_owned(),
+        codec: args.codec.name().to_owned(),
         audio: args.audio,
         sessions: args.sessions,
         ramp_per_second: args.ramp,

@@ -1,5 +1,6 @@
-//! The media the simulated phones and consoles send: real VP8 and real Opus, made once at set-up by
-//! ffmpeg (libvpx, libopus) and cut into RTP payloads, then replayed in a loop by every sender.
+//! The media the simulated phones and consoles send: real VP8 or H.264 and real Opus, made once at
+//! set-up by ffmpeg (libvpx or libx264, libopus) and cut into RTP payloads, then replayed in a loop
+//! by every sender.
 //!
 //! Every payload sent gets a 13-byte trailer (`Stamp`): which stream it is, a per-stream packet
 //! counter and the send time. The SFU passes payloads through byte for byte, so the receiver reads
@@ -14,7 +15,32 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 /// Room for SRTP, RTP header, extensions and the stamp under a 1200-byte datagram.
-const MAX_VP8_CHUNK: usize = 1100;
+const MAX_VIDEO_CHUNK: usize = 1100;
+
+/// The phone camera's codec (the SFU forwards either without transcoding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoCodec {
+    /// VP8 (libvpx), RFC 7741 packetization.
+    Vp8,
+    /// H.264 constrained baseline (libx264), RFC 6184 packetization-mode 1.
+    H264,
+}
+
+impl VideoCodec {
+    pub fn name(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "VP8",
+            VideoCodec::H264 => "H.264",
+        }
+    }
+    pub fn encoder(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "libvpx",
+            VideoCodec::H264 => "libx264",
+        }
+    }
+}
 
 /// A video profile: what a phone's camera sends.
 #[derive(Clone, Copy, Debug, clap::ValueEnum, serde::Serialize)]
@@ -54,13 +80,15 @@ impl Profile {
 pub const FPS: u32 = 30;
 pub const AUDIO_PTIME: Duration = Duration::from_millis(20);
 
-/// One video frame as RTP payloads (VP8 payload descriptor included).
+/// One video frame as RTP payloads (VP8 payload descriptor, or H.264 NAL unit / FU-A headers,
+/// included).
 pub struct VideoFrame {
     pub payloads: Vec<Vec<u8>>,
 }
 
 /// The loops every sender replays.
 pub struct Media {
+    pub codec: VideoCodec,
     pub video: Vec<VideoFrame>,
     pub audio: Vec<Vec<u8>>,
 }
@@ -68,39 +96,60 @@ pub struct Media {
 impl Media {
     /// Encodes `seconds` of a test pattern and a tone with ffmpeg into `dir` (kept as a cache:
     /// a second run with the same profile reuses the files).
-    pub fn make(dir: &Path, profile: Profile) -> anyhow::Result<Media> {
+    pub fn make(dir: &Path, profile: Profile, codec: VideoCodec) -> anyhow::Result<Media> {
         std::fs::create_dir_all(dir)?;
         let (w, h) = profile.size();
         let kbps = profile.kbps();
-        let ivf = dir.join(format!("video-{}.ivf", profile.name()));
-        if !ivf.exists() {
-            let tmp = dir.join("video.tmp.ivf");
-            ffmpeg(&[
-                "-f",
-                "lavfi",
-                "-i",
-                &format!("testsrc2=size={w}x{h}:rate={FPS}"),
-                "-t",
-                "4",
-                "-c:v",
-                "libvpx",
-                "-b:v",
-                &format!("{kbps}k"),
-                "-minrate",
-                &format!("{kbps}k"),
-                "-maxrate",
-                &format!("{kbps}k"),
-                "-deadline",
-                "realtime",
-                "-cpu-used",
-                "8",
-                "-g",
-                "120",
-                "-f",
+        let rate = format!("{kbps}k");
+        let (extension, encoder): (&str, Vec<&str>) = match codec {
+            VideoCodec::Vp8 => (
                 "ivf",
-                tmp.to_str().context("temp path")?,
-            ])?;
-            std::fs::rename(&tmp, &ivf)?;
+                vec![
+                    "-c:v",
+                    "libvpx",
+                    "-deadline",
+                    "realtime",
+                    "-cpu-used",
+                    "8",
+                    "-f",
+                    "ivf",
+                ],
+            ),
+            // Constrained baseline as phones send it; access unit delimiters mark the frames.
+            VideoCodec::H264 => (
+                "h264",
+                vec![
+                    "-c:v",
+                    "libx264",
+                    "-profile:v",
+                    "baseline",
+                    "-preset",
+                    "ultrafast",
+                    "-tune",
+                    "zerolatency",
+                    "-x264-params",
+                    "aud=1",
+                    "-bufsize",
+                    &rate,
+                    "-bsf:v",
+                    "h264_mp4toannexb",
+                    "-f",
+                    "h264",
+                ],
+            ),
+        };
+        let file = dir.join(format!("video-{}.{extension}", profile.name()));
+        if !file.exists() {
+            let tmp = dir.join(format!("video.tmp.{extension}"));
+            let source = format!("testsrc2=size={w}x{h}:rate={FPS}");
+            let mut args = vec!["-f", "lavfi", "-i", &source, "-t", "4"];
+            args.extend([
+                "-b:v", &rate, "-minrate", &rate, "-maxrate", &rate, "-g", "120",
+            ]);
+            args.extend(encoder);
+            args.push(tmp.to_str().context("temp path")?);
+            ffmpeg(&args)?;
+            std::fs::rename(&tmp, &file)?;
         }
         let ogg = dir.join("audio.ogg");
         if !ogg.exists() {
@@ -124,12 +173,21 @@ impl Media {
             ])?;
             std::fs::rename(&tmp, &ogg)?;
         }
-        let video = ivf_frames(&std::fs::read(&ivf)?)?
-            .into_iter()
-            .map(|f| VideoFrame {
-                payloads: vp8_payloads(&f),
-            })
-            .collect::<Vec<_>>();
+        let data = std::fs::read(&file)?;
+        let video = match codec {
+            VideoCodec::Vp8 => ivf_frames(&data)?
+                .into_iter()
+                .map(|f| VideoFrame {
+                    payloads: vp8_payloads(&f),
+                })
+                .collect::<Vec<_>>(),
+            VideoCodec::H264 => h264_access_units(&data)
+                .into_iter()
+                .map(|nals| VideoFrame {
+                    payloads: nals.iter().flat_map(|nal| h264_payloads(nal)).collect(),
+                })
+                .collect(),
+        };
         let audio = ogg_packets(&std::fs::read(&ogg)?)?
             .into_iter()
             // The first two are the OpusHead and OpusTags headers.
@@ -138,7 +196,11 @@ impl Media {
         if video.is_empty() || audio.is_empty() {
             bail!("ffmpeg made no media");
         }
-        Ok(Media { video, audio })
+        Ok(Media {
+            codec,
+            video,
+            audio,
+        })
     }
 
     /// Video bytes per second of the loop (RTP payloads), to report the offered load.
@@ -193,7 +255,7 @@ fn ivf_frames(data: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
 
 /// RFC 7741 packetization: a one-byte payload descriptor (S bit on the first packet, partition 0).
 fn vp8_payloads(frame: &[u8]) -> Vec<Vec<u8>> {
-    let n = frame.len().div_ceil(MAX_VP8_CHUNK).max(1);
+    let n = frame.len().div_ceil(MAX_VIDEO_CHUNK).max(1);
     // Equal-sized chunks, as browsers do, so no tiny trailing packet.
     let size = frame.len().div_ceil(n);
     frame
@@ -202,6 +264,70 @@ fn vp8_payloads(frame: &[u8]) -> Vec<Vec<u8>> {
         .map(|(i, chunk)| {
             let mut p = Vec::with_capacity(chunk.len() + 1 + STAMP_LEN);
             p.push(if i == 0 { 0x10 } else { 0x00 });
+            p.extend_from_slice(chunk);
+            p
+        })
+        .collect()
+}
+
+const NAL_SEI: u8 = 6;
+const NAL_AUD: u8 = 9;
+const NAL_FU_A: u8 = 28;
+
+/// The NAL units of an Annex B stream, grouped by frame (an access unit delimiter starts each).
+/// Delimiters and SEI (the encoder's banner) are left out: phones send neither.
+fn h264_access_units(data: &[u8]) -> Vec<Vec<&[u8]>> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut units: Vec<Vec<&[u8]>> = Vec::new();
+    for (k, &start) in starts.iter().enumerate() {
+        let mut end = starts.get(k + 1).map_or(data.len(), |next| next - 3);
+        // A four-byte start code leaves a zero byte behind the previous NAL unit.
+        while end > start && data[end - 1] == 0 {
+            end -= 1;
+        }
+        let nal = &data[start..end];
+        let Some(&header) = nal.first() else { continue };
+        match header & 0x1f {
+            NAL_AUD => units.push(Vec::new()),
+            NAL_SEI => {}
+            _ => match units.last_mut() {
+                Some(unit) => unit.push(nal),
+                None => units.push(vec![nal]),
+            },
+        }
+    }
+    units.retain(|u| !u.is_empty());
+    units
+}
+
+/// RFC 6184 packetization-mode 1: a NAL unit that fits goes as it is (single NAL unit packet),
+/// a bigger one as equal-sized FU-A fragments.
+fn h264_payloads(nal: &[u8]) -> Vec<Vec<u8>> {
+    if nal.len() <= MAX_VIDEO_CHUNK {
+        return vec![nal.to_vec()];
+    }
+    let header = nal[0];
+    let body = &nal[1..];
+    let n = body.len().div_ceil(MAX_VIDEO_CHUNK - 2);
+    let size = body.len().div_ceil(n);
+    let last = body.len().div_ceil(size) - 1;
+    body.chunks(size)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut p = Vec::with_capacity(chunk.len() + 2 + STAMP_LEN);
+            p.push((header & 0xe0) | NAL_FU_A);
+            let start = if i == 0 { 0x80 } else { 0 };
+            let end = if i == last { 0x40 } else { 0 };
+            p.push(start | end | (header & 0x1f));
             p.extend_from_slice(chunk);
             p
         })
@@ -381,5 +507,42 @@ mod tests {
         assert_eq!(p[0][0], 0x10);
         assert_eq!(p[1][0], 0x00);
         assert_eq!(p.iter().map(|c| c.len() - 1).sum::<usize>(), 2500);
+    }
+
+    #[test]
+    fn h264_frames_split_at_delimiters_and_big_nal_units_become_fu_a() {
+        let mut big = vec![0x65u8];
+        big.extend((0..3000u32).map(|i| (i % 251) as u8 + 1));
+        let mut stream = Vec::new();
+        for nal in [
+            &[0x09u8, 0xf0][..],
+            &[0x67, 1, 2],
+            &[0x68, 3],
+            &[0x06, 9, 9],
+            &big[..],
+        ] {
+            stream.extend_from_slice(&[0, 0, 0, 1]);
+            stream.extend_from_slice(nal);
+        }
+        stream.extend_from_slice(&[0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x41, 7, 7]);
+        let units = h264_access_units(&stream);
+        assert_eq!(units.len(), 2, "two frames");
+        assert_eq!(units[0].len(), 3, "SPS, PPS, IDR; no delimiter, no SEI");
+        assert_eq!(units[0][0], &[0x67, 1, 2]);
+        assert_eq!(units[0][2], &big[..]);
+        assert_eq!(units[1], vec![&[0x41u8, 7, 7][..]]);
+
+        assert_eq!(h264_payloads(&[0x67, 1, 2]), vec![vec![0x67, 1, 2]]);
+        let fu = h264_payloads(&big);
+        assert_eq!(fu.len(), 3);
+        assert!(
+            fu.iter()
+                .all(|p| p.len() <= MAX_VIDEO_CHUNK && p[0] == 0x7c)
+        );
+        assert_eq!(fu[0][1], 0x85, "start bit + IDR type");
+        assert_eq!(fu[1][1], 0x05);
+        assert_eq!(fu[2][1], 0x45, "end bit + IDR type");
+        let joined: Vec<u8> = fu.iter().flat_map(|p| p[2..].to_vec()).collect();
+        assert_eq!(joined, big[1..]);
     }
 }

@@ -16,16 +16,25 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
 
-use crate::media::{Media, Pacer, Stream};
+use crate::media::{Media, Pacer, Stream, VideoCodec};
 use crate::stats::{Receiver, Stats};
 
-fn rtc() -> Rtc {
+/// A peer offering or accepting only `video` for the camera (and Opus), so the answer picks it.
+fn rtc(video: VideoCodec) -> Rtc {
     Rtc::builder()
         .set_rtp_mode(true)
         .clear_codecs()
-        .enable_vp8(true)
+        .enable_vp8(video == VideoCodec::Vp8)
+        .enable_h264(video == VideoCodec::H264)
         .enable_opus(true, false)
         .build(Instant::now())
+}
+
+fn str0m_codec(video: VideoCodec) -> Codec {
+    match video {
+        VideoCodec::Vp8 => Codec::Vp8,
+        VideoCodec::H264 => Codec::H264,
+    }
 }
 
 /// Where the Lens and UDP-forwarder peers live.
@@ -50,8 +59,12 @@ pub struct PendingCustomer {
 
 impl PendingCustomer {
     /// A phone with its socket and host candidate on `ip`.
-    pub async fn new(audio: bool, ip: IpAddr) -> anyhow::Result<PendingCustomer> {
-        let mut rtc = rtc();
+    pub async fn new(
+        audio: bool,
+        video: VideoCodec,
+        ip: IpAddr,
+    ) -> anyhow::Result<PendingCustomer> {
+        let mut rtc = rtc(video);
         let socket = bind(&mut rtc, ip).await?;
         let mut api = rtc.sdp_api();
         let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
@@ -78,7 +91,7 @@ impl PendingCustomer {
         let mut sends = vec![Sender::new(
             &self.rtc,
             self.video,
-            Codec::Vp8,
+            str0m_codec(ctx.media.codec),
             Stream::Video,
         )?];
         if let Some(mid) = self.audio {
@@ -106,7 +119,7 @@ pub async fn technician(
     ip: IpAddr,
     ctx: PeerContext,
 ) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
-    let mut rtc = rtc();
+    let mut rtc = rtc(ctx.media.codec);
     let socket = bind(&mut rtc, ip).await?;
     let answer = rtc
         .sdp_api()

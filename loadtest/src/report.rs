@@ -279,6 +279,8 @@ pub struct Setup {
     pub server: String,
     pub server_pid: Option<u32>,
     pub profile: String,
+    /// The camera's codec: "vp8" or "h264".
+    pub codec: String,
     pub audio: bool,
     pub sessions: usize,
     pub ramp_per_second: f64,
@@ -337,11 +339,12 @@ pub fn print(run: &Run) {
     let s = &run.setup;
     println!();
     println!(
-        "== {} ({}) — {} sessions requested, {}{}, ramp {}/s, hold {:.0} s{}",
+        "== {} ({}) — {} sessions requested, {} {}{}, ramp {}/s, hold {:.0} s{}",
         s.target,
         s.server,
         s.sessions,
         s.profile,
+        s.codec,
         if s.audio { " + Opus both ways" } else { "" },
         s.ramp_per_second,
         s.hold_seconds,

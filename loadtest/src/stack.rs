@@ -169,7 +169,7 @@ async fn str0m_session(
 ) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let ctx = |first| PeerContext::new(&media, &stats, &stop, first);
-    let phone = PendingCustomer::new(audio, LOOPBACK).await?;
+    let phone = PendingCustomer::new(audio, media.codec, LOOPBACK).await?;
     let (first_tx, first_rx) = oneshot::channel();
     let (answer, tech_task) = technician(&phone.offer, LOOPBACK, ctx(Some(first_tx))).await?;
     let phone_task = phone.start(&answer, ctx(None))?;

@@ -84,6 +84,22 @@ async fn run_loadtest(dir: &std::path::Path, extra: Vec<String>) -> Value {
     serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
 }
 
+/// The arguments that point the tool at the server hosted in this test process, then `extra`.
+fn against(addr: SocketAddr, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--server".to_owned(),
+        format!("http://{addr}"),
+        "--server-pid".to_owned(),
+        std::process::id().to_string(),
+        "--admin-email".to_owned(),
+        ADMIN.to_owned(),
+        "--admin-password".to_owned(),
+        ADMIN_PASSWORD.to_owned(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args
+}
+
 /// Every session of `run` was set up and held, and media arrived in each direction it names.
 fn assert_carried(run: &Value, directions: &[&str]) {
     let target = run["setup"]["target"].as_str().unwrap();
@@ -110,24 +126,7 @@ async fn two_sessions_carry_media_every_way_and_the_report_is_written() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("server")).unwrap();
     let addr = server(&dir.path().join("server")).await;
-    let report = run_loadtest(
-        dir.path(),
-        [
-            "--server",
-            &format!("http://{addr}"),
-            "--server-pid",
-            &std::process::id().to_string(),
-            "--target",
-            "udp,lens",
-            "--admin-email",
-            ADMIN,
-            "--admin-password",
-            ADMIN_PASSWORD,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    )
-    .await;
+    let report = run_loadtest(dir.path(), against(addr, &["--target", "udp,lens"])).await;
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     for run in runs {
@@ -139,6 +138,19 @@ async fn two_sessions_carry_media_every_way_and_the_report_is_written() {
             .get("packets_per_cpu_second_ratio_to_udp_forwarder")
             .is_some()
     );
+}
+
+/// The phones' camera sends H.264 (libx264 constrained baseline, FU-A) instead of VP8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_phones_reach_the_technician_through_lens() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("server")).unwrap();
+    let addr = server(&dir.path().join("server")).await;
+    let args = against(addr, &["--target", "lens", "--codec", "h264"]);
+    let report = run_loadtest(dir.path(), args).await;
+    let run = &report["runs"][0];
+    assert_eq!(run["setup"]["codec"], "H.264");
+    assert_carried(run, EVERY_WAY);
 }
 
 /// Janus (Debian's `janus`) started by the tool: the phone publishes to a VideoRoom, the
