@@ -9,31 +9,85 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-/// Argon2id takes ~19 MiB and tens of milliseconds per hash. Left to the blocking pool (up to 512
-/// threads), a burst of logins ran hundreds at once and the server's memory reached gigabytes (seen
-/// in the load test); one hash per core at a time costs no throughput and bounds the memory.
-static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    tokio::sync::Semaphore::new(cores)
-});
+/// Argon2id takes ~19 MiB and tens of milliseconds per hash, so it runs on its own threads, one
+/// per core, fed by a queue. Left to the blocking pool (up to 512 threads), a burst of logins ran
+/// hundreds at once and the memory reached gigabytes; bounded to one per core but still on
+/// whichever pool thread was free, each of those threads' malloc arenas kept its own 19 MiB block
+/// after the hash (about 430 MB retained after 25 technicians logged in, seen in the load test).
+/// A fixed set of threads keeps that to one block per core.
+static HASHERS: std::sync::LazyLock<std::sync::mpsc::Sender<HashJob>> =
+    std::sync::LazyLock::new(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 0..cores {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only to take the next job, not while hashing.
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(poisoned) => poisoned.into_inner().recv(),
+                        };
+                        match job {
+                            Ok(job) => {
+                                job();
+                                release_freed_memory();
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password hashing thread");
+            }
+        }
+        tx
+    });
 
-/// Hashes on the blocking pool: Argon2id is deliberately slow (tens of milliseconds).
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// glibc keeps a freed Argon2 block resident (its mmap threshold rises to the block's size after
+/// the first one, so later blocks come from the heap and are not trimmed): without this, 11
+/// logins left 244 MB resident. Trimming after a hash costs far less than the hash.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only returns free memory to the kernel; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
+
+/// Runs `work` on the hashing threads; `None` if they are gone.
+async fn on_hashing_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: HashJob = Box::new(move || {
+        let _ = tx.send(work());
+    });
+    HASHERS.send(job).ok()?;
+    rx.await.ok()
+}
+
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
-    let _permit = HASHING.acquire().await?;
-    tokio::task::spawn_blocking(move || {
+    on_hashing_thread(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
             .map(|h| h.to_string())
             .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
     })
-    .await?
+    .await
+    .unwrap_or_else(|| Err(anyhow::anyhow!("no password hashing thread is running")))
 }
 
 pub async fn verify_password(password: String, hash: String) -> bool {
-    let Ok(_permit) = HASHING.acquire().await else {
-        return false;
-    };
-    tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
+    on_hashing_thread(move || match PasswordHash::new(&hash) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
