@@ -38,10 +38,13 @@ impl RecvBatch {
 
     /// The datagrams of the last `recv`.
     pub(crate) fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
-        self.received
-            .iter()
-            .enumerate()
-            .map(|(i, (len, source))| (&self.buf[i * MAX_DATAGRAM..][..*len], *source))
+        (0..self.received.len()).map(|i| self.datagram(i))
+    }
+
+    /// The `i`-th datagram of the last `recv`.
+    pub(crate) fn datagram(&self, i: usize) -> (&[u8], SocketAddr) {
+        let (len, source) = self.received[i];
+        (&self.buf[i * MAX_DATAGRAM..][..len], source)
     }
 
     /// Reads what is waiting (up to `RECV_BATCH` datagrams) without blocking; `WouldBlock` when

@@ -411,12 +411,9 @@ fn dispatch(engine: &mut Engine, dispatcher: Option<&mut Dispatcher>, batch: &Re
         }
     }
     dispatcher.send_all(engine.metrics());
-    let mut own = dispatcher.own.iter().copied().peekable();
-    for (i, (data, source)) in batch.datagrams().enumerate() {
-        if own.peek() == Some(&i) {
-            own.next();
-            engine.datagram(data, source, arrival);
-        }
+    for &i in &dispatcher.own {
+        let (data, source) = batch.datagram(i);
+        engine.datagram(data, source, arrival);
     }
 }
 
