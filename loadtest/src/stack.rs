@@ -252,6 +252,19 @@ struct WebrtcPeer {
 }
 
 impl WebrtcPeer {
+    /// Adds a sendrecv Opus track `id` sending with `ssrc`.
+    async fn add_opus_track(
+        &self,
+        id: &str,
+        ssrc: u32,
+    ) -> anyhow::Result<Arc<TrackLocalStaticRTP>> {
+        let track = local_track(id, RtpCodecKind::Audio, opus(), ssrc);
+        self.pc
+            .add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await?;
+        Ok(track)
+    }
+
     async fn new(
         runtime: &Arc<dyn Runtime>,
         stats: &Arc<Stats>,
@@ -399,11 +412,7 @@ async fn webrtc_session(
     let mut sends = vec![(camera, Stream::Video, ssrc)];
     if audio {
         let ssrc = ssrc.wrapping_add(1);
-        let mic = local_track("mic", RtpCodecKind::Audio, opus(), ssrc);
-        phone
-            .pc
-            .add_track(mic.clone() as Arc<dyn TrackLocal>)
-            .await?;
+        let mic = phone.add_opus_track("mic", ssrc).await?;
         sends.push((mic, Stream::CustomerAudio, ssrc));
     }
     let offer = phone.pc.create_offer(None).await?;
@@ -417,10 +426,7 @@ async fn webrtc_session(
         .await?;
     if audio {
         let ssrc = ssrc.wrapping_add(2);
-        let headset = local_track("headset", RtpCodecKind::Audio, opus(), ssrc);
-        tech.pc
-            .add_track(headset.clone() as Arc<dyn TrackLocal>)
-            .await?;
+        let headset = tech.add_opus_track("headset", ssrc).await?;
         sends.push((headset, Stream::TechnicianAudio, ssrc));
     }
     let answer = tech.pc.create_answer(None).await?;
