@@ -5,3 +5,4 @@
 pub mod protocol;
 pub mod session;
 pub mod status;
+pub mod tools;

@@ -58,6 +58,10 @@ pub mod limits {
     pub const EMAIL_CHARS: usize = 254;
     /// `create_session.phone` as sent (before spaces and dashes are stripped).
     pub const PHONE_CHARS: usize = 32;
+    /// Points of a pen stroke (`annotate`); an arrow has exactly 2.
+    pub const STROKE_POINTS: usize = crate::tools::MAX_POINTS_PER_STROKE;
+    /// `send_url.url`.
+    pub const URL_CHARS: usize = crate::tools::MAX_URL_CHARS;
     /// Longest serde message quoted in an `invalid_message` error.
     pub const ERROR_MESSAGE_CHARS: usize = 300;
 }
@@ -113,6 +117,20 @@ pub enum EmailVia {
     DefaultClient,
     Servers,
 }
+
+/// An annotation tool (`annotate.tool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnotationTool {
+    /// A free-hand line through every point.
+    Pen,
+    /// A straight arrow from the first point (tail) to the second (head).
+    Arrow,
+}
+
+/// A point of a stroke: `[x, y]`, each 0–1, normalised to the video frame as the phone sends
+/// it (0,0 = top left, 1,1 = bottom right), so it lands on the same spot on any screen.
+pub type Point = [f64; 2];
 
 /// The technician's console status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -421,7 +439,8 @@ impl CustomerRequest {
 // ---------------------------------------------------------- console side --
 
 /// A frame a technician console sends on `/ws/console`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Not `Eq`: strokes carry floating-point coordinates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConsoleRequest {
     /// First frame (also on a reconnect): authenticate with a bearer token.
@@ -481,6 +500,30 @@ pub enum ConsoleRequest {
     },
     /// Set the technician's console status.
     Status { id: String, value: TechnicianStatus },
+    /// A finished stroke over the live picture, relayed to the customer (never stored).
+    Annotate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        session_id: i64,
+        tool: AnnotationTool,
+        /// `#rrggbb`.
+        color: String,
+        points: Vec<Point>,
+    },
+    /// Remove every stroke, on both sides.
+    AnnotationClear { id: String, session_id: i64 },
+    /// Freeze (`true`) the picture on the current frame on both sides, or return to live video.
+    Freeze {
+        id: String,
+        session_id: i64,
+        frozen: bool,
+    },
+    /// Send the customer a link (http or https) to open with a tap.
+    SendUrl {
+        id: String,
+        session_id: i64,
+        url: String,
+    },
     /// Create a private session; the body is the same as `POST /api/v1/sessions`.
     /// Unknown fields are refused by [`parse_console`] (serde cannot with `flatten`).
     CreateSession {
@@ -507,6 +550,10 @@ const CONSOLE_TYPES: &[&str] = &[
     "status",
     "create_session",
     "ping",
+    "annotate",
+    "annotation_clear",
+    "freeze",
+    "send_url",
 ];
 
 impl ConsoleRequest {
@@ -523,8 +570,11 @@ impl ConsoleRequest {
             | Self::Note { id, .. }
             | Self::Status { id, .. }
             | Self::CreateSession { id, .. }
+            | Self::AnnotationClear { id, .. }
+            | Self::Freeze { id, .. }
+            | Self::SendUrl { id, .. }
             | Self::Ping { id } => Some(id),
-            Self::Chat { id, .. } => id.as_deref(),
+            Self::Chat { id, .. } | Self::Annotate { id, .. } => id.as_deref(),
             Self::Answer { .. } | Self::Candidate { .. } => None,
         }
     }
@@ -541,7 +591,11 @@ impl ConsoleRequest {
             | Self::Candidate { session_id, .. }
             | Self::Mute { session_id, .. }
             | Self::Chat { session_id, .. }
-            | Self::Note { session_id, .. } => Some(*session_id),
+            | Self::Note { session_id, .. }
+            | Self::Annotate { session_id, .. }
+            | Self::AnnotationClear { session_id, .. }
+            | Self::Freeze { session_id, .. }
+            | Self::SendUrl { session_id, .. } => Some(*session_id),
             Self::Hello { .. }
             | Self::Status { .. }
             | Self::CreateSession { .. }
@@ -566,6 +620,10 @@ impl ConsoleRequest {
             Self::Status { .. } => "status",
             Self::CreateSession { .. } => "create_session",
             Self::Ping { .. } => "ping",
+            Self::Annotate { .. } => "annotate",
+            Self::AnnotationClear { .. } => "annotation_clear",
+            Self::Freeze { .. } => "freeze",
+            Self::SendUrl { .. } => "send_url",
         }
     }
 
@@ -623,6 +681,18 @@ impl ConsoleRequest {
             Self::Chat { text, .. } => invalid(check_nonempty("text", text, limits::CHAT_CHARS)),
             Self::Note { text, .. } => invalid(check_nonempty("text", text, limits::NOTE_CHARS)),
             Self::CreateSession { session, .. } => session.validate(),
+            Self::Annotate {
+                tool,
+                color,
+                points,
+                ..
+            } => check_stroke(*tool, color, points),
+            Self::SendUrl { url, .. } => {
+                crate::tools::url_host(url)
+                    .map_err(|m| ProtocolError::new(ErrorCode::InvalidUrl, m))?;
+                Ok(())
+            }
+            Self::AnnotationClear { .. } | Self::Freeze { .. } => Ok(()),
             Self::Pickup { .. }
             | Self::Hold { .. }
             | Self::Resume { .. }
@@ -821,6 +891,34 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         redirect_url: Option<String>,
     },
+    /// A technician's stroke to draw over the video (customer socket).
+    Annotation {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<i64>,
+        tool: AnnotationTool,
+        color: String,
+        points: Vec<Point>,
+    },
+    /// Remove every stroke drawn so far (customer socket).
+    AnnotationClear {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<i64>,
+    },
+    /// Show the current frame as a still (`true`) or return to live video (customer socket).
+    Freeze {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<i64>,
+        frozen: bool,
+    },
+    /// A link from the technician, shown as a card to open with a tap (customer socket); `host`
+    /// is the server's reading of the URL's host name, the one to show.
+    Url {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<i64>,
+        url: String,
+        host: String,
+        at: String,
+    },
     /// Reply to `ping`.
     Pong { id: String },
 }
@@ -897,6 +995,10 @@ pub enum ErrorCode {
     ValidationFailed,
     ResumeInvalid,
     SessionEnded,
+    InvalidStroke,
+    InvalidUrl,
+    RateLimited,
+    AnnotationLimit,
     Internal,
 }
 
@@ -923,6 +1025,10 @@ impl ErrorCode {
         Self::ValidationFailed,
         Self::ResumeInvalid,
         Self::SessionEnded,
+        Self::InvalidStroke,
+        Self::InvalidUrl,
+        Self::RateLimited,
+        Self::AnnotationLimit,
         Self::Internal,
     ];
 
@@ -949,6 +1055,10 @@ impl ErrorCode {
             Self::ValidationFailed => "validation_failed",
             Self::ResumeInvalid => "resume_invalid",
             Self::SessionEnded => "session_ended",
+            Self::InvalidStroke => "invalid_stroke",
+            Self::InvalidUrl => "invalid_url",
+            Self::RateLimited => "rate_limited",
+            Self::AnnotationLimit => "annotation_limit",
             Self::Internal => "internal",
         }
     }
@@ -969,8 +1079,8 @@ impl ErrorCode {
             Self::CodeInvalid | Self::SessionNotFound => 404,
             Self::CodeExpired | Self::SessionEnded => 410,
             Self::AlreadyAuthenticated | Self::NotAllowed | Self::OneActiveSession => 409,
-            Self::ValidationFailed => 422,
-            Self::TooManyAttempts => 429,
+            Self::ValidationFailed | Self::InvalidStroke | Self::InvalidUrl => 422,
+            Self::TooManyAttempts | Self::RateLimited | Self::AnnotationLimit => 429,
             Self::Internal => 500,
         }
     }
@@ -1237,6 +1347,41 @@ fn check_candidate(
     invalid(check_opt("sdp_mid", sdp_mid, limits::SDP_MID_CHARS))
 }
 
+/// A stroke's shape: a known colour form, the tool's number of points, every coordinate a finite
+/// number from 0 to 1. (JSON has no NaN or infinity: `NaN`, `Infinity` and numbers that overflow a
+/// double, such as `1e400`, are already `malformed_json`; strings and `null` are `invalid_message`.)
+fn check_stroke(tool: AnnotationTool, color: &str, points: &[Point]) -> Result<(), ProtocolError> {
+    let fail = |m: String| Err(ProtocolError::new(ErrorCode::InvalidStroke, m));
+    let hex = color.strip_prefix('#').unwrap_or_default();
+    if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return fail("`color` must be #rrggbb".into());
+    }
+    match tool {
+        AnnotationTool::Arrow if points.len() != 2 => {
+            return fail(format!(
+                "an arrow has exactly 2 points (tail, head), not {}",
+                points.len()
+            ));
+        }
+        AnnotationTool::Pen if points.is_empty() || points.len() > limits::STROKE_POINTS => {
+            return fail(format!(
+                "a pen stroke has 1 to {} points, not {}",
+                limits::STROKE_POINTS,
+                points.len()
+            ));
+        }
+        _ => {}
+    }
+    for (i, [x, y]) in points.iter().enumerate() {
+        if !(x.is_finite() && y.is_finite() && (0.0..=1.0).contains(x) && (0.0..=1.0).contains(y)) {
+            return fail(format!(
+                "points[{i}] must be two finite numbers from 0 to 1"
+            ));
+        }
+    }
+    Ok(())
+}
+
 // ----------------------------------------------------------------- tests --
 
 #[cfg(test)]
@@ -1323,6 +1468,11 @@ mod tests {
             r#"{"type":"create_session","id":"a","method":"sms","name":"Ann","custom_fields":["x"],"tracking_id":"T","phone":"+1 555-123-4567"}"#,
             r#"{"type":"create_session","id":"a","method":"email","name":"","email":"a@b.co","email_via":"servers"}"#,
             r#"{"type":"ping","id":"a"}"#,
+            r##"{"type":"annotate","session_id":1,"tool":"pen","color":"#ff3b30","points":[[0.0,0.0],[0.5,0.25],[1.0,1.0]]}"##,
+            r##"{"type":"annotate","id":"a","session_id":1,"tool":"arrow","color":"#FFCC00","points":[[0.1,0.2],[0.3,0.4]]}"##,
+            r#"{"type":"annotation_clear","id":"a","session_id":1}"#,
+            r#"{"type":"freeze","id":"a","session_id":1,"frozen":true}"#,
+            r#"{"type":"send_url","id":"a","session_id":1,"url":"https://example.com/manual"}"#,
         ] {
             let r = parse_console(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             let again = parse_console(&serde_json::to_string(&r).unwrap()).unwrap();
@@ -1621,6 +1771,109 @@ mod tests {
         assert_eq!(e.code, ErrorCode::InvalidMessage);
         let e = cons_err(r#"{"type":"pickup","id":"p","session_id":"1"}"#);
         assert_eq!(e.code, ErrorCode::InvalidMessage);
+    }
+
+    #[test]
+    fn strokes_are_finite_points_in_the_frame() {
+        let stroke = |tool: &str, points: &str| {
+            format!(
+                r##"{{"type":"annotate","id":"s","session_id":1,"tool":"{tool}","color":"#00aaff","points":{points}}}"##
+            )
+        };
+        assert!(parse_console(&stroke("pen", "[[0.5,0.5]]")).is_ok());
+        // JSON has no NaN or infinity: what a client can send instead is refused before typing.
+        for bad in [
+            "[[NaN,0.5]]",
+            "[[Infinity,0.5]]",
+            "[[-Infinity,0.5]]",
+            "[[1e400,0.5]]",
+        ] {
+            assert_eq!(
+                cons_err(&stroke("pen", bad)).code,
+                ErrorCode::MalformedJson,
+                "{bad}"
+            );
+        }
+        for bad in [
+            r#"[["NaN",0.5]]"#,
+            "[[null,0.5]]",
+            "[[0.5]]",
+            "[[0.5,0.5,0.5]]",
+            "[{}]",
+            "7",
+        ] {
+            let e = cons_err(&stroke("pen", bad));
+            assert_eq!(
+                (e.code, e.id.as_deref()),
+                (ErrorCode::InvalidMessage, Some("s")),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "[[1.0000001,0.5]]",
+            "[[-0.0001,0.5]]",
+            "[[0.5,2]]",
+            "[[0.5,1e308]]",
+            "[]",
+        ] {
+            let e = cons_err(&stroke("pen", bad));
+            assert_eq!(
+                (e.code, e.id.as_deref()),
+                (ErrorCode::InvalidStroke, Some("s")),
+                "{bad}"
+            );
+        }
+        assert!(
+            cons_err(&stroke("pen", "[[0.5,2]]"))
+                .message
+                .contains("points[0]")
+        );
+        let pen = |n: usize| stroke("pen", &format!("[{}]", vec!["[0.5,0.5]"; n].join(",")));
+        assert!(parse_console(&pen(1000)).is_ok());
+        assert_eq!(cons_err(&pen(1001)).code, ErrorCode::InvalidStroke);
+        assert!(parse_console(&stroke("arrow", "[[0.1,0.1],[0.9,0.9]]")).is_ok());
+        assert_eq!(
+            cons_err(&stroke("arrow", "[[0.1,0.1]]")).code,
+            ErrorCode::InvalidStroke
+        );
+        assert_eq!(
+            cons_err(&stroke("arrow", "[[0.1,0.1],[0.2,0.2],[0.3,0.3]]")).code,
+            ErrorCode::InvalidStroke
+        );
+        for color in ["red", "#fff", "#12345g", "", "#1234567"] {
+            let text = stroke("pen", "[[0.5,0.5]]").replace("#00aaff", color);
+            assert_eq!(cons_err(&text).code, ErrorCode::InvalidStroke, "{color}");
+        }
+        assert_eq!(
+            cons_err(&stroke("laser", "[[0.5,0.5]]")).code,
+            ErrorCode::InvalidMessage
+        );
+    }
+
+    #[test]
+    fn only_http_and_https_urls_are_sent() {
+        let send = |url: &str| {
+            format!(
+                r#"{{"type":"send_url","id":"u","session_id":1,"url":{}}}"#,
+                Value::String(url.into())
+            )
+        };
+        assert!(parse_console(&send("https://example.com/a?b=c")).is_ok());
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "mailto:a@b.c",
+            "",
+        ] {
+            let e = cons_err(&send(bad));
+            assert_eq!(
+                (e.code, e.id.as_deref()),
+                (ErrorCode::InvalidUrl, Some("u")),
+                "{bad}"
+            );
+        }
+        let long = format!("https://example.com/{}", "a".repeat(2100));
+        assert_eq!(cons_err(&send(&long)).code, ErrorCode::InvalidUrl);
     }
 
     #[test]

@@ -378,6 +378,10 @@ fn every_message_type_has_an_example() {
         "status",
         "create_session",
         "ping",
+        "annotate",
+        "annotation_clear",
+        "freeze",
+        "send_url",
     ] {
         assert!(t.contains(ty), "no console example of `{ty}`");
     }
@@ -393,6 +397,10 @@ fn every_message_type_has_an_example() {
         "chat",
         "ended",
         "pong",
+        "annotation",
+        "annotation_clear",
+        "freeze",
+        "url",
     ] {
         assert!(s.contains(ty), "no server example of `{ty}`");
     }

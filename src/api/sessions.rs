@@ -117,6 +117,24 @@ pub struct SessionDetail {
     /// Durations and times computed from the events (only on the single-session route).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timings: Option<TimingsView>,
+    /// How often the technicians used their tools on the live picture (only on the
+    /// single-session route).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<ToolsView>,
+}
+
+/// Uses of the technician's tools on the live picture, counted (strokes are never stored).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"annotation_strokes": 12, "annotation_clears": 2, "freezes": 1, "urls_sent": 1}))]
+pub struct ToolsView {
+    /// Pen and arrow strokes drawn over the video and relayed to the customer.
+    pub annotation_strokes: i64,
+    /// Times the drawing was cleared.
+    pub annotation_clears: i64,
+    /// Times the picture was frozen.
+    pub freezes: i64,
+    /// Links sent to the customer.
+    pub urls_sent: i64,
 }
 
 /// A session's timings, as Post-to-URL sends them (WaitingTime, PickupTime, ClosingTime, WorkTime).
@@ -190,6 +208,7 @@ fn detail(r: &SessionRow) -> SessionDetail {
         chat: vec![],
         notes: vec![],
         timings: None,
+        tools: None,
     }
 }
 
@@ -235,6 +254,13 @@ async fn get_session(
         closing_time: t.closing_at.map(rfc3339),
         work_seconds: t.work_seconds,
         hold_seconds: t.hold_seconds,
+    });
+    let c = state.store.tool_counts(id).await?;
+    d.tools = Some(ToolsView {
+        annotation_strokes: c.annotation_strokes,
+        annotation_clears: c.annotation_clears,
+        freezes: c.freezes,
+        urls_sent: c.urls_sent,
     });
     d.events = events
         .into_iter()

@@ -12,6 +12,7 @@ use signaling::protocol::{
     ServerFrame, TechnicianInfo, TechnicianStatus, parse_console,
 };
 use signaling::session::{Command, TransferTarget};
+use signaling::tools::ToolUse;
 
 use super::customer::SOCKET_MAX_MESSAGE;
 use super::{Hub, Outbound, Socket, chat_row, close, refusal_frame, send};
@@ -147,6 +148,18 @@ async fn hello(
     send(tx, &ServerFrame::ok_with(id, &ok));
     hub.reoffer_console(user.id);
     Some((user, conn))
+}
+
+/// How a sent link reads in the chat log and the Chatlog report.
+pub const LINK_LINE_PREFIX: &str = "Link: ";
+
+/// `ok` (when the request had an id) or the refusal.
+fn tool_reply(tx: &Outbound, id: Option<String>, result: Result<(), super::tools::Refused>) {
+    match (result, id) {
+        (Ok(()), Some(id)) => send(tx, &ServerFrame::ok(id, serde_json::Value::Null)),
+        (Ok(()), None) => {}
+        (Err(r), id) => send(tx, &r.frame(id)),
+    }
 }
 
 fn status_name(s: TechnicianStatus) -> &'static str {
@@ -423,6 +436,75 @@ async fn handle(
                 tracing::warn!(error = %e, "cannot record the technician's status");
             }
             send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
+        }
+        ConsoleRequest::Annotate {
+            id,
+            session_id,
+            tool,
+            color,
+            points,
+        } => {
+            let frame = ServerFrame::Annotation {
+                session_id: None,
+                tool,
+                color,
+                points,
+            };
+            tool_reply(
+                tx,
+                id,
+                hub.use_tool(me, session_id, ToolUse::Stroke, &frame, None),
+            );
+        }
+        ConsoleRequest::AnnotationClear { id, session_id } => {
+            let frame = ServerFrame::AnnotationClear { session_id: None };
+            let used = hub.use_tool(me, session_id, ToolUse::Clear, &frame, None);
+            tool_reply(tx, Some(id), used);
+        }
+        ConsoleRequest::Freeze {
+            id,
+            session_id,
+            frozen,
+        } => {
+            let frame = ServerFrame::Freeze {
+                session_id: None,
+                frozen,
+            };
+            // Freezing is counted and budgeted; returning to live video always works at once.
+            let result = if frozen {
+                hub.use_tool(me, session_id, ToolUse::Freeze, &frame, Some(true))
+            } else {
+                hub.unfreeze(me, session_id, &frame)
+            };
+            tool_reply(tx, Some(id), result);
+        }
+        ConsoleRequest::SendUrl {
+            id,
+            session_id,
+            url,
+        } => {
+            // The protocol checked it; this is the host the customer is shown.
+            let host = signaling::tools::url_host(&url).unwrap_or_default();
+            let frame = ServerFrame::Url {
+                session_id: None,
+                url: url.clone(),
+                host,
+                at: crate::api::rfc3339(hub.now()),
+            };
+            match hub.use_tool(me, session_id, ToolUse::Url, &frame, None) {
+                Ok(()) => {
+                    send(tx, &ServerFrame::ok(id, serde_json::Value::Null));
+                    // The link line of the chat log (both sides, and the Chatlog report).
+                    hub.say(
+                        session_id,
+                        ChatFrom::Technician,
+                        Some(me),
+                        &user.nickname,
+                        &format!("{LINK_LINE_PREFIX}{url}"),
+                    );
+                }
+                Err(r) => send(tx, &r.frame(Some(id))),
+            }
         }
         request @ ConsoleRequest::CreateSession { .. } => {
             let id = request.id().unwrap_or_default().to_string();

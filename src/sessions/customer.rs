@@ -19,8 +19,9 @@ use crate::api::ClientAddr;
 use crate::app::AppState;
 
 /// Frames above this size are cut by the WebSocket layer itself; up to it, the protocol answers
-/// `frame_too_large` and keeps the socket.
-pub const SOCKET_MAX_MESSAGE: usize = 1024 * 1024;
+/// `frame_too_large` and keeps the socket. 4 MiB: a runaway annotation client (a 100,000-point
+/// stroke is 1–3 MB of JSON) still gets its error frame rather than a dropped socket.
+pub const SOCKET_MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
 pub async fn upgrade(
     State(state): State<AppState>,

@@ -11,6 +11,7 @@ pub mod create;
 pub mod customer;
 pub mod outbox;
 pub mod timings;
+pub mod tools;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -137,6 +138,10 @@ struct Live {
     audience: HashSet<UserId>,
     /// Chat lines handed to the store so far: a Post-to-URL trigger covers exactly these.
     chat_lines: i64,
+    /// How fast and how much the technician may draw (issue 20).
+    tools: signaling::tools::Budget,
+    /// The technician froze the picture (the customer shows a still).
+    frozen: bool,
 }
 
 struct ConsoleConn {
@@ -179,6 +184,7 @@ enum WriteJob {
     Touch(SessionId, Millis),
     Chat(SessionId, ChatRow),
     Transmitted(SessionId, u64),
+    Tool(SessionId, signaling::tools::ToolUse),
     Flush(oneshot::Sender<()>),
 }
 
@@ -566,6 +572,9 @@ impl Hub {
                         technician,
                     },
                 );
+                if t.to == Status::Transferring {
+                    tools::start_clean(c, inner.live.get_mut(&t.session_id));
+                }
             }
         }
         let mut finals: HashMap<SessionId, Status> = HashMap::new();
@@ -838,6 +847,8 @@ impl Hub {
                 },
                 audience: HashSet::new(),
                 chat_lines: 0,
+                tools: signaling::tools::Budget::new(now),
+                frozen: false,
             },
         );
         self.metrics
@@ -1314,6 +1325,8 @@ impl Hub {
                     },
                     audience: HashSet::new(),
                     chat_lines,
+                    tools: signaling::tools::Budget::new(now),
+                    frozen: false,
                 },
             );
             if matches!(
@@ -1571,6 +1584,7 @@ async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
                     id,
                     i64::try_from(bytes).unwrap_or(i64::MAX),
                 )),
+                WriteJob::Tool(id, used) => writes.push(SessionWrite::Tool(id, used)),
                 WriteJob::Flush(done) => flushed.push(done),
             }
         }

@@ -170,6 +170,8 @@ pub enum SessionWrite {
     Touch(i64, i64),
     Chat(i64, ChatRow),
     Transmitted(i64, i64),
+    /// One use of a technician's tool on the live picture, counted on the session.
+    Tool(i64, signaling::tools::ToolUse),
 }
 
 impl Store {
@@ -207,6 +209,25 @@ impl Store {
                         .bind(*id)
                         .execute(&mut *tx)
                         .await?;
+                }
+                SessionWrite::Tool(id, used) => {
+                    use signaling::tools::ToolUse;
+                    // A fixed column per use: never a name taken from input.
+                    let sql = match used {
+                        ToolUse::Stroke => {
+                            "UPDATE sessions SET annotation_strokes = annotation_strokes + 1 WHERE id = $1"
+                        }
+                        ToolUse::Clear => {
+                            "UPDATE sessions SET annotation_clears = annotation_clears + 1 WHERE id = $1"
+                        }
+                        ToolUse::Freeze => {
+                            "UPDATE sessions SET freezes = freezes + 1 WHERE id = $1"
+                        }
+                        ToolUse::Url => {
+                            "UPDATE sessions SET urls_sent = urls_sent + 1 WHERE id = $1"
+                        }
+                    };
+                    sqlx::query(sql).bind(*id).execute(&mut *tx).await?;
                 }
             }
         }
@@ -377,6 +398,23 @@ impl Store {
         transitions_in(&mut tx, id, state, events).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// How often the technicians of a session used their tools on the live picture.
+    pub async fn tool_counts(&self, id: i64) -> Result<signaling::tools::ToolCounts> {
+        let r = sqlx::query(
+            "SELECT annotation_strokes, annotation_clears, freezes, urls_sent FROM sessions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        Ok(signaling::tools::ToolCounts {
+            annotation_strokes: r.try_get("annotation_strokes")?,
+            annotation_clears: r.try_get("annotation_clears")?,
+            freezes: r.try_get("freezes")?,
+            urls_sent: r.try_get("urls_sent")?,
+        })
     }
 
     /// What the session's media transmitted, both peers and both ways (reports, Post-to-URL).

@@ -9,6 +9,7 @@ import { loginPanels, resumeOrLogin, setupLogin } from "./login.js";
 import { addCandidate, peerConnection, trickle } from "./media.js";
 import { ProtocolError, Socket } from "./socket.js";
 import { surveyForm } from "./survey.js";
+import { consoleTools } from "./tools.js";
 
 /**
  * @typedef {{id: number, status: string, method: string, name: string, custom_fields: string[],
@@ -21,7 +22,7 @@ import { surveyForm } from "./survey.js";
  *   notes: string[], mute: MuteState, selfMuted: boolean, customerMuted: boolean,
  *   pc: RTCPeerConnection | null, stream: MediaStream | null, mic: MediaStream | null,
  *   ended?: {status: string, survey?: {url?: string, questions?: import("./survey.js").Question[]}},
- *   survey?: HTMLElement}} Entry
+ *   survey?: HTMLElement, tools?: import("./tools.js").ToolState}} Entry
  */
 
 const panels = [...loginPanels(), byId("workspace")];
@@ -46,6 +47,16 @@ const state = {
   selected: null,
   loggedOut: false,
 };
+
+// Annotation, freeze-frame and links on the selected session's picture (js/tools.js).
+const tools = consoleTools({
+  video,
+  request: (frame) =>
+    state.selected === null || !state.socket
+      ? Promise.reject(new Error("no session"))
+      : state.socket.request({ ...frame, session_id: state.selected }),
+  current: () => (state.selected === null ? undefined : state.sessions.get(state.selected)),
+});
 
 // ------------------------------------------------------------------ login --
 
@@ -322,6 +333,7 @@ function renderDetail() {
   byId("session").hidden = !entry;
   if (!entry) {
     video.srcObject = null;
+    tools.render("");
     return;
   }
   const v = entry.view;
@@ -419,6 +431,7 @@ function renderDetail() {
   byId("notes-log").replaceChildren(...entry.notes.map((n) => el("li", {}, [n])));
   byId("chat-form").hidden = !media;
   byId("note-form").hidden = !live;
+  tools.render(live ? v.status : "");
 }
 
 // ---------------------------------------------------------------- actions --

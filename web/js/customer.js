@@ -8,6 +8,7 @@ import { fillLanguageSelect, pickLanguage, setLanguage, t } from "./i18n.js";
 import { addCandidate, isDead, peerConnection, trickle } from "./media.js";
 import { ProtocolError, Socket } from "./socket.js";
 import { surveyForm } from "./survey.js";
+import { Overlay, captureStill } from "./annotate.js";
 
 const entry = byId("entry");
 const call = byId("call");
@@ -27,6 +28,12 @@ const chatForm = byId("chat-form", HTMLFormElement);
 const chatText = byId("chat-text", HTMLInputElement);
 const remoteAudio = byId("remote-audio", HTMLAudioElement);
 const languageSelect = byId("language", HTMLSelectElement);
+const stillView = byId("still", HTMLCanvasElement);
+const frozenNote = byId("frozen-note");
+const drawingNote = byId("drawing-note");
+const linkList = byId("link-list");
+// The technician's strokes over the camera view (PROTOCOL.md §7.5).
+const drawing = new Overlay(byId("annotations", HTMLCanvasElement), selfView);
 
 /** Everything this page knows about its session. */
 const state = {
@@ -95,6 +102,7 @@ function renderStatus() {
 /** @param {string} status the session status from the server */
 function onStatus(status) {
   state.status = status;
+  queueMicrotask(renderTools);
   switch (status) {
     case "Connecting":
       setStatus("customer.status.connecting");
@@ -113,6 +121,9 @@ function onStatus(status) {
       break;
     case "Transferring":
       setStatus("customer.status.transferring");
+      // The next technician starts clean (the server says so too).
+      drawing.clear();
+      setFrozen(false);
       break;
     case "Reconnecting":
       setStatus("customer.status.technicianReconnecting");
@@ -120,6 +131,50 @@ function onStatus(status) {
     default:
       break;
   }
+}
+
+/** Shows or hides the drawing and the still: hidden while the session is on hold. */
+function renderTools() {
+  const held = state.status !== "Active";
+  drawing.canvas.hidden = held;
+  const frozen = stillView.dataset.frozen === "true";
+  stillView.hidden = !frozen || held;
+  frozenNote.hidden = !frozen || held;
+  stillView.style.left = `${selfView.offsetLeft}px`;
+  stillView.style.top = `${selfView.offsetTop}px`;
+  stillView.style.width = `${selfView.clientWidth}px`;
+  stillView.style.height = `${selfView.clientHeight}px`;
+  drawing.frame = frozen ? { w: stillView.width, h: stillView.height } : { w: 0, h: 0 };
+  drawing.render();
+}
+
+/**
+ * The technician froze the picture (the frame this page shows now becomes a still; the camera
+ * keeps sending) or went back to live video.
+ * @param {boolean} frozen
+ */
+function setFrozen(frozen) {
+  stillView.dataset.frozen = String(frozen && captureStill(selfView, stillView));
+  renderTools();
+}
+
+/**
+ * A link from the technician: a card with its host that opens only when tapped.
+ * @param {string} url
+ * @param {string} host
+ */
+function addLink(url, host) {
+  if (!/^https?:\/\//i.test(url)) return;
+  linkList.prepend(
+    el("li", { class: "link-card" }, [
+      el("span", { class: "link-host" }, [host]),
+      el("span", { class: "link-url" }, [url]),
+      el("a", { class: "button primary", href: url, target: "_blank", rel: "noopener noreferrer" }, [
+        t("customer.links.open", { host }),
+      ]),
+    ]),
+  );
+  byId("links").hidden = false;
 }
 
 /** @param {unknown} e */
@@ -148,6 +203,20 @@ function onEvent(f) {
       break;
     case "chat":
       addChat(f.from, f.name, f.text, f.at);
+      break;
+    case "annotation":
+      drawing.add({ tool: f.tool, color: f.color, points: f.points });
+      drawingNote.textContent = t("customer.call.drawing");
+      break;
+    case "annotation_clear":
+      drawing.clear();
+      drawingNote.textContent = "";
+      break;
+    case "freeze":
+      setFrozen(!!f.frozen);
+      break;
+    case "url":
+      addLink(f.url, f.host);
       break;
     case "ended":
       finish(f.status, f.survey, f.redirect_url);
@@ -512,3 +581,6 @@ async function main() {
 }
 
 main();
+
+// The still and the drawing follow the camera view's size (rotation, window changes).
+new ResizeObserver(() => renderTools()).observe(selfView);
