@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::io::Outbox;
 use crate::metrics::{EngineMetrics, add};
+use crate::recovery::UplinkGaps;
 use crate::shard::Router;
 use crate::tap::{Tap, TapEvent};
 use crate::{MediaKind, PeerCounters, PeerEvent, PeerRole, Quality, SessionId, SfuError};
@@ -131,6 +132,8 @@ struct Peer {
     jitter: Vec<(Mid, f64)>,
     /// The payload types this peer's RTX (resend) packets carry.
     rtx_pts: Vec<u8>,
+    /// Holes in this peer's incoming video that NACK/RTX did not fill (used for the customer).
+    uplink_gaps: UplinkGaps,
 }
 
 impl Drop for Peer {
@@ -168,6 +171,7 @@ impl Peer {
             last_stats: None,
             egress_nacks: Vec::new(),
             jitter: Vec::new(),
+            uplink_gaps: UplinkGaps::default(),
         }
     }
 
@@ -750,6 +754,23 @@ impl Engine {
                 add(&self.metrics.keyframe_requests_forwarded, 1);
             }
             self.from_customer.keyframe_request = None;
+            if let Some(customer) = room.customer.as_mut()
+                && !self.from_customer.packets.is_empty()
+            {
+                // A packet of the phone's video that was never repaired stalls the console
+                // until a keyframe: ask the phone now rather than after the console's timeout.
+                let now = Instant::now();
+                for (packet, params) in &self.from_customer.packets {
+                    if params.spec().codec.is_video() {
+                        customer
+                            .uplink_gaps
+                            .packet(packet.header.ssrc, *packet.seq_no, now);
+                    }
+                }
+                if customer.uplink_gaps.keyframe_needed(now) {
+                    room.keyframe_wanted = true;
+                }
+            }
             if room.keyframe_wanted
                 && !room.held
                 && room.flow.customer_video

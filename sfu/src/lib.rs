@@ -27,6 +27,7 @@ pub mod demux;
 mod engine;
 mod io;
 mod metrics;
+mod recovery;
 mod shard;
 mod socket;
 mod tap;

@@ -42,10 +42,12 @@ async function freePort() {
 /** @typedef {Awaited<ReturnType<typeof launch>>} Browser */
 
 /**
- * Starts `lens serve` on a free port; resolves once /healthz answers 200.
+ * Starts `lens serve` on a free port; resolves once /healthz answers 200. `env` overrides the
+ * defaults (e.g. a fixed LENS_MEDIA_UDP_PORT for a test that impairs the media port).
+ * @param {Record<string, string>} [env]
  * @returns {Promise<{url: string, stop: () => Promise<void>, log: () => string}>}
  */
-export async function startServer() {
+export async function startServer(env = {}) {
   const bin = lensBinary();
   if (!existsSync(bin)) throw new Error(`lens binary not found at ${bin}: build it first (cargo build)`);
   const dir = mkdtempSync(join(tmpdir(), "lens-browser-"));
@@ -62,6 +64,7 @@ export async function startServer() {
       LENS_BOOTSTRAP_EMAIL: ADMIN_EMAIL,
       LENS_BOOTSTRAP_PASSWORD: ADMIN_PASSWORD,
       RUST_LOG: process.env.RUST_LOG ?? "warn",
+      ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -144,8 +147,11 @@ export function requireChromium() {
   return false;
 }
 
-/** Headless Chromium with fake camera and microphone, as FIELD-NOTES.md says works here. */
-export async function launch() {
+/**
+ * Headless Chromium with fake camera and microphone, as FIELD-NOTES.md says works here.
+ * @param {string[]} [extra] more flags (e.g. --use-file-for-fake-video-capture=FILE.y4m)
+ */
+export async function launch(extra = []) {
   // playwright gives every launch a fresh profile of its own (it refuses --user-data-dir here).
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -163,6 +169,7 @@ export async function launch() {
       "--disable-quic",
       "--no-first-run",
       "--autoplay-policy=no-user-gesture-required",
+      ...extra,
     ],
   });
   return {
