@@ -6,3 +6,4 @@ import "./media.mjs";
 import "./pages.mjs";
 import "./recording.mjs";
 import "./surveys.mjs";
+import "./turn.mjs";
