@@ -89,6 +89,14 @@ pub struct MediaConfig {
     /// Media engine shards (threads), each forwarding a share of the sessions; 0 = one per
     /// available core. All share `udp_port`.
     pub shards: usize,
+    /// STUN / TURN servers handed to clients in `ice_servers` (see `crate::turn`).
+    pub ice_servers: Vec<crate::turn::IceServerConfig>,
+    /// coturn's `static-auth-secret`, for entries with `auth = "secret"`. Never returned or logged.
+    pub turn_secret: crate::turn::Secret,
+    /// Lifetime of minted TURN credentials, in seconds.
+    pub turn_credential_ttl_seconds: u32,
+    /// `iceTransportPolicy` handed to clients: `all` or `relay` (TURN only).
+    pub ice_transport_policy: crate::turn::IceTransportPolicy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -225,6 +233,10 @@ impl Default for MediaConfig {
             udp_recv_buffer_bytes: sfu::DEFAULT_SOCKET_BUFFER_BYTES,
             udp_send_buffer_bytes: sfu::DEFAULT_SOCKET_BUFFER_BYTES,
             shards: 0,
+            ice_servers: Vec::new(),
+            turn_secret: Default::default(),
+            turn_credential_ttl_seconds: 3600,
+            ice_transport_policy: Default::default(),
         }
     }
 }
@@ -252,6 +264,10 @@ pub const KEYS: &[&str] = &[
     "media.udp_recv_buffer_bytes",
     "media.udp_send_buffer_bytes",
     "media.shards",
+    "media.ice_servers",
+    "media.turn_secret",
+    "media.turn_credential_ttl_seconds",
+    "media.ice_transport_policy",
     "sessions.reconnect_grace_seconds",
     "sessions.max_failed_code_attempts_per_address_per_minute",
     "recording.file_name_pattern",
@@ -352,6 +368,28 @@ impl Config {
         }
         if self.media.shards > sfu::MAX_SHARDS {
             return bad("media.shards", &format!("at most {}", sfu::MAX_SHARDS));
+        }
+        crate::turn::check_config(&self.media.ice_servers, &self.media.turn_secret)
+            .map_err(|why| format!("invalid configuration value for {why}"))?;
+        if self.media.turn_credential_ttl_seconds < 60
+            || self.media.turn_credential_ttl_seconds > 7 * 24 * 3600
+        {
+            return bad(
+                "media.turn_credential_ttl_seconds",
+                "must be 60 seconds to 7 days",
+            );
+        }
+        if self.media.ice_transport_policy == crate::turn::IceTransportPolicy::Relay
+            && !self
+                .media
+                .ice_servers
+                .iter()
+                .any(|s| s.urls.iter().any(|u| u.starts_with("turn")))
+        {
+            return bad(
+                "media.ice_transport_policy",
+                "\"relay\" needs a TURN server in media.ice_servers",
+            );
         }
         if !self.public_url.is_empty() {
             match url::Url::parse(&self.public_url) {
@@ -573,6 +611,67 @@ mod tests {
         std::fs::write(&file, "[media]\nudp_prot = 1\n").unwrap();
         let err = Config::load(Some(&file), env_of(&[])).unwrap_err();
         assert!(err.contains("udp_prot"), "{err}");
+    }
+
+    #[test]
+    fn ice_servers_come_from_the_file_and_the_secret_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lens.toml");
+        std::fs::write(
+            &file,
+            r#"
+[media]
+ice_transport_policy = "relay"
+turn_credential_ttl_seconds = 600
+
+[[media.ice_servers]]
+urls = ["stun:turn.example.com:3478"]
+
+[[media.ice_servers]]
+urls = ["turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:443?transport=tcp"]
+auth = "secret"
+"#,
+        )
+        .unwrap();
+        // Without the secret the entry cannot mint: start-up stops and says why.
+        let err = Config::load(Some(&file), env_of(&[])).unwrap_err();
+        assert!(
+            err.contains("media.ice_servers[1]") && err.contains("LENS_MEDIA_TURN_SECRET"),
+            "{err}"
+        );
+        let c = Config::load(
+            Some(&file),
+            env_of(&[("LENS_MEDIA_TURN_SECRET", "12345678901234567890")]),
+        )
+        .unwrap();
+        assert_eq!(c.media.ice_servers.len(), 2);
+        assert_eq!(c.media.ice_servers[1].auth, crate::turn::IceAuth::Secret);
+        assert_eq!(c.media.turn_secret.0, "12345678901234567890");
+        assert_eq!(c.media.turn_credential_ttl_seconds, 600);
+        assert_eq!(
+            c.media.ice_transport_policy,
+            crate::turn::IceTransportPolicy::Relay
+        );
+        // The secret stays out of Debug output (logs).
+        assert!(!format!("{c:?}").contains("12345678901234567890"));
+
+        std::fs::write(
+            &file,
+            "[[media.ice_servers]]\nurls = [\"turn://turn.example.com\"]\nauth = \"secret\"\n",
+        )
+        .unwrap();
+        let err =
+            Config::load(Some(&file), env_of(&[("LENS_MEDIA_TURN_SECRET", "s")])).unwrap_err();
+        assert!(
+            err.contains("turn://turn.example.com") && err.contains("`//`"),
+            "{err}"
+        );
+        std::fs::write(&file, "[media]\nice_transport_policy = \"relay\"\n").unwrap();
+        let err = Config::load(Some(&file), env_of(&[])).unwrap_err();
+        assert!(err.contains("media.ice_transport_policy"), "{err}");
+        std::fs::write(&file, "[media]\nice_transport_policy = \"udp\"\n").unwrap();
+        let err = Config::load(Some(&file), env_of(&[])).unwrap_err();
+        assert!(err.contains("media.ice_transport_policy"), "{err}");
     }
 
     /// Every key is documented in `config/lens.toml`, and that file is itself a valid configuration.

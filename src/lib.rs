@@ -18,4 +18,5 @@ pub mod reports;
 pub mod sessions;
 pub mod settings;
 pub mod store;
+pub mod turn;
 pub mod web;

@@ -118,6 +118,15 @@ async fn run(command: Command, config: config::Config) -> anyhow::Result<()> {
             if !shown.bootstrap.password.is_empty() {
                 shown.bootstrap.password = "********".into();
             }
+            // TURN secrets: the shared one and static credentials.
+            if !shown.media.turn_secret.is_empty() {
+                shown.media.turn_secret.0 = "********".into();
+            }
+            for server in &mut shown.media.ice_servers {
+                if !server.credential.is_empty() {
+                    server.credential.0 = "********".into();
+                }
+            }
             print!("{}", config_json(&shown)?);
             Ok(())
         }

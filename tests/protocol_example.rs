@@ -176,10 +176,91 @@ fn variable(frame: &Value, path: &[String]) -> Option<Var> {
     }
 }
 
-/// Places that depend on the media path, with what this build sends there instead of the
-/// document's value: no STUN/TURN servers (PROTOCOL.md §5 note: `ice_servers` is empty).
-fn media_place(frame: &Value, path: &[String]) -> Option<Value> {
-    (frame["type"] == "ok" && path.len() == 1 && path[0] == "ice_servers").then(|| json!([]))
+/// The STUN and TURN servers the example's server is configured with (§10's introduction).
+const TURN_SECRET: &str = "north-wind";
+
+fn example_ice_servers() -> Vec<lens::turn::IceServerConfig> {
+    use lens::turn::{IceAuth, IceServerConfig};
+    vec![
+        IceServerConfig {
+            urls: vec!["stun:stun.example.com:3478".into()],
+            ..Default::default()
+        },
+        IceServerConfig {
+            urls: vec![
+                "turn:turn.example.com:3478?transport=udp".into(),
+                "turns:turn.example.com:443?transport=tcp".into(),
+            ],
+            auth: IceAuth::Secret,
+            ..Default::default()
+        },
+    ]
+}
+
+/// `ice_servers` (in `ok` replies and the console's `offer`): the document's URLs and, where the
+/// document shows TURN credentials, credentials minted now: `<expiry>:<s|u><id>` with the expiry
+/// an hour ahead and the credential base64(HMAC-SHA1(secret, username)). `None`: not this place.
+fn ice_servers_place(
+    frame: &Value,
+    path: &[String],
+    doc: &Value,
+    got: &Value,
+) -> Option<Vec<String>> {
+    if !(path.len() == 1
+        && path[0] == "ice_servers"
+        && matches!(frame["type"].as_str(), Some("ok" | "offer")))
+    {
+        return None;
+    }
+    let mut diffs = Vec::new();
+    let (Some(d), Some(g)) = (doc.as_array(), got.as_array()) else {
+        return Some(vec![format!("`ice_servers`: expected an array, got {got}")]);
+    };
+    if d.len() != g.len() {
+        return Some(vec![format!("`ice_servers`: expected {doc}, got {got}")]);
+    }
+    let now = chrono::Utc::now().timestamp();
+    for (d, g) in d.iter().zip(g) {
+        if d["urls"] != g["urls"] {
+            diffs.push(format!(
+                "`ice_servers.urls`: expected {}, got {}",
+                d["urls"], g["urls"]
+            ));
+        }
+        let Some(doc_user) = d["username"].as_str() else {
+            if g.get("username").is_some() || g.get("credential").is_some() {
+                diffs.push(format!("`ice_servers`: no credentials expected, got {g}"));
+            }
+            continue;
+        };
+        let user = g["username"].as_str().unwrap_or_default();
+        let who = |u: &str| {
+            u.split_once(':')
+                .map(|(t, w)| (t.parse::<i64>().ok(), w.chars().next()))
+        };
+        match (who(doc_user), who(user)) {
+            (Some((Some(_), doc_kind)), Some((Some(expiry), kind)))
+                if kind == doc_kind && (now + 3540..=now + 3660).contains(&expiry) => {}
+            _ => diffs.push(format!(
+                "`ice_servers.username`: expected `<now + 1 h>:{}…` like {doc_user}, got {user}",
+                doc_user.split_once(':').map(|(_, w)| &w[..1]).unwrap_or("")
+            )),
+        }
+        let credential = lens::turn::credential(TURN_SECRET, user);
+        if g["credential"] != json!(credential) {
+            diffs.push(format!(
+                "`ice_servers.credential` of {user}: expected {credential}, got {}",
+                g["credential"]
+            ));
+        }
+        // The document's own credentials are real HMACs too.
+        if d["credential"] != json!(lens::turn::credential(TURN_SECRET, doc_user)) {
+            diffs.push(format!(
+                "the document's credential of {doc_user} is not its HMAC"
+            ));
+        }
+    }
+    Some(diffs)
 }
 
 /// Whether `v` is a plausible value for the variable.
@@ -273,13 +354,8 @@ fn compare(
         }
         return;
     }
-    if let Some(expected) = media_place(frame, path) {
-        if *got != expected {
-            diffs.push(format!(
-                "`{}`: expected {expected} (no media path, PROTOCOL.md §5), got {got}",
-                here()
-            ));
-        }
+    if let Some(found) = ice_servers_place(frame, path, doc, got) {
+        diffs.extend(found);
         return;
     }
     match (doc, got) {
@@ -463,7 +539,12 @@ const KNOWN_SERVER_DISAGREEMENTS: &[&str] = &[];
 #[tokio::test]
 async fn the_full_example_exchange_matches_the_server() {
     let frames = full_example(PROTOCOL_MD);
-    let s = start().await;
+    let s = start_on(Backend::Sqlite, |c| {
+        c.media.ice_servers = example_ice_servers();
+        c.media.turn_secret = lens::turn::Secret(TURN_SECRET.into());
+    })
+    .await
+    .unwrap();
 
     // The technician group the example implies: PIN sessions, audio on, custom field 1 open text,
     // a self-hosted customer survey, no technician survey.

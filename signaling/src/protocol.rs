@@ -759,14 +759,26 @@ pub struct SessionView {
     pub transfer_comment: Option<String>,
 }
 
-/// One ICE server (the shape of WebRTC's `RTCIceServer`), in `join`/`resume` replies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One ICE server (the shape of WebRTC's `RTCIceServer`), in the `join`/`resume`/`hello` replies
+/// and the console's `offer`. TURN credentials are short-lived (PROTOCOL.md §5).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceServer {
     pub urls: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+}
+
+/// The credential is a secret for as long as it is valid: kept out of logs.
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("credential", &self.credential.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// The body of the `ok` reply to a customer `join` or `resume`.
@@ -776,6 +788,10 @@ pub struct JoinOk {
     pub resume_token: String,
     pub audio: bool,
     pub ice_servers: Vec<IceServer>,
+    /// `"relay"` when the server wants TURN only (`RTCConfiguration.iceTransportPolicy`); absent:
+    /// `"all"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ice_transport_policy: Option<String>,
     pub status: String,
 }
 
@@ -794,6 +810,10 @@ pub struct TechnicianInfo {
 pub struct HelloOk {
     pub technician: TechnicianInfo,
     pub sessions: Vec<SessionView>,
+    /// As in [`JoinOk`]; every `offer` also brings fresh ones (a console lives for hours).
+    pub ice_servers: Vec<IceServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ice_transport_policy: Option<String>,
 }
 
 /// The body of the `ok` reply to `create_session` (HTTP returns the same with `id` for
@@ -846,11 +866,16 @@ pub enum ServerFrame {
     Session { session: SessionView },
     /// A session left the technician's list (console socket).
     SessionRemoved { session_id: i64 },
-    /// The server's SDP offer to the console.
+    /// The server's SDP offer to the console, with fresh ICE servers for the peer connection
+    /// that answers it (TURN credentials minted now: those of `hello` may have expired).
     Offer {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_id: Option<i64>,
         sdp: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ice_servers: Option<Vec<IceServer>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ice_transport_policy: Option<String>,
     },
     /// A server ICE candidate; `candidate` absent/null = end of candidates.
     Candidate {
@@ -1938,6 +1963,7 @@ mod tests {
                 username: None,
                 credential: None,
             }],
+            ice_transport_policy: Some("relay".into()),
             status: "Connecting".into(),
         };
         let text = ServerFrame::ok_with("j1", &j).to_text();
@@ -1978,6 +2004,18 @@ mod tests {
             ServerFrame::Offer {
                 session_id: Some(1),
                 sdp: "v=0".into(),
+                ice_servers: None,
+                ice_transport_policy: None,
+            },
+            ServerFrame::Offer {
+                session_id: Some(1),
+                sdp: "v=0".into(),
+                ice_servers: Some(vec![IceServer {
+                    urls: vec!["turns:turn.example.org:443?transport=tcp".into()],
+                    username: Some("1746352200:u7".into()),
+                    credential: Some("c".into()),
+                }]),
+                ice_transport_policy: Some("relay".into()),
             },
             ServerFrame::Chat {
                 session_id: None,

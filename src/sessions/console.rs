@@ -144,6 +144,8 @@ async fn hello(
             status,
         },
         sessions,
+        ice_servers: hub.ice_servers(&format!("u{}", user.id)),
+        ice_transport_policy: hub.ice_transport_policy(),
     };
     send(tx, &ServerFrame::ok_with(id, &ok));
     hub.reoffer_console(user.id);

@@ -187,7 +187,8 @@ async fn first_frame(
                         session_id: session,
                         resume_token,
                         audio,
-                        ice_servers: vec![],
+                        ice_servers: hub.ice_servers(&format!("s{session}")),
+                        ice_transport_policy: hub.ice_transport_policy(),
                         status: signaling::status::Status::Connecting.as_str().into(),
                     };
                     send(tx, &ServerFrame::ok_with(id, &ok));
@@ -232,7 +233,8 @@ async fn first_frame(
                         session_id: session,
                         resume_token,
                         audio,
-                        ice_servers: vec![],
+                        ice_servers: hub.ice_servers(&format!("s{session}")),
+                        ice_transport_policy: hub.ice_transport_policy(),
                         status: status.clone(),
                     };
                     send(tx, &ServerFrame::ok_with(id, &ok));

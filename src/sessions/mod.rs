@@ -333,6 +333,24 @@ impl Hub {
         &self.config
     }
 
+    /// `ice_servers` for a client, TURN credentials minted now: `subject` is `s<session id>` for a
+    /// customer, `u<user id>` for a console (it shows in the TURN server's logs and quotas).
+    pub fn ice_servers(&self, subject: &str) -> Vec<signaling::protocol::IceServer> {
+        let m = &self.config.media;
+        crate::turn::mint(
+            &m.ice_servers,
+            &m.turn_secret,
+            m.turn_credential_ttl_seconds,
+            subject,
+            crate::turn::now_unix(),
+        )
+    }
+
+    /// `ice_transport_policy` for clients (absent: all).
+    pub fn ice_transport_policy(&self) -> Option<String> {
+        self.config.media.ice_transport_policy.for_clients()
+    }
+
     /// Waits until everything handed to the writer so far is in the store.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
@@ -389,6 +407,11 @@ impl Hub {
                 &ServerFrame::Offer {
                     session_id: Some(id),
                     sdp,
+                    // Fresh credentials with every offer: the console's new peer connection may
+                    // come hours after its `hello`.
+                    ice_servers: Some(self.ice_servers(&format!("u{technician}")))
+                        .filter(|servers| !servers.is_empty()),
+                    ice_transport_policy: self.ice_transport_policy(),
                 },
             );
         }

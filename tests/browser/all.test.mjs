@@ -7,3 +7,4 @@ import "./pages.mjs";
 import "./recording.mjs";
 import "./surveys.mjs";
 import "./tools.mjs";
+import "./turn.mjs";

@@ -3,7 +3,7 @@
 // downloaded browser). With CI=true a missing tool is a failure, never a skip.
 
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, mkdirSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, mkdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
@@ -26,7 +26,7 @@ export function lensBinary() {
   return join(target, "debug", "lens");
 }
 
-async function freePort() {
+export async function freePort() {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.once("error", fail);
@@ -42,19 +42,25 @@ async function freePort() {
 /** @typedef {Awaited<ReturnType<typeof launch>>} Browser */
 
 /**
- * Starts `lens serve` on a free port; resolves once /healthz answers 200. `env` overrides the
- * defaults (e.g. a fixed LENS_MEDIA_UDP_PORT for a test that impairs the media port).
- * @param {Record<string, string>} [env]
+ * Starts `lens serve` on a free port; resolves once /healthz answers 200.
+ * @param {{config?: string, env?: Record<string, string>}} [options] `config`: the text of a
+ *   configuration file (TOML) to start with; `env`: more variables, over the defaults (e.g. a fixed
+ *   LENS_MEDIA_UDP_PORT for a test that impairs the media port)
  * @returns {Promise<{url: string, stop: () => Promise<void>, log: () => string}>}
  */
-export async function startServer(env = {}) {
+export async function startServer(options = {}) {
   const bin = lensBinary();
   if (!existsSync(bin)) throw new Error(`lens binary not found at ${bin}: build it first (cargo build)`);
   const dir = mkdtempSync(join(tmpdir(), "lens-browser-"));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   let output = "";
-  const child = spawn(bin, ["serve"], {
+  const args = ["serve"];
+  if (options.config !== undefined) {
+    writeFileSync(join(dir, "lens.toml"), options.config);
+    args.push("--config", join(dir, "lens.toml"));
+  }
+  const child = spawn(bin, args, {
     env: {
       ...process.env,
       LENS_LISTEN: `127.0.0.1:${port}`,
@@ -64,7 +70,8 @@ export async function startServer(env = {}) {
       LENS_BOOTSTRAP_EMAIL: ADMIN_EMAIL,
       LENS_BOOTSTRAP_PASSWORD: ADMIN_PASSWORD,
       RUST_LOG: process.env.RUST_LOG ?? "warn",
-      ...env,
+      // Last, so that a test can override the defaults above (e.g. a fixed media port).
+      ...options.env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -179,7 +186,8 @@ export async function launch(extra = []) {
 }
 
 /**
- * Keeps every RTCPeerConnection a page makes in `window.__lensPcs`, so a test can read getStats.
+ * Keeps every RTCPeerConnection a page makes in `window.__lensPcs` (and its configuration in
+ * `window.__lensPcConfigs`), so a test can read getStats and what the page was configured with.
  * With `videoCodec` ("video/VP8", "video/H264") the page's offers carry only that video codec
  * (setCodecPreferences, packetization-mode 1 for H.264).
  * @param {import("playwright-core").BrowserContext} context
@@ -189,12 +197,14 @@ export async function instrument(context, videoCodec) {
   await context.addInitScript((codec) => {
     const w = /** @type {any} */ (window);
     w.__lensPcs = [];
+    w.__lensPcConfigs = [];
     const Original = window.RTCPeerConnection;
     class Recorded extends Original {
       /** @param {RTCConfiguration} [config] */
       constructor(config) {
         super(config);
         w.__lensPcs.push(this);
+        w.__lensPcConfigs.push(JSON.parse(JSON.stringify(config ?? {})));
       }
       /** @param {RTCOfferOptions} [options] */
       createOffer(options) {

@@ -363,7 +363,7 @@ export function videoFile(size) {
  */
 export async function lensSession(browser, relay) {
   const port = await freeUdpPort();
-  const server = await startServer({ LENS_MEDIA_UDP_PORT: String(port) });
+  const server = await startServer({ env: { LENS_MEDIA_UDP_PORT: String(port) } });
   /** @type {import("playwright-core").BrowserContext[]} */
   const contexts = [];
   try {

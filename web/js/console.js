@@ -46,6 +46,10 @@ const state = {
   /** @type {number | null} */
   selected: null,
   loggedOut: false,
+  /** @type {RTCIceServer[]} STUN/TURN from `hello`, renewed by every `offer` (§5) */
+  iceServers: [],
+  /** @type {string | undefined} */
+  iceTransportPolicy: undefined,
 };
 
 // Annotation, freeze-frame and links on the selected session's picture (js/tools.js).
@@ -82,6 +86,8 @@ async function openConsole() {
   state.socket = socket;
   const ok = await socket.request({ type: "hello", v: 1, token: state.token });
   state.me = ok.technician;
+  state.iceServers = ok.ice_servers ?? [];
+  state.iceTransportPolicy = ok.ice_transport_policy;
   const remembered = localStorage.getItem(`lens.language.user.${ok.technician.id}`);
   if (remembered) {
     await setLanguage(remembered);
@@ -155,6 +161,9 @@ function onEvent(f) {
       }
       break;
     case "offer":
+      // Each offer brings fresh TURN credentials (those of `hello` may have expired by now).
+      if (f.ice_servers) state.iceServers = f.ice_servers;
+      if (f.ice_servers) state.iceTransportPolicy = f.ice_transport_policy;
       if (entry) answer(entry, f.sdp).catch((e) => console.error("answer", e));
       break;
     case "candidate":
@@ -192,7 +201,7 @@ async function answer(entry, sdp) {
   const socket = state.socket;
   if (!socket) return;
   entry.pc?.close();
-  const pc = peerConnection([]);
+  const pc = peerConnection(state.iceServers, state.iceTransportPolicy);
   entry.pc = pc;
   entry.stream = new MediaStream();
   pc.addEventListener("track", (e) => {

@@ -43,6 +43,8 @@ const state = {
   audio: false,
   /** @type {RTCIceServer[]} */
   iceServers: [],
+  /** @type {string | undefined} `ice_transport_policy` of the join/resume reply */
+  iceTransportPolicy: undefined,
   status: "",
   technician: "",
   /** @type {MediaStream | null} */
@@ -320,7 +322,7 @@ async function startMedia() {
   const camera = state.camera;
   if (!socket || !camera) return;
   state.pc?.close();
-  const pc = peerConnection(state.iceServers);
+  const pc = peerConnection(state.iceServers, state.iceTransportPolicy);
   state.pc = pc;
   const video = camera.getVideoTracks()[0];
   const videoTx = pc.addTransceiver(video, { direction: "sendonly", streams: [camera] });
@@ -361,6 +363,15 @@ async function startMedia() {
   /** One offer/answer round on this peer connection; `iceRestart` after a network change. */
   const negotiate = async (/** @type {boolean} */ iceRestart) => {
     holdCandidates();
+    if (iceRestart) {
+      // Gather the restart's relay candidates with the latest TURN credentials (those of the last
+      // join/resume): the first ones may have expired during a long session.
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceServers: state.iceServers });
+      } catch (e) {
+        console.warn("keeping the first ICE servers", e);
+      }
+    }
     const offer = await pc.createOffer({ iceRestart });
     await pc.setLocalDescription(offer);
     const ok = await (state.socket ?? socket).request({
@@ -401,6 +412,7 @@ async function connect(first) {
   state.resumeToken = ok.resume_token;
   state.audio = ok.audio;
   state.iceServers = ok.ice_servers ?? [];
+  state.iceTransportPolicy = ok.ice_transport_policy;
   return ok;
 }
 
@@ -455,6 +467,7 @@ async function join(code) {
       state.resumeToken = ok.resume_token;
       state.audio = ok.audio;
       state.iceServers = ok.ice_servers ?? [];
+      state.iceTransportPolicy = ok.ice_transport_policy;
     } else {
       await connect({ type: "join", code });
     }

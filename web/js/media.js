@@ -1,11 +1,15 @@
 // WebRTC pieces shared by the customer page and the console (signaling/PROTOCOL.md §5).
 
 /**
- * A peer connection as the server wants it: one bundle, RTCP multiplexed.
+ * A peer connection as the server wants it: one bundle, RTCP multiplexed, with the STUN/TURN
+ * servers (`ice_servers`) and `ice_transport_policy` ("relay": TURN only) the server handed out.
  * @param {RTCIceServer[]} iceServers
+ * @param {string} [iceTransportPolicy] "all" (absent) or "relay"
  */
-export function peerConnection(iceServers) {
-  return new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+export function peerConnection(iceServers, iceTransportPolicy) {
+  /** @type {RTCIceTransportPolicy} */
+  const policy = iceTransportPolicy === "relay" ? "relay" : "all";
+  return new RTCPeerConnection({ iceServers, iceTransportPolicy: policy, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
 }
 
 /**
