@@ -117,6 +117,19 @@ pub struct SessionDetail {
     /// Durations and times computed from the events (only on the single-session route).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timings: Option<TimingsView>,
+    /// How each side's media reaches the server right now (only on the single-session route).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<TransportView>,
+}
+
+/// The transport of each side's media, live from the media server: `udp` (straight to the media
+/// port), `tcp` (ICE-TCP to the media TCP port) or `relay` (through a TURN server); `null` while
+/// that side has no connected peer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"customer": "tcp", "technician": "udp"}))]
+pub struct TransportView {
+    pub customer: Option<String>,
+    pub technician: Option<String>,
 }
 
 /// A session's timings, as Post-to-URL sends them (WaitingTime, PickupTime, ClosingTime, WorkTime).
@@ -190,6 +203,7 @@ fn detail(r: &SessionRow) -> SessionDetail {
         chat: vec![],
         notes: vec![],
         timings: None,
+        transport: None,
     }
 }
 
@@ -235,6 +249,11 @@ async fn get_session(
         closing_time: t.closing_at.map(rfc3339),
         work_seconds: t.work_seconds,
         hold_seconds: t.hold_seconds,
+    });
+    let [customer, technician] = state.hub.media_transports(id);
+    d.transport = Some(TransportView {
+        customer: customer.map(str::to_owned),
+        technician: technician.map(str::to_owned),
     });
     d.events = events
         .into_iter()

@@ -26,7 +26,7 @@ export function lensBinary() {
   return join(target, "debug", "lens");
 }
 
-async function freePort() {
+export async function freePort() {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.once("error", fail);
@@ -42,10 +42,12 @@ async function freePort() {
 /** @typedef {Awaited<ReturnType<typeof launch>>} Browser */
 
 /**
- * Starts `lens serve` on a free port; resolves once /healthz answers 200.
+ * Starts `lens serve` on a free port; resolves once /healthz answers 200. `extraEnv` adds or
+ * overrides settings (e.g. a fixed LENS_MEDIA_UDP_PORT).
+ * @param {Record<string, string>} [extraEnv]
  * @returns {Promise<{url: string, stop: () => Promise<void>, log: () => string}>}
  */
-export async function startServer() {
+export async function startServer(extraEnv = {}) {
   const bin = lensBinary();
   if (!existsSync(bin)) throw new Error(`lens binary not found at ${bin}: build it first (cargo build)`);
   const dir = mkdtempSync(join(tmpdir(), "lens-browser-"));
@@ -62,6 +64,7 @@ export async function startServer() {
       LENS_BOOTSTRAP_EMAIL: ADMIN_EMAIL,
       LENS_BOOTSTRAP_PASSWORD: ADMIN_PASSWORD,
       RUST_LOG: process.env.RUST_LOG ?? "warn",
+      ...extraEnv,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
