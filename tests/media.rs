@@ -479,7 +479,10 @@ async fn phone_peer_relayed(
     let mut sdp = peer.gathered_sdp().await;
     let candidate = |l: &&str| l.starts_with("a=candidate");
     if relay {
-        sdp = sdp.split_inclusive("\r\n").filter(|l| !candidate(l)).collect();
+        sdp = sdp
+            .split_inclusive("\r\n")
+            .filter(|l| !candidate(l))
+            .collect();
     }
     let ok = cus.request(json!({"type": "offer", "sdp": sdp})).await;
     assert_eq!(ok["type"], "ok", "the phone's offer was refused: {ok}");
@@ -1023,7 +1026,9 @@ async fn a_silent_phone_is_reconnecting_within_lost_after_and_active_when_heard_
     send_stream(video, TAG_VIDEO, VIDEO_PT, 0x1111, 3000);
     send_stream(mic, TAG_CUSTOMER_AUDIO, OPUS_PT, 0x2222, 960);
     let mut tech = console_media(&runtime, &mut con, id, TAG_TECH1_AUDIO, 0x3333).await;
-    tech.inbox.wait_for(TAG_VIDEO, 10, "before the silence").await;
+    tech.inbox
+        .wait_for(TAG_VIDEO, 10, "before the silence")
+        .await;
 
     quiet.store(true, Ordering::Relaxed);
     let silent = Instant::now();
@@ -1039,7 +1044,9 @@ async fn a_silent_phone_is_reconnecting_within_lost_after_and_active_when_heard_
     con.session_status(id, "Active").await;
     println!("Active again {:?} after packets flowed", heard.elapsed());
     tech.inbox.collect(Duration::from_millis(200)).await;
-    tech.inbox.wait_for(TAG_VIDEO, 10, "after the silence").await;
+    tech.inbox
+        .wait_for(TAG_VIDEO, 10, "after the silence")
+        .await;
 
     let master = s.master().await;
     let detail = s

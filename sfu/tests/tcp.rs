@@ -112,7 +112,9 @@ async fn a_customer_over_ice_tcp_streams_both_ways_and_its_transport_is_tcp() {
     };
     assert!(priority("tcp") < priority("udp"), "{candidates:?}");
     assert!(
-        candidates.iter().any(|l| l.contains(" tcp ") && l.contains(" tcptype passive")),
+        candidates
+            .iter()
+            .any(|l| l.contains(" tcp ") && l.contains(" tcptype passive")),
         "{candidates:?}"
     );
     sfu.stop(99);
