@@ -97,6 +97,24 @@ pub struct MediaConfig {
     pub turn_credential_ttl_seconds: u32,
     /// `iceTransportPolicy` handed to clients: `all` or `relay` (TURN only).
     pub ice_transport_policy: crate::turn::IceTransportPolicy,
+    /// ICE-TCP: the TCP port of the passive candidate offered next to the UDP one, for networks
+    /// that block UDP. -1 (the default) = the same number as `udp_port`; 0 = off.
+    pub tcp_port: i32,
+    /// Seconds without anything (RTP, RTCP, STUN) from a connected peer after which its media
+    /// counts as lost: the session goes to Reconnecting (`customer_media_lost` /
+    /// `technician_media_lost`) until packets flow again.
+    pub lost_after: f64,
+}
+
+impl MediaConfig {
+    /// The TCP port for ICE-TCP, or `None` when it is off.
+    pub fn tcp_port(&self) -> Option<u16> {
+        match self.tcp_port {
+            -1 => Some(self.udp_port),
+            0 => None,
+            p => u16::try_from(p).ok(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -237,6 +255,8 @@ impl Default for MediaConfig {
             turn_secret: Default::default(),
             turn_credential_ttl_seconds: 3600,
             ice_transport_policy: Default::default(),
+            tcp_port: -1,
+            lost_after: sfu::DEFAULT_LOST_AFTER.as_secs_f64(),
         }
     }
 }
@@ -268,6 +288,8 @@ pub const KEYS: &[&str] = &[
     "media.turn_secret",
     "media.turn_credential_ttl_seconds",
     "media.ice_transport_policy",
+    "media.tcp_port",
+    "media.lost_after",
     "sessions.reconnect_grace_seconds",
     "sessions.max_failed_code_attempts_per_address_per_minute",
     "recording.file_name_pattern",
@@ -365,6 +387,12 @@ impl Config {
         }
         if !self.media.public_ip.is_empty() && self.media.public_ip.parse::<IpAddr>().is_err() {
             return bad("media.public_ip", "not an IP address");
+        }
+        if !(-1..=65535).contains(&self.media.tcp_port) {
+            return bad("media.tcp_port", "-1 (same as udp_port), 0 (off) or a port");
+        }
+        if !(self.media.lost_after.is_finite() && (0.1..=3600.0).contains(&self.media.lost_after)) {
+            return bad("media.lost_after", "seconds, from 0.1 to 3600");
         }
         if self.media.shards > sfu::MAX_SHARDS {
             return bad("media.shards", &format!("at most {}", sfu::MAX_SHARDS));
@@ -603,6 +631,20 @@ mod tests {
         assert!(err.contains("media.shards"), "{err}");
         let two = Config::load(None, env_of(&[("LENS_MEDIA_SHARDS", "2")])).unwrap();
         assert_eq!(two.media.shards, 2);
+        assert_eq!(two.media.tcp_port(), Some(two.media.udp_port));
+        let tcp = Config::load(
+            None,
+            env_of(&[
+                ("LENS_MEDIA_TCP_PORT", "0"),
+                ("LENS_MEDIA_LOST_AFTER", "1.5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((tcp.media.tcp_port(), tcp.media.lost_after), (None, 1.5));
+        let err = Config::load(None, env_of(&[("LENS_MEDIA_TCP_PORT", "70000")])).unwrap_err();
+        assert!(err.contains("media.tcp_port"), "{err}");
+        let err = Config::load(None, env_of(&[("LENS_MEDIA_LOST_AFTER", "0")])).unwrap_err();
+        assert!(err.contains("media.lost_after"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("lens.toml");
         std::fs::write(&file, "[auth]\ntoken_ttl_minutes = \"soon\"\n").unwrap();

@@ -48,9 +48,20 @@ pub trait MediaPlan: Send + Sync {
     fn candidate(&self, session: SessionId, from_customer: bool, candidate: Option<&str>);
     /// `flowing = false` stops forwarding that media.
     fn set_flowing(&self, session: SessionId, from_customer: bool, kind: MediaKind, flowing: bool);
-    /// The phone's media path going down (`false`: ICE lost, or restarting after a network
-    /// change) and coming back, per session. Taken once, by the session hub.
-    fn customer_media_events(&self) -> Option<mpsc::UnboundedReceiver<(SessionId, bool)>>;
+    /// The phone's and the console's media paths going down (`false`: nothing heard from the
+    /// peer for `media.lost_after`, ICE lost, or restarting after a network change) and coming
+    /// back, per session. Taken once, by the session hub.
+    fn media_events(&self) -> Option<mpsc::UnboundedReceiver<(SessionId, MediaSide, bool)>>;
+    /// How each side's media reaches the server now (`udp`, `tcp`, `relay`), customer first;
+    /// `None` for a side without a connected peer.
+    fn transports(&self, session: SessionId) -> [Option<&'static str>; 2];
+}
+
+/// Which peer of a session a media event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaSide {
+    Customer,
+    Technician,
 }
 
 /// The media plan of a real server: our SFU (`sfu/`, str0m), one UDP port for every peer.
@@ -83,14 +94,21 @@ impl SfuMediaPlan {
             recv_buffer_bytes: config.media.udp_recv_buffer_bytes,
             send_buffer_bytes: config.media.udp_send_buffer_bytes,
             shards: config.media.shards,
+            tcp_port: config.media.tcp_port(),
+            tcp_handshake_timeout: sfu::TCP_HANDSHAKE_TIMEOUT,
+            lost_after: std::time::Duration::from_secs_f64(config.media.lost_after),
         })
         .map_err(|e| {
             anyhow::anyhow!(
-                "media (media.udp_port {}, media.public_ip): {e}",
-                config.media.udp_port
+                "media (media.udp_port {}, media.tcp_port {}, media.public_ip): {e}",
+                config.media.udp_port,
+                config.media.tcp_port
             )
         })?;
         tracing::info!(addr = %sfu.candidate_addr(), "media: listening (UDP)");
+        if let Some(tcp) = sfu.tcp_candidate_addr() {
+            tracing::info!(addr = %tcp, "media: listening (ICE-TCP)");
+        }
         Ok(SfuMediaPlan {
             sfu,
             started: Default::default(),
@@ -192,15 +210,22 @@ impl MediaPlan for SfuMediaPlan {
             .sfu
             .set_flowing(session, from_customer, kind(k), flowing);
     }
-    fn customer_media_events(&self) -> Option<mpsc::UnboundedReceiver<(SessionId, bool)>> {
+    fn transports(&self, session: SessionId) -> [Option<&'static str>; 2] {
+        let Some(stats) = self.sfu.stats(session) else {
+            return [None, None];
+        };
+        [stats.customer, stats.technician].map(|p| p.transport.map(sfu::Transport::as_str))
+    }
+    fn media_events(&self) -> Option<mpsc::UnboundedReceiver<(SessionId, MediaSide, bool)>> {
         let mut peers = self.sfu.peer_events().ok()?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(event) = peers.recv().await {
-                // The console's media is its own business (its socket is what counts).
-                if event.role == sfu::PeerRole::Customer
-                    && tx.send((event.session, event.up)).is_err()
-                {
+                let side = match event.role {
+                    sfu::PeerRole::Customer => MediaSide::Customer,
+                    sfu::PeerRole::Technician => MediaSide::Technician,
+                };
+                if tx.send((event.session, side, event.up)).is_err() {
                     break;
                 }
             }

@@ -179,7 +179,7 @@ pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse
 }
 
 /// The media metrics: (name, help, type). Names get the registry's `lens_` prefix.
-const MEDIA_METRICS: [(&str, &str, MetricType); 14] = [
+const MEDIA_METRICS: [(&str, &str, MetricType); 19] = [
     (
         "media_rooms",
         "Sessions with media in the SFU",
@@ -250,6 +250,31 @@ const MEDIA_METRICS: [(&str, &str, MetricType); 14] = [
         "Time from a packet's arrival to its forwarded copy being handed to the socket",
         MetricType::HISTOGRAM,
     ),
+    (
+        "media_peers_by_transport",
+        "Connected WebRTC peers by the transport of their media: udp, tcp (ICE-TCP), relay (TURN)",
+        MetricType::GAUGE,
+    ),
+    (
+        "media_peers_lost_total",
+        "Connected peers whose media was reported lost (silent for media.lost_after, or TCP closed)",
+        MetricType::COUNTER,
+    ),
+    (
+        "media_tcp_connections_total",
+        "Connections to the ICE-TCP port: accepted, authenticated by a peer's ICE credentials, refused (too many unauthenticated), timed out unauthenticated",
+        MetricType::COUNTER,
+    ),
+    (
+        "media_tcp_connections_open",
+        "Open connections to the ICE-TCP port, authenticated or not",
+        MetricType::GAUGE,
+    ),
+    (
+        "media_tcp_frames_dropped_total",
+        "Frames on the ICE-TCP port dropped: garbage (empty, too long, no binding request first) or their shard's queue full",
+        MetricType::COUNTER,
+    ),
 ];
 
 struct MediaCollector {
@@ -265,6 +290,10 @@ impl MediaCollector {
                 let labels = match *name {
                     "media_keyframe_requests_total" => vec!["origin".to_owned()],
                     "media_socket_buffer_bytes" => vec!["direction".to_owned()],
+                    "media_peers_by_transport" => vec!["transport".to_owned()],
+                    "media_tcp_connections_total" => vec!["outcome".to_owned()],
+                    "media_tcp_connections_open" => vec!["state".to_owned()],
+                    "media_tcp_frames_dropped_total" => vec!["reason".to_owned()],
                     _ => vec![],
                 };
                 prometheus::core::Desc::new(
@@ -329,7 +358,8 @@ impl prometheus::core::Collector for MediaCollector {
         );
         let mut latency_metric = Metric::default();
         latency_metric.set_histogram(latency);
-        let values: [Vec<Metric>; 14] = [
+        let tcp = &m.tcp;
+        let values: [Vec<Metric>; 19] = [
             vec![number(MetricType::GAUGE, m.rooms, &[])],
             vec![number(MetricType::GAUGE, m.peers_connected, &[])],
             vec![number(MetricType::COUNTER, m.rtp_forwarded_packets, &[])],
@@ -368,6 +398,45 @@ impl prometheus::core::Collector for MediaCollector {
                 .map(|d| vec![number(MetricType::COUNTER, d, &[])])
                 .unwrap_or_default(),
             vec![latency_metric],
+            m.peers_by_transport
+                .iter()
+                .map(|(t, n)| number(MetricType::GAUGE, *n, &[("transport", t.as_str())]))
+                .collect(),
+            vec![number(MetricType::COUNTER, m.peers_lost, &[])],
+            [
+                ("accepted", tcp.connections_accepted),
+                ("authenticated", tcp.connections_authenticated),
+                ("refused", tcp.connections_refused),
+                ("handshake_timeout", tcp.handshake_timeouts),
+            ]
+            .iter()
+            .map(|(o, n)| number(MetricType::COUNTER, *n, &[("outcome", o)]))
+            .collect(),
+            vec![
+                number(
+                    MetricType::GAUGE,
+                    tcp.connections_open
+                        - tcp.connections_unauthenticated.min(tcp.connections_open),
+                    &[("state", "authenticated")],
+                ),
+                number(
+                    MetricType::GAUGE,
+                    tcp.connections_unauthenticated,
+                    &[("state", "unauthenticated")],
+                ),
+            ],
+            vec![
+                number(
+                    MetricType::COUNTER,
+                    tcp.garbage_frames,
+                    &[("reason", "garbage")],
+                ),
+                number(
+                    MetricType::COUNTER,
+                    tcp.queue_drops,
+                    &[("reason", "queue_full")],
+                ),
+            ],
         ];
         MEDIA_METRICS
             .iter()

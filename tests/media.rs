@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -409,6 +409,53 @@ async fn phone_peer(
     cus: &mut Ws,
     codec: recording::Codec,
 ) -> (TestPeer, Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>) {
+    let (peer, video, mic, _) = phone_peer_relayed(runtime, cus, codec, false).await;
+    (peer, video, mic)
+}
+
+/// A UDP relay between the phone and `server` that can go quiet: everything dropped both ways,
+/// nothing closed (a path that went dead).
+async fn quiet_relay(server: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicBool>) {
+    let listen = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = listen.local_addr().unwrap();
+    let quiet = Arc::new(AtomicBool::new(false));
+    let q = quiet.clone();
+    tokio::spawn(async move {
+        let mut phone = None;
+        let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
+        loop {
+            tokio::select! {
+                Ok((n, from)) = listen.recv_from(&mut a) => {
+                    phone = Some(from);
+                    if !q.load(Ordering::Relaxed) {
+                        let _ = upstream.send_to(&a[..n], server).await;
+                    }
+                }
+                Ok((n, _)) = upstream.recv_from(&mut b) => {
+                    if let Some(to) = phone.filter(|_| !q.load(Ordering::Relaxed)) {
+                        let _ = listen.send_to(&b[..n], to).await;
+                    }
+                }
+            }
+        }
+    });
+    (addr, quiet)
+}
+
+/// [`phone_peer`]; with `relay`, all its traffic crosses a [`quiet_relay`] (its offer loses its
+/// candidates, the server's answer names only the relay), whose switch is returned.
+async fn phone_peer_relayed(
+    runtime: &Arc<dyn Runtime>,
+    cus: &mut Ws,
+    codec: recording::Codec,
+    relay: bool,
+) -> (
+    TestPeer,
+    Arc<TrackLocalStaticRTP>,
+    Arc<TrackLocalStaticRTP>,
+    Option<Arc<AtomicBool>>,
+) {
     let mut peer = peer_with(runtime, "customer", AT_CUSTOMER, video_codec(codec)).await;
     let video = local_track("camera", RtpCodecKind::Video, video_codec(codec), 0x1111);
     let mic = local_track("mic", RtpCodecKind::Audio, opus(), 0x2222);
@@ -429,15 +476,53 @@ async fn phone_peer(
         .unwrap();
     let offer = peer.pc.create_offer(None).await.unwrap();
     peer.pc.set_local_description(offer).await.unwrap();
-    let sdp = peer.gathered_sdp().await;
+    let mut sdp = peer.gathered_sdp().await;
+    let candidate = |l: &&str| l.starts_with("a=candidate");
+    if relay {
+        sdp = sdp
+            .split_inclusive("\r\n")
+            .filter(|l| !candidate(l))
+            .collect();
+    }
     let ok = cus.request(json!({"type": "offer", "sdp": sdp})).await;
     assert_eq!(ok["type"], "ok", "the phone's offer was refused: {ok}");
-    let answer = ok["sdp"].as_str().expect("the answer in the ok").to_owned();
+    let mut answer = ok["sdp"].as_str().expect("the answer in the ok").to_owned();
+    let mut quiet = None;
+    if relay {
+        // The server's UDP host candidate: `candidate:F 1 udp PRIO IP PORT typ host ...`.
+        let server = answer
+            .split("\r\n")
+            .filter(candidate)
+            .find(|l| l.split(' ').nth(2) == Some("udp"))
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                format!("{}:{}", f[4], f[5]).parse().unwrap()
+            })
+            .expect("a UDP candidate in the answer");
+        let (addr, switch) = quiet_relay(server).await;
+        quiet = Some(switch);
+        let mut added = false;
+        answer = answer
+            .split_inclusive("\r\n")
+            .filter_map(|l| {
+                if !candidate(&l) {
+                    return Some(l.to_owned());
+                }
+                (!std::mem::replace(&mut added, true)).then(|| {
+                    format!(
+                        "a=candidate:1 1 udp 2130706431 {} {} typ host\r\n",
+                        addr.ip(),
+                        addr.port()
+                    )
+                })
+            })
+            .collect();
+    }
     peer.pc
         .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
         .await
         .unwrap();
-    (peer, video, mic)
+    (peer, video, mic, quiet)
 }
 
 async fn phone_media(runtime: &Arc<dyn Runtime>, cus: &mut Ws) -> Phone {
@@ -921,6 +1006,72 @@ async fn an_ice_restart_after_a_network_change_resumes_media_in_the_same_session
 
 /// A transfer holds the room (Active -> Transferring); the new technician's pickup lifts the hold
 /// and its console's answer replaces the old technician's peer.
+/// Issue 14: a phone whose path goes dead without closing anything (a relay that stops
+/// relaying) is noticed within `media.lost_after` plus a second: the session is Reconnecting
+/// (`customer_media_lost`) and Active again as soon as packets flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_phone_is_reconnecting_within_lost_after_and_active_when_heard_again() {
+    let lost_after = Duration::from_millis(1500);
+    let runtime = default_runtime().unwrap();
+    let s = start_on(Backend::Sqlite, |c| {
+        c.media.lost_after = lost_after.as_secs_f64()
+    })
+    .await
+    .unwrap();
+    let (_, _, token) = technician_with(&s, "silent@example.com", |_| {}).await;
+    let (mut con, mut cus, id) = picked_up(&s, &token).await;
+    let (peer, video, mic, quiet) =
+        phone_peer_relayed(&runtime, &mut cus, recording::Codec::Vp8, true).await;
+    let quiet = quiet.unwrap();
+    send_stream(video, TAG_VIDEO, VIDEO_PT, 0x1111, 3000);
+    send_stream(mic, TAG_CUSTOMER_AUDIO, OPUS_PT, 0x2222, 960);
+    let mut tech = console_media(&runtime, &mut con, id, TAG_TECH1_AUDIO, 0x3333).await;
+    tech.inbox
+        .wait_for(TAG_VIDEO, 10, "before the silence")
+        .await;
+
+    quiet.store(true, Ordering::Relaxed);
+    let silent = Instant::now();
+    con.session_status(id, "Reconnecting").await;
+    let took = silent.elapsed();
+    assert!(
+        took <= lost_after + Duration::from_secs(1),
+        "Reconnecting after {took:?}"
+    );
+    println!("silent phone: Reconnecting after {took:?} (lost_after {lost_after:?})");
+    quiet.store(false, Ordering::Relaxed);
+    let heard = Instant::now();
+    con.session_status(id, "Active").await;
+    println!("Active again {:?} after packets flowed", heard.elapsed());
+    tech.inbox.collect(Duration::from_millis(200)).await;
+    tech.inbox
+        .wait_for(TAG_VIDEO, 10, "after the silence")
+        .await;
+
+    let master = s.master().await;
+    let detail = s
+        .get(&format!("/api/v1/sessions/{id}"), &master)
+        .await
+        .expect(200);
+    let reasons: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.ends_with(&["customer_media_lost", "reconnected"]),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        detail["transport"],
+        json!({"customer": "udp", "technician": "udp"}),
+        "{detail}"
+    );
+    peer.pc.close().await.ok();
+    tech.pc.close().await.ok();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transferred_session_reaches_the_new_technicians_console() {
     let mut call = call("first@example.com").await;

@@ -15,14 +15,15 @@ use str0m::media::{KeyframeRequestKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 use str0m::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::io::Outbox;
-use crate::metrics::{EngineMetrics, add};
+use crate::metrics::{EngineMetrics, Transport, add};
 use crate::recovery::UplinkGaps;
 use crate::shard::Router;
 use crate::tap::{Tap, TapEvent};
+use crate::tcp::{TcpInput, TcpLink};
 use crate::{MediaKind, PeerCounters, PeerEvent, PeerRole, Quality, SessionId, SfuError};
 
 /// Looked up several times per datagram: SipHash was 5.5 % of the forwarding thread's
@@ -31,6 +32,8 @@ pub(crate) type FastHash = foldhash::fast::RandomState;
 
 /// Longest wait between two timeout sweeps, whatever the peers ask for.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// How often connected peers are checked for silence (`lost_after`).
+const LOST_CHECK: Duration = Duration::from_millis(200);
 
 pub(crate) enum Command {
     Open {
@@ -43,6 +46,8 @@ pub(crate) enum Command {
         counters: Arc<PeerCounters>,
         video_mid: Option<Mid>,
         audio_mid: Option<Mid>,
+        /// Addresses of the peer's relay (TURN) candidates known from its SDP.
+        relays: Vec<SocketAddr>,
     },
     RemoteCandidate {
         session: SessionId,
@@ -134,11 +139,25 @@ struct Peer {
     rtx_pts: Vec<u8>,
     /// Holes in this peer's incoming video that NACK/RTX did not fill (used for the customer).
     uplink_gaps: UplinkGaps,
+    /// Remote relay (TURN) candidates: media to one of them goes through a relay.
+    relays: Vec<SocketAddr>,
+    /// Where the peer's DTLS/media last went (the nominated pair), and what transport that is.
+    path: Option<(Protocol, SocketAddr)>,
+    transport: Option<Transport>,
+    /// The transport this peer is counted under in `peers_by_transport`.
+    counted: Option<Transport>,
+    /// When anything (STUN, DTLS, RTP, RTCP) last came from the peer.
+    last_heard: Instant,
+    /// Connected, but silent for `lost_after`: its media is reported down until it is heard.
+    lost: bool,
+    /// Media up as last reported to the room (connected and not lost).
+    reported: bool,
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        self.set_connected(false, None);
+        self.set_connected(false);
+        self.counters.set_transport(None);
     }
 }
 
@@ -172,7 +191,55 @@ impl Peer {
             egress_nacks: Vec::new(),
             jitter: Vec::new(),
             uplink_gaps: UplinkGaps::default(),
+            relays: Vec::new(),
+            path: None,
+            transport: None,
+            counted: None,
+            last_heard: Instant::now(),
+            lost: false,
+            reported: false,
         }
+    }
+
+    /// A change of media path (seen on what the peer's `Rtc` sends): recounted by transport.
+    fn note_path(&mut self, proto: Protocol, destination: SocketAddr) {
+        if self.path == Some((proto, destination)) {
+            return;
+        }
+        self.path = Some((proto, destination));
+        self.transport = Some(if proto == Protocol::Tcp {
+            Transport::Tcp
+        } else if self.relays.contains(&destination) {
+            Transport::Relay
+        } else {
+            Transport::Udp
+        });
+        self.recount();
+    }
+
+    /// Keeps `peers_by_transport` and the peer's visible transport in step with its state.
+    fn recount(&mut self) {
+        let now = if self.connected { self.transport } else { None };
+        if now == self.counted {
+            return;
+        }
+        if let Some(old) = self.counted {
+            self.metrics.peers_by_transport[old.index()].fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(new) = now {
+            self.metrics.peers_by_transport[new.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        self.counted = now;
+        self.counters.set_transport(now);
+    }
+
+    /// The peer's media up or down, when that changed since last reported.
+    fn report(&mut self) -> Option<bool> {
+        let up = self.connected && !self.lost;
+        (up != self.reported).then(|| {
+            self.reported = up;
+            up
+        })
     }
 
     /// Counts resends: the RTP header is in clear in SRTP, and RTX has its own payload type.
@@ -189,16 +256,19 @@ impl Peer {
 
     /// Keeps the SFU-wide connected-peers gauge in step; a change is reported to the room as the
     /// peer's media going up or down.
-    fn set_connected(&mut self, connected: bool, polled: Option<&mut Polled>) {
+    fn set_connected(&mut self, connected: bool) {
         if connected != self.connected {
-            if let Some(polled) = polled {
-                polled.media = Some(connected);
-            }
             let delta = if connected { 1 } else { -1 };
             self.metrics
                 .peers_connected
                 .fetch_add(delta, Ordering::Relaxed);
             self.connected = connected;
+            if connected {
+                // Connecting is hearing from it.
+                self.last_heard = Instant::now();
+                self.lost = false;
+            }
+            self.recount();
         }
     }
 
@@ -382,8 +452,6 @@ impl Room {
 struct Polled {
     packets: Vec<(RtpPacket, PayloadParams)>,
     connected: bool,
-    /// The peer's media went up (`true`) or down.
-    media: Option<bool>,
     keyframe_request: Option<KeyframeRequestKind>,
     /// Where the peer sent STUN: answers come from there, maybe before that address has sent
     /// anything the peer accepted, so it is routed to this peer from now on.
@@ -410,6 +478,14 @@ pub(crate) struct Engine {
     from_customer: Polled,
     from_technician: Polled,
     events: Option<mpsc::UnboundedSender<PeerEvent>>,
+    /// The passive ICE-TCP candidate's address (`None`: TCP is off).
+    local_tcp: Option<SocketAddr>,
+    /// TCP connections by remote address, with the peer whose `Rtc` accepted traffic on them.
+    /// Only this shard sends on them (see `tcp.rs`).
+    tcp_routes: HashMap<SocketAddr, ((SessionId, PeerRole), TcpLink), FastHash>,
+    /// A connected peer silent this long has lost its media (reported down).
+    lost_after: Duration,
+    next_lost_check: Instant,
 }
 
 impl Engine {
@@ -419,6 +495,8 @@ impl Engine {
         shard: usize,
         router: Option<Router>,
         metrics: Arc<EngineMetrics>,
+        local_tcp: Option<SocketAddr>,
+        lost_after: Duration,
     ) -> Self {
         Engine {
             socket,
@@ -434,6 +512,10 @@ impl Engine {
             from_customer: Polled::default(),
             from_technician: Polled::default(),
             events: None,
+            local_tcp,
+            tcp_routes: HashMap::default(),
+            lost_after,
+            next_lost_check: Instant::now() + LOST_CHECK,
         }
     }
 
@@ -443,13 +525,82 @@ impl Engine {
 
     /// When the shard must wake at the latest for its peers' timers.
     pub(crate) fn next_wake(&self) -> Instant {
-        self.next_sweep.min(Instant::now() + MAX_SLEEP)
+        self.next_sweep
+            .min(self.next_lost_check)
+            .min(Instant::now() + MAX_SLEEP)
     }
 
-    /// Feeds the clock to the peers whose timers are due.
+    /// Feeds the clock to the peers whose timers are due; looks for silent peers.
     pub(crate) fn sweep_if_due(&mut self) {
-        if Instant::now() >= self.next_sweep {
+        let now = Instant::now();
+        if now >= self.next_sweep {
             self.sweep();
+        }
+        if now >= self.next_lost_check {
+            self.next_lost_check = now + LOST_CHECK;
+            self.check_lost(now);
+        }
+    }
+
+    /// Connected peers from which nothing (STUN, DTLS, RTP, RTCP) arrived for `lost_after` have
+    /// lost their media: reported down at once, not when ICE gives up on its checks (~20 s).
+    /// Browsers keep sending RTCP and consent checks while video is paused and the microphone
+    /// muted, so a quiet session is not lost.
+    fn check_lost(&mut self, now: Instant) {
+        for (session, room) in &mut self.rooms {
+            for (peer, role) in [
+                (room.customer.as_mut(), PeerRole::Customer),
+                (room.technician.as_mut(), PeerRole::Technician),
+            ] {
+                let Some(peer) = peer else { continue };
+                if peer.connected
+                    && !peer.lost
+                    && now.saturating_duration_since(peer.last_heard) >= self.lost_after
+                {
+                    tracing::info!(session_id = *session, ?role, "peer media lost (silent)");
+                    add(&self.metrics.peers_lost, 1);
+                    peer.lost = true;
+                    if let Some(up) = peer.report() {
+                        emit(self.events.as_ref(), *session, role, up);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the ICE-TCP listener hands this shard.
+    pub(crate) fn tcp_input(&mut self, input: TcpInput) {
+        match input {
+            TcpInput::Frame {
+                source,
+                link,
+                data,
+                arrival,
+            } => self.receive(&data, source, arrival, Some(link)),
+            TcpInput::Closed { source, id } => {
+                let Some(((session, role), _)) = self
+                    .tcp_routes
+                    .get(&source)
+                    .filter(|(_, link)| link.id() == id)
+                    .map(|(peer, link)| (*peer, link.id()))
+                else {
+                    return;
+                };
+                self.tcp_routes.remove(&source);
+                // A dead connection is lost media when it was the peer's path.
+                if let Some(peer) = self.rooms.get_mut(&session).and_then(|r| r.peer_mut(role))
+                    && peer.path == Some((Protocol::Tcp, source))
+                    && peer.connected
+                    && !peer.lost
+                {
+                    tracing::info!(session_id = session, ?role, "peer media lost (TCP closed)");
+                    add(&self.metrics.peers_lost, 1);
+                    peer.lost = true;
+                    if let Some(up) = peer.report() {
+                        emit(self.events.as_ref(), session, role, up);
+                    }
+                }
+            }
         }
     }
 
@@ -480,7 +631,7 @@ impl Engine {
         }
     }
 
-    /// Forgets the routes to peers `gone` says are gone.
+    /// Forgets the routes to peers `gone` says are gone (closing their TCP connections).
     fn forget_routes(&mut self, gone: impl Fn(&(SessionId, PeerRole)) -> bool) {
         let router = self.router.as_ref();
         let shard = self.shard;
@@ -488,6 +639,13 @@ impl Engine {
             let keep = !gone(peer);
             if !keep && let Some(router) = router {
                 router.forget(*address, shard);
+            }
+            keep
+        });
+        self.tcp_routes.retain(|_, (peer, link)| {
+            let keep = !gone(peer);
+            if !keep {
+                link.close();
             }
             keep
         });
@@ -505,10 +663,12 @@ impl Engine {
                 counters,
                 video_mid,
                 audio_mid,
+                relays,
             } => {
                 let metrics = self.metrics.clone();
                 let room = self.room(session);
-                let peer = Peer::new(*rtc, counters, metrics, video_mid, audio_mid);
+                let mut peer = Peer::new(*rtc, counters, metrics, video_mid, audio_mid);
+                peer.relays = relays;
                 let (slot, other) = match role {
                     PeerRole::Customer => (&mut room.customer, &mut room.technician),
                     PeerRole::Technician => (&mut room.technician, &mut room.customer),
@@ -534,6 +694,9 @@ impl Engine {
                 candidate,
             } => {
                 if let Some(peer) = self.rooms.get_mut(&session).and_then(|r| r.peer_mut(role)) {
+                    if candidate.kind() == CandidateKind::Relayed {
+                        peer.relays.push(candidate.addr());
+                    }
                     peer.rtc.add_remote_candidate(candidate);
                     self.drive(session);
                 }
@@ -632,20 +795,47 @@ impl Engine {
 
     /// One datagram that arrived at `arrival`. The caller flushes.
     pub(crate) fn datagram(&mut self, data: &[u8], source: SocketAddr, arrival: Instant) {
+        self.receive(data, source, arrival, None);
+    }
+
+    /// One datagram, or one frame of the TCP connection `link`: the same path from here on.
+    fn receive(
+        &mut self,
+        data: &[u8],
+        source: SocketAddr,
+        arrival: Instant,
+        link: Option<TcpLink>,
+    ) {
         let Some((_, contents)) = crate::demux::parse(data) else {
             add(&self.metrics.garbage_dropped, 1);
             return;
         };
+        let (proto, destination) = match (&link, self.local_tcp) {
+            (None, _) => (Protocol::Udp, self.local),
+            (Some(_), Some(tcp)) => (Protocol::Tcp, tcp),
+            (Some(_), None) => {
+                add(&self.metrics.garbage_dropped, 1);
+                return;
+            }
+        };
         let input = Input::Receive(
             arrival,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
-                destination: self.local,
+                destination,
                 contents,
             },
         );
-        let mut target = self.routes.get(&source).copied().filter(|(s, role)| {
+        let known = match &link {
+            None => self.routes.get(&source).copied(),
+            Some(link) => self
+                .tcp_routes
+                .get(&source)
+                .filter(|(_, l)| l.id() == link.id())
+                .map(|(peer, _)| *peer),
+        };
+        let mut target = known.filter(|(s, role)| {
             self.rooms
                 .get_mut(s)
                 .and_then(|r| r.peer_mut(*role))
@@ -662,7 +852,13 @@ impl Engine {
                 .map(|(role, _)| (*s, role))
             });
             if let Some(found) = target {
-                self.learn_route(source, found);
+                match &link {
+                    None => self.learn_route(source, found),
+                    Some(link) => {
+                        link.authenticate();
+                        self.tcp_routes.insert(source, (found, link.clone()));
+                    }
+                }
             }
         }
         let Some((session, role)) = target else {
@@ -672,6 +868,8 @@ impl Engine {
         };
         if let Some(peer) = self.rooms.get_mut(&session).and_then(|r| r.peer_mut(role)) {
             peer.counters.received(data.len());
+            peer.last_heard = arrival;
+            peer.lost = false;
             if let Err(e) = peer.rtc.handle_input(input) {
                 add(&self.metrics.garbage_dropped, 1);
                 tracing::debug!(session_id = session, ?role, error = %e, "peer rejected input");
@@ -719,19 +917,29 @@ impl Engine {
             return;
         };
         loop {
+            let mut out = Out {
+                udp: &mut self.outbox,
+                tcp: &self.tcp_routes,
+                metrics: &self.metrics,
+            };
             if let Some(peer) = room.customer.as_mut() {
-                poll_peer(peer, &mut self.outbox, &mut self.from_customer, session);
+                poll_peer(peer, &mut out, &mut self.from_customer, session);
             }
             if let Some(peer) = room.technician.as_mut() {
-                poll_peer(peer, &mut self.outbox, &mut self.from_technician, session);
+                poll_peer(peer, &mut out, &mut self.from_technician, session);
+            }
+            for (peer, role) in [
+                (room.customer.as_mut(), PeerRole::Customer),
+                (room.technician.as_mut(), PeerRole::Technician),
+            ] {
+                if let Some(up) = peer.and_then(Peer::report) {
+                    emit(self.events.as_ref(), session, role, up);
+                }
             }
             for (polled, role) in [
                 (&mut self.from_customer, PeerRole::Customer),
                 (&mut self.from_technician, PeerRole::Technician),
             ] {
-                if let Some(up) = polled.media.take() {
-                    emit(self.events.as_ref(), session, role, up);
-                }
                 for address in polled.stun_to.drain(..) {
                     if self.routes.insert(address, (session, role)).is_none()
                         && let Some(router) = &self.router
@@ -829,7 +1037,7 @@ impl Engine {
             ] {
                 if slot.as_ref().is_some_and(|p| !p.rtc.is_alive()) {
                     tracing::info!(session_id = session, ?role, "peer closed");
-                    if slot.take().is_some_and(|p| p.connected) {
+                    if slot.take().is_some_and(|p| p.reported) {
                         closed.push(role);
                     }
                 }
@@ -900,7 +1108,14 @@ fn forward_all(
 /// Timeouts already due that `poll_peer` feeds at once, before leaving the rest to the sweep.
 const INLINE_TIMEOUTS: u32 = 4;
 
-fn poll_peer(peer: &mut Peer, outbox: &mut Outbox, polled: &mut Polled, session: SessionId) {
+/// Where a peer's `Transmit`s go: the shared UDP batch, or the TCP connection they name.
+struct Out<'a> {
+    udp: &'a mut Outbox,
+    tcp: &'a HashMap<SocketAddr, ((SessionId, PeerRole), TcpLink), FastHash>,
+    metrics: &'a EngineMetrics,
+}
+
+fn poll_peer(peer: &mut Peer, out: &mut Out<'_>, polled: &mut Polled, session: SessionId) {
     let mut inline_timeouts = 0;
     loop {
         if !peer.rtc.is_alive() {
@@ -934,15 +1149,34 @@ fn poll_peer(peer: &mut Peer, outbox: &mut Outbox, polled: &mut Polled, session:
                 if !peer.rtx_pts.is_empty() {
                     peer.count_resend(&t.contents);
                 }
+                let stun = t.contents.first().is_some_and(|b| *b < 4);
+                if !stun {
+                    // DTLS and media go on the nominated pair only: that is the peer's path.
+                    peer.note_path(t.proto, t.destination);
+                }
+                if t.proto == Protocol::Tcp {
+                    // Checks toward a browser's active TCP candidates (port 9) have no
+                    // connection: we are the passive side, so they are dropped here.
+                    if let Some((_, link)) = out.tcp.get(&t.destination) {
+                        let len = t.contents.len();
+                        if link.send(t.contents.into()) {
+                            peer.counters.sent(len);
+                        } else {
+                            add(&out.metrics.send_failures, 1);
+                        }
+                    }
+                    continue;
+                }
                 // STUN (RFC 7983: first byte 0-3) is rare; see `Polled::stun_to`.
-                if t.contents.first().is_some_and(|b| *b < 4) {
+                if stun {
                     polled.stun_to.push(t.destination);
                 }
-                outbox.push(t.destination, t.contents.into(), &peer.counters);
+                out.udp
+                    .push(t.destination, t.contents.into(), &peer.counters);
             }
             Output::Event(event) => match event {
                 Event::Connected => {
-                    peer.set_connected(true, Some(polled));
+                    peer.set_connected(true);
                     polled.connected = true;
                 }
                 Event::IceConnectionStateChange(state) => {
@@ -951,12 +1185,12 @@ fn poll_peer(peer: &mut Peer, outbox: &mut Outbox, polled: &mut Polled, session:
                         // Consent lost, or an ICE restart under way (new credentials, new
                         // pairs): no media path until ICE is connected again.
                         IceConnectionState::Disconnected | IceConnectionState::Checking => {
-                            peer.set_connected(false, Some(polled))
+                            peer.set_connected(false)
                         }
                         IceConnectionState::Connected | IceConnectionState::Completed
                             if !peer.connected && peer.rtc.is_connected() =>
                         {
-                            peer.set_connected(true, Some(polled));
+                            peer.set_connected(true);
                             polled.connected = true;
                         }
                         _ => {}

@@ -25,28 +25,36 @@
 
 pub mod demux;
 mod engine;
+pub mod framing;
 mod io;
 mod metrics;
 mod recovery;
 mod shard;
 mod socket;
 mod tap;
+mod tcp;
 
-pub use metrics::{FORWARD_LATENCY_BOUNDS, LatencyHistogram, MetricsSnapshot};
+pub use metrics::{
+    FORWARD_LATENCY_BOUNDS, LatencyHistogram, MetricsSnapshot, TcpSnapshot, Transport,
+};
 pub use shard::{MAX_SHARDS, default_shards};
 pub use socket::{DEFAULT_SOCKET_BUFFER_BYTES, SocketBuffers};
 pub use tap::{TapCodec, TapEvent, TapPacket};
+pub use tcp::{
+    HANDSHAKE_TIMEOUT as TCP_HANDSHAKE_TIMEOUT, MAX_UNAUTHENTICATED as TCP_MAX_UNAUTHENTICATED,
+};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::PayloadParams;
 use str0m::media::{Direction, MediaKind as StrKind, Mid};
-use str0m::{Candidate, Rtc, RtcConfig};
+use str0m::net::TcpType;
+use str0m::{Candidate, CandidateKind, Rtc, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use engine::Command;
@@ -113,7 +121,19 @@ pub struct SfuConfig {
     /// Engine shards (threads), at most [`MAX_SHARDS`]; 0 = one per available core
     /// ([`default_shards`]). 1 = a single thread reads, forwards and sends.
     pub shards: usize,
+    /// ICE-TCP (RFC 6544): the TCP port of the passive candidate advertised next to the UDP one
+    /// (on the bind IP). `None` = off; `Some(0)` = the same number as the bound UDP port.
+    pub tcp_port: Option<u16>,
+    /// A TCP connection not authenticated by a peer's ICE credentials within this is closed
+    /// ([`TCP_HANDSHAKE_TIMEOUT`] by default).
+    pub tcp_handshake_timeout: Duration,
+    /// A connected peer from which nothing at all (STUN, DTLS, RTP, RTCP) arrives for this long
+    /// is reported down ([`PeerEvent`] `up: false`), and up again when it is heard.
+    pub lost_after: Duration,
 }
+
+/// The default of [`SfuConfig::lost_after`].
+pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(5);
 
 impl SfuConfig {
     /// `bind` and `public_ip` with the default socket buffer sizes and one shard per core.
@@ -124,6 +144,9 @@ impl SfuConfig {
             recv_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
             send_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
             shards: 0,
+            tcp_port: Some(0),
+            tcp_handshake_timeout: TCP_HANDSHAKE_TIMEOUT,
+            lost_after: DEFAULT_LOST_AFTER,
         }
     }
 
@@ -175,6 +198,8 @@ pub(crate) struct PeerCounters {
     jitter_ms: AtomicU64,
     bitrate_in: AtomicU64,
     bitrate_out: AtomicU64,
+    /// The connected peer's [`Transport`] (0: none; see `Transport::from_index`).
+    transport: AtomicU8,
 }
 
 /// The latest quality figures of one peer (see [`PeerStats`]).
@@ -232,6 +257,10 @@ impl PeerCounters {
             self.bitrate_out.store(b, Ordering::Relaxed);
         }
     }
+    pub(crate) fn set_transport(&self, transport: Option<Transport>) {
+        let i = transport.map_or(0, |t| t.index() as u8 + 1);
+        self.transport.store(i, Ordering::Relaxed);
+    }
     pub(crate) fn bytes(&self) -> (u64, u64) {
         (
             self.bytes_in.load(Ordering::Relaxed),
@@ -254,6 +283,7 @@ impl PeerCounters {
             jitter_ms: load_f64(&self.jitter_ms),
             bitrate_in: self.bitrate_in.load(Ordering::Relaxed),
             bitrate_out: self.bitrate_out.load(Ordering::Relaxed),
+            transport: Transport::from_index(self.transport.load(Ordering::Relaxed)),
         }
     }
 }
@@ -287,6 +317,8 @@ pub struct PeerStats {
     /// Bits per second received from / sent to this peer over the last stats interval.
     pub bitrate_in: u64,
     pub bitrate_out: u64,
+    /// How the peer's media reaches the server now; `None` while no peer is connected.
+    pub transport: Option<Transport>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -342,6 +374,9 @@ struct Inner {
     commands: Vec<mpsc::UnboundedSender<Command>>,
     metrics: Vec<Arc<metrics::EngineMetrics>>,
     candidate_addr: SocketAddr,
+    /// The passive ICE-TCP candidate's address, when TCP is on.
+    tcp_candidate_addr: Option<SocketAddr>,
+    tcp_metrics: Option<Arc<tcp::TcpMetrics>>,
     sessions: Mutex<Sessions>,
     buffers: SocketBuffers,
     /// A second handle on the media socket, only to look up its kernel drop count.
@@ -354,6 +389,7 @@ pub struct Sfu;
 /// The shard threads. They stop when the last [`SfuHandle`] is dropped.
 pub struct SfuThreads {
     threads: Vec<std::thread::JoinHandle<()>>,
+    tcp: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SfuThreads {
@@ -364,7 +400,7 @@ impl SfuThreads {
 
     /// Waits until every shard has stopped.
     pub fn join(self) {
-        for thread in self.threads {
+        for thread in self.threads.into_iter().chain(self.tcp) {
             // A shard that panicked has already logged it.
             let _ = thread.join();
         }
@@ -394,7 +430,39 @@ impl Sfu {
             0 => default_shards(),
             n => n,
         };
-        let shards = shard::spawn(std_socket, candidate_addr, count)?;
+        let listener = match config.tcp_port {
+            None => None,
+            Some(port) => {
+                let port = if port == 0 { bound.port() } else { port };
+                let listener = std::net::TcpListener::bind(SocketAddr::new(bound.ip(), port))?;
+                listener.set_nonblocking(true)?;
+                Some(listener)
+            }
+        };
+        let tcp_candidate_addr = listener
+            .as_ref()
+            .map(|l| l.local_addr().map(|a| SocketAddr::new(ip, a.port())))
+            .transpose()?;
+        let setup = shard::EngineSetup {
+            local: candidate_addr,
+            local_tcp: tcp_candidate_addr,
+            lost_after: config.lost_after,
+        };
+        let shards = shard::spawn(std_socket, setup, count)?;
+        let (tcp_thread, tcp_metrics) = match listener {
+            Some(listener) => {
+                let metrics = Arc::new(tcp::TcpMetrics::default());
+                let thread = tcp::spawn(
+                    listener,
+                    shards.tcp.clone(),
+                    metrics.clone(),
+                    config.tcp_handshake_timeout,
+                )?;
+                (Some(thread), Some(metrics))
+            }
+            None => (None, None),
+        };
+        drop(shards.tcp);
         tracing::info!(
             shards = shards.commands.len(),
             "media: engine shards started"
@@ -408,6 +476,8 @@ impl Sfu {
                 commands: shards.commands,
                 metrics: shards.metrics,
                 candidate_addr,
+                tcp_candidate_addr,
+                tcp_metrics,
                 buffers,
                 socket: watched,
             }),
@@ -416,6 +486,7 @@ impl Sfu {
             handle,
             SfuThreads {
                 threads: shards.threads,
+                tcp: tcp_thread,
             },
         ))
     }
@@ -476,9 +547,27 @@ impl SfuHandle {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn host_candidate(&self) -> Result<Candidate, SfuError> {
-        Candidate::host(self.inner.candidate_addr, "udp")
-            .map_err(|e| SfuError::Candidate(e.to_string()))
+    /// The passive ICE-TCP candidate's address, when TCP is on.
+    pub fn tcp_candidate_addr(&self) -> Option<SocketAddr> {
+        self.inner.tcp_candidate_addr
+    }
+
+    /// Our candidates: the UDP host one, and the passive TCP one when TCP is on (str0m gives
+    /// TCP host candidates a lower type preference, 90 against UDP's 126, so UDP wins when
+    /// both work).
+    fn add_host_candidates(&self, rtc: &mut Rtc) -> Result<(), SfuError> {
+        let bad = |e: str0m::error::IceError| SfuError::Candidate(e.to_string());
+        rtc.add_local_candidate(Candidate::host(self.inner.candidate_addr, "udp").map_err(bad)?);
+        if let Some(addr) = self.inner.tcp_candidate_addr {
+            let tcp = Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(bad)?;
+            rtc.add_local_candidate(tcp);
+        }
+        Ok(())
     }
 
     /// Opens the session's room. `audio` = the technician group has audio on. Idempotent: a
@@ -541,7 +630,7 @@ impl SfuHandle {
             (record.customer.clone(), record.shard)
         };
         let mut rtc = rtc_config(shard).build(Instant::now());
-        rtc.add_local_candidate(self.host_candidate()?);
+        self.add_host_candidates(&mut rtc)?;
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
@@ -560,6 +649,7 @@ impl SfuHandle {
                 counters,
                 video_mid: None,
                 audio_mid: None,
+                relays: relay_addrs(sdp),
             },
         )?;
         Ok(CustomerAnswer::Ready(answer.to_sdp_string()))
@@ -569,7 +659,6 @@ impl SfuHandle {
     /// session has audio. Offers only the codecs the customer's peer negotiated (with the same
     /// payload types) when the customer has already offered; otherwise Opus, VP8 and H.264.
     pub fn technician_offer(&self, session: SessionId) -> Result<String, SfuError> {
-        let candidate = self.host_candidate()?;
         let mut sessions = self.sessions();
         let record = sessions
             .records
@@ -582,7 +671,7 @@ impl SfuHandle {
             ));
         }
         let mut rtc = config.build(Instant::now());
-        rtc.add_local_candidate(candidate);
+        self.add_host_candidates(&mut rtc)?;
         let mut changes = rtc.sdp_api();
         let video_mid = changes.add_media(StrKind::Video, Direction::SendOnly, None, None, None);
         let audio_mid = record
@@ -634,6 +723,7 @@ impl SfuHandle {
                 counters,
                 video_mid: Some(video_mid),
                 audio_mid,
+                relays: relay_addrs(sdp),
             },
         )
     }
@@ -757,6 +847,9 @@ impl SfuHandle {
         snapshot.recv_buffer_bytes = self.inner.buffers.recv_granted as u64;
         snapshot.send_buffer_bytes = self.inner.buffers.send_granted as u64;
         snapshot.kernel_drops = socket::kernel_drops(&self.inner.socket);
+        if let Some(tcp) = &self.inner.tcp_metrics {
+            snapshot.tcp = tcp.snapshot();
+        }
         snapshot
     }
 
@@ -842,6 +935,17 @@ fn with_rtx(params: &[PayloadParams]) -> Vec<PayloadParams> {
             q.set_fb_fir(p.fb_fir());
             q
         })
+        .collect()
+}
+
+/// The addresses of the relay (TURN) candidates in an SDP: media to them is relayed.
+fn relay_addrs(sdp: &str) -> Vec<SocketAddr> {
+    sdp.lines()
+        .filter_map(|line| line.trim().strip_prefix("a="))
+        .filter(|line| line.starts_with("candidate:"))
+        .filter_map(|line| Candidate::from_sdp_string(line).ok())
+        .filter(|c| c.kind() == CandidateKind::Relayed)
+        .map(|c| c.addr())
         .collect()
 }
 

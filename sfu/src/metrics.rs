@@ -16,6 +16,8 @@ pub const FORWARD_LATENCY_BOUNDS: [f64; 12] = [
 pub(crate) struct EngineMetrics {
     pub(crate) rooms: AtomicI64,
     pub(crate) peers_connected: AtomicI64,
+    /// Connected peers by the transport of their nominated path (index: [`Transport::index`]).
+    pub(crate) peers_by_transport: [AtomicI64; 3],
     pub(crate) rtp_forwarded_packets: AtomicU64,
     pub(crate) rtp_forwarded_bytes: AtomicU64,
     pub(crate) nacks_received: AtomicU64,
@@ -25,6 +27,7 @@ pub(crate) struct EngineMetrics {
     pub(crate) garbage_dropped: AtomicU64,
     pub(crate) send_failures: AtomicU64,
     pub(crate) shard_queue_drops: AtomicU64,
+    pub(crate) peers_lost: AtomicU64,
     /// Per bucket (not cumulative); the last one is +Inf.
     latency_buckets: [AtomicU64; FORWARD_LATENCY_BOUNDS.len() + 1],
     latency_sum_ns: AtomicU64,
@@ -71,6 +74,14 @@ impl EngineMetrics {
         MetricsSnapshot {
             rooms: gauge(|m| &m.rooms),
             peers_connected: gauge(|m| &m.peers_connected),
+            peers_by_transport: [Transport::Udp, Transport::Tcp, Transport::Relay].map(|t| {
+                let total: i64 = shards
+                    .iter()
+                    .map(|m| m.peers_by_transport[t.index()].load(Ordering::Relaxed))
+                    .sum();
+                (t, u64::try_from(total).unwrap_or(0))
+            }),
+            tcp: TcpSnapshot::default(),
             rtp_forwarded_packets: sum(|m| &m.rtp_forwarded_packets),
             rtp_forwarded_bytes: sum(|m| &m.rtp_forwarded_bytes),
             nacks_received: sum(|m| &m.nacks_received),
@@ -80,6 +91,7 @@ impl EngineMetrics {
             garbage_dropped: sum(|m| &m.garbage_dropped),
             send_failures: sum(|m| &m.send_failures),
             shard_queue_drops: sum(|m| &m.shard_queue_drops),
+            peers_lost: sum(|m| &m.peers_lost),
             shards: shards.len() as u64,
             recv_buffer_bytes: 0,
             send_buffer_bytes: 0,
@@ -101,6 +113,10 @@ pub struct MetricsSnapshot {
     pub rooms: u64,
     /// Peers whose ICE and DTLS are up.
     pub peers_connected: u64,
+    /// Connected peers by the transport their media takes (once it has been used).
+    pub peers_by_transport: [(Transport, u64); 3],
+    /// The ICE-TCP listener's counters (all 0 when it is off).
+    pub tcp: TcpSnapshot,
     /// RTP packets handed from one peer to the other, and their payload bytes.
     pub rtp_forwarded_packets: u64,
     pub rtp_forwarded_bytes: u64,
@@ -119,6 +135,9 @@ pub struct MetricsSnapshot {
     pub send_failures: u64,
     /// Datagrams dropped because the shard they were for had a full queue (it fell behind).
     pub shard_queue_drops: u64,
+    /// Times a connected peer's media was reported lost: silent for `lost_after`, or its TCP
+    /// connection closed.
+    pub peers_lost: u64,
     /// Engine shards (threads) forwarding media.
     pub shards: u64,
     /// The media socket's kernel buffers as granted (Linux reports twice the usable size).
@@ -128,6 +147,81 @@ pub struct MetricsSnapshot {
     /// (Linux only: `/proc/net/udp`).
     pub kernel_drops: Option<u64>,
     pub forward_latency: LatencyHistogram,
+}
+
+/// How a peer's media reaches the server: its nominated ICE pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Straight to the UDP media port.
+    Udp,
+    /// ICE-TCP: a connection to the media TCP port.
+    Tcp,
+    /// Through a TURN server (the remote candidate is a relay candidate).
+    Relay,
+}
+
+impl Transport {
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Transport::Udp => 0,
+            Transport::Tcp => 1,
+            Transport::Relay => 2,
+        }
+    }
+
+    pub(crate) fn from_index(i: u8) -> Option<Transport> {
+        match i {
+            1 => Some(Transport::Udp),
+            2 => Some(Transport::Tcp),
+            3 => Some(Transport::Relay),
+            _ => None,
+        }
+    }
+
+    /// `udp`, `tcp` or `relay`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Relay => "relay",
+        }
+    }
+}
+
+/// The ICE-TCP listener's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpSnapshot {
+    /// Connections accepted, and those a peer's ICE credentials then authenticated.
+    pub connections_accepted: u64,
+    pub connections_authenticated: u64,
+    /// Closed at once: too many unauthenticated connections were open.
+    pub connections_refused: u64,
+    /// Closed because they sent no valid binding request for a known peer in time.
+    pub handshake_timeouts: u64,
+    /// Frames dropped as garbage (empty, too long, or a first frame that is no binding request
+    /// naming a shard); a frame no peer accepts is counted in `garbage_dropped` like a datagram.
+    pub garbage_frames: u64,
+    /// Frames dropped because their shard's queue was full.
+    pub queue_drops: u64,
+    /// Connections open now, and how many of them are not authenticated yet.
+    pub connections_open: u64,
+    pub connections_unauthenticated: u64,
+}
+
+impl crate::tcp::TcpMetrics {
+    pub(crate) fn snapshot(&self) -> TcpSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TcpSnapshot {
+            connections_accepted: get(&self.accepted),
+            connections_authenticated: get(&self.authenticated),
+            connections_refused: get(&self.refused),
+            handshake_timeouts: get(&self.handshake_timeouts),
+            garbage_frames: get(&self.garbage_frames),
+            queue_drops: get(&self.queue_drops),
+            connections_open: self.open.load(Ordering::Relaxed) as u64,
+            connections_unauthenticated: self.unauthenticated.load(Ordering::Relaxed) as u64,
+        }
+    }
 }
 
 /// Time from a datagram's arrival to the forwarded packet being handed to the socket.

@@ -48,6 +48,7 @@ use tokio::sync::mpsc;
 use crate::engine::{Command, Engine};
 use crate::io::RecvBatch;
 use crate::metrics::{EngineMetrics, add};
+use crate::tcp::TcpInput;
 
 /// Most shards: the index must fit the ufrag's two hex digits.
 pub const MAX_SHARDS: usize = 256;
@@ -70,7 +71,7 @@ pub(crate) fn credentials(shard: usize) -> IceCreds {
 }
 
 /// The shard a local ufrag names (see [`credentials`]).
-fn shard_of(ufrag: &[u8]) -> Option<usize> {
+pub(crate) fn shard_of(ufrag: &[u8]) -> Option<usize> {
     let digits = ufrag.get(..2)?;
     if !digits.iter().all(u8::is_ascii_hexdigit) {
         return None;
@@ -186,21 +187,39 @@ impl Dispatcher {
 /// The running shards, as the handle sees them.
 pub(crate) struct Shards {
     pub(crate) commands: Vec<mpsc::UnboundedSender<Command>>,
+    /// Per shard, where the ICE-TCP listener hands frames.
+    pub(crate) tcp: Vec<mpsc::Sender<TcpInput>>,
     pub(crate) metrics: Vec<Arc<EngineMetrics>>,
     pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// Starts `count` shard threads on `socket` (non-blocking). Shard 0 reads the socket.
+/// What every shard's engine is set up with.
+#[derive(Clone, Copy)]
+pub(crate) struct EngineSetup {
+    /// The UDP host candidate's address.
+    pub(crate) local: SocketAddr,
+    /// The passive TCP candidate's address, when ICE-TCP is on.
+    pub(crate) local_tcp: Option<SocketAddr>,
+    pub(crate) lost_after: std::time::Duration,
+}
+
 pub(crate) fn spawn(
     socket: std::net::UdpSocket,
-    local: SocketAddr,
+    setup: EngineSetup,
     count: usize,
 ) -> std::io::Result<Shards> {
+    let EngineSetup {
+        local,
+        local_tcp,
+        lost_after,
+    } = setup;
     let count = count.clamp(1, MAX_SHARDS);
     let sender = Arc::new(socket.try_clone()?);
     let (updates_tx, updates_rx) = std::sync::mpsc::channel();
     let (spares_tx, spares_rx) = std::sync::mpsc::channel();
     let mut commands = Vec::with_capacity(count);
+    let mut tcp = Vec::with_capacity(count);
     let mut metrics = Vec::with_capacity(count);
     let mut threads = Vec::with_capacity(count);
     let mut queues = vec![None];
@@ -208,6 +227,8 @@ pub(crate) fn spawn(
     for shard in 0..count {
         let (command_tx, command_rx) = mpsc::unbounded_channel();
         commands.push(command_tx);
+        let (tcp_tx, tcp_rx) = mpsc::channel(crate::tcp::SHARD_TCP_QUEUE);
+        tcp.push(tcp_tx);
         let shard_metrics = Arc::new(EngineMetrics::default());
         metrics.push(shard_metrics.clone());
         let router = (count > 1).then(|| Router {
@@ -215,7 +236,7 @@ pub(crate) fn spawn(
         });
         let sender = sender.clone();
         if shard == 0 {
-            zero = Some((command_rx, router, shard_metrics, sender));
+            zero = Some((command_rx, tcp_rx, router, shard_metrics, sender));
             continue;
         }
         let (batch_tx, batch_rx) = mpsc::channel(SHARD_QUEUE);
@@ -223,16 +244,24 @@ pub(crate) fn spawn(
         let spares = spares_tx.clone();
         let thread = std::thread::Builder::new().name(format!("sfu-shard-{shard}"));
         threads.push(thread.spawn(move || {
-            let engine = Engine::new(sender, local, shard, router, shard_metrics);
+            let engine = Engine::new(
+                sender,
+                local,
+                shard,
+                router,
+                shard_metrics,
+                local_tcp,
+                lost_after,
+            );
             let source = Source::Queue {
                 batches: batch_rx,
                 spares,
             };
-            runtime().block_on(run(engine, command_rx, source));
+            runtime().block_on(run(engine, command_rx, tcp_rx, source));
         })?);
     }
     // Shard 0 last: its dispatcher needs every other shard's queue.
-    let (command_rx, router, shard_metrics, sender) = zero.expect("count >= 1");
+    let (command_rx, tcp_rx, router, shard_metrics, sender) = zero.expect("count >= 1");
     let dispatcher = (count > 1).then(|| Dispatcher {
         routes: HashMap::default(),
         updates: updates_rx,
@@ -246,7 +275,15 @@ pub(crate) fn spawn(
     threads.insert(
         0,
         thread.spawn(move || {
-            let engine = Engine::new(sender, local, 0, router, shard_metrics);
+            let engine = Engine::new(
+                sender,
+                local,
+                0,
+                router,
+                shard_metrics,
+                local_tcp,
+                lost_after,
+            );
             runtime().block_on(async move {
                 match tokio::net::UdpSocket::from_std(socket) {
                     Ok(socket) => {
@@ -256,7 +293,7 @@ pub(crate) fn spawn(
                             batch: RecvBatch::new(),
                             dispatcher,
                         };
-                        run(engine, command_rx, source).await
+                        run(engine, command_rx, tcp_rx, source).await
                     }
                     Err(e) => tracing::error!(error = %e, "media socket: cannot watch it"),
                 }
@@ -265,6 +302,7 @@ pub(crate) fn spawn(
     );
     Ok(Shards {
         commands,
+        tcp,
         metrics,
         threads,
     })
@@ -359,8 +397,11 @@ impl Source {
 async fn run(
     mut engine: Engine,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    mut tcp: mpsc::Receiver<TcpInput>,
     mut source: Source,
 ) {
+    // Closed once the TCP listener is gone (or off): then no longer watched.
+    let mut tcp_open = true;
     loop {
         let wake = engine.next_wake();
         tokio::select! {
@@ -368,6 +409,10 @@ async fn run(
             command = commands.recv() => match command {
                 Some(command) => engine.command(command),
                 None => break,
+            },
+            input = tcp.recv(), if tcp_open => match input {
+                Some(input) => engine.tcp_input(input),
+                None => tcp_open = false,
             },
             ready = source.ready() => {
                 if !source.take(ready, &mut engine) {

@@ -98,6 +98,9 @@ pub enum Reason {
     /// network change) while its socket may still be up.
     CustomerMediaLost,
     TechnicianConnectionLost,
+    /// The console's media path broke (nothing heard from its peer for `lost_after`, or ICE
+    /// disconnected) while its socket may still be up.
+    TechnicianMediaLost,
     Reconnected,
     GracePeriodOver,
     TechnicianRemoved,
@@ -126,6 +129,7 @@ impl Reason {
             Reason::CustomerConnectionLost => "customer_connection_lost",
             Reason::CustomerMediaLost => "customer_media_lost",
             Reason::TechnicianConnectionLost => "technician_connection_lost",
+            Reason::TechnicianMediaLost => "technician_media_lost",
             Reason::Reconnected => "reconnected",
             Reason::GracePeriodOver => "grace_period_over",
             Reason::TechnicianRemoved => "technician_removed",
@@ -259,6 +263,11 @@ pub enum Command {
     CustomerMedia {
         connected: bool,
     },
+    /// The console's media path broke (`false`) or is back (`true`). While it is broken an
+    /// Active session is `Reconnecting`.
+    TechnicianMedia {
+        connected: bool,
+    },
     /// Chat, commands or media from either side: resets the active idle time-out.
     Activity,
 }
@@ -291,6 +300,8 @@ pub struct Session {
     pub technician_connected: bool,
     /// The phone's media path broke and has not come back yet.
     pub customer_media_lost: bool,
+    /// The console's media path broke and has not come back yet.
+    pub technician_media_lost: bool,
     pub ever_active: bool,
 }
 
@@ -316,6 +327,7 @@ impl Session {
             customer_connected: false,
             technician_connected: true,
             customer_media_lost: false,
+            technician_media_lost: false,
             ever_active: false,
         }
     }
@@ -639,6 +651,8 @@ impl Desk {
                 }
                 s.technician_id = Some(technician);
                 s.technician_connected = true;
+                // Its console's peer comes with the pickup.
+                s.technician_media_lost = false;
                 move_to(
                     s,
                     Status::Active,
@@ -709,6 +723,7 @@ impl Desk {
                     now,
                     out,
                 );
+                s.technician_media_lost = false;
                 match to {
                     TransferTarget::Technician(t) => {
                         s.technician_id = Some(t);
@@ -770,6 +785,17 @@ impl Desk {
                 }
                 s.customer_media_lost = !connected;
                 customer_link(s, connected, Reason::CustomerMediaLost, now, out);
+            }
+            Command::TechnicianMedia { connected } => {
+                if s.status.is_final() {
+                    return Err(not_allowed("reconnect media of", s.status));
+                }
+                s.technician_media_lost = !connected;
+                if !connected && s.status == Status::Active {
+                    enter_reconnecting(s, Reason::TechnicianMediaLost, now, out);
+                } else if connected && s.status == Status::Reconnecting {
+                    leave_reconnecting_if_whole(s, now, out);
+                }
             }
             Command::Activity => {
                 if s.status.is_final() {
@@ -851,7 +877,7 @@ fn enter_reconnecting(s: &mut Session, reason: Reason, now: Millis, out: &mut Ou
     }
     s.before_reconnecting = Some(s.status);
     let actor = match reason {
-        Reason::TechnicianConnectionLost => {
+        Reason::TechnicianConnectionLost | Reason::TechnicianMediaLost => {
             s.technician_id.map_or(Actor::System, Actor::Technician)
         }
         _ => Actor::Customer,
@@ -865,7 +891,7 @@ fn leave_reconnecting_if_whole(s: &mut Session, now: Millis, out: &mut Output) {
     let needs_technician = prior == Status::Active;
     if !s.customer_connected
         || s.customer_media_lost
-        || (needs_technician && !s.technician_connected)
+        || (needs_technician && (!s.technician_connected || s.technician_media_lost))
     {
         return;
     }
@@ -1332,6 +1358,30 @@ mod tests {
             .unwrap();
         let out = d.poll_timeouts(40 + policy().timeouts.reconnect_grace_ms);
         assert_eq!(out.transitions[0].to, Status::Disconnected);
+    }
+
+    #[test]
+    fn a_broken_console_media_path_is_reconnecting_until_it_is_back() {
+        let mut d = desk_with(policy());
+        reach(&mut d, Status::Active);
+        let out = d
+            .handle(1, Command::TechnicianMedia { connected: false }, 10)
+            .unwrap();
+        assert_eq!(out.transitions[0].to, Status::Reconnecting);
+        assert_eq!(out.transitions[0].reason, Reason::TechnicianMediaLost);
+        assert_eq!(out.transitions[0].actor, Actor::Technician(T1));
+        let out = d
+            .handle(1, Command::TechnicianMedia { connected: true }, 20)
+            .unwrap();
+        assert_eq!(out.transitions[0].to, Status::Active);
+        assert_eq!(out.transitions[0].reason, Reason::Reconnected);
+        // On Hold the console's media is not needed: nothing changes.
+        d.handle(1, Command::Hold { technician: T1 }, 30).unwrap();
+        let out = d
+            .handle(1, Command::TechnicianMedia { connected: false }, 31)
+            .unwrap();
+        assert!(out.transitions.is_empty());
+        assert_eq!(status(&d, 1), Some(Status::OnHold));
     }
 
     #[test]

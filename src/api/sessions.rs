@@ -121,6 +121,9 @@ pub struct SessionDetail {
     /// single-session route).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<ToolsView>,
+    /// How each side's media reaches the server right now (only on the single-session route).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<TransportView>,
 }
 
 /// Uses of the technician's tools on the live picture, counted (strokes are never stored).
@@ -135,6 +138,16 @@ pub struct ToolsView {
     pub freezes: i64,
     /// Links sent to the customer.
     pub urls_sent: i64,
+}
+
+/// The transport of each side's media, live from the media server: `udp` (straight to the media
+/// port), `tcp` (ICE-TCP to the media TCP port) or `relay` (through a TURN server); `null` while
+/// that side has no connected peer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"customer": "tcp", "technician": "udp"}))]
+pub struct TransportView {
+    pub customer: Option<String>,
+    pub technician: Option<String>,
 }
 
 /// A session's timings, as Post-to-URL sends them (WaitingTime, PickupTime, ClosingTime, WorkTime).
@@ -209,6 +222,7 @@ fn detail(r: &SessionRow) -> SessionDetail {
         notes: vec![],
         timings: None,
         tools: None,
+        transport: None,
     }
 }
 
@@ -261,6 +275,11 @@ async fn get_session(
         annotation_clears: c.annotation_clears,
         freezes: c.freezes,
         urls_sent: c.urls_sent,
+    });
+    let [customer, technician] = state.hub.media_transports(id);
+    d.transport = Some(TransportView {
+        customer: customer.map(str::to_owned),
+        technician: technician.map(str::to_owned),
     });
     d.events = events
         .into_iter()

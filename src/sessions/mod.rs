@@ -440,13 +440,35 @@ impl Hub {
         }
     }
 
-    /// Feeds the media server's reports on the phone's media path to the state machine.
+    /// How each side's media reaches the server now (customer, technician), from the SFU.
+    pub fn media_transports(&self, id: SessionId) -> [Option<&'static str>; 2] {
+        self.media.transports(id)
+    }
+
+    /// The console's media path went down (silent for `media.lost_after`, or ICE lost) or came
+    /// back: an Active session goes to `Reconnecting` and back.
+    pub(crate) fn technician_media(&self, id: SessionId, up: bool) {
+        let now = self.now();
+        let mut inner = self.lock();
+        if let Ok(out) = inner
+            .desk
+            .handle(id, Command::TechnicianMedia { connected: up }, now)
+        {
+            self.after(&mut inner, out, now);
+        }
+    }
+
+    /// Feeds the media server's reports on the phone's and the console's media paths to the
+    /// state machine.
     pub async fn run_media_events(self: Arc<Self>) {
-        let Some(mut events) = self.media.customer_media_events() else {
+        let Some(mut events) = self.media.media_events() else {
             return;
         };
-        while let Some((id, up)) = events.recv().await {
-            self.customer_media(id, up);
+        while let Some((id, side, up)) = events.recv().await {
+            match side {
+                crate::media::MediaSide::Customer => self.customer_media(id, up),
+                crate::media::MediaSide::Technician => self.technician_media(id, up),
+            }
         }
     }
 
@@ -1309,6 +1331,7 @@ impl Hub {
                 technician_connected: false,
                 // Media does not survive a restart; the phone offers again.
                 customer_media_lost: false,
+                technician_media_lost: false,
                 ever_active: row.ever_active,
             };
             let mut inner = self.lock();

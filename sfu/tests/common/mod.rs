@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -290,10 +291,33 @@ pub fn local_track(
 
 /// Sends packets of one stream every 20 ms until the task is dropped with the runtime.
 pub fn send_stream(track: Arc<TrackLocalStaticRTP>, tag: u8, pt: u8, ssrc: u32, clock_step: u32) {
+    send_stream_while(
+        track,
+        tag,
+        pt,
+        ssrc,
+        clock_step,
+        Arc::new(AtomicBool::new(true)),
+    );
+}
+
+/// [`send_stream`], skipping packets while `sending` is false (a paused camera, a muted mic:
+/// no RTP, while RTCP and ICE carry on).
+pub fn send_stream_while(
+    track: Arc<TrackLocalStaticRTP>,
+    tag: u8,
+    pt: u8,
+    ssrc: u32,
+    clock_step: u32,
+    sending: Arc<AtomicBool>,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         for n in 0u16.. {
             tick.tick().await;
+            if !sending.load(Ordering::Relaxed) {
+                continue;
+            }
             let packet = rtc::rtp::packet::Packet {
                 header: rtc::rtp::header::Header {
                     version: 2,
@@ -319,6 +343,8 @@ pub struct Call {
     pub customer: TestPeer,
     pub technician: TestPeer,
     pub plis_at_customer: Arc<AtomicU32>,
+    /// Clear it to stop the customer's RTP (video and audio) without closing anything.
+    pub customer_sending: Arc<AtomicBool>,
 }
 
 impl Call {
@@ -417,8 +443,28 @@ pub async fn call_with(sfu: SfuHandle, side: TechnicianSide) -> Call {
     call_in(sfu, SESSION, side).await
 }
 
+/// How the customer side of a [`call_via`] differs from the plain one.
+#[derive(Default)]
+pub struct CustomerSide {
+    /// Rewrites the customer's offer before the server sees it.
+    pub offer: Option<Box<dyn Fn(String) -> String + Send>>,
+    /// Rewrites the server's answer before the customer sees it.
+    pub answer: Option<Box<dyn Fn(String) -> String + Send>>,
+}
+
 /// [`call_with`] for a given session id.
 pub async fn call_in(sfu: SfuHandle, session: i64, side: TechnicianSide) -> Call {
+    call_via(sfu, session, side, CustomerSide::default()).await
+}
+
+/// [`call_in`] with the customer's SDP rewritten as `customer` says (e.g. to put it behind a
+/// relay).
+pub async fn call_via(
+    sfu: SfuHandle,
+    session: i64,
+    side: TechnicianSide,
+    customer_side: CustomerSide,
+) -> Call {
     let runtime = default_runtime().unwrap();
     sfu.start(session, true).unwrap();
 
@@ -448,13 +494,19 @@ pub async fn call_in(sfu: SfuHandle, session: i64, side: TechnicianSide) -> Call
     tokio::time::timeout(Duration::from_secs(5), customer.gathered.recv())
         .await
         .unwrap();
-    let offer = customer.pc.local_description().await.unwrap();
-    let answer = sfu
-        .customer_offer(session, &offer.sdp)
+    let mut offer = customer.pc.local_description().await.unwrap().sdp;
+    if let Some(rewrite) = &customer_side.offer {
+        offer = rewrite(offer);
+    }
+    let mut answer = sfu
+        .customer_offer(session, &offer)
         .unwrap()
         .sdp()
         .await
         .unwrap();
+    if let Some(rewrite) = &customer_side.answer {
+        answer = rewrite(answer);
+    }
     customer
         .pc
         .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
@@ -477,8 +529,10 @@ pub async fn call_in(sfu: SfuHandle, session: i64, side: TechnicianSide) -> Call
             }
         });
     }
-    send_stream(video, TAG_VIDEO, VIDEO_PT, 0x1111, 3000);
-    send_stream(mic, TAG_CUSTOMER_AUDIO, OPUS_PT, 0x2222, 960);
+    let customer_sending = Arc::new(AtomicBool::new(true));
+    let sending = customer_sending.clone();
+    send_stream_while(video, TAG_VIDEO, VIDEO_PT, 0x1111, 3000, sending.clone());
+    send_stream_while(mic, TAG_CUSTOMER_AUDIO, OPUS_PT, 0x2222, 960, sending);
 
     let technician = technician(&runtime, &sfu, session, side).await;
     Call {
@@ -487,6 +541,125 @@ pub async fn call_in(sfu: SfuHandle, session: i64, side: TechnicianSide) -> Call
         customer,
         technician,
         plis_at_customer,
+        customer_sending,
+    }
+}
+
+/// A relay between the customer (which talks UDP to [`Relay::addr`]) and the server: over UDP
+/// to the server's UDP port, or over one TCP connection to its ICE-TCP port with RFC 4571
+/// framing (each datagram one frame). Setting `quiet` drops everything both ways without
+/// closing anything (a path that went dead); `close` ends the TCP connection.
+pub struct Relay {
+    pub addr: SocketAddr,
+    pub quiet: Arc<AtomicBool>,
+    pub close: Arc<tokio::sync::Notify>,
+}
+
+pub async fn relay(server: SocketAddr, tcp: bool) -> Relay {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listen = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = listen.local_addr().unwrap();
+    let quiet = Arc::new(AtomicBool::new(false));
+    let close = Arc::new(tokio::sync::Notify::new());
+    let (q, c) = (quiet.clone(), close.clone());
+    tokio::spawn(async move {
+        let mut customer: Option<SocketAddr> = None;
+        let mut a = vec![0u8; 2048];
+        if !tcp {
+            let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let mut b = vec![0u8; 2048];
+            loop {
+                tokio::select! {
+                    Ok((n, from)) = listen.recv_from(&mut a) => {
+                        customer = Some(from);
+                        if !q.load(Ordering::Relaxed) {
+                            let _ = upstream.send_to(&a[..n], server).await;
+                        }
+                    }
+                    Ok((n, _)) = upstream.recv_from(&mut b) => {
+                        if let Some(to) = customer.filter(|_| !q.load(Ordering::Relaxed)) {
+                            let _ = listen.send_to(&b[..n], to).await;
+                        }
+                    }
+                }
+            }
+        }
+        // TCP: connect on the customer's first datagram (its first connectivity check).
+        let (n, from) = listen.recv_from(&mut a).await.unwrap();
+        customer = Some(from);
+        let stream = tokio::net::TcpStream::connect(server).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (mut rd, mut wr) = stream.into_split();
+        let mut frame = (n as u16).to_be_bytes().to_vec();
+        frame.extend_from_slice(&a[..n]);
+        wr.write_all(&frame).await.unwrap();
+        let back = listen.clone();
+        let q2 = q.clone();
+        let reader = tokio::spawn(async move {
+            let mut len = [0u8; 2];
+            let mut buf = vec![0u8; 65536];
+            loop {
+                if rd.read_exact(&mut len).await.is_err() {
+                    break;
+                }
+                let n = usize::from(u16::from_be_bytes(len));
+                if rd.read_exact(&mut buf[..n]).await.is_err() {
+                    break;
+                }
+                if let Some(to) = customer.filter(|_| !q2.load(Ordering::Relaxed)) {
+                    let _ = back.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+        loop {
+            tokio::select! {
+                Ok((n, _)) = listen.recv_from(&mut a) => {
+                    if q.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let mut frame = (n as u16).to_be_bytes().to_vec();
+                    frame.extend_from_slice(&a[..n]);
+                    if wr.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                }
+                _ = c.notified() => break,
+            }
+        }
+        reader.abort();
+        drop(wr);
+    });
+    Relay { addr, quiet, close }
+}
+
+/// Rewrites for a customer behind `relay`: its offer loses its candidates (the server learns
+/// the relay's address from its checks), and the server's answer names only the relay.
+pub fn behind(relay: SocketAddr) -> CustomerSide {
+    CustomerSide {
+        offer: Some(Box::new(|sdp: String| {
+            sdp.split_inclusive("\r\n")
+                .filter(|l| !l.starts_with("a=candidate"))
+                .collect()
+        })),
+        answer: Some(Box::new(move |sdp: String| {
+            let mut out = String::new();
+            let mut added = false;
+            for line in sdp.split_inclusive("\r\n") {
+                if line.starts_with("a=candidate") {
+                    if !added {
+                        out.push_str(&format!(
+                            "a=candidate:1 1 udp 2130706431 {} {} typ host\r\n",
+                            relay.ip(),
+                            relay.port()
+                        ));
+                        added = true;
+                    }
+                    continue;
+                }
+                out.push_str(line);
+            }
+            out
+        })),
     }
 }
 
