@@ -514,9 +514,13 @@ fn request_example(schema: &str) -> Option<Value> {
     Some(match schema {
         "LoginRequest" => json!({"email": "admin@example.com", "password": "Sample1%"}),
         "PasswordChange" => json!({"old_password": "Sample1%", "new_password": "Sampla2&x"}),
-        "UserCreate" => json!({"name": "Ann Example", "email": "ann@example.com",
-            "password": "Sample1%", "description": "first line", "enabled": true}),
-        "UserUpdate" => json!({"description": "second line", "enabled": true}),
+        "MasterCreate" | "AdministratorCreate" => json!({"name": "Ann Example",
+            "email": "ann@example.com", "password": "Sample1%", "description": "first line"}),
+        "TechnicianCreate" => json!({"name": "Tom Example", "nickname": "Tom",
+            "email": "tom@example.com", "password": "Sample1%", "group_id": 1}),
+        "MasterUpdate" | "AdministratorUpdate" | "TechnicianUpdate" => {
+            json!({"description": "second line", "enabled": true})
+        }
         "GroupCreate" => json!({"name": "Support", "description": "first line", "enabled": true}),
         "GroupUpdate" => json!({"description": "second line"}),
         "TechnicianGroupSettings" => {
@@ -524,8 +528,12 @@ fn request_example(schema: &str) -> Option<Value> {
         }
         "GlobalSettingsUpdate" => {
             let mut v = serde_json::to_value(GlobalSettings::default().view()).ok()?;
+            // The read-only parts of the view are not sent back.
             if let Some(o) = v.as_object_mut() {
                 o.remove("api");
+            }
+            if let Some(sso) = v.get_mut("single_sign_on").and_then(Value::as_object_mut) {
+                sso.remove("master_sso_password_set");
             }
             v
         }
