@@ -637,6 +637,25 @@ fn constrain_fields(doc: &mut Value) {
     if let Some(p) = doc.pointer_mut("/components/schemas/MasterCreate/properties/group_id") {
         *p = json!({"type": "null", "description": "Master administrators are in no group."});
     }
+    // The report's file formats (`format=html|xml|tsv|xlsx`) are answers of their own type.
+    if let Some(ok) = doc.pointer_mut("/paths/~1api~1v1~1reports~1{area}/get/responses/200/content")
+        && let Some(content) = ok.as_object_mut()
+    {
+        for (media, format) in [
+            ("text/html", "binary"),
+            ("application/vnd.ms-excel", "binary"),
+            ("text/tab-separated-values", "binary"),
+            (
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                "binary",
+            ),
+        ] {
+            content.insert(
+                media.into(),
+                json!({"schema": {"type": "string", "format": format}}),
+            );
+        }
+    }
     // A report cell is a number (ids, counts) or text (everything else).
     if let Some(cell) =
         doc.pointer_mut("/components/schemas/ReportBody/properties/rows/items/items")
