@@ -125,7 +125,9 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::api::routes())
         .split_for_parts();
-    let openapi_json = Arc::new(openapi.to_pretty_json().unwrap_or_default());
+    let openapi_json = Arc::new(
+        serde_json::to_string_pretty(&crate::api::openapi::finish(&openapi)).unwrap_or_default(),
+    );
     let body_limit = state.config.http.max_body_bytes;
     api.route(
         "/api/v1/openapi.json",

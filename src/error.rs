@@ -26,7 +26,10 @@ pub struct ErrorBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, machine-readable: `bad_request`, `invalid_json`, `validation_failed`, `unauthorized`,
+    /// Stable, machine-readable: `invalid_parameter` (400: a path or query parameter does not
+    /// parse), `invalid_json` (400: the body is not JSON), `validation_failed` (422: the body or a
+    /// field breaks the schema or a rule), `unsupported_media_type` (415), `payload_too_large` (413),
+    /// `bad_request`, `unauthorized`,
     /// `forbidden`, `ip_restricted`, `not_found`, `conflict`, `email_taken`, `group_not_empty`,
     /// `too_many_requests`, `password_change_required`, `sso_required`, `ticket_expired`, `internal`...
     pub code: String,
@@ -58,6 +61,10 @@ impl ApiError {
     }
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    /// The role may call the operation, but this object is outside what the caller manages.
+    pub fn not_in_scope(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "not_in_scope", message)
     }
     pub fn not_found(what: &str) -> ApiError {
         ApiError::new(
@@ -137,10 +144,39 @@ pub struct Json<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let mut value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        integral_floats_to_integers(&mut value);
+        serde_json::from_value(value).map(Json).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("Failed to deserialize the JSON body into the target type: {e}"),
+            )
+        })
+    }
+}
+
+/// JSON has one number type: `946.0` is the integer 946 to JSON Schema (and to the OpenAPI
+/// document's `type: integer`), while serde refuses it for an `i64`. Whole floats within the
+/// `i64` range become integers before the body meets its Rust type; fractions stay as they are
+/// (and are refused where an integer is due).
+fn integral_floats_to_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f >= i64::MIN as f64
+                && f < i64::MAX as f64
+            {
+                *v = serde_json::Value::from(f as i64);
+            }
         }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(integral_floats_to_integers),
+        serde_json::Value::Object(o) => o.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
     }
 }
 
@@ -157,6 +193,9 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             "unsupported_media_type",
             "expected Content-Type: application/json",
         ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(e.status(), "payload_too_large", e.body_text())
+        }
         JsonRejection::BytesRejection(e) => ApiError::new(e.status(), "bad_request", e.body_text()),
         other => ApiError::new(other.status(), "bad_request", other.body_text()),
     }
@@ -177,13 +216,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => {
-                Err(ApiError::bad_request("bad_request", e.body_text()))
+                Err(invalid_parameter("path", e.body_text()))
             }
-            Err(other) => Err(ApiError::new(
-                other.status(),
-                "bad_request",
-                other.body_text(),
-            )),
+            // Only a route without path parameters can miss them: a wiring mistake, not the client's.
+            Err(other) => Err(ApiError::internal(other.body_text())),
         }
     }
 }
@@ -197,13 +233,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
-                Err(ApiError::bad_request("bad_request", e.body_text()))
+                Err(invalid_parameter("query", e.body_text()))
             }
-            Err(other) => Err(ApiError::new(
-                other.status(),
-                "bad_request",
-                other.body_text(),
-            )),
+            Err(other) => Err(invalid_parameter("query", other.body_text())),
         }
     }
+}
+
+/// A path or query parameter that does not parse (a non-numeric id, an unknown enum value, a
+/// missing required query parameter): always 400 `invalid_parameter`, whatever the route, so that
+/// clients and the OpenAPI document have one answer to expect. Bodies that parse but do not
+/// validate are 422 `validation_failed` instead.
+pub fn invalid_parameter(place: &str, detail: impl Into<String>) -> ApiError {
+    let detail: String = detail.into();
+    // axum's text starts with a generic prefix; the part after it names the parameter.
+    let detail = detail
+        .strip_prefix("Invalid URL: ")
+        .or_else(|| detail.strip_prefix("Failed to deserialize query string: "))
+        .unwrap_or(&detail)
+        .to_string();
+    ApiError::bad_request("invalid_parameter", format!("{place} parameter: {detail}"))
 }

@@ -234,7 +234,8 @@ async fn an_administrators_password_change_forces_a_change_at_next_login() {
             json!({"old_password": "wrong", "new_password": "Other-Pass2"}),
         )
         .await;
-    assert_eq!(r.status, 422);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.error_code(), "wrong_password");
     s.post(
         "/api/v1/auth/password",
         &tt,

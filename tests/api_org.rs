@@ -66,7 +66,7 @@ async fn groups_nest_and_move_and_the_tree_follows() {
     )
     .await
     .expect(200);
-    // A group cannot move under its own subgroup.
+    // A group cannot move under its own subgroup: a conflict with the tree as it is.
     let r = s
         .patch(
             &format!("/api/v1/technician-groups/{c}"),
@@ -74,7 +74,7 @@ async fn groups_nest_and_move_and_the_tree_follows() {
             json!({"parent_id": b}),
         )
         .await;
-    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(r.status, 409, "{:?}", r.body);
     // To the top level.
     let moved = s
         .patch(
@@ -135,7 +135,8 @@ async fn groups_nest_and_move_and_the_tree_follows() {
     )
     .await
     .expect(200);
-    // An administrator cannot go into a technician group, a technician not into an administrator group.
+    // An administrator cannot go into a technician group, a technician not into an administrator
+    // group: for each, the other kind's id names no group at all.
     assert_eq!(
         s.patch(
             &format!("/api/v1/administrators/{admin}"),
@@ -144,7 +145,7 @@ async fn groups_nest_and_move_and_the_tree_follows() {
         )
         .await
         .status,
-        422
+        404
     );
     assert_eq!(
         s.patch(
@@ -154,7 +155,7 @@ async fn groups_nest_and_move_and_the_tree_follows() {
         )
         .await
         .status,
-        422
+        404
     );
     let tree = s.get("/api/v1/org", &t).await.expect(200);
     let admins = &tree["roots"][1]["children"][0];
@@ -693,7 +694,7 @@ async fn bad_input_gets_a_json_error_and_changes_nothing() {
             Method::POST,
             "/api/v1/technician-groups".into(),
             r#"{"name": "x", "parent_id": 999999}"#,
-            422,
+            404,
         ),
         (
             Method::POST,

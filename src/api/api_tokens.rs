@@ -116,7 +116,9 @@ fn audit(caller: &Caller, t: &ApiToken, change: ChangeType, added: bool) -> Audi
 /// Create an API token for oneself.
 #[utoipa::path(post, path = "/api/v1/api-tokens", tag = "integrations", security(("bearer" = [])),
     request_body = ApiTokenCreate,
-    responses((status = 201, description = "Created", body = ApiTokenCreated), (status = 422, description = "Validation failed", body = ErrorBody)))]
+    responses((status = 201, description = "Created", body = ApiTokenCreated),
+              (status = 409, description = "`expires_at` has passed (`already_expired`)", body = ErrorBody),
+              (status = 422, description = "Validation failed", body = ErrorBody)))]
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -130,8 +132,12 @@ async fn create_token(
             let at = chrono::DateTime::parse_from_rfc3339(s)
                 .map_err(|_| ApiError::invalid("expires_at", "not an RFC 3339 time"))?
                 .timestamp_millis();
+            // A well-formed time that has passed: a conflict with the clock, not a bad body.
             if at <= now {
-                return Err(ApiError::invalid("expires_at", "must be in the future"));
+                return Err(ApiError::conflict(
+                    "already_expired",
+                    "expires_at: must be in the future",
+                ));
             }
             Some(at)
         }

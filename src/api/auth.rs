@@ -273,9 +273,11 @@ async fn change_password(
         )
         .await
     {
-        return Err(ApiError::invalid(
-            "old_password",
-            "is not the current password",
+        // A failed re-authentication, not a malformed body: the schema cannot know the password.
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+            "old_password: is not the current password",
         ));
     }
     if req.new_password == req.old_password {

@@ -113,32 +113,29 @@ fn check_parent(
     match parent {
         None => {
             if kind == GroupKind::TechnicianGroup && !caller.is_master() {
-                return Err(ApiError::forbidden(
+                return Err(ApiError::not_in_scope(
                     "administrators create and move groups only under technician groups they manage",
                 ));
             }
         }
         Some(p) => {
-            let parent = org
-                .group(p)
-                .ok_or_else(|| ApiError::invalid("parent_id", "no such group"))?;
-            if parent.kind != kind {
-                return Err(ApiError::invalid(
-                    "parent_id",
-                    "a group nests only under a group of the same kind",
-                ));
-            }
+            // A group nests only under a group of the same kind: any other id names no parent.
+            org.group(p)
+                .filter(|parent| parent.kind == kind)
+                .ok_or_else(|| {
+                    ApiError::not_found(&format!("parent_id: {}", kind.entity_type()))
+                })?;
             if kind == GroupKind::TechnicianGroup && !scope.manages_group(p) {
-                return Err(ApiError::forbidden(
+                return Err(ApiError::not_in_scope(
                     "the parent group is not one you manage",
                 ));
             }
             if let Some(g) = moving
                 && org.would_cycle(g, p)
             {
-                return Err(ApiError::invalid(
-                    "parent_id",
-                    "a group cannot move under itself or its subgroups",
+                return Err(ApiError::conflict(
+                    "conflict",
+                    "parent_id: a group cannot move under itself or its subgroups",
                 ));
             }
         }
@@ -348,7 +345,8 @@ macro_rules! group_routes {
         }
 
         #[utoipa::path(post, path = $path, tag = "org", security(("bearer" = [])), request_body = GroupCreate,
-            responses((status = 201, description = "Created", body = GroupView), (status = 400, description = "Bad request", body = ErrorBody), (status = 403, description = "Forbidden", body = ErrorBody),
+            responses((status = 201, description = "Created", body = GroupView),
+                      (status = 404, description = "`parent_id` names no group of the same kind", body = ErrorBody),
                       (status = 422, description = "Validation failed", body = ErrorBody)))]
         async fn $create(State(state): State<AppState>, caller: Caller, Json(body): Json<GroupCreate>) -> ApiResult<(StatusCode, Json<GroupView>)> {
             create(&state, &caller, $kind, body).await
@@ -363,7 +361,9 @@ macro_rules! group_routes {
 
         #[utoipa::path(patch, path = $path_id, tag = "org", security(("bearer" = [])), params(("id" = i64, Path)),
             request_body = GroupUpdate,
-            responses((status = 200, description = "OK", body = GroupView), (status = 403, description = "Forbidden", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody),
+            responses((status = 200, description = "OK", body = GroupView),
+                      (status = 404, description = "No such group, or `parent_id` names no group of the same kind", body = ErrorBody),
+                      (status = 409, description = "The move would put the group under itself or its subgroups (`conflict`)", body = ErrorBody),
                       (status = 422, description = "Validation failed", body = ErrorBody)))]
         async fn $update(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(body): Json<GroupUpdate>) -> ApiResult<Json<GroupView>> {
             update(&state, &caller, $kind, id, body).await

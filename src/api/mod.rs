@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod groups;
+pub mod openapi;
 pub mod org;
 pub mod post_to_url;
 pub mod recordings;

@@ -85,8 +85,8 @@ async fn list_deliveries(
     if let Some(s) = &q.status
         && !matches!(s.as_str(), "pending" | "sent" | "failed")
     {
-        return Err(ApiError::bad_request(
-            "bad_request",
+        return Err(crate::error::invalid_parameter(
+            "query",
             "status: one of pending, sent, failed",
         ));
     }

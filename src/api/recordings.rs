@@ -3,7 +3,7 @@
 //! returned redacted: a password in an FTP/HTTP(S) URL shows as `********`.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::{Caller, load_org, rfc3339};
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, ErrorBody, Json};
+use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path};
 use crate::recorder::RetryError;
 use crate::store::recordings::{RecordingRow, RecordingStatus};
 use crate::store::{Role, StoreError};

@@ -34,7 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 impl From<ParamError> for ApiError {
     fn from(e: ParamError) -> ApiError {
-        ApiError::invalid(e.field, e.message)
+        crate::error::invalid_parameter("query", format!("{}: {}", e.field, e.message))
     }
 }
 
@@ -115,8 +115,9 @@ async fn report(
         ));
     }
     let list = ListType::parse(q.list.as_deref(), area)?;
-    let format = Format::parse(q.format.as_deref())
-        .ok_or_else(|| ApiError::invalid("format", "must be json, html, xml, tsv or xlsx"))?;
+    let format = Format::parse(q.format.as_deref()).ok_or_else(|| {
+        crate::error::invalid_parameter("query", "format: must be json, html, xml, tsv or xlsx")
+    })?;
     let tz = params::time_zone(q.tz.as_deref())?;
     let now = state.hub.now();
     let (from, to) = params::window(
@@ -129,7 +130,10 @@ async fn report(
     let daily = Daily::parse(q.daily_from.as_deref(), q.daily_to.as_deref())?;
     let per_page = q.per_page.unwrap_or(100);
     if !(1..=1000).contains(&per_page) {
-        return Err(ApiError::invalid("per_page", "must be 1 to 1000"));
+        return Err(crate::error::invalid_parameter(
+            "query",
+            "per_page: must be 1 to 1000",
+        ));
     }
     let page = q.page.unwrap_or(1).max(1);
     let org = load_org(&state).await?;
@@ -265,10 +269,9 @@ fn unit_scope(caller: &Caller, org: &Org, unit: Option<&str>) -> ApiResult<Scope
         Some(u) => match u.split_once(':') {
             Some((k, id)) => (
                 Some(k),
-                Some(
-                    id.parse::<i64>()
-                        .map_err(|_| ApiError::invalid("unit", "the id must be a number"))?,
-                ),
+                Some(id.parse::<i64>().map_err(|_| {
+                    crate::error::invalid_parameter("query", "unit: the id must be a number")
+                })?),
             ),
             None => (Some(u), None),
         },
@@ -380,9 +383,9 @@ fn unit_scope(caller: &Caller, org: &Org, unit: Option<&str>) -> ApiResult<Scope
             }
         }
         _ => {
-            return Err(ApiError::invalid(
-                "unit",
-                "must be technician_group:ID, technician:ID, administrator:ID, \
+            return Err(crate::error::invalid_parameter(
+                "query",
+                "unit: must be technician_group:ID, technician:ID, administrator:ID, \
                  master_administrator:ID, administrator_group:ID, master_administrators, \
                  administrators or technicians",
             ));

@@ -30,6 +30,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     "tracking_id": "CRM-4711"}))]
 pub struct SessionCreate {
     /// `pin`, `link`, `sms` or `email`, as the technician's group allows.
+    #[schema(value_type = SessionMethod)]
     pub method: String,
     /// The guide's name field (by default the customer's name), up to 128 characters.
     #[serde(default)]
@@ -48,15 +49,38 @@ pub struct SessionCreate {
     pub email: Option<String>,
     /// Email: `servers` (sent by this server) or `default_client` (a `mailto:` link is returned).
     #[serde(default)]
+    #[schema(value_type = Option<EmailVia>)]
     pub email_via: Option<String>,
+}
+
+/// How the customer gets the session (schema only: the body is parsed as the protocol's
+/// `create_session`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum SessionMethod {
+    Pin,
+    Link,
+    Sms,
+    Email,
+}
+
+/// Who sends an email invitation (schema only, as [`SessionMethod`]).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum EmailVia {
+    Servers,
+    DefaultClient,
 }
 
 /// Create a Lens session (technicians). The PIN or link is valid for the group's private code
 /// validity period and can be used once.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])),
     request_body = SessionCreate,
-    responses((status = 201, description = "Created", body = Created), (status = 403, description = "Not a technician, or the method is not allowed", body = ErrorBody),
-              (status = 422, description = "Validation failed", body = ErrorBody)))]
+    responses((status = 201, description = "Created", body = Created), (status = 403, description = "Not a technician (`forbidden`), or the group does not allow the method (`method_not_allowed`)", body = ErrorBody),
+              (status = 409, description = "The technician is in no technician group (`not_allowed`)", body = ErrorBody),
+              (status = 422, description = "Validation failed: a field the group makes mandatory, a phone number or email address that does not parse", body = ErrorBody)))]
 async fn create_session(
     State(state): State<AppState>,
     caller: Caller,
@@ -340,7 +364,7 @@ fn parse_time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
         Some(s) => chrono::DateTime::parse_from_rfc3339(s)
             .map(|t| Some(t.timestamp_millis()))
             .map_err(|_| {
-                ApiError::bad_request("bad_request", format!("{field}: not an RFC 3339 time"))
+                crate::error::invalid_parameter("query", format!("{field}: not an RFC 3339 time"))
             }),
     }
 }
@@ -356,8 +380,8 @@ async fn list_sessions(
     if let Some(s) = &q.status
         && signaling::status::Status::parse(s).is_none()
     {
-        return Err(ApiError::bad_request(
-            "bad_request",
+        return Err(crate::error::invalid_parameter(
+            "query",
             format!("status: unknown status {s:?}"),
         ));
     }
@@ -427,6 +451,14 @@ async fn list_outbox(
     Query(q): Query<OutboxQuery>,
 ) -> ApiResult<Json<Vec<OutboxView>>> {
     caller.require_master()?;
+    if let Some(kind) = q.kind.as_deref()
+        && !matches!(kind, "sms" | "email")
+    {
+        return Err(crate::error::invalid_parameter(
+            "query",
+            "kind: one of sms, email",
+        ));
+    }
     let rows = state
         .store
         .outbox(

@@ -247,7 +247,7 @@ async fn login_legacy(
     let p = parameters(query.as_deref(), b"");
     let ticket = p
         .get("ticket")
-        .ok_or_else(|| ApiError::bad_request("bad_request", "ticket: missing"))?;
+        .ok_or_else(|| crate::error::invalid_parameter("query", "ticket: missing"))?;
     exchange(&state, addr, ticket).await
 }
 

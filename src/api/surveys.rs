@@ -16,7 +16,7 @@ use crate::sessions::SessionPolicy;
 use crate::settings::global::SurveyIssuer;
 use crate::store::reports::SurveyRow;
 use crate::store::sessions::SessionRow;
-use crate::store::{StoreError, now_ms};
+use crate::store::{Role, StoreError, now_ms};
 
 /// Longest open answer, in characters.
 pub const MAX_OPEN_ANSWER: usize = 1024;
@@ -127,13 +127,16 @@ async fn technician_survey(
     Path(id): Path<i64>,
     Json(body): Json<SurveySubmission>,
 ) -> ApiResult<(StatusCode, Json<SurveyStored>)> {
+    if caller.user.role != Role::Technician {
+        return Err(ApiError::forbidden("only technicians evaluate sessions"));
+    }
     state.hub.flush().await;
     let session = match state.store.session(id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("session")),
         other => other?,
     };
     if session.technician_id != Some(caller.user.id) {
-        return Err(ApiError::forbidden(
+        return Err(ApiError::not_in_scope(
             "only the session's technician evaluates it",
         ));
     }

@@ -124,15 +124,211 @@ pub struct UserUpdate {
     pub group_id: Option<Option<i64>>,
 }
 
+/// `POST /api/v1/master-administrators`: no nickname, no group.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MasterCreate {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub sso_id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Only `null` (or absent): master administrators are in no group.
+    #[serde(default)]
+    pub group_id: Option<i64>,
+}
+
+/// `POST /api/v1/administrators`: no nickname; `group_id` an administrator group (absent or
+/// null: the root).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdministratorCreate {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub sso_id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub group_id: Option<i64>,
+}
+
+/// `POST /api/v1/technicians`: `group_id` (a technician group the caller manages) is required;
+/// the nickname defaults to the name.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TechnicianCreate {
+    pub name: String,
+    #[serde(default)]
+    pub nickname: Option<String>,
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub sso_id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub group_id: i64,
+}
+
+impl From<MasterCreate> for UserCreate {
+    fn from(b: MasterCreate) -> UserCreate {
+        UserCreate {
+            name: b.name,
+            nickname: None,
+            email: b.email,
+            password: b.password,
+            sso_id: b.sso_id,
+            description: b.description,
+            enabled: b.enabled,
+            // Refused by the placement check when not null.
+            group_id: b.group_id,
+        }
+    }
+}
+
+impl From<AdministratorCreate> for UserCreate {
+    fn from(b: AdministratorCreate) -> UserCreate {
+        UserCreate {
+            name: b.name,
+            nickname: None,
+            email: b.email,
+            password: b.password,
+            sso_id: b.sso_id,
+            description: b.description,
+            enabled: b.enabled,
+            group_id: b.group_id,
+        }
+    }
+}
+
+impl From<TechnicianCreate> for UserCreate {
+    fn from(b: TechnicianCreate) -> UserCreate {
+        UserCreate {
+            name: b.name,
+            nickname: b.nickname,
+            email: b.email,
+            password: b.password,
+            sso_id: b.sso_id,
+            description: b.description,
+            enabled: b.enabled,
+            group_id: Some(b.group_id),
+        }
+    }
+}
+
+/// `PATCH /api/v1/master-administrators/{id}`: every field optional.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MasterUpdate {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub sso_id: Option<String>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// `PATCH /api/v1/administrators/{id}`: every field optional; `group_id` moves the
+/// administrator (`null` = the root).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdministratorUpdate {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub sso_id: Option<String>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub group_id: Option<Option<i64>>,
+}
+
+/// `PATCH /api/v1/technicians/{id}`: every field optional; `group_id` moves the technician to
+/// another technician group (never `null`: a technician is always in one).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TechnicianUpdate {
+    pub name: Option<String>,
+    pub nickname: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub sso_id: Option<String>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = i64)]
+    pub group_id: Option<Option<i64>>,
+}
+
+impl From<MasterUpdate> for UserUpdate {
+    fn from(b: MasterUpdate) -> UserUpdate {
+        UserUpdate {
+            name: b.name,
+            email: b.email,
+            password: b.password,
+            sso_id: b.sso_id,
+            description: b.description,
+            enabled: b.enabled,
+            ..UserUpdate::default()
+        }
+    }
+}
+
+impl From<AdministratorUpdate> for UserUpdate {
+    fn from(b: AdministratorUpdate) -> UserUpdate {
+        UserUpdate {
+            name: b.name,
+            email: b.email,
+            password: b.password,
+            sso_id: b.sso_id,
+            description: b.description,
+            enabled: b.enabled,
+            group_id: b.group_id,
+            ..UserUpdate::default()
+        }
+    }
+}
+
+impl From<TechnicianUpdate> for UserUpdate {
+    fn from(b: TechnicianUpdate) -> UserUpdate {
+        UserUpdate {
+            name: b.name,
+            nickname: b.nickname,
+            email: b.email,
+            password: b.password,
+            sso_id: b.sso_id,
+            description: b.description,
+            enabled: b.enabled,
+            group_id: b.group_id,
+        }
+    }
+}
+
+/// An email address: one `@` with something on both sides, no whitespace or control characters,
+/// at most 128 characters (the same rule as the document's pattern, so nothing is trimmed).
 pub fn check_email(email: &str) -> ApiResult<()> {
-    let e = email.trim();
-    check_text("email", e, true, 128)?;
-    let valid = match e.split_once('@') {
+    if email.is_empty() {
+        return Err(ApiError::invalid("email", "must not be empty"));
+    }
+    if email.chars().count() > 128 {
+        return Err(ApiError::invalid("email", "longer than 128 characters"));
+    }
+    let valid = match email.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
                 && !domain.is_empty()
-                && !e.chars().any(char::is_whitespace)
                 && !domain.contains('@')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         }
         None => false,
     };
@@ -178,11 +374,8 @@ fn check_placement(org: &Org, scope: &Scope, role: Role, group_id: Option<i64>) 
         (Role::Administrator, None) => Ok(()),
         (Role::Administrator, Some(g)) => match org.group(g) {
             Some(group) if group.kind == GroupKind::AdministratorGroup => Ok(()),
-            Some(_) => Err(ApiError::invalid(
-                "group_id",
-                "is not an administrator group",
-            )),
-            None => Err(ApiError::invalid("group_id", "no such administrator group")),
+            Some(_) => Err(ApiError::not_found("group_id: administrator group")),
+            None => Err(ApiError::not_found("group_id: administrator group")),
         },
         (Role::Technician, None) => Err(ApiError::invalid(
             "group_id",
@@ -193,13 +386,12 @@ fn check_placement(org: &Org, scope: &Scope, role: Role, group_id: Option<i64>) 
                 if scope.manages_group(g) {
                     Ok(())
                 } else {
-                    Err(ApiError::forbidden(
+                    Err(ApiError::not_in_scope(
                         "the technician group is not one you manage",
                     ))
                 }
             }
-            Some(_) => Err(ApiError::invalid("group_id", "is not a technician group")),
-            None => Err(ApiError::invalid("group_id", "no such technician group")),
+            Some(_) | None => Err(ApiError::not_found("group_id: technician group")),
         },
     }
 }
@@ -545,7 +737,7 @@ async fn delete(state: &AppState, caller: &Caller, role: Role, id: i64) -> ApiRe
 }
 
 macro_rules! user_routes {
-    ($role:expr, $path:literal, $path_id:literal, $list:ident, $create:ident, $get:ident, $update:ident, $delete:ident, $what:literal) => {
+    ($role:expr, $path:literal, $path_id:literal, $list:ident, $create:ident, $get:ident, $update:ident, $delete:ident, $create_body:ty, $update_body:ty) => {
         #[utoipa::path(get, path = $path, tag = "org", security(("bearer" = [])),
             responses((status = 200, description = "OK", body = Vec<UserView>), (status = 401, description = "Not logged in or token invalid", body = ErrorBody), (status = 403, description = "Forbidden", body = ErrorBody)))]
         async fn $list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<UserView>>> {
@@ -553,11 +745,13 @@ macro_rules! user_routes {
         }
 
         #[utoipa::path(post, path = $path, tag = "org", security(("bearer" = [])),
-            request_body = UserCreate,
-            responses((status = 201, description = "Created", body = UserView), (status = 400, description = "Bad request", body = ErrorBody), (status = 403, description = "Forbidden", body = ErrorBody),
-                      (status = 409, description = "Conflict", body = ErrorBody), (status = 422, description = "Validation failed", body = ErrorBody)))]
-        async fn $create(State(state): State<AppState>, caller: Caller, Json(body): Json<UserCreate>) -> ApiResult<(StatusCode, Json<UserView>)> {
-            create(&state, &caller, $role, body).await
+            request_body = $create_body,
+            responses((status = 201, description = "Created", body = UserView),
+                      (status = 404, description = "`group_id` names no group of the right kind", body = ErrorBody),
+                      (status = 409, description = "The email is taken (`email_taken`)", body = ErrorBody),
+                      (status = 422, description = "Validation failed; also a password weaker than the Global Settings minimum", body = ErrorBody)))]
+        async fn $create(State(state): State<AppState>, caller: Caller, Json(body): Json<$create_body>) -> ApiResult<(StatusCode, Json<UserView>)> {
+            create(&state, &caller, $role, body.into()).await
         }
 
         #[utoipa::path(get, path = $path_id, tag = "org", security(("bearer" = [])),
@@ -568,11 +762,12 @@ macro_rules! user_routes {
         }
 
         #[utoipa::path(patch, path = $path_id, tag = "org", security(("bearer" = [])),
-            params(("id" = i64, Path)), request_body = UserUpdate,
-            responses((status = 200, description = "OK", body = UserView), (status = 403, description = "Forbidden", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody),
-                      (status = 409, description = "Conflict", body = ErrorBody), (status = 422, description = "Validation failed", body = ErrorBody)))]
-        async fn $update(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(body): Json<UserUpdate>) -> ApiResult<Json<UserView>> {
-            update(&state, &caller, $role, id, body).await
+            params(("id" = i64, Path)), request_body = $update_body,
+            responses((status = 200, description = "OK", body = UserView), (status = 404, description = "No such user, or `group_id` names no group of the right kind", body = ErrorBody),
+                      (status = 409, description = "The email is taken (`email_taken`), or the change would disable yourself or the last enabled master administrator (`conflict`)", body = ErrorBody),
+                      (status = 422, description = "Validation failed; also a password weaker than the Global Settings minimum", body = ErrorBody)))]
+        async fn $update(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(body): Json<$update_body>) -> ApiResult<Json<UserView>> {
+            update(&state, &caller, $role, id, body.into()).await
         }
 
         #[utoipa::path(delete, path = $path_id, tag = "org", security(("bearer" = [])),
@@ -593,7 +788,8 @@ user_routes!(
     get_master,
     update_master,
     delete_master,
-    "master administrator"
+    MasterCreate,
+    MasterUpdate
 );
 user_routes!(
     Role::Administrator,
@@ -604,7 +800,8 @@ user_routes!(
     get_administrator,
     update_administrator,
     delete_administrator,
-    "administrator"
+    AdministratorCreate,
+    AdministratorUpdate
 );
 user_routes!(
     Role::Technician,
@@ -615,7 +812,8 @@ user_routes!(
     get_technician,
     update_technician,
     delete_technician,
-    "technician"
+    TechnicianCreate,
+    TechnicianUpdate
 );
 
 /// Assign an administrator to a technician group (master administrators only).
