@@ -83,6 +83,10 @@ impl SfuMediaPlan {
             recv_buffer_bytes: config.media.udp_recv_buffer_bytes,
             send_buffer_bytes: config.media.udp_send_buffer_bytes,
             shards: config.media.shards,
+            video_codecs: config
+                .media
+                .video_codec_preference()
+                .map_err(|e| anyhow::anyhow!("media.video_codecs: {e}"))?,
         })
         .map_err(|e| {
             anyhow::anyhow!(
