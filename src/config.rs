@@ -104,6 +104,9 @@ pub struct MediaConfig {
     /// counts as lost: the session goes to Reconnecting (`customer_media_lost` /
     /// `technician_media_lost`) until packets flow again.
     pub lost_after: f64,
+    /// Video codecs the server prefers, most wanted first (`vp8`, `vp9`, `h264`); empty: the
+    /// phone's own order. The phone is answered with one codec: the first it offers by this order.
+    pub video_codecs: Vec<String>,
 }
 
 impl MediaConfig {
@@ -243,6 +246,21 @@ impl Default for AuthConfig {
     }
 }
 
+impl MediaConfig {
+    /// `video_codecs` as the SFU takes them; an unknown name or a repeated one is an error.
+    pub fn video_codec_preference(&self) -> Result<Vec<sfu::VideoCodec>, String> {
+        let mut codecs: Vec<sfu::VideoCodec> = Vec::new();
+        for name in &self.video_codecs {
+            let codec: sfu::VideoCodec = name.parse()?;
+            if codecs.contains(&codec) {
+                return Err(format!("{codec} is listed twice"));
+            }
+            codecs.push(codec);
+        }
+        Ok(codecs)
+    }
+}
+
 impl Default for MediaConfig {
     fn default() -> Self {
         MediaConfig {
@@ -257,6 +275,7 @@ impl Default for MediaConfig {
             ice_transport_policy: Default::default(),
             tcp_port: -1,
             lost_after: sfu::DEFAULT_LOST_AFTER.as_secs_f64(),
+            video_codecs: Vec::new(),
         }
     }
 }
@@ -290,6 +309,7 @@ pub const KEYS: &[&str] = &[
     "media.ice_transport_policy",
     "media.tcp_port",
     "media.lost_after",
+    "media.video_codecs",
     "sessions.reconnect_grace_seconds",
     "sessions.max_failed_code_attempts_per_address_per_minute",
     "recording.file_name_pattern",
@@ -355,8 +375,20 @@ impl Config {
                     defaults.find_value(key),
                     Ok(figment::value::Value::String(..))
                 );
+                let is_list = matches!(
+                    defaults.find_value(key),
+                    Ok(figment::value::Value::Array(..))
+                );
                 let value: figment::value::Value = if is_text {
                     raw.into()
+                } else if is_list && !raw.trim_start().starts_with('[') {
+                    // A list also reads as comma-separated words: `h264,vp8`.
+                    raw.split(',')
+                        .map(|w| w.trim())
+                        .filter(|w| !w.is_empty())
+                        .map(figment::value::Value::from)
+                        .collect::<Vec<_>>()
+                        .into()
                 } else {
                     raw.parse().unwrap_or_else(|_| raw.into())
                 };
@@ -418,6 +450,9 @@ impl Config {
                 "media.ice_transport_policy",
                 "\"relay\" needs a TURN server in media.ice_servers",
             );
+        }
+        if let Err(e) = self.media.video_codec_preference() {
+            return bad("media.video_codecs", &e);
         }
         if !self.public_url.is_empty() {
             match url::Url::parse(&self.public_url) {
@@ -650,6 +685,20 @@ mod tests {
         std::fs::write(&file, "[auth]\ntoken_ttl_minutes = \"soon\"\n").unwrap();
         let err = Config::load(Some(&file), env_of(&[])).unwrap_err();
         assert!(err.contains("auth.token_ttl_minutes"), "{err}");
+        std::fs::write(&file, "[media]\nvideo_codecs = [\"h264\", \"vp8\"]\n").unwrap();
+        let c = Config::load(Some(&file), env_of(&[])).unwrap();
+        assert_eq!(
+            c.media.video_codec_preference().unwrap(),
+            [sfu::VideoCodec::H264, sfu::VideoCodec::Vp8]
+        );
+        for env in ["vp9, h264", "[\"vp9\", \"h264\"]"] {
+            let c = Config::load(None, env_of(&[("LENS_MEDIA_VIDEO_CODECS", env)])).unwrap();
+            assert_eq!(c.media.video_codecs, ["vp9", "h264"], "{env}");
+        }
+        for bad in ["theora", "vp8,vp8"] {
+            let err = Config::load(None, env_of(&[("LENS_MEDIA_VIDEO_CODECS", bad)])).unwrap_err();
+            assert!(err.contains("media.video_codecs"), "{err}");
+        }
         std::fs::write(&file, "[media]\nudp_prot = 1\n").unwrap();
         let err = Config::load(Some(&file), env_of(&[])).unwrap_err();
         assert!(err.contains("udp_prot"), "{err}");

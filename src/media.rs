@@ -97,6 +97,10 @@ impl SfuMediaPlan {
             tcp_port: config.media.tcp_port(),
             tcp_handshake_timeout: sfu::TCP_HANDSHAKE_TIMEOUT,
             lost_after: std::time::Duration::from_secs_f64(config.media.lost_after),
+            video_codecs: config
+                .media
+                .video_codec_preference()
+                .map_err(|e| anyhow::anyhow!("media.video_codecs: {e}"))?,
         })
         .map_err(|e| {
             anyhow::anyhow!(

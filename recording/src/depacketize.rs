@@ -1,5 +1,5 @@
-//! RTP payloads back into codec frames: VP8 (RFC 7741), H.264 (RFC 6184: single NAL unit,
-//! STAP-A, FU-A) and Opus (RFC 7587). A frame is complete on the marker bit or when the RTP
+//! RTP payloads back into codec frames: VP8 (RFC 7741), VP9 (RFC 9628), H.264 (RFC 6184:
+//! single NAL unit, STAP-A, FU-A) and Opus (RFC 7587). A frame is complete on the marker bit or when the RTP
 //! timestamp changes; a frame that lost a packet is dropped and the next one says so.
 
 use std::time::Instant;
@@ -12,7 +12,7 @@ use crate::{Codec, TimestampUnwrapper};
 pub struct Frame {
     /// Extended RTP timestamp.
     pub timestamp: i64,
-    /// VP8: the frame as is. H.264: NAL units with 4-byte big-endian lengths (what `avc1`
+    /// VP8, VP9: the frame as is. H.264: NAL units with 4-byte big-endian lengths (what `avc1`
     /// wants), parameter sets removed (they go into the sample entry). Opus: one packet.
     pub data: Vec<u8>,
     pub keyframe: bool,
@@ -120,6 +120,7 @@ impl Depacketizer {
         let payload = &p.payload[..];
         let ok = match self.codec {
             Codec::Vp8 => self.push_vp8(ts, payload, p.muted, p.arrival),
+            Codec::Vp9 => self.push_vp9(ts, payload, p.muted, p.arrival),
             Codec::H264 => self.push_h264(ts, payload, p.muted, p.arrival),
             // Handled above.
             Codec::Opus => false,
@@ -185,6 +186,30 @@ impl Depacketizer {
             }
             // P bit (inverse key frame flag) of the VP8 frame tag.
             cur.keyframe = body.first().is_some_and(|b| b & 0x01 == 0);
+        }
+        cur.data.extend_from_slice(body);
+        true
+    }
+
+    /// RFC 9628 §4.2 payload descriptor, then the VP9 payload. Only the base spatial layer is
+    /// kept: a browser sends one unless the page asks for SVC, and the base layer decodes alone.
+    fn push_vp9(&mut self, ts: i64, p: &[u8], muted: bool, arrival: Instant) -> bool {
+        let Some(d) = vp9_descriptor(p) else {
+            return false;
+        };
+        if d.spatial_id > 0 {
+            return true;
+        }
+        let body = &p[d.len..];
+        let starts_new = self.current.is_none();
+        let cur = self.partial(ts, muted, arrival, d.begin);
+        if d.begin {
+            if !starts_new && !cur.data.is_empty() {
+                cur.broken = true;
+            }
+            // P = 0: not predicted from an earlier picture. The recorder confirms a key frame
+            // from the frame header before writing the sample entry.
+            cur.keyframe = !d.inter_picture;
         }
         cur.data.extend_from_slice(body);
         true
@@ -271,6 +296,73 @@ impl Depacketizer {
     }
 }
 
+/// What the recorder needs of a VP9 payload descriptor.
+struct Vp9Descriptor {
+    len: usize,
+    begin: bool,
+    inter_picture: bool,
+    spatial_id: u8,
+}
+
+/// Parses a VP9 payload descriptor (RFC 9628 §4.2), flexible or not, with its scalability
+/// structure; `None` when the packet is too short for what its flags announce.
+fn vp9_descriptor(p: &[u8]) -> Option<Vp9Descriptor> {
+    let b0 = *p.first()?;
+    let (i_bit, p_bit, l_bit, f_bit, b_bit, v_bit) = (
+        b0 & 0x80 != 0,
+        b0 & 0x40 != 0,
+        b0 & 0x20 != 0,
+        b0 & 0x10 != 0,
+        b0 & 0x08 != 0,
+        b0 & 0x02 != 0,
+    );
+    let mut i = 1;
+    if i_bit {
+        // Picture id: 7 or 15 bits (M bit).
+        i += if *p.get(i)? & 0x80 != 0 { 2 } else { 1 };
+    }
+    let mut spatial_id = 0;
+    if l_bit {
+        spatial_id = (*p.get(i)? >> 1) & 0x07;
+        i += 1;
+        if !f_bit {
+            i += 1; // TL0PICIDX
+        }
+    }
+    if f_bit && p_bit {
+        // Up to three reference indices; N (the low bit) says another follows.
+        for _ in 0..3 {
+            let diff = *p.get(i)?;
+            i += 1;
+            if diff & 0x01 == 0 {
+                break;
+            }
+        }
+    }
+    if v_bit {
+        let ss = *p.get(i)?;
+        i += 1;
+        let layers = usize::from(ss >> 5) + 1;
+        if ss & 0x10 != 0 {
+            i += 4 * layers; // width and height per spatial layer
+        }
+        if ss & 0x08 != 0 {
+            let groups = *p.get(i)?;
+            i += 1;
+            for _ in 0..groups {
+                let g = *p.get(i)?;
+                i += 1 + usize::from((g >> 2) & 0x03);
+            }
+        }
+    }
+    (i <= p.len()).then_some(Vp9Descriptor {
+        len: i,
+        begin: b_bit,
+        inter_picture: p_bit,
+        spatial_id,
+    })
+}
+
 /// Length of the VP8 payload descriptor, or `None` when the packet is too short.
 fn vp8_descriptor_len(p: &[u8]) -> Option<usize> {
     let b0 = *p.first()?;
@@ -348,6 +440,45 @@ mod tests {
     }
 
     #[test]
+    fn vp9_frame_from_two_packets_with_scalability_structure() {
+        let mut d = Depacketizer::new(Codec::Vp9);
+        // I=1 (15-bit picture id), P=0, L=0, F=0, B=1, E=0, V=1; SS: one layer with its size
+        // (640x480) and one picture group of one frame (TID 0, U 0, R 1: one P_DIFF byte).
+        let first = vec![
+            0x8A, 0x80, 0x05, 0x18, 0x02, 0x80, 0x01, 0xE0, 0x01, 0x04, 0x01, 0x82, 0x49, 0x83,
+        ];
+        let second = vec![0x84, 0x80, 0x05, 0x42, 0x00];
+        assert!(
+            d.push(ordered(Codec::Vp9, 1, 3000, false, first))
+                .is_empty()
+        );
+        let f = d.push(ordered(Codec::Vp9, 2, 3000, true, second));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].data, vec![0x82, 0x49, 0x83, 0x42, 0x00]);
+        assert!(f[0].keyframe, "P = 0 on the first packet");
+        // Flexible mode, inter picture with two reference indices; a later spatial layer is
+        // left out.
+        let inter = vec![0xDC, 0x06, 0x03, 0x04, 0x86, 0x11];
+        let f = d.push(ordered(Codec::Vp9, 3, 6000, true, inter));
+        assert_eq!(f[0].data, vec![0x86, 0x11]);
+        assert!(!f[0].keyframe);
+        let upper = vec![0xBC, 0x06, 0x02, 0x99];
+        assert!(d.push(ordered(Codec::Vp9, 4, 9000, true, upper)).is_empty());
+    }
+
+    #[test]
+    fn vp9_descriptor_longer_than_its_packet_is_refused() {
+        for p in [
+            vec![0x80],
+            vec![0xA8, 0x01],
+            vec![0x0A, 0xF0, 0x00],
+            vec![0x5C, 0x01],
+        ] {
+            assert!(vp9_descriptor(&p).is_none(), "{p:02x?}");
+        }
+    }
+
+    #[test]
     fn h264_stap_a_fu_a_and_single_nal() {
         let mut d = Depacketizer::new(Codec::H264);
         let sps = vec![0x67, 0x42, 0xC0, 0x1E];
@@ -386,7 +517,7 @@ mod tests {
 
     #[test]
     fn malformed_payloads_do_not_panic() {
-        for codec in [Codec::Vp8, Codec::H264, Codec::Opus] {
+        for codec in [Codec::Vp8, Codec::Vp9, Codec::H264, Codec::Opus] {
             let mut d = Depacketizer::new(codec);
             for (i, p) in [
                 vec![],

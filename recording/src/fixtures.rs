@@ -76,6 +76,26 @@ pub fn video_frames(dir: &Path, codec: Codec) -> Vec<Vec<u8>> {
             a.push("v.ivf");
             parse_ivf(&std::fs::read(ffmpeg(dir, &a)).unwrap())
         }
+        Codec::Vp9 => {
+            let mut a = base.to_vec();
+            // No look-ahead: no hidden alt-ref frames, one shown frame per picture as WebRTC sends.
+            a.extend([
+                "-c:v",
+                "libvpx-vp9",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-lag-in-frames",
+                "0",
+                "-b:v",
+                "300k",
+                "-f",
+                "ivf",
+            ]);
+            a.push("v.ivf");
+            parse_ivf(&std::fs::read(ffmpeg(dir, &a)).unwrap())
+        }
         Codec::H264 => {
             let mut a = base.to_vec();
             a.extend([
@@ -253,6 +273,31 @@ impl Packetizer {
                     .map(|(i, c)| {
                         // Extended descriptor with a 15-bit picture id, as Chrome sends.
                         let mut p = vec![if i == 0 { 0x90 } else { 0x80 }, 0x80, 0x80, 0x01];
+                        p.extend_from_slice(c);
+                        self.pkt(ts, i + 1 == n, p, arrival)
+                    })
+                    .collect()
+            }
+            Codec::Vp9 => {
+                // RFC 9628 descriptor: I (15-bit picture id), P on inter pictures, B / E.
+                let inter = frame.first().is_some_and(|b| b & 0x04 != 0);
+                let chunks: Vec<&[u8]> = frame.chunks(self.mtu).collect();
+                let n = chunks.len();
+                chunks
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let mut b0 = 0x80;
+                        if inter {
+                            b0 |= 0x40;
+                        }
+                        if i == 0 {
+                            b0 |= 0x08;
+                        }
+                        if i + 1 == n {
+                            b0 |= 0x04;
+                        }
+                        let mut p = vec![b0, 0x80, 0x01];
                         p.extend_from_slice(c);
                         self.pkt(ts, i + 1 == n, p, arrival)
                     })

@@ -1,7 +1,7 @@
 //! Turns forwarded RTP into playable files and gets them to their storage location.
 //!
 //! ```text
-//!  RtpPacket ─► ReorderBuffer (per stream) ─► depacketizer (VP8 | H.264 | Opus) ─► frames
+//!  RtpPacket ─► ReorderBuffer (per stream) ─► depacketizer (VP8 | VP9 | H.264 | Opus) ─► frames
 //!            ─► Timeline (RTP time → file time, A/V aligned by sender reports) ─► Fmp4Writer
 //!  file ─► Sink (local / mounted network folder, or spool ─► Uploader ─► FTP | HTTP(S) PUT)
 //! ```
@@ -44,15 +44,19 @@ pub enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
     Vp8,
+    /// Profile 0 (what WebRTC negotiates).
+    Vp9,
     H264,
     Opus,
 }
 
 impl Codec {
-    /// From an SDP encoding name (`VP8`, `H264`, `opus`); `None` for codecs we do not record.
+    /// From an SDP encoding name (`VP8`, `VP9`, `H264`, `opus`); `None` for codecs we do not
+    /// record.
     pub fn from_name(name: &str) -> Option<Codec> {
         match name.to_ascii_lowercase().as_str() {
             "vp8" => Some(Codec::Vp8),
+            "vp9" => Some(Codec::Vp9),
             "h264" => Some(Codec::H264),
             "opus" => Some(Codec::Opus),
             _ => None,
@@ -63,6 +67,7 @@ impl Codec {
     pub fn name(self) -> &'static str {
         match self {
             Codec::Vp8 => "vp8",
+            Codec::Vp9 => "vp9",
             Codec::H264 => "h264",
             Codec::Opus => "opus",
         }
@@ -70,7 +75,7 @@ impl Codec {
 
     pub fn kind(self) -> Kind {
         match self {
-            Codec::Vp8 | Codec::H264 => Kind::Video,
+            Codec::Vp8 | Codec::Vp9 | Codec::H264 => Kind::Video,
             Codec::Opus => Kind::Audio,
         }
     }
@@ -148,7 +153,8 @@ mod tests {
     fn codec_names() {
         assert_eq!(Codec::from_name("VP8"), Some(Codec::Vp8));
         assert_eq!(Codec::from_name("opus"), Some(Codec::Opus));
-        assert_eq!(Codec::from_name("VP9"), None);
+        assert_eq!(Codec::from_name("VP9"), Some(Codec::Vp9));
+        assert_eq!(Codec::from_name("AV1"), None);
         assert_eq!(Codec::H264.kind(), Kind::Video);
     }
 }

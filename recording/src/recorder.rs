@@ -17,6 +17,7 @@ use shiguredo_mp4::TrackKind;
 use shiguredo_mp4::bitstream::h264::{H264SampleEntryConfig, LengthSize, build_avc1_box};
 use shiguredo_mp4::bitstream::opus::{ChannelCount, OpusSampleEntryConfig, build_opus_box};
 use shiguredo_mp4::bitstream::vp8::{Vp8SampleEntryConfig, build_vp08_box, parse_frame_header};
+use shiguredo_mp4::bitstream::vp9;
 use shiguredo_mp4::boxes::SampleEntry;
 
 use crate::depacketize::{Depacketizer, Frame, OPUS_FRAME_20MS, OPUS_SILENCE_20MS};
@@ -659,6 +660,27 @@ fn video_entry(s: &Stream, f: &Frame) -> Option<SampleEntry> {
                 width: key.width,
                 height: key.height,
             })))
+        }
+        Codec::Vp9 => {
+            // Only a key frame's header carries the size, bit depth and colour the entry needs.
+            let header = vp9::parse_frame_header(&f.data).ok()?;
+            if header.frame_type != vp9::Vp9FrameType::Key {
+                return None;
+            }
+            let vp9::Vp9FrameSize::Resolved { width, height } = header.frame_size else {
+                return None;
+            };
+            let config = vp9::Vp9SampleEntryConfig {
+                level: vp9::Vp9SampleEntryConfig::LEVEL_UNDEFINED,
+                colour_primaries: vp9::Vp9SampleEntryConfig::COLOUR_PRIMARIES_BT601,
+                transfer_characteristics: vp9::Vp9SampleEntryConfig::TRANSFER_CHARACTERISTICS_BT601,
+                matrix_coefficients: vp9::Vp9SampleEntryConfig::MATRIX_COEFFICIENTS_BT601,
+                width: u16::try_from(width).ok()?,
+                height: u16::try_from(height).ok()?,
+            };
+            vp9::build_vp09_box(&header, &config)
+                .ok()
+                .map(SampleEntry::Vp09)
         }
         Codec::H264 => {
             let sps = s.depack.sps.clone()?;

@@ -90,6 +90,11 @@ fn h264_and_opus_make_a_whole_file() {
 }
 
 #[test]
+fn vp9_and_opus_make_a_whole_file() {
+    check_whole_file(Codec::Vp9);
+}
+
+#[test]
 fn a_file_cut_at_70_percent_still_decodes() {
     let Some((dir, c)) = setup(Codec::Vp8, Duration::ZERO) else {
         return;

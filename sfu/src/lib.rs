@@ -23,6 +23,7 @@
 //! marker bit, RTP timestamp and header extension values; str0m re-serialises the extensions with
 //! the receiving peer's negotiated ids. See README.md for what is built and what is not.
 
+mod codecs;
 pub mod demux;
 mod engine;
 pub mod framing;
@@ -34,6 +35,7 @@ mod socket;
 mod tap;
 mod tcp;
 
+pub use codecs::VideoCodec;
 pub use metrics::{
     FORWARD_LATENCY_BOUNDS, LatencyHistogram, MetricsSnapshot, TcpSnapshot, Transport,
 };
@@ -130,6 +132,10 @@ pub struct SfuConfig {
     /// A connected peer from which nothing at all (STUN, DTLS, RTP, RTCP) arrives for this long
     /// is reported down ([`PeerEvent`] `up: false`), and up again when it is heard.
     pub lost_after: Duration,
+    /// The server's video codec preference, most wanted first; empty = the phone's order. The
+    /// phone is answered with one video codec: the first it offers by this order (codecs not
+    /// listed come after, in the phone's order).
+    pub video_codecs: Vec<VideoCodec>,
 }
 
 /// The default of [`SfuConfig::lost_after`].
@@ -147,6 +153,7 @@ impl SfuConfig {
             tcp_port: Some(0),
             tcp_handshake_timeout: TCP_HANDSHAKE_TIMEOUT,
             lost_after: DEFAULT_LOST_AFTER,
+            video_codecs: Vec::new(),
         }
     }
 
@@ -334,7 +341,8 @@ struct SessionRecord {
     /// The shard that owns the session's room.
     shard: usize,
     audio: bool,
-    /// Codecs the customer's peer negotiated, offered as-is (same payload types) to the console.
+    /// Codecs the customer's peer negotiated (Opus and the one video codec the phone sends),
+    /// offered as-is (same payload types) to the console.
     customer_codecs: Vec<PayloadParams>,
     /// The DTLS fingerprint of the customer's peer connection: an offer carrying the same one
     /// comes from the same connection (ICE restart, renegotiation) and goes to the same `Rtc`.
@@ -381,6 +389,8 @@ struct Inner {
     buffers: SocketBuffers,
     /// A second handle on the media socket, only to look up its kernel drop count.
     socket: std::net::UdpSocket,
+    /// [`SfuConfig::video_codecs`].
+    video_codecs: Vec<VideoCodec>,
 }
 
 /// Starts the SFU.
@@ -480,6 +490,7 @@ impl Sfu {
                 tcp_metrics,
                 buffers,
                 socket: watched,
+                video_codecs: config.video_codecs,
             }),
         };
         Ok((
@@ -505,9 +516,10 @@ const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// also keeps them at most 3 s). Payloads are shared with the received packet, not copied.
 pub const RTX_BUFFER_PACKETS: usize = 1000;
 
-/// A peer of `shard`: its local ICE ufrag names the shard (see `shard.rs`).
+/// A peer of `shard`: its local ICE ufrag names the shard (see `shard.rs`). Codecs: Opus, and
+/// the video codecs the recorder can write too (VP8, VP9 profile 0, H.264).
 fn rtc_config(shard: usize) -> RtcConfig {
-    Rtc::builder()
+    let mut config = Rtc::builder()
         .set_local_ice_credentials(shard::credentials(shard))
         .set_rtp_mode(true)
         .set_send_buffer_video(RTX_BUFFER_PACKETS)
@@ -515,7 +527,10 @@ fn rtc_config(shard: usize) -> RtcConfig {
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
-        .enable_h264(true)
+        .enable_vp9(true)
+        .enable_h264(true);
+    codecs::vp9_profile_0_only(config.codec_config());
+    config
 }
 
 impl SfuHandle {
@@ -629,7 +644,17 @@ impl SfuHandle {
             }
             (record.customer.clone(), record.shard)
         };
-        let mut rtc = rtc_config(shard).build(Instant::now());
+        let mut config = rtc_config(shard);
+        // One video codec in the answer: the phone's first choice (see `codecs.rs`).
+        if let Some(video) = codecs::choose_video(
+            config.codec_config(),
+            &codecs::offered_video(sdp),
+            &self.inner.video_codecs,
+        ) {
+            let one = codecs::only_video(config.codec_config(), video);
+            *config.codec_config() = one;
+        }
+        let mut rtc = config.build(Instant::now());
         self.add_host_candidates(&mut rtc)?;
         let answer = rtc
             .sdp_api()
@@ -656,8 +681,9 @@ impl SfuHandle {
     }
 
     /// The server's offer to the technician's console: video sendonly, audio sendrecv when the
-    /// session has audio. Offers only the codecs the customer's peer negotiated (with the same
-    /// payload types) when the customer has already offered; otherwise Opus, VP8 and H.264.
+    /// session has audio. Offers exactly the codecs the customer's peer negotiated (Opus and the
+    /// one video codec the phone sends, with RTX; same payload types) when the customer has
+    /// already offered; otherwise Opus, VP8, VP9 and H.264.
     pub fn technician_offer(&self, session: SessionId) -> Result<String, SfuError> {
         let mut sessions = self.sessions();
         let record = sessions

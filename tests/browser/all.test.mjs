@@ -2,6 +2,7 @@
 // them is the slow part). Each module registers its own tests.
 
 import "./admin.mjs";
+import "./codecs.mjs";
 import "./ice_tcp.mjs";
 import "./media.mjs";
 import "./pages.mjs";

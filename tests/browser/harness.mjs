@@ -189,12 +189,14 @@ export async function launch(extra = []) {
  * Keeps every RTCPeerConnection a page makes in `window.__lensPcs` (and its configuration in
  * `window.__lensPcConfigs`), so a test can read getStats and what the page was configured with.
  * With `videoCodec` ("video/VP8", "video/H264") the page's offers carry only that video codec
- * (setCodecPreferences, packetization-mode 1 for H.264).
+ * (setCodecPreferences, packetization-mode 1 for H.264); with `first` they carry every codec the
+ * browser has, that one's entries first (as a phone whose hardware encoder is H.264 offers).
  * @param {import("playwright-core").BrowserContext} context
  * @param {string} [videoCodec]
+ * @param {{first?: boolean}} [options]
  */
-export async function instrument(context, videoCodec) {
-  await context.addInitScript((codec) => {
+export async function instrument(context, videoCodec, options) {
+  await context.addInitScript(({ codec, first }) => {
     const w = /** @type {any} */ (window);
     w.__lensPcs = [];
     w.__lensPcConfigs = [];
@@ -211,7 +213,9 @@ export async function instrument(context, videoCodec) {
         if (codec) {
           const all = RTCRtpReceiver.getCapabilities("video")?.codecs ?? [];
           let wanted = all.filter((c) => c.mimeType === codec);
-          if (codec === "video/H264") {
+          if (first) {
+            wanted = [...wanted, ...all.filter((c) => c.mimeType !== codec)];
+          } else if (codec === "video/H264") {
             const pm1 = wanted.filter((c) => /packetization-mode=1/.test(c.sdpFmtpLine ?? ""));
             const baseline = pm1.filter((c) => /profile-level-id=42e01f/.test(c.sdpFmtpLine ?? ""));
             wanted = baseline.length ? baseline : pm1;
@@ -224,7 +228,7 @@ export async function instrument(context, videoCodec) {
       }
     }
     window.RTCPeerConnection = Recorded;
-  }, videoCodec ?? "");
+  }, { codec: videoCodec ?? "", first: options?.first ?? false });
 }
 
 /**
