@@ -149,13 +149,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             Err(rejection) => return Err(json_rejection(rejection)),
         };
         integral_floats_to_integers(&mut value);
-        serde_json::from_value(value).map(Json).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                format!("Failed to deserialize the JSON body into the target type: {e}"),
-            )
-        })
+        crate::strict_json::from_value(value)
+            .map(Json)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    format!("Failed to deserialize the JSON body into the target type: {e}"),
+                )
+            })
     }
 }
 

@@ -18,5 +18,6 @@ pub mod reports;
 pub mod sessions;
 pub mod settings;
 pub mod store;
+pub mod strict_json;
 pub mod turn;
 pub mod web;

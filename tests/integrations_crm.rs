@@ -33,7 +33,7 @@ async fn crm_api(s: TestServer) {
             json!({"name": "old", "expires_at": "2001-01-01T00:00:00Z"}),
         )
         .await;
-    assert_eq!(bad.status.as_u16(), 422);
+    assert_eq!(bad.status.as_u16(), 409);
     let created = s
         .post("/api/v1/api-tokens", &login, json!({"name": "CRM sync"}))
         .await

@@ -417,15 +417,60 @@ impl SfuThreads {
     }
 }
 
-impl Sfu {
-    /// Binds the media socket and starts the shard threads (no tokio runtime needed: each shard
-    /// runs its own).
-    pub fn start(config: SfuConfig) -> Result<(SfuHandle, SfuThreads), SfuError> {
-        let (std_socket, buffers) = socket::bind(
+/// How often [`bind_media`] tries another ephemeral UDP port whose number is taken over TCP.
+const EPHEMERAL_BIND_ATTEMPTS: usize = 32;
+
+/// Binds the media UDP socket and, when ICE-TCP is on, its TCP listener. With an ephemeral UDP
+/// port (`bind` port 0) and the TCP port "the same number", the kernel's pick for UDP may be taken
+/// over TCP by another process; that pick is let go and another one tried, so that a server (or a
+/// test) asking for any port never fails on a collision it did not choose.
+fn bind_media(
+    config: &SfuConfig,
+) -> Result<
+    (
+        std::net::UdpSocket,
+        SocketBuffers,
+        Option<std::net::TcpListener>,
+    ),
+    SfuError,
+> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (udp, buffers) = socket::bind(
             config.bind,
             config.recv_buffer_bytes,
             config.send_buffer_bytes,
         )?;
+        let Some(port) = config.tcp_port else {
+            return Ok((udp, buffers, None));
+        };
+        let bound = udp.local_addr()?;
+        let same_number = port == 0;
+        let port = if same_number { bound.port() } else { port };
+        match std::net::TcpListener::bind(SocketAddr::new(bound.ip(), port)) {
+            Ok(listener) => {
+                listener.set_nonblocking(true)?;
+                return Ok((udp, buffers, Some(listener)));
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && same_number
+                    && config.bind.port() == 0
+                    && attempt < EPHEMERAL_BIND_ATTEMPTS =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl Sfu {
+    /// Binds the media socket and starts the shard threads (no tokio runtime needed: each shard
+    /// runs its own).
+    pub fn start(config: SfuConfig) -> Result<(SfuHandle, SfuThreads), SfuError> {
+        let (std_socket, buffers, listener) = bind_media(&config)?;
         let watched = std_socket.try_clone()?;
         let bound = std_socket.local_addr()?;
         let ip = match config.public_ip {
@@ -439,15 +484,6 @@ impl Sfu {
         let count = match config.shards {
             0 => default_shards(),
             n => n,
-        };
-        let listener = match config.tcp_port {
-            None => None,
-            Some(port) => {
-                let port = if port == 0 { bound.port() } else { port };
-                let listener = std::net::TcpListener::bind(SocketAddr::new(bound.ip(), port))?;
-                listener.set_nonblocking(true)?;
-                Some(listener)
-            }
         };
         let tcp_candidate_addr = listener
             .as_ref()
