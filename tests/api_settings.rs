@@ -265,6 +265,12 @@ async fn global_settings_are_for_master_administrators_and_hide_the_sso_password
     let sso = g["single_sign_on"].as_object_mut().unwrap();
     sso.remove("master_sso_password_set");
     sso.insert("master_sso_password".into(), json!("Sso-Secret-77"));
+    // The read-only `api` part is an object (or absent); serde alone would take an array of
+    // its fields for a struct, which the document does not allow.
+    let mut as_array = g.clone();
+    as_array["api"] = json!([null, null]);
+    let refused = s.put("/api/v1/global-settings", &t, as_array).await;
+    assert_eq!(refused.status.as_u16(), 422, "{}", refused.body);
     let saved = s.put("/api/v1/global-settings", &t, g).await.expect(200);
     assert_eq!(saved["single_sign_on"]["master_sso_password_set"], true);
     assert!(!saved.to_string().contains("Sso-Secret-77"));

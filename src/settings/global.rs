@@ -521,10 +521,11 @@ pub struct GlobalSettingsUpdate {
     /// Absent keeps the stored choice (clients written before the option existed).
     #[serde(default)]
     pub customer_survey_issuance: Option<CustomerSurveyIssuance>,
-    /// The GET's read-only `api` part may be sent back as it was; it is ignored.
+    /// The GET's read-only `api` part may be sent back as it was; it is ignored (but, as the
+    /// document says, it must be an object or null).
     #[serde(default)]
     #[schema(value_type = Option<Object>, read_only)]
-    pub api: Option<serde::de::IgnoredAny>,
+    pub api: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Clone, Deserialize, ToSchema)]
