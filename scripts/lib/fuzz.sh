@@ -4,7 +4,7 @@
 # log/warn/die helpers of common.sh.
 #
 # Environment:
-#   LENS_FUZZ_SECONDS   seconds per target (default 30)
+#   LENS_FUZZ_SECONDS   seconds per target (default 20; three targets)
 #   CI=true             a missing cargo-fuzz that cannot be installed fails the
 #                       step instead of skipping it
 #
@@ -26,7 +26,7 @@ fuzz_seed_from_protocol_doc() {
 }
 
 step_fuzz() {
-    local seconds=${LENS_FUZZ_SECONDS:-30}
+    local seconds=${LENS_FUZZ_SECONDS:-20}
     if ! [[ $seconds =~ ^[0-9]+$ ]] || (( seconds == 0 )); then
         die "LENS_FUZZ_SECONDS must be a positive number of seconds (got '$seconds')"
     fi
