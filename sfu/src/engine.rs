@@ -553,16 +553,15 @@ impl Engine {
                 (room.technician.as_mut(), PeerRole::Technician),
             ] {
                 let Some(peer) = peer else { continue };
-                if peer.connected
-                    && !peer.lost
-                    && now.saturating_duration_since(peer.last_heard) >= self.lost_after
-                {
-                    tracing::info!(session_id = *session, ?role, "peer media lost (silent)");
-                    add(&self.metrics.peers_lost, 1);
-                    peer.lost = true;
-                    if let Some(up) = peer.report() {
-                        emit(self.events.as_ref(), *session, role, up);
-                    }
+                if now.saturating_duration_since(peer.last_heard) >= self.lost_after {
+                    lose_media(
+                        peer,
+                        *session,
+                        role,
+                        "silent",
+                        &self.metrics,
+                        self.events.as_ref(),
+                    );
                 }
             }
         }
@@ -590,15 +589,9 @@ impl Engine {
                 // A dead connection is lost media when it was the peer's path.
                 if let Some(peer) = self.rooms.get_mut(&session).and_then(|r| r.peer_mut(role))
                     && peer.path == Some((Protocol::Tcp, source))
-                    && peer.connected
-                    && !peer.lost
                 {
-                    tracing::info!(session_id = session, ?role, "peer media lost (TCP closed)");
-                    add(&self.metrics.peers_lost, 1);
-                    peer.lost = true;
-                    if let Some(up) = peer.report() {
-                        emit(self.events.as_ref(), session, role, up);
-                    }
+                    let events = self.events.as_ref();
+                    lose_media(peer, session, role, "TCP closed", &self.metrics, events);
                 }
             }
         }
@@ -1046,6 +1039,27 @@ impl Engine {
                 emit(self.events.as_ref(), session, role, false);
             }
         }
+    }
+}
+
+/// A connected peer's media is lost (`why`: silent, or its TCP connection closed): counted and
+/// reported down until the peer is heard again.
+fn lose_media(
+    peer: &mut Peer,
+    session: SessionId,
+    role: PeerRole,
+    why: &str,
+    metrics: &EngineMetrics,
+    events: Option<&mpsc::UnboundedSender<PeerEvent>>,
+) {
+    if !peer.connected || peer.lost {
+        return;
+    }
+    tracing::info!(session_id = session, ?role, why, "peer media lost");
+    add(&metrics.peers_lost, 1);
+    peer.lost = true;
+    if let Some(up) = peer.report() {
+        emit(events, session, role, up);
     }
 }
 
