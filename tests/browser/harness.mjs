@@ -148,6 +148,17 @@ export async function technicianWithAudio(base, email) {
 }
 
 /** Skips (locally) or fails (CI=true) when Chromium is missing. */
+/** Where Debian puts iptables (the ICE-TCP and loss tests drop media-port traffic with it). */
+export const IPTABLES = ["/usr/sbin/iptables", "/sbin/iptables"].find((p) => existsSync(p));
+
+/** Skips (locally) or fails (CI=true) without iptables and root. */
+export function requireIptables() {
+  const root = process.getuid?.() === 0;
+  if (IPTABLES && root) return true;
+  if (process.env.CI === "true") throw new Error(`iptables ${IPTABLES ? "needs root" : "not found"} but CI=true: run ./scripts/test as root`);
+  return false;
+}
+
 export function requireChromium() {
   if (existsSync(CHROMIUM)) return true;
   if (process.env.CI === "true") throw new Error(`${CHROMIUM} not found but CI=true: run ./scripts/test`);

@@ -7,7 +7,6 @@
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { after, before, test } from "node:test";
 import {
   acquire,
@@ -17,25 +16,17 @@ import {
   customerJoins,
   freePort,
   instrument,
+  IPTABLES,
   mediaStats,
   pickUp,
   release,
   requireChromium,
+  requireIptables,
   startServer,
   STEP,
   technicianWithAudio,
   until,
 } from "./harness.mjs";
-
-const IPTABLES = ["/usr/sbin/iptables", "/sbin/iptables"].find((p) => existsSync(p));
-
-/** Skips (locally) or fails (CI=true) without iptables and root. */
-function requireIptables() {
-  const root = process.getuid?.() === 0;
-  if (IPTABLES && root) return true;
-  if (process.env.CI === "true") throw new Error(`iptables ${IPTABLES ? "needs root" : "not found"} but CI=true: run ./scripts/test as root`);
-  return false;
-}
 
 const have = requireChromium() && requireIptables();
 /** @type {import("./harness.mjs").Server} */

@@ -6,23 +6,11 @@
 // the rules hit only this test's traffic. The measurement is tests/browser/quality.mjs.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { test } from "node:test";
-import { requireChromium } from "./harness.mjs";
+import { requireChromium, requireIptables } from "./harness.mjs";
 import { run, table } from "./quality.mjs";
 
-/** iptables as root; with CI=true its absence is a failure. */
-function haveIptables() {
-  try {
-    execFileSync("iptables", ["-w", "-S", "INPUT"], { stdio: "pipe" });
-    return true;
-  } catch (e) {
-    if (process.env.CI === "true") throw new Error(`iptables (as root) is needed for the loss test: ${e}`);
-    return false;
-  }
-}
-
-const have = requireChromium() && haveIptables();
+const have = requireChromium() && requireIptables();
 
 test("under 3 % and 10 % random loss the console keeps decoding", { skip: !have, timeout: 240_000 }, async (t) => {
   const phases = [{ loss: 0.03 }, { loss: 0.1 }];
