@@ -14,7 +14,9 @@ pub mod depacketize;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod location;
+pub mod mix;
 pub mod mp4;
+pub mod opus;
 pub mod recorder;
 pub mod reorder;
 pub mod sink;

@@ -1,11 +1,13 @@
-//! One recording: the customer's video and audio of a session in one fragmented MP4.
+//! One recording: the customer's video and both voices of a session in one fragmented MP4.
 //!
 //! Timeline: each track's file time is its RTP time (extended) minus the RTP time of its first
 //! written frame, plus the track's start offset. The file starts on the first video keyframe
 //! (or the first audio frame when there is no video); the audio start offset comes from the
-//! streams' RTCP sender reports when both have one, otherwise from arrival times. Audio holes
-//! (muted stretches the SFU did not pass on, lost packets, hold) are filled with Opus silence so
-//! audio stays in step with video; video holes keep the last frame on screen (its duration
+//! streams' RTCP sender reports when both have one, otherwise from arrival times. The audio track
+//! is the customer's and the technician's voices mixed (`mix.rs`): the technician's audio is
+//! placed by arrival time (its sender reports are another machine's clock); holes (muted
+//! stretches, hold, a talker who sends nothing) are silence, short losses are concealed, so
+//! audio stays in step with video. Video holes keep the last frame on screen (its duration
 //! grows). After a video loss, frames are skipped until the next keyframe, which is requested.
 
 use std::collections::HashMap;
@@ -20,7 +22,8 @@ use shiguredo_mp4::bitstream::vp8::{Vp8SampleEntryConfig, build_vp08_box, parse_
 use shiguredo_mp4::bitstream::vp9;
 use shiguredo_mp4::boxes::SampleEntry;
 
-use crate::depacketize::{Depacketizer, Frame, OPUS_FRAME_20MS, OPUS_SILENCE_20MS};
+use crate::depacketize::{Depacketizer, Frame, OPUS_FRAME_20MS};
+use crate::mix::Mixer;
 use crate::mp4::{Fmp4Writer, MediaSample};
 use crate::reorder::ReorderBuffer;
 use crate::{Codec, Kind, RtpPacket, SenderReport, Source};
@@ -51,15 +54,20 @@ impl Default for RecorderConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecorderStats {
     pub packets: u64,
-    /// Technician packets and codecs we do not record.
+    /// Technician video and codecs we do not record.
     pub packets_ignored: u64,
     pub packets_lost: u64,
     pub packets_late: u64,
     pub packets_duplicate: u64,
     pub video_frames: u64,
+    /// Mixed 20 ms audio frames written that a talker covered (a voice, or a muted talker).
     pub audio_frames: u64,
-    /// Opus silence frames written for holes and muted stretches.
+    /// Mixed 20 ms audio frames written that no talker covered (holes: silence).
     pub silence_frames: u64,
+    /// Opus frames decoded for the mix: the technician's (the customer's are the rest).
+    pub technician_frames: u64,
+    /// 20 ms stretches of lost audio filled by the decoder's concealment.
+    pub concealed_frames: u64,
     /// Frames dropped: incomplete, before the file's start, or waiting for a keyframe.
     pub frames_dropped: u64,
     pub keyframe_requests: u64,
@@ -115,7 +123,12 @@ struct Held {
 pub struct Recorder<W: Write> {
     config: RecorderConfig,
     writer: Option<Fmp4Writer<W>>,
+    /// The customer's streams.
     streams: HashMap<Kind, Stream>,
+    /// The technician's audio (mixed with the customer's).
+    technician: Option<Stream>,
+    /// Decodes, mixes and re-encodes both voices for the audio track.
+    mixer: Option<Mixer>,
     reports: HashMap<u32, SenderReport>,
     video: Option<Track>,
     audio: Option<Track>,
@@ -132,6 +145,8 @@ impl<W: Write> Recorder<W> {
             config,
             writer: Some(Fmp4Writer::new(out)?),
             streams: HashMap::new(),
+            technician: None,
+            mixer: None,
             reports: HashMap::new(),
             video: None,
             audio: None,
@@ -146,7 +161,11 @@ impl<W: Write> Recorder<W> {
 
     pub fn stats(&self) -> RecorderStats {
         let mut s = self.stats;
-        for st in self.streams.values() {
+        if let Some(m) = &self.mixer {
+            s.technician_frames = m.stats.decoded[1];
+            s.concealed_frames = m.stats.concealed;
+        }
+        for st in self.streams.values().chain(&self.technician) {
             s.packets_lost += st.reorder.stats.lost;
             s.packets_late += st.reorder.stats.late;
             s.packets_duplicate += st.reorder.stats.duplicates;
@@ -170,11 +189,15 @@ impl<W: Write> Recorder<W> {
 
     pub fn push_rtp(&mut self, p: RtpPacket) -> io::Result<()> {
         self.stats.packets += 1;
-        if p.source != Source::Customer || p.clock_rate == 0 {
+        if p.clock_rate == 0 || (p.source == Source::Technician && p.codec != Codec::Opus) {
             self.stats.packets_ignored += 1;
             return Ok(());
         }
         let now = p.arrival;
+        if p.source == Source::Technician {
+            self.push_technician(p);
+            return self.tick(now);
+        }
         self.first_packet.get_or_insert(now);
         let kind = p.codec.kind();
         if self
@@ -218,9 +241,18 @@ impl<W: Write> Recorder<W> {
             };
             self.take_frames(kind, frames);
         }
+        let frames = self.technician.as_mut().map_or_else(Vec::new, |s| {
+            let mut f = Vec::new();
+            for o in s.reorder.poll(now) {
+                f.extend(s.depack.push(o));
+            }
+            f
+        });
+        self.take_technician(frames);
         if !self.running {
             self.try_start(now, false);
         }
+        self.mix(false)?;
         let due = self
             .last_flush
             .is_none_or(|t| now.saturating_duration_since(t) >= self.config.fragment_interval);
@@ -238,9 +270,21 @@ impl<W: Write> Recorder<W> {
             let frames = self.drain_stream(kind);
             self.take_frames(kind, frames);
         }
+        let frames = self.technician.as_mut().map_or_else(Vec::new, |s| {
+            let mut f: Vec<Frame> = s
+                .reorder
+                .flush()
+                .into_iter()
+                .flat_map(|o| s.depack.push(o))
+                .collect();
+            f.extend(s.depack.flush());
+            f
+        });
+        self.take_technician(frames);
         if !self.running {
             self.try_start(Instant::now(), true);
         }
+        self.mix(true)?;
         self.flush(true)?;
         let duration_secs = [&self.video, &self.audio]
             .into_iter()
@@ -289,7 +333,11 @@ impl<W: Write> Recorder<W> {
             self.stats.packets_duplicate += old.reorder.stats.duplicates;
             self.stats.frames_dropped += old.depack.dropped_frames;
         }
-        if let Some(t) = self.track_mut(kind) {
+        if kind == Kind::Audio {
+            if let Some(m) = self.mixer.as_mut() {
+                m.reanchor(Source::Customer);
+            }
+        } else if let Some(t) = self.track_mut(kind) {
             // A codec change cannot continue in the same track; the new stream's frames are
             // dropped (counted) rather than written under the wrong sample entry.
             t.base_ts = i64::MIN;
@@ -335,6 +383,10 @@ impl<W: Write> Recorder<W> {
     }
 
     fn write_frame(&mut self, kind: Kind, codec: Codec, clock_rate: u32, f: Frame) {
+        if kind == Kind::Audio {
+            self.mix_frame(Source::Customer, codec, clock_rate, f);
+            return;
+        }
         let track = match kind {
             Kind::Video => &mut self.video,
             Kind::Audio => &mut self.audio,
@@ -384,17 +436,97 @@ impl<W: Write> Recorder<W> {
                 t.hold_and_release(at, f.data, f.keyframe);
                 self.stats.video_frames += 1;
             }
-            Kind::Audio => {
-                let floor = t.last.as_ref().map_or(t.end, |h| h.at + 1);
-                if at < floor {
-                    self.stats.frames_dropped += 1;
-                    return;
-                }
-                self.stats.silence_frames += t.fill_silence(at);
-                t.hold_and_release(at, f.data, true);
-                self.stats.audio_frames += 1;
+            // Returned above: audio goes to the mixer.
+            Kind::Audio => {}
+        }
+    }
+
+    /// One Opus frame of a talker into the mix (dropped when the file has no audio track).
+    fn mix_frame(&mut self, source: Source, codec: Codec, clock_rate: u32, f: Frame) {
+        match self.mixer.as_mut() {
+            Some(m) if codec == Codec::Opus && clock_rate == crate::opus::RATE as u32 => {
+                m.push(source, &f)
+            }
+            _ => self.stats.frames_dropped += 1,
+        }
+    }
+
+    /// The technician's audio: reordered and depacketized like the customer's, then mixed.
+    fn push_technician(&mut self, p: RtpPacket) {
+        if self.technician.as_ref().is_some_and(|s| s.ssrc != p.ssrc) {
+            // A restarted stream: what the old one still holds, then placed by arrival time.
+            let frames = self.technician.as_mut().map_or_else(Vec::new, |s| {
+                let mut f: Vec<Frame> = s
+                    .reorder
+                    .flush()
+                    .into_iter()
+                    .flat_map(|o| s.depack.push(o))
+                    .collect();
+                f.extend(s.depack.flush());
+                f
+            });
+            self.take_technician(frames);
+            if let Some(old) = self.technician.take() {
+                self.stats.packets_lost += old.reorder.stats.lost;
+                self.stats.packets_late += old.reorder.stats.late;
+                self.stats.packets_duplicate += old.reorder.stats.duplicates;
+            }
+            if let Some(m) = self.mixer.as_mut() {
+                m.reanchor(Source::Technician);
             }
         }
+        let cfg = &self.config;
+        let stream = self.technician.get_or_insert_with(|| Stream {
+            ssrc: p.ssrc,
+            codec: p.codec,
+            clock_rate: p.clock_rate,
+            reorder: ReorderBuffer::new(cfg.reorder_wait, cfg.reorder_capacity),
+            depack: Depacketizer::new(p.codec),
+            pending: Vec::new(),
+            first: None,
+        });
+        let mut frames = Vec::new();
+        for o in stream.reorder.push(p) {
+            frames.extend(stream.depack.push(o));
+        }
+        self.take_technician(frames);
+    }
+
+    fn take_technician(&mut self, frames: Vec<Frame>) {
+        let Some(s) = self.technician.as_mut() else {
+            return;
+        };
+        if !self.running {
+            // Kept for the start (placed by arrival then); only the last few seconds matter.
+            s.pending.extend(frames);
+            let keep = (self.config.start_wait.as_millis() / 20 + 50) as usize;
+            if s.pending.len() > keep {
+                let extra = s.pending.len() - keep;
+                self.stats.frames_dropped += extra as u64;
+                s.pending.drain(..extra);
+            }
+            return;
+        }
+        let (codec, rate) = (s.codec, s.clock_rate);
+        for f in frames {
+            self.mix_frame(Source::Technician, codec, rate, f);
+        }
+    }
+
+    /// Moves the mixed frames that are done into the audio track.
+    fn mix(&mut self, end: bool) -> io::Result<()> {
+        let (Some(m), Some(t)) = (self.mixer.as_mut(), self.audio.as_mut()) else {
+            return Ok(());
+        };
+        for f in m.ready(end)? {
+            if f.voiced {
+                self.stats.audio_frames += 1;
+            } else {
+                self.stats.silence_frames += 1;
+            }
+            t.hold_and_release(f.at, f.data, true);
+        }
+        Ok(())
     }
 
     /// Starts the file when video has a keyframe and audio has frames, or after `start_wait`
@@ -405,10 +537,16 @@ impl<W: Write> Recorder<W> {
                 .first()
                 .is_some_and(|f| f.keyframe && video_entry(s, f).is_some())
         });
-        let audio_ready = self
+        let customer_audio = self
             .streams
             .get(&Kind::Audio)
             .is_some_and(|s| !s.pending.is_empty());
+        // The audio track is the mix: either voice is enough to have one.
+        let audio_ready = customer_audio
+            || self
+                .technician
+                .as_ref()
+                .is_some_and(|s| !s.pending.is_empty());
         let waited = self
             .first_packet
             .is_some_and(|t| now.saturating_duration_since(t) >= self.config.start_wait);
@@ -418,7 +556,7 @@ impl<W: Write> Recorder<W> {
         }
         // Wall-clock position of a stream's RTP time: sender reports when every stream that is
         // starting has one, otherwise arrival time (relative to the first packet).
-        let starting: Vec<Kind> = [(Kind::Video, video_ready), (Kind::Audio, audio_ready)]
+        let starting: Vec<Kind> = [(Kind::Video, video_ready), (Kind::Audio, customer_audio)]
             .into_iter()
             .filter_map(|(k, r)| r.then_some(k))
             .collect();
@@ -450,7 +588,7 @@ impl<W: Write> Recorder<W> {
             wall(s, s.pending[0].timestamp)
         };
         let mut audio_start = None;
-        if audio_ready {
+        if customer_audio {
             let s = &self.streams[&Kind::Audio];
             // Audio from before the first video frame is cut; later audio starts later.
             let first = s
@@ -478,26 +616,49 @@ impl<W: Write> Recorder<W> {
                 3000,
             ));
         }
-        if let Some((i, offset)) = audio_start {
-            let s = self.streams.get_mut(&Kind::Audio).expect("checked");
-            self.stats.frames_dropped += i as u64;
-            s.pending.drain(..i);
-            let entry = SampleEntry::Opus(build_opus_box(&OpusSampleEntryConfig {
-                // WebRTC negotiates opus/48000/2; a mono packet decodes fine as stereo.
-                channel_count: ChannelCount::Stereo,
-                pre_skip: 0,
-                input_sample_rate: 48000,
-                output_gain: 0,
-            }));
-            self.audio = Some(Track::new(
-                TrackKind::Audio,
-                s.codec,
-                s.clock_rate,
-                entry,
-                s.pending[0].timestamp,
-                offset,
-                OPUS_FRAME_20MS,
-            ));
+        // File time 0 on the server's clock: where the technician's voice is placed from.
+        let origin = if video_ready {
+            self.streams[&Kind::Video].pending[0].arrival
+        } else if let Some((i, offset)) = audio_start {
+            let first = self.streams[&Kind::Audio].pending[i].arrival;
+            first
+                .checked_sub(Duration::from_secs_f64(offset as f64 / 48_000.0))
+                .unwrap_or(first)
+        } else {
+            self.technician
+                .as_ref()
+                .and_then(|s| s.pending.first())
+                .map_or(now, |f| f.arrival)
+        };
+        if audio_ready {
+            match Mixer::new(origin) {
+                Ok(mut mixer) => {
+                    if let Some((i, offset)) = audio_start {
+                        let s = self.streams.get_mut(&Kind::Audio).expect("checked");
+                        self.stats.frames_dropped += i as u64;
+                        s.pending.drain(..i);
+                        mixer.anchor(Source::Customer, s.pending[0].timestamp, offset);
+                    }
+                    let entry = SampleEntry::Opus(build_opus_box(&OpusSampleEntryConfig {
+                        // The mix is mono; the encoder's delay is skipped by players.
+                        channel_count: ChannelCount::Mono,
+                        pre_skip: mixer.pre_skip(),
+                        input_sample_rate: 48000,
+                        output_gain: 0,
+                    }));
+                    self.audio = Some(Track::new(
+                        TrackKind::Audio,
+                        Codec::Opus,
+                        48_000,
+                        entry,
+                        0,
+                        0,
+                        OPUS_FRAME_20MS,
+                    ));
+                    self.mixer = Some(mixer);
+                }
+                Err(e) => tracing::error!(error = %e, "recording: no audio track (Opus mixer)"),
+            }
         }
         self.running = true;
         for kind in [Kind::Video, Kind::Audio] {
@@ -510,6 +671,12 @@ impl<W: Write> Recorder<W> {
                 self.write_frame(kind, codec, rate, f);
             }
         }
+        let pending = self
+            .technician
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.pending))
+            .unwrap_or_default();
+        self.take_technician(pending);
     }
 
     /// Writes a fragment of every sample whose duration is known (all of them at the end).
@@ -597,53 +764,6 @@ impl Track {
             let step = self.step;
             self.release(h, step);
         }
-    }
-
-    /// Audio: fills [end of the held frame, at) with 20 ms silence frames when it is a hole
-    /// (more than one and a half frames); returns how many were written.
-    fn fill_silence(&mut self, at: i64) -> u64 {
-        let from = match &self.last {
-            Some(h) => h.at + self.step,
-            None => self.end,
-        };
-        if at - from < self.step / 2 && self.last.is_some() {
-            return 0;
-        }
-        if at - from < OPUS_FRAME_20MS / 2 {
-            return 0;
-        }
-        if let Some(h) = self.last.take() {
-            let step = self.step;
-            self.release(h, step);
-        }
-        let mut n = 0;
-        let mut t = from;
-        while at - t >= OPUS_FRAME_20MS {
-            // The last silence frame absorbs the remainder so the next frame lands exactly.
-            let d = if at - t < 2 * OPUS_FRAME_20MS {
-                at - t
-            } else {
-                OPUS_FRAME_20MS
-            };
-            self.release(
-                Held {
-                    at: t,
-                    data: OPUS_SILENCE_20MS.to_vec(),
-                    keyframe: true,
-                },
-                d,
-            );
-            t += d;
-            n += 1;
-        }
-        if t < at
-            && let Some(s) = self.ready.last_mut()
-        {
-            // A remainder under 20 ms: stretch the previous sample.
-            s.duration += (at - t) as u32;
-            self.end = at;
-        }
-        n
     }
 }
 
