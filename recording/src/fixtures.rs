@@ -119,25 +119,78 @@ pub fn video_frames(dir: &Path, codec: Codec) -> Vec<Vec<u8>> {
 
 /// 20 ms Opus packets of a 440 Hz tone.
 pub fn opus_frames(dir: &Path) -> Vec<Vec<u8>> {
+    opus_stream(dir, "sine=frequency=440:sample_rate=48000", &[], "a.ogg").1
+}
+
+/// 20 ms Opus packets (libopus, mono, encoder options `opts`) of an ffmpeg `lavfi` source,
+/// `SECONDS` long, written to `name` (an Ogg file); returns the stream's pre-skip and the packets.
+pub fn opus_stream(dir: &Path, lavfi: &str, opts: &[&str], name: &str) -> (u16, Vec<Vec<u8>>) {
     let secs = SECONDS.to_string();
-    let a = [
+    let mut a = vec![
         "-f",
         "lavfi",
         "-i",
-        "sine=frequency=440:sample_rate=48000",
+        lavfi,
         "-t",
         &secs,
+        "-ac",
+        "1",
         "-c:a",
         "libopus",
         "-frame_duration",
         "20",
-        "-f",
-        "ogg",
-        "a.ogg",
     ];
+    a.extend_from_slice(opts);
+    a.extend_from_slice(&["-f", "ogg", name]);
     let packets = parse_ogg(&std::fs::read(ffmpeg(dir, &a)).unwrap());
-    // OpusHead and OpusTags come first.
-    packets.into_iter().skip(2).collect()
+    // OpusHead (pre-skip at bytes 10..12) and OpusTags come first.
+    let pre_skip = u16::from_le_bytes([packets[0][10], packets[0][11]]);
+    (pre_skip, packets.into_iter().skip(2).collect())
+}
+
+/// The first audio stream of `file` decoded by ffmpeg to mono 48 kHz samples; `decoder`
+/// chooses ffmpeg's decoder (e.g. `libopus`), `None` its default.
+pub fn decode_audio(file: &Path, decoder: Option<&str>) -> Vec<f32> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error"]);
+    if let Some(d) = decoder {
+        cmd.args(["-c:a", d]);
+    }
+    let out = cmd
+        .arg("-i")
+        .arg(file)
+        .args([
+            "-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "f32le", "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg decode: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Amplitude of the `hz` component of `pcm` (48 kHz), by the Goertzel algorithm: about 0.5
+/// for a sine of amplitude 0.5, near 0 when the tone is absent.
+pub fn tone_level(pcm: &[f32], hz: f64) -> f64 {
+    if pcm.is_empty() {
+        return 0.0;
+    }
+    let w = 2.0 * std::f64::consts::PI * hz / 48_000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in pcm {
+        let s0 = x as f64 + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - c * s1 * s2;
+    2.0 * power.max(0.0).sqrt() / pcm.len() as f64
 }
 
 fn parse_ivf(b: &[u8]) -> Vec<Vec<u8>> {

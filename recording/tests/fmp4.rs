@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use recording::recorder::RecorderConfig;
-use recording::{Codec, Recorder, RecordingSummary, SenderReport};
+use recording::{Codec, Recorder, RecordingSummary, SenderReport, Source};
 
 fn record(
     clip: &Clip,
@@ -186,4 +186,75 @@ fn sender_reports_align_late_audio_with_silence() {
     );
     let (p, _) = ffprobe(&path);
     assert_eq!(p.frames("audio"), c.audio_frames as u64 + 15);
+}
+
+#[test]
+fn both_voices_are_mixed_and_a_muted_technician_is_silent() {
+    let Some((dir, c)) = setup(Codec::Vp8, Duration::ZERO) else {
+        return;
+    };
+    // The customer says 440 Hz (the clip); the technician 1000 Hz, from a console whose clock
+    // has nothing to do with the phone's (other SSRC, other timestamps), muted from 1.5 s to
+    // 2.5 s: the SFU taps those packets without content.
+    let (_, tech) = opus_stream(
+        dir.path(),
+        "sine=frequency=1000:sample_rate=48000",
+        &[],
+        "t.ogg",
+    );
+    let start = c.packets[0].arrival;
+    let mut tp = Packetizer::new(Codec::Opus, 0x3333, 100, 12_345);
+    let mut packets = c.packets.clone();
+    let mut muted = 0;
+    for (i, f) in tech.iter().enumerate() {
+        let arrival = start + Duration::from_millis(i as u64 * 20 + 7);
+        for mut p in tp.frame(f, i as u32 * 960, arrival) {
+            p.source = Source::Technician;
+            if (75..125).contains(&i) {
+                p.muted = true;
+                p.payload = bytes::Bytes::new();
+                muted += 1;
+            }
+            packets.push(p);
+        }
+    }
+    packets.sort_by_key(|p| p.arrival);
+    let clip = Clip { packets, ..c };
+    let path = dir.path().join("rec.mp4");
+    let sum = record(&clip, &path, |_, _| {});
+    assert_eq!(sum.codecs, vec!["vp8", "opus"]);
+    assert_eq!(sum.stats.technician_frames, tech.len() as u64 - muted);
+    assert_eq!(sum.stats.packets_ignored, 0);
+
+    let (p, err) = ffprobe(&path);
+    assert!(err.trim().is_empty(), "ffprobe complained: {err}");
+    let audio_tracks = p.json["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["codec_type"] == "audio")
+        .count();
+    assert_eq!(audio_tracks, 1, "one audio track holds both voices");
+    assert_eq!(p.codec("audio").as_deref(), Some("opus"));
+    assert!((p.stream_duration("video") - p.stream_duration("audio")).abs() < 0.1);
+
+    let pcm = decode_audio(&path, None);
+    let window = |from: f64, to: f64| &pcm[(from * 48_000.0) as usize..(to * 48_000.0) as usize];
+    for (from, to, technician) in [(0.3, 1.3, true), (1.7, 2.3, false), (2.8, 3.8, true)] {
+        let (c, t) = (
+            tone_level(window(from, to), 440.0),
+            tone_level(window(from, to), 1000.0),
+        );
+        eprintln!("{from}–{to} s: 440 Hz {c:.3}, 1000 Hz {t:.3}");
+        // ffmpeg's sine has amplitude 1/8.
+        assert!(c > 0.06, "the customer is heard {from}–{to} s: {c:.3}");
+        if technician {
+            assert!(t > 0.06, "the technician is heard {from}–{to} s: {t:.3}");
+        } else {
+            assert!(
+                t < 0.005,
+                "the muted technician is silent {from}–{to} s: {t:.3}"
+            );
+        }
+    }
 }
