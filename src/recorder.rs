@@ -422,6 +422,7 @@ impl RecorderService {
             session_id = session, recording = id, bytes = summary.bytes,
             duration_ms = summary.duration.as_millis() as u64, codecs = %summary.codecs.join(","),
             lost = summary.stats.packets_lost, silence_frames = summary.stats.silence_frames,
+            technician_frames = summary.stats.technician_frames, concealed_frames = summary.stats.concealed_frames,
             "recording: finished"
         );
         if deferred {

@@ -9,4 +9,5 @@ import "./pages.mjs";
 import "./recording.mjs";
 import "./surveys.mjs";
 import "./tools.mjs";
+import "./voices.mjs";
 import "./turn.mjs";
