@@ -11,6 +11,7 @@
 //!
 //! A mixed frame is encoded once every talker that is still sending has reached its end, or has
 //! fallen more than [`LAG`] behind the others (a talker that went away does not hold the file up).
+//! A talker whose frames then come after their time was written moves forward to the written end.
 
 use std::collections::VecDeque;
 use std::io;
@@ -43,7 +44,7 @@ pub struct MixStats {
     pub concealed: u64,
     /// Packets libopus refused (played as silence).
     pub bad_packets: u64,
-    /// Frames that arrived after their time was already written.
+    /// Frames that came after their time was written: their talker was moved forward.
     pub late: u64,
 }
 
@@ -139,12 +140,23 @@ impl Mixer {
         let by_arrival = self.arrival_position(f.arrival);
         let li = lane_index(source);
         let lane = &mut self.lanes[li];
+        let written = self.done * FRAME as i64;
         let at = match lane.anchor.map(|(ts, pos)| f.timestamp - ts + pos) {
             // A timestamp far from where the clock puts the frame is a jump (or a bogus packet).
-            Some(at) if (at - by_arrival).abs() <= MAX_DRIFT => at,
-            _ => {
-                // Never before what this talker already gave.
-                let at = by_arrival.max(lane.end.unwrap_or(i64::MIN));
+            Some(at) if (at - by_arrival).abs() > MAX_DRIFT => None,
+            // A talker whose frames come after their time was written (it fell more than LAG
+            // behind, or the other talker's clock runs ahead of arrival time) moves forward.
+            Some(at) if at + lane.step <= written => {
+                self.stats.late += 1;
+                None
+            }
+            at => at,
+        };
+        let at = match at {
+            Some(at) => at,
+            None => {
+                // Never before what this talker already gave, nor before what was written.
+                let at = by_arrival.max(lane.end.unwrap_or(i64::MIN)).max(written);
                 lane.anchor = Some((f.timestamp, at));
                 at
             }
@@ -354,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn a_muted_talker_is_silent_and_late_frames_are_dropped() {
+    fn a_muted_talker_is_silent_and_a_late_one_moves_forward() {
         let t0 = Instant::now();
         let mut m = Mixer::new(t0).unwrap();
         let mut a = Encoder::new(32_000, 5).unwrap();
@@ -366,7 +378,12 @@ mod tests {
         }
         assert_eq!(m.stats.muted, 5);
         assert_eq!(m.ready(true).unwrap().len(), 10);
-        m.push(Source::Customer, &frame(0, tone(&mut a, 440.0, 0), t0));
+        // A talker 200 ms behind what was written: placed at the end, not lost.
+        m.push(Source::Customer, &frame(0, tone(&mut a, 440.0, 10), t0));
+        m.push(Source::Customer, &frame(960, tone(&mut a, 440.0, 11), t0));
         assert_eq!(m.stats.late, 1);
+        let out = m.ready(true).unwrap();
+        assert_eq!(out.iter().map(|f| f.at).collect::<Vec<_>>(), [9600, 10560]);
+        assert!(out.iter().all(|f| f.voiced));
     }
 }

@@ -7,7 +7,7 @@
 
 use std::io;
 
-use unsafe_libopus as ffi;
+use unsafe_libopus as unsafe_ffi;
 
 /// The recording's audio rate (WebRTC's Opus clock).
 pub const RATE: i32 = 48_000;
@@ -20,7 +20,7 @@ fn error(what: &str, code: i32) -> io::Error {
 
 /// Decodes one talker's packets to mono 48 kHz samples (a stereo packet is downmixed).
 pub struct Decoder {
-    st: *mut ffi::OpusDecoder,
+    st: *mut unsafe_ffi::OpusDecoder,
 }
 
 // The state is owned by this value alone and libopus keeps no global state.
@@ -30,8 +30,8 @@ impl Decoder {
     pub fn new() -> io::Result<Decoder> {
         let mut err = 0;
         // SAFETY: valid arguments; the pointer is checked before use.
-        let st = unsafe { ffi::opus_decoder_create(RATE, 1, &mut err) };
-        if st.is_null() || err != ffi::OPUS_OK {
+        let st = unsafe { unsafe_ffi::opus_decoder_create(RATE, 1, &mut err) };
+        if st.is_null() || err != unsafe_ffi::OPUS_OK {
             return Err(error("decoder", err));
         }
         Ok(Decoder { st })
@@ -40,12 +40,12 @@ impl Decoder {
     /// Decodes one packet into `out` (at least [`MAX_FRAME`] long); returns the samples written.
     pub fn decode(&mut self, packet: &[u8], out: &mut [f32]) -> io::Result<usize> {
         if packet.is_empty() || packet.len() > i32::MAX as usize {
-            return Err(error("decode", ffi::OPUS_INVALID_PACKET));
+            return Err(error("decode", unsafe_ffi::OPUS_INVALID_PACKET));
         }
         let room = out.len().min(MAX_FRAME) as i32;
         // SAFETY: `packet` and `out` are valid for the lengths passed.
         let n = unsafe {
-            ffi::opus_decode_float(
+            unsafe_ffi::opus_decode_float(
                 self.st,
                 packet.as_ptr(),
                 packet.len() as i32,
@@ -66,7 +66,7 @@ impl Decoder {
         let len = out.len().min(MAX_FRAME) as i32;
         // SAFETY: a null packet asks for concealment of `len` samples into `out`.
         let n = unsafe {
-            ffi::opus_decode_float(self.st, std::ptr::null(), 0, out.as_mut_ptr(), len, 0)
+            unsafe_ffi::opus_decode_float(self.st, std::ptr::null(), 0, out.as_mut_ptr(), len, 0)
         };
         if n < 0 {
             return Err(error("conceal", n));
@@ -78,13 +78,13 @@ impl Decoder {
 impl Drop for Decoder {
     fn drop(&mut self) {
         // SAFETY: created by opus_decoder_create, destroyed once.
-        unsafe { ffi::opus_decoder_destroy(self.st) }
+        unsafe { unsafe_ffi::opus_decoder_destroy(self.st) }
     }
 }
 
 /// Encodes mono 48 kHz frames (tuned for voice).
 pub struct Encoder {
-    st: *mut ffi::OpusEncoder,
+    st: *mut unsafe_ffi::OpusEncoder,
     lookahead: u16,
 }
 
@@ -96,22 +96,36 @@ impl Encoder {
     pub fn new(bitrate: i32, complexity: i32) -> io::Result<Encoder> {
         let mut err = 0;
         // SAFETY: valid arguments; the pointer is checked before use.
-        let st = unsafe { ffi::opus_encoder_create(RATE, 1, ffi::OPUS_APPLICATION_VOIP, &mut err) };
-        if st.is_null() || err != ffi::OPUS_OK {
+        let st = unsafe {
+            unsafe_ffi::opus_encoder_create(RATE, 1, unsafe_ffi::OPUS_APPLICATION_VOIP, &mut err)
+        };
+        if st.is_null() || err != unsafe_ffi::OPUS_OK {
             return Err(error("encoder", err));
         }
         let mut enc = Encoder { st, lookahead: 0 };
         let mut lookahead = 0i32;
         // SAFETY: `st` is a live encoder; each request takes the argument type given.
         let rc = unsafe {
-            let a = ffi::opus_encoder_ctl!(st, ffi::OPUS_SET_BITRATE_REQUEST, bitrate);
-            let b = ffi::opus_encoder_ctl!(st, ffi::OPUS_SET_COMPLEXITY_REQUEST, complexity);
-            let c =
-                ffi::opus_encoder_ctl!(st, ffi::OPUS_SET_SIGNAL_REQUEST, ffi::OPUS_SIGNAL_VOICE);
-            let d = ffi::opus_encoder_ctl!(st, ffi::OPUS_GET_LOOKAHEAD_REQUEST, &mut lookahead);
+            let a =
+                unsafe_ffi::opus_encoder_ctl!(st, unsafe_ffi::OPUS_SET_BITRATE_REQUEST, bitrate);
+            let b = unsafe_ffi::opus_encoder_ctl!(
+                st,
+                unsafe_ffi::OPUS_SET_COMPLEXITY_REQUEST,
+                complexity
+            );
+            let c = unsafe_ffi::opus_encoder_ctl!(
+                st,
+                unsafe_ffi::OPUS_SET_SIGNAL_REQUEST,
+                unsafe_ffi::OPUS_SIGNAL_VOICE
+            );
+            let d = unsafe_ffi::opus_encoder_ctl!(
+                st,
+                unsafe_ffi::OPUS_GET_LOOKAHEAD_REQUEST,
+                &mut lookahead
+            );
             [a, b, c, d]
         };
-        if let Some(&bad) = rc.iter().find(|&&r| r != ffi::OPUS_OK) {
+        if let Some(&bad) = rc.iter().find(|&&r| r != unsafe_ffi::OPUS_OK) {
             return Err(error("encoder setup", bad));
         }
         enc.lookahead = u16::try_from(lookahead).unwrap_or(0);
@@ -128,7 +142,7 @@ impl Encoder {
         let mut out = vec![0u8; 1500];
         // SAFETY: `pcm` holds `pcm.len()` samples of one channel, `out` has room for 1500 bytes.
         let n = unsafe {
-            ffi::opus_encode_float(
+            unsafe_ffi::opus_encode_float(
                 self.st,
                 pcm.as_ptr(),
                 pcm.len() as i32,
@@ -147,7 +161,7 @@ impl Encoder {
 impl Drop for Encoder {
     fn drop(&mut self) {
         // SAFETY: created by opus_encoder_create, destroyed once.
-        unsafe { ffi::opus_encoder_destroy(self.st) }
+        unsafe { unsafe_ffi::opus_encoder_destroy(self.st) }
     }
 }
 
@@ -155,7 +169,7 @@ impl Drop for Encoder {
 /// distortion. `mem` carries the clipper's state from one frame to the next.
 pub fn soft_clip(pcm: &mut [f32], mem: &mut f32) {
     // SAFETY: one channel of `pcm.len()` samples, one state value.
-    unsafe { ffi::opus_pcm_soft_clip(pcm.as_mut_ptr(), pcm.len() as i32, 1, mem) }
+    unsafe { unsafe_ffi::opus_pcm_soft_clip(pcm.as_mut_ptr(), pcm.len() as i32, 1, mem) }
 }
 
 #[cfg(test)]

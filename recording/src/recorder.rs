@@ -230,24 +230,15 @@ impl<W: Write> Recorder<W> {
         let kinds: Vec<Kind> = self.streams.keys().copied().collect();
         for kind in kinds {
             let frames = match self.streams.get_mut(&kind) {
-                Some(s) => {
-                    let mut f = Vec::new();
-                    for o in s.reorder.poll(now) {
-                        f.extend(s.depack.push(o));
-                    }
-                    f
-                }
+                Some(s) => s.poll(now),
                 None => continue,
             };
             self.take_frames(kind, frames);
         }
-        let frames = self.technician.as_mut().map_or_else(Vec::new, |s| {
-            let mut f = Vec::new();
-            for o in s.reorder.poll(now) {
-                f.extend(s.depack.push(o));
-            }
-            f
-        });
+        let frames = self
+            .technician
+            .as_mut()
+            .map_or_else(Vec::new, |s| s.poll(now));
         self.take_technician(frames);
         if !self.running {
             self.try_start(now, false);
@@ -270,16 +261,10 @@ impl<W: Write> Recorder<W> {
             let frames = self.drain_stream(kind);
             self.take_frames(kind, frames);
         }
-        let frames = self.technician.as_mut().map_or_else(Vec::new, |s| {
-            let mut f: Vec<Frame> = s
-                .reorder
-                .flush()
-                .into_iter()
-                .flat_map(|o| s.depack.push(o))
-                .collect();
-            f.extend(s.depack.flush());
-            f
-        });
+        let frames = self
+            .technician
+            .as_mut()
+            .map_or_else(Vec::new, Stream::drain);
         self.take_technician(frames);
         if !self.running {
             self.try_start(Instant::now(), true);
@@ -311,15 +296,9 @@ impl<W: Write> Recorder<W> {
     }
 
     fn drain_stream(&mut self, kind: Kind) -> Vec<Frame> {
-        let Some(s) = self.streams.get_mut(&kind) else {
-            return Vec::new();
-        };
-        let mut f = Vec::new();
-        for o in s.reorder.flush() {
-            f.extend(s.depack.push(o));
-        }
-        f.extend(s.depack.flush());
-        f
+        self.streams
+            .get_mut(&kind)
+            .map_or_else(Vec::new, Stream::drain)
     }
 
     /// The sender changed its stream (new SSRC or codec): finish the old one and re-anchor the
@@ -455,16 +434,10 @@ impl<W: Write> Recorder<W> {
     fn push_technician(&mut self, p: RtpPacket) {
         if self.technician.as_ref().is_some_and(|s| s.ssrc != p.ssrc) {
             // A restarted stream: what the old one still holds, then placed by arrival time.
-            let frames = self.technician.as_mut().map_or_else(Vec::new, |s| {
-                let mut f: Vec<Frame> = s
-                    .reorder
-                    .flush()
-                    .into_iter()
-                    .flat_map(|o| s.depack.push(o))
-                    .collect();
-                f.extend(s.depack.flush());
-                f
-            });
+            let frames = self
+                .technician
+                .as_mut()
+                .map_or_else(Vec::new, Stream::drain);
             self.take_technician(frames);
             if let Some(old) = self.technician.take() {
                 self.stats.packets_lost += old.reorder.stats.lost;
@@ -702,6 +675,27 @@ impl<W: Write> Recorder<W> {
             samples.append(&mut t.ready);
         }
         writer.write_fragment(&samples)
+    }
+}
+
+impl Stream {
+    /// The frames the reorder buffer stops waiting for by `now`.
+    fn poll(&mut self, now: Instant) -> Vec<Frame> {
+        let mut f = Vec::new();
+        for o in self.reorder.poll(now) {
+            f.extend(self.depack.push(o));
+        }
+        f
+    }
+
+    /// Everything still buffered (the end, or a replaced stream).
+    fn drain(&mut self) -> Vec<Frame> {
+        let mut f = Vec::new();
+        for o in self.reorder.flush() {
+            f.extend(self.depack.push(o));
+        }
+        f.extend(self.depack.flush());
+        f
     }
 }
 
