@@ -1856,6 +1856,14 @@ async fn a_recording_cut_by_kill_9_plays_all_but_its_last_two_seconds() {
     );
     assert_eq!(rec["size_bytes"].as_u64(), Some(size), "{rec}");
     assert!(rec["ended_at"].is_string(), "{rec}");
+    // Duration and codecs read back from the fragments at the restart.
+    assert_eq!(rec["codecs"], json!(["vp8", "opus"]), "{rec}");
+    let d = rec["duration_ms"].as_f64().unwrap() / 1000.0;
+    assert!(
+        (d - p.duration()).abs() <= 0.05 * p.duration() && d > 0.0,
+        "duration {d} s in the table, ffprobe says {} s",
+        p.duration()
+    );
     phone.pc.close().await.ok();
 }
 

@@ -15,6 +15,7 @@ pub mod depacketize;
 pub mod fixtures;
 pub mod location;
 pub mod mp4;
+pub mod probe;
 pub mod recorder;
 pub mod reorder;
 pub mod sink;
@@ -97,6 +98,10 @@ pub struct RtpPacket {
     /// The media was muted (not forwarded to the other party): it is recorded as silence / a
     /// frozen frame, never as what was sent.
     pub muted: bool,
+    /// The video-orientation byte (`urn:3gpp:video-orientation`, CVO) when the packet carries
+    /// one: its low two bits say how far to turn the picture clockwise (× 90°) to show it
+    /// upright. Senders put it on a keyframe's last packet and when it changes.
+    pub video_orientation: Option<u8>,
 }
 
 /// An RTCP sender report: the sender's wall clock (NTP) at an RTP time of one stream.
