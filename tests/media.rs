@@ -1423,7 +1423,116 @@ async fn forced_recording_to_a_folder(codec: recording::Codec) {
     s.get("/api/v1/recordings/999999/file", &m)
         .await
         .expect(404);
+    signed_links_play_the_recording(&s, &m, &rec, &bytes).await;
     phone.pc.close().await.ok();
+}
+
+/// `POST /api/v1/recordings/{id}/link`: the link plays without a login, whole and by range, only
+/// for its recording, only until it expires and only until the key is rotated; an administrator
+/// of another group cannot get one.
+async fn signed_links_play_the_recording(s: &TestServer, m: &str, rec: &Value, bytes: &[u8]) {
+    use hmac::Mac;
+    let id = rec["id"].as_i64().unwrap();
+    let link = s
+        .post(&format!("/api/v1/recordings/{id}/link"), m, json!({}))
+        .await
+        .expect(200);
+    let path = link["path"].as_str().unwrap().to_owned();
+    assert!(link["url"].as_str().unwrap().ends_with(&path), "{link}");
+    let play = |p: String, range: Option<&'static str>| async move {
+        let mut req = s.http.get(format!("{}{p}", s.base));
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.bytes().await.unwrap().to_vec();
+        (status, body)
+    };
+    let (status, body) = play(path.clone(), None).await;
+    assert_eq!(status, 200);
+    assert!(body == bytes, "the linked file differs from the recording");
+    let (status, body) = play(path.clone(), Some("bytes=100-199")).await;
+    assert_eq!(status, 206);
+    assert!(body == bytes[100..200]);
+    let refused = |body: Vec<u8>, code: &str| {
+        let v: Value = serde_json::from_slice(&body).expect("a JSON error");
+        assert_eq!(v["error"]["code"], code, "{v}");
+    };
+    // Tampered: another recording's id with this signature, or a changed signature or expiry.
+    let (status, body) = play(
+        path.replace(&format!("/{id}/"), &format!("/{}/", id + 1)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    refused(body, "link_invalid");
+    let sig_at = path.find("sig=").unwrap() + 4;
+    let mut tampered = path.clone();
+    let flipped = if &path[sig_at..sig_at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    tampered.replace_range(sig_at..sig_at + 1, flipped);
+    let (status, body) = play(tampered, None).await;
+    assert_eq!(status, 403);
+    refused(body, "link_invalid");
+    let (status, body) = play(path.replace("expires=", "expires=1"), None).await;
+    assert_eq!(status, 403);
+    refused(body, "link_invalid");
+    // Expired: correctly signed (with the store's key), a minute ago.
+    let key = s.state.store.recording_link_key().await.unwrap();
+    let expires = chrono::Utc::now().timestamp() - 60;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(format!("lens-recording-link:v1:{id}:{expires}").as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    let (status, body) = play(
+        format!("/api/v1/recordings/{id}/play?expires={expires}&sig={sig}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    refused(body, "link_expired");
+    // An administrator of another group: as if the recording did not exist.
+    let other = s.create_group(m, "Elsewhere", None).await;
+    let admin = s
+        .create_user(m, "administrators", "elsewhere-admin@example.com", None)
+        .await;
+    s.call(
+        reqwest::Method::PUT,
+        &format!("/api/v1/administrators/{admin}/technician-groups/{other}"),
+        Some(m),
+        None,
+    )
+    .await
+    .expect(204);
+    let a = s.token("elsewhere-admin@example.com", USER_PASSWORD).await;
+    s.post(&format!("/api/v1/recordings/{id}/link"), &a, json!({}))
+        .await
+        .expect(404);
+    let listed = s.get("/api/v1/recordings", &a).await.expect(200);
+    assert_eq!(
+        listed,
+        json!([]),
+        "another group's recordings are not listed"
+    );
+    let listed = s.get("/api/v1/recordings", m).await.expect(200);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["recording"]["id"] == id && r["technician_name"].is_string()),
+        "{listed}"
+    );
+    // Rotating the key revokes the link.
+    s.post("/api/v1/recording-links/rotate-key", m, json!({}))
+        .await
+        .expect(200);
+    let (status, body) = play(path, None).await;
+    assert_eq!(status, 403);
+    refused(body, "link_invalid");
 }
 
 /// GET `path` with `token` and an optional `Range`: status, headers, body bytes.
