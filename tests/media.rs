@@ -42,6 +42,8 @@ use webrtc::runtime::{Runtime, default_runtime};
 
 const VIDEO_PT: u8 = 96;
 const OPUS_PT: u8 = 111;
+/// The video-orientation RTP header extension (CVO).
+const CVO_URI: &str = "urn:3gpp:video-orientation";
 /// The first payload byte says who sent what, so a receiver can tell streams apart.
 const TAG_VIDEO: u8 = b'V';
 const TAG_CUSTOMER_AUDIO: u8 = b'A';
@@ -306,6 +308,16 @@ async fn peer_with(
                 payload_type: OPUS_PT,
             },
             RtpCodecKind::Audio,
+        )
+        .unwrap();
+    // Offered as phones' browsers do; a test that turns the phone sends it (`send_clip_turned`).
+    media_engine
+        .register_header_extension(
+            rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
+                uri: CVO_URI.to_owned(),
+            },
+            RtpCodecKind::Video,
+            None,
         )
         .unwrap();
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
@@ -1197,6 +1209,20 @@ async fn send_clip_rounds(
     rounds: usize,
     sent: &std::sync::Mutex<Vec<Instant>>,
 ) -> (usize, usize) {
+    send_clip_turned(video, mic, dir, codec, rounds, sent, None).await
+}
+
+/// [`send_clip_rounds`], each video frame's last packet carrying the video-orientation
+/// extension `(id, byte)` when given (as WebRTC senders put it).
+async fn send_clip_turned(
+    video: &Arc<TrackLocalStaticRTP>,
+    mic: &Arc<TrackLocalStaticRTP>,
+    dir: &std::path::Path,
+    codec: recording::Codec,
+    rounds: usize,
+    sent: &std::sync::Mutex<Vec<Instant>>,
+    cvo: Option<(u8, u8)>,
+) -> (usize, usize) {
     use recording::Codec;
     use recording::fixtures::{Packetizer, opus_frames, video_frames};
     let frames = video_frames(dir, codec);
@@ -1226,7 +1252,15 @@ async fn send_clip_rounds(
                 && let Some(f) = frames.get(i / 2)
             {
                 for p in vp.frame(f, video_sent as u32 * 3600, now) {
-                    video.write_rtp(to_rtp(p, VIDEO_PT)).await.unwrap();
+                    let last = p.marker;
+                    let mut packet = to_rtp(p, VIDEO_PT);
+                    if let Some((id, byte)) = cvo.filter(|_| last) {
+                        packet
+                            .header
+                            .set_extension(id, bytes::Bytes::from(vec![byte]))
+                            .unwrap();
+                    }
+                    video.write_rtp(packet).await.unwrap();
                 }
                 video_sent += 1;
                 sent.lock().unwrap().push(Instant::now());
@@ -1533,6 +1567,81 @@ async fn signed_links_play_the_recording(s: &TestServer, m: &str, rec: &Value, b
     let (status, body) = play(path, None).await;
     assert_eq!(status, 403);
     refused(body, "link_invalid");
+}
+
+/// A phone held upright whose camera sends landscape frames with the video-orientation extension
+/// (CVO: a quarter turn clockwise shows them upright), through the real server: the recording's
+/// display matrix turns the picture upright (ffprobe reads a -90° rotation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turned_phone_records_an_upright_file() {
+    use recording::fixtures::{display_rotation, ffprobe, have_tool};
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let runtime = default_runtime().unwrap();
+    let s = start().await;
+    let folder = tempfile::tempdir().unwrap();
+    let location = folder.path().to_str().unwrap().to_owned();
+    let (_, _, token) = technician_with(&s, "turned@example.com", |doc| {
+        doc["screen_recording"] =
+            json!({"forced": true, "location": location, "deferred_upload": false});
+    })
+    .await;
+    let (mut con, mut cus, id) = picked_up(&s, &token).await;
+    let (phone, video, mic) = phone_peer(&runtime, &mut cus, recording::Codec::Vp8).await;
+    let offer = phone.pc.local_description().await.unwrap().sdp;
+    let cvo_id: u8 = offer
+        .split("\r\n")
+        .find_map(|l| {
+            l.strip_prefix("a=extmap:")?
+                .strip_suffix(&format!(" {CVO_URI}"))
+        })
+        .and_then(|id| id.split('/').next()?.parse().ok())
+        .expect("the phone offers the video-orientation extension");
+    let deadline = Instant::now() + ARRIVAL;
+    while !s
+        .metrics()
+        .await
+        .lines()
+        .any(|l| l == "lens_media_peers_connected 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the phone's media did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fixtures = tempfile::tempdir().unwrap();
+    let sent = std::sync::Mutex::new(Vec::new());
+    let (video_sent, _) = send_clip_turned(
+        &video,
+        &mic,
+        fixtures.path(),
+        recording::Codec::Vp8,
+        1,
+        &sent,
+        Some((cvo_id, 1)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let rec = recording_when(&s, id, |r| r["status"] != "recording").await;
+    assert_eq!(rec["status"], "uploaded", "{rec}");
+    let file = folder.path().join(rec["file_name"].as_str().unwrap());
+    let (p, err) = ffprobe(&file);
+    assert!(err.trim().is_empty(), "ffprobe complained: {err}");
+    assert!(
+        p.frames("video") as f64 >= 0.98 * video_sent as f64,
+        "{} of {video_sent} frames",
+        p.frames("video")
+    );
+    assert_eq!(
+        display_rotation(&file),
+        Some(-90.0),
+        "the picture is not turned upright"
+    );
+    phone.pc.close().await.ok();
 }
 
 /// GET `path` with `token` and an optional `Range`: status, headers, body bytes.
