@@ -39,10 +39,7 @@ pub fn facts(data: &[u8]) -> io::Result<FileFacts> {
     let mut tracks: Vec<TrackInfo> = Vec::new();
     let mut playable = 0u64;
     let mut pos = 0usize;
-    loop {
-        let Some((kind, body, next)) = read_box(data, pos) else {
-            break;
-        };
+    while let Some((kind, body, next)) = read_box(data, pos) {
         match &kind {
             b"moov" => tracks = parse_moov(body),
             b"moof" => {
