@@ -1623,6 +1623,13 @@ async fn a_turned_phone_records_an_upright_file() {
         Some((cvo_id, 1)),
     )
     .await;
+    // The console's leg offers the extension too: the SFU forwards its value (str0m's RTP mode
+    // keeps extension values), and the console's browser turns the picture itself.
+    let console_offer = con.frame("offer", Some(id)).await;
+    assert!(
+        console_offer["sdp"].as_str().unwrap().contains(CVO_URI),
+        "the console is not offered the video-orientation extension"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = con.request(json!({"type": "end", "session_id": id})).await;
     assert_eq!(r["type"], "ok", "{r}");
