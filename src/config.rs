@@ -180,6 +180,8 @@ pub struct RecordingConfig {
     /// Also upload FTP / HTTP(S) recordings while the session runs (FTP STOR, chunked PUT); the
     /// spooled copy is kept until the location confirmed it, else the deferred upload takes over.
     pub stream_uploads: bool,
+    /// How long a signed recording link (`POST /api/v1/recordings/{id}/link`) plays, in minutes.
+    pub link_minutes: u32,
 }
 
 impl Default for RecordingConfig {
@@ -192,6 +194,7 @@ impl Default for RecordingConfig {
             upload_backoff_seconds: 30,
             upload_backoff_max_seconds: 3600,
             stream_uploads: false,
+            link_minutes: 15,
         }
     }
 }
@@ -319,6 +322,7 @@ pub const KEYS: &[&str] = &[
     "recording.upload_backoff_seconds",
     "recording.upload_backoff_max_seconds",
     "recording.stream_uploads",
+    "recording.link_minutes",
     "sms.provider",
     "sms.url",
     "sms.method",
@@ -484,6 +488,9 @@ impl Config {
                 "recording.upload_max_attempts / recording.upload_backoff_seconds",
                 "must be at least 1",
             );
+        }
+        if self.recording.link_minutes == 0 || self.recording.link_minutes > 24 * 60 {
+            return bad("recording.link_minutes", "must be 1 to 1440 (a day)");
         }
         if self.sessions.reconnect_grace_seconds == 0
             || self.sessions.reconnect_grace_seconds > 3600

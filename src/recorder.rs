@@ -498,8 +498,9 @@ impl RecorderService {
 /// What a recording cut off by a stopped server (a crash, `kill -9`) becomes at the next start.
 /// Its file is kept and plays up to its last fragment (at most a fragment interval is lost), so
 /// it is closed like a finished one — `uploaded` when written in place, `spooled` when deferred
-/// (the spool uploads it) — with its size taken from the file and `last_error` saying it was cut
-/// off. Its duration and codecs stay unknown (0 and empty): only the recorder knew them.
+/// (the spool uploads it) — with its size taken from the file, its duration and codecs read back
+/// from the init segment and the whole fragments (`recording::probe`), and `last_error` saying it
+/// was cut off.
 pub const INTERRUPTED: &str =
     "the server stopped during the session: the file ends at its last fragment";
 
@@ -510,10 +511,19 @@ async fn close_interrupted(store: &Store, config: &Config, spool: &Spool) -> any
             .as_deref()
             .and_then(|f| std::fs::metadata(f).ok())
             .map_or(0, |m| m.len() as i64);
+        // Reading a file back is blocking work; a server starts with few of these.
+        let facts = match file {
+            Some(f) => tokio::task::spawn_blocking(move || recording::probe::read_facts(&f))
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
         tracing::warn!(
             recording = row.id,
             session_id = row.session_id,
             size,
+            duration_ms = facts.as_ref().map_or(0, |f| f.duration.as_millis() as u64),
             "recording: cut off by a server stop, closed (the file ends at its last fragment)"
         );
         let u = RecordingUpdate {
@@ -523,6 +533,8 @@ async fn close_interrupted(store: &Store, config: &Config, spool: &Spool) -> any
                 RecordingStatus::Uploaded
             }),
             size_bytes: Some(size),
+            duration_ms: facts.as_ref().map(|f| f.duration.as_millis() as i64),
+            codecs: facts.as_ref().map(|f| f.codecs.join(",")),
             last_error: Some(Some(INTERRUPTED.into())),
             ended_at: Some(now_ms()),
             ..Default::default()
@@ -660,6 +672,7 @@ fn push_event(rec: &mut Recorder<std::fs::File>, ev: sfu::TapEvent) -> std::io::
                 payload: p.payload,
                 arrival: p.arrival,
                 muted: p.muted,
+                video_orientation: p.video_orientation,
             })
         }
         sfu::TapEvent::SenderReport {

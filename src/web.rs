@@ -46,6 +46,7 @@ static ASSETS: &[Asset] = assets![
     "js/i18n.js",
     "js/login.js",
     "js/media.js",
+    "js/recordings.js",
     "js/reports.js",
     "js/socket.js",
     "js/survey.js",

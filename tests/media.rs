@@ -42,6 +42,8 @@ use webrtc::runtime::{Runtime, default_runtime};
 
 const VIDEO_PT: u8 = 96;
 const OPUS_PT: u8 = 111;
+/// The video-orientation RTP header extension (CVO).
+const CVO_URI: &str = "urn:3gpp:video-orientation";
 /// The first payload byte says who sent what, so a receiver can tell streams apart.
 const TAG_VIDEO: u8 = b'V';
 const TAG_CUSTOMER_AUDIO: u8 = b'A';
@@ -306,6 +308,16 @@ async fn peer_with(
                 payload_type: OPUS_PT,
             },
             RtpCodecKind::Audio,
+        )
+        .unwrap();
+    // Offered as phones' browsers do; a test that turns the phone sends it (`send_clip_turned`).
+    media_engine
+        .register_header_extension(
+            rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
+                uri: CVO_URI.to_owned(),
+            },
+            RtpCodecKind::Video,
+            None,
         )
         .unwrap();
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
@@ -1197,6 +1209,20 @@ async fn send_clip_rounds(
     rounds: usize,
     sent: &std::sync::Mutex<Vec<Instant>>,
 ) -> (usize, usize) {
+    send_clip_turned(video, mic, dir, codec, rounds, sent, None).await
+}
+
+/// [`send_clip_rounds`], each video frame's last packet carrying the video-orientation
+/// extension `(id, byte)` when given (as WebRTC senders put it).
+async fn send_clip_turned(
+    video: &Arc<TrackLocalStaticRTP>,
+    mic: &Arc<TrackLocalStaticRTP>,
+    dir: &std::path::Path,
+    codec: recording::Codec,
+    rounds: usize,
+    sent: &std::sync::Mutex<Vec<Instant>>,
+    cvo: Option<(u8, u8)>,
+) -> (usize, usize) {
     use recording::Codec;
     use recording::fixtures::{Packetizer, opus_frames, video_frames};
     let frames = video_frames(dir, codec);
@@ -1226,7 +1252,15 @@ async fn send_clip_rounds(
                 && let Some(f) = frames.get(i / 2)
             {
                 for p in vp.frame(f, video_sent as u32 * 3600, now) {
-                    video.write_rtp(to_rtp(p, VIDEO_PT)).await.unwrap();
+                    let last = p.marker;
+                    let mut packet = to_rtp(p, VIDEO_PT);
+                    if let Some((id, byte)) = cvo.filter(|_| last) {
+                        packet
+                            .header
+                            .set_extension(id, bytes::Bytes::from(vec![byte]))
+                            .unwrap();
+                    }
+                    video.write_rtp(packet).await.unwrap();
                 }
                 video_sent += 1;
                 sent.lock().unwrap().push(Instant::now());
@@ -1423,6 +1457,197 @@ async fn forced_recording_to_a_folder(codec: recording::Codec) {
     s.get("/api/v1/recordings/999999/file", &m)
         .await
         .expect(404);
+    signed_links_play_the_recording(&s, &m, &rec, &bytes).await;
+    phone.pc.close().await.ok();
+}
+
+/// `POST /api/v1/recordings/{id}/link`: the link plays without a login, whole and by range, only
+/// for its recording, only until it expires and only until the key is rotated; an administrator
+/// of another group cannot get one.
+async fn signed_links_play_the_recording(s: &TestServer, m: &str, rec: &Value, bytes: &[u8]) {
+    use hmac::Mac;
+    let id = rec["id"].as_i64().unwrap();
+    let link = s
+        .post(&format!("/api/v1/recordings/{id}/link"), m, json!({}))
+        .await
+        .expect(200);
+    let path = link["path"].as_str().unwrap().to_owned();
+    assert!(link["url"].as_str().unwrap().ends_with(&path), "{link}");
+    let play = |p: String, range: Option<&'static str>| async move {
+        let mut req = s.http.get(format!("{}{p}", s.base));
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.bytes().await.unwrap().to_vec();
+        (status, body)
+    };
+    let (status, body) = play(path.clone(), None).await;
+    assert_eq!(status, 200);
+    assert!(body == bytes, "the linked file differs from the recording");
+    let (status, body) = play(path.clone(), Some("bytes=100-199")).await;
+    assert_eq!(status, 206);
+    assert!(body == bytes[100..200]);
+    let refused = |body: Vec<u8>, code: &str| {
+        let v: Value = serde_json::from_slice(&body).expect("a JSON error");
+        assert_eq!(v["error"]["code"], code, "{v}");
+    };
+    // Tampered: another recording's id with this signature, or a changed signature or expiry.
+    let (status, body) = play(
+        path.replace(&format!("/{id}/"), &format!("/{}/", id + 1)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    refused(body, "link_invalid");
+    let sig_at = path.find("sig=").unwrap() + 4;
+    let mut tampered = path.clone();
+    let flipped = if &path[sig_at..sig_at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    tampered.replace_range(sig_at..sig_at + 1, flipped);
+    let (status, body) = play(tampered, None).await;
+    assert_eq!(status, 403);
+    refused(body, "link_invalid");
+    let (status, body) = play(path.replace("expires=", "expires=1"), None).await;
+    assert_eq!(status, 403);
+    refused(body, "link_invalid");
+    // Expired: correctly signed (with the store's key), a minute ago.
+    let key = s.state.store.recording_link_key().await.unwrap();
+    let expires = chrono::Utc::now().timestamp() - 60;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(format!("lens-recording-link:v1:{id}:{expires}").as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    let (status, body) = play(
+        format!("/api/v1/recordings/{id}/play?expires={expires}&sig={sig}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    refused(body, "link_expired");
+    // An administrator of another group: as if the recording did not exist.
+    let other = s.create_group(m, "Elsewhere", None).await;
+    let admin = s
+        .create_user(m, "administrators", "elsewhere-admin@example.com", None)
+        .await;
+    s.call(
+        reqwest::Method::PUT,
+        &format!("/api/v1/administrators/{admin}/technician-groups/{other}"),
+        Some(m),
+        None,
+    )
+    .await
+    .expect(204);
+    let a = s.token("elsewhere-admin@example.com", USER_PASSWORD).await;
+    s.post(&format!("/api/v1/recordings/{id}/link"), &a, json!({}))
+        .await
+        .expect(404);
+    let listed = s.get("/api/v1/recordings", &a).await.expect(200);
+    assert_eq!(
+        listed,
+        json!([]),
+        "another group's recordings are not listed"
+    );
+    let listed = s.get("/api/v1/recordings", m).await.expect(200);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["recording"]["id"] == id && r["technician_name"].is_string()),
+        "{listed}"
+    );
+    // Rotating the key revokes the link.
+    s.post("/api/v1/recording-links/rotate-key", m, json!({}))
+        .await
+        .expect(200);
+    let (status, body) = play(path, None).await;
+    assert_eq!(status, 403);
+    refused(body, "link_invalid");
+}
+
+/// A phone held upright whose camera sends landscape frames with the video-orientation extension
+/// (CVO: a quarter turn clockwise shows them upright), through the real server: the recording's
+/// display matrix turns the picture upright (ffprobe reads a -90° rotation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turned_phone_records_an_upright_file() {
+    use recording::fixtures::{display_rotation, ffprobe, have_tool};
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let runtime = default_runtime().unwrap();
+    let s = start().await;
+    let folder = tempfile::tempdir().unwrap();
+    let location = folder.path().to_str().unwrap().to_owned();
+    let (_, _, token) = technician_with(&s, "turned@example.com", |doc| {
+        doc["screen_recording"] =
+            json!({"forced": true, "location": location, "deferred_upload": false});
+    })
+    .await;
+    let (mut con, mut cus, id) = picked_up(&s, &token).await;
+    let (phone, video, mic) = phone_peer(&runtime, &mut cus, recording::Codec::Vp8).await;
+    let offer = phone.pc.local_description().await.unwrap().sdp;
+    let cvo_id: u8 = offer
+        .split("\r\n")
+        .find_map(|l| {
+            l.strip_prefix("a=extmap:")?
+                .strip_suffix(&format!(" {CVO_URI}"))
+        })
+        .and_then(|id| id.split('/').next()?.parse().ok())
+        .expect("the phone offers the video-orientation extension");
+    let deadline = Instant::now() + ARRIVAL;
+    while !s
+        .metrics()
+        .await
+        .lines()
+        .any(|l| l == "lens_media_peers_connected 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the phone's media did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fixtures = tempfile::tempdir().unwrap();
+    let sent = std::sync::Mutex::new(Vec::new());
+    let (video_sent, _) = send_clip_turned(
+        &video,
+        &mic,
+        fixtures.path(),
+        recording::Codec::Vp8,
+        1,
+        &sent,
+        Some((cvo_id, 1)),
+    )
+    .await;
+    // The console's leg offers the extension too: the SFU forwards its value (str0m's RTP mode
+    // keeps extension values), and the console's browser turns the picture itself.
+    let console_offer = con.frame("offer", Some(id)).await;
+    assert!(
+        console_offer["sdp"].as_str().unwrap().contains(CVO_URI),
+        "the console is not offered the video-orientation extension"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let rec = recording_when(&s, id, |r| r["status"] != "recording").await;
+    assert_eq!(rec["status"], "uploaded", "{rec}");
+    let file = folder.path().join(rec["file_name"].as_str().unwrap());
+    let (p, err) = ffprobe(&file);
+    assert!(err.trim().is_empty(), "ffprobe complained: {err}");
+    assert!(
+        p.frames("video") as f64 >= 0.98 * video_sent as f64,
+        "{} of {video_sent} frames",
+        p.frames("video")
+    );
+    assert_eq!(
+        display_rotation(&file),
+        Some(-90.0),
+        "the picture is not turned upright"
+    );
     phone.pc.close().await.ok();
 }
 
@@ -1856,6 +2081,14 @@ async fn a_recording_cut_by_kill_9_plays_all_but_its_last_two_seconds() {
     );
     assert_eq!(rec["size_bytes"].as_u64(), Some(size), "{rec}");
     assert!(rec["ended_at"].is_string(), "{rec}");
+    // Duration and codecs read back from the fragments at the restart.
+    assert_eq!(rec["codecs"], json!(["vp8", "opus"]), "{rec}");
+    let d = rec["duration_ms"].as_f64().unwrap() / 1000.0;
+    assert!(
+        (d - p.duration()).abs() <= 0.05 * p.duration() && d > 0.0,
+        "duration {d} s in the table, ffprobe says {} s",
+        p.duration()
+    );
     phone.pc.close().await.ok();
 }
 

@@ -403,6 +403,7 @@ mod tests {
                 payload: payload.into(),
                 arrival: Instant::now(),
                 muted: false,
+                video_orientation: None,
             },
             after_loss: false,
         }

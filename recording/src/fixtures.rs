@@ -47,12 +47,26 @@ fn ffmpeg(dir: &Path, args: &[&str]) -> PathBuf {
 
 /// Encoded video frames of a test pattern (320×240, 25 fps, keyframe every second).
 pub fn video_frames(dir: &Path, codec: Codec) -> Vec<Vec<u8>> {
-    let secs = SECONDS.to_string();
+    video_frames_sized(dir, codec, 320, 240, SECONDS)
+}
+
+/// Encoded video frames of a `width`×`height` test pattern, 25 fps, a keyframe every second.
+pub fn video_frames_sized(
+    dir: &Path,
+    codec: Codec,
+    width: u32,
+    height: u32,
+    seconds: u32,
+) -> Vec<Vec<u8>> {
+    let secs = seconds.to_string();
+    let source = format!("testsrc=size={width}x{height}:rate=25");
+    let ivf = format!("v{width}x{height}.ivf");
+    let h264 = format!("v{width}x{height}.h264");
     let base = [
         "-f",
         "lavfi",
         "-i",
-        "testsrc=size=320x240:rate=25",
+        source.as_str(),
         "-t",
         &secs,
         "-pix_fmt",
@@ -73,7 +87,7 @@ pub fn video_frames(dir: &Path, codec: Codec) -> Vec<Vec<u8>> {
                 "-f",
                 "ivf",
             ]);
-            a.push("v.ivf");
+            a.push(&ivf);
             parse_ivf(&std::fs::read(ffmpeg(dir, &a)).unwrap())
         }
         Codec::Vp9 => {
@@ -93,7 +107,7 @@ pub fn video_frames(dir: &Path, codec: Codec) -> Vec<Vec<u8>> {
                 "-f",
                 "ivf",
             ]);
-            a.push("v.ivf");
+            a.push(&ivf);
             parse_ivf(&std::fs::read(ffmpeg(dir, &a)).unwrap())
         }
         Codec::H264 => {
@@ -110,7 +124,7 @@ pub fn video_frames(dir: &Path, codec: Codec) -> Vec<Vec<u8>> {
                 "-f",
                 "h264",
             ]);
-            a.push("v.h264");
+            a.push(&h264);
             split_access_units(&std::fs::read(ffmpeg(dir, &a)).unwrap())
         }
         Codec::Opus => panic!("video_frames: {codec:?} is not a video codec"),
@@ -309,6 +323,7 @@ impl Packetizer {
             payload: Bytes::from(payload),
             arrival,
             muted: false,
+            video_orientation: None,
         }
     }
 
@@ -437,6 +452,52 @@ impl Probe {
             .and_then(|s| s.parse().ok())
             .unwrap_or(f64::NAN)
     }
+}
+
+/// The size of every decoded video frame, in order (`ffprobe -show_frames`), and what ffprobe
+/// said on stderr.
+pub fn frame_sizes(file: &Path) -> (Vec<(u64, u64)>, String) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .arg("frame=width,height")
+        .args(["-of", "json"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let sizes = json["frames"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|f| Some((f["width"].as_u64()?, f["height"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    (sizes, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The rotation ffprobe reads from the video stream's display matrix (degrees, counter-clockwise
+/// as ffmpeg counts: a picture to be turned 90° clockwise says -90), `None` without one.
+pub fn display_rotation(file: &Path) -> Option<f64> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_streams",
+            "-of",
+            "json",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    json["streams"][0]["side_data_list"]
+        .as_array()?
+        .iter()
+        .find_map(|d| d["rotation"].as_f64())
 }
 
 /// `ffprobe -count_frames`; also returns what ffprobe said on stderr.

@@ -17,6 +17,7 @@ pub mod location;
 pub mod mix;
 pub mod mp4;
 pub mod opus;
+pub mod probe;
 pub mod recorder;
 pub mod reorder;
 pub mod sink;
@@ -99,6 +100,10 @@ pub struct RtpPacket {
     /// The media was muted (not forwarded to the other party): it is recorded as silence / a
     /// frozen frame, never as what was sent.
     pub muted: bool,
+    /// The video-orientation byte (`urn:3gpp:video-orientation`, CVO) when the packet carries
+    /// one: its low two bits say how far to turn the picture clockwise (× 90°) to show it
+    /// upright. Senders put it on a keyframe's last packet and when it changes.
+    pub video_orientation: Option<u8>,
 }
 
 /// An RTCP sender report: the sender's wall clock (NTP) at an RTP time of one stream.

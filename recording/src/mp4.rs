@@ -25,6 +25,8 @@ pub struct Fmp4Writer<W: Write> {
     muxer: Fmp4SegmentMuxer,
     started: bool,
     bytes: u64,
+    /// Quarter turns clockwise for the video track's display matrix.
+    video_rotation: u8,
 }
 
 fn mux_error(e: impl std::fmt::Display) -> io::Error {
@@ -38,6 +40,7 @@ impl<W: Write> Fmp4Writer<W> {
             muxer: Fmp4SegmentMuxer::new().map_err(mux_error)?,
             started: false,
             bytes: 0,
+            video_rotation: 0,
         })
     }
 
@@ -48,6 +51,15 @@ impl<W: Write> Fmp4Writer<W> {
 
     pub fn started(&self) -> bool {
         self.started
+    }
+
+    /// The video track's display matrix turns the picture `quarter_turns` × 90° clockwise (the
+    /// video-orientation extension at the start). Only before the first fragment: a track has one
+    /// matrix, written in the init segment.
+    pub fn set_video_rotation(&mut self, quarter_turns: u8) {
+        if !self.started {
+            self.video_rotation = quarter_turns & 3;
+        }
     }
 
     /// Writes one fragment (the init segment first, the first time). The tracks of the file are
@@ -83,7 +95,12 @@ impl<W: Write> Fmp4Writer<W> {
             .map_err(mux_error)?;
         let mut buf = Vec::with_capacity(head.len() + offset as usize + 1024);
         if !self.started {
-            buf.extend_from_slice(&self.muxer.init_segment_bytes().map_err(mux_error)?);
+            let mut init = self.muxer.init_segment_bytes().map_err(mux_error)?;
+            if self.video_rotation != 0 {
+                // shiguredo_mp4 writes the identity matrix; the tkhd is patched in place.
+                crate::probe::set_video_rotation(&mut init, self.video_rotation);
+            }
+            buf.extend_from_slice(&init);
         }
         buf.extend_from_slice(&head);
         for s in order {

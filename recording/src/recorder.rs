@@ -72,6 +72,10 @@ pub struct RecorderStats {
     pub frames_dropped: u64,
     pub keyframe_requests: u64,
     pub bytes: u64,
+    /// Video keyframes at a new picture size (or new H.264 parameter sets) than the one before.
+    pub resolution_changes: u64,
+    /// Video-orientation changes after the file started (its display matrix keeps the first).
+    pub orientation_changes: u64,
 }
 
 /// What a finished recording holds.
@@ -93,6 +97,8 @@ struct Stream {
     /// Frames waiting for the file to start.
     pending: Vec<Frame>,
     first: Option<(Instant, i64)>,
+    /// The latest video-orientation bits the sender sent (it sends them on keyframes and changes).
+    orientation: u8,
 }
 
 struct Track {
@@ -111,6 +117,18 @@ struct Track {
     step: i64,
     waiting_keyframe: bool,
     last_arrival: Option<Instant>,
+    /// Video: what the latest keyframe said (picture size, H.264 parameter sets), to notice a
+    /// change, and the H.264 parameter sets of the sample entry.
+    picture: Option<Picture>,
+    entry_params: Option<(Vec<u8>, Vec<u8>)>,
+    orientation: u8,
+}
+
+/// What a video keyframe configures.
+#[derive(Debug, Clone, PartialEq)]
+enum Picture {
+    Size(u32, u32),
+    H264 { sps: Vec<u8>, pps: Vec<u8> },
 }
 
 /// The newest sample: its duration is known when the next one comes.
@@ -216,7 +234,11 @@ impl<W: Write> Recorder<W> {
             depack: Depacketizer::new(p.codec),
             pending: Vec::new(),
             first: None,
+            orientation: 0,
         });
+        if let Some(o) = p.video_orientation {
+            stream.orientation = o & 3;
+        }
         let mut frames = Vec::new();
         for o in stream.reorder.push(p) {
             frames.extend(stream.depack.push(o));
@@ -356,7 +378,37 @@ impl<W: Write> Recorder<W> {
             return;
         }
         let (codec, clock_rate) = (stream.codec, stream.clock_rate);
-        for f in frames {
+        let params = stream.depack.sps.clone().zip(stream.depack.pps.clone());
+        let orientation = stream.orientation;
+        for mut f in frames {
+            if kind == Kind::Video
+                && f.keyframe
+                && let Some(t) = self.video.as_mut()
+            {
+                if t.orientation != orientation {
+                    t.orientation = orientation;
+                    self.stats.orientation_changes += 1;
+                }
+                if let Some(p) = picture(codec, &f.data, params.as_ref()) {
+                    if t.picture.as_ref().is_some_and(|old| *old != p) {
+                        self.stats.resolution_changes += 1;
+                    }
+                    t.picture = Some(p);
+                }
+                if let Some((sps, pps)) = &params
+                    && t.entry_params.as_ref() != Some(&(sps.clone(), pps.clone()))
+                {
+                    // A new H.264 configuration: its parameter sets go in-band, before the IDR
+                    // (see `README.md`, "A turning phone", for why not a second sample entry).
+                    let mut data = Vec::with_capacity(f.data.len() + sps.len() + pps.len() + 8);
+                    for nal in [sps, pps] {
+                        data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                        data.extend_from_slice(nal);
+                    }
+                    data.extend_from_slice(&f.data);
+                    f.data = data;
+                }
+            }
             self.write_frame(kind, codec, clock_rate, f);
         }
     }
@@ -579,7 +631,7 @@ impl<W: Write> Recorder<W> {
             let s = self.streams.get_mut(&Kind::Video).expect("checked");
             let f = &s.pending[0];
             let entry = video_entry(s, f).expect("checked");
-            self.video = Some(Track::new(
+            let mut track = Track::new(
                 TrackKind::Video,
                 s.codec,
                 s.clock_rate,
@@ -587,7 +639,17 @@ impl<W: Write> Recorder<W> {
                 f.timestamp,
                 0,
                 3000,
-            ));
+            );
+            let params = s.depack.sps.clone().zip(s.depack.pps.clone());
+            track.picture = picture(s.codec, &f.data, params.as_ref());
+            if s.codec == Codec::H264 {
+                track.entry_params = params;
+            }
+            track.orientation = s.orientation;
+            if let Some(w) = self.writer.as_mut() {
+                w.set_video_rotation(s.orientation);
+            }
+            self.video = Some(track);
         }
         // File time 0 on the server's clock: where the technician's voice is placed from.
         let origin = if video_ready {
@@ -722,6 +784,9 @@ impl Track {
             step,
             waiting_keyframe: false,
             last_arrival: None,
+            picture: None,
+            entry_params: None,
+            orientation: 0,
         }
     }
 
@@ -809,6 +874,26 @@ fn video_entry(s: &Stream, f: &Frame) -> Option<SampleEntry> {
             .ok()
             .map(SampleEntry::Avc1)
         }
+        Codec::Opus => None,
+    }
+}
+
+/// What a video keyframe configures: VP8 / VP9 carry their picture size in the keyframe (a
+/// decoder follows a change by itself), H.264 in its parameter sets.
+fn picture(codec: Codec, data: &[u8], params: Option<&(Vec<u8>, Vec<u8>)>) -> Option<Picture> {
+    match codec {
+        Codec::Vp8 => {
+            let key = parse_frame_header(data).ok()?.keyframe?;
+            Some(Picture::Size(key.width.into(), key.height.into()))
+        }
+        Codec::Vp9 => match vp9::parse_frame_header(data).ok()?.frame_size {
+            vp9::Vp9FrameSize::Resolved { width, height } => Some(Picture::Size(width, height)),
+            _ => None,
+        },
+        Codec::H264 => params.map(|(sps, pps)| Picture::H264 {
+            sps: sps.clone(),
+            pps: pps.clone(),
+        }),
         Codec::Opus => None,
     }
 }

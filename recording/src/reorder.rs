@@ -152,6 +152,7 @@ mod tests {
             payload: bytes::Bytes::from_static(&[1]),
             arrival: at,
             muted: false,
+            video_orientation: None,
         }
     }
 

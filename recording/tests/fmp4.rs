@@ -77,6 +77,15 @@ fn check_whole_file(vcodec: Codec) {
         "duration {d}"
     );
     assert!((p.start_time("video") - p.start_time("audio")).abs() < 0.1);
+    // No orientation extension: no display matrix turn.
+    assert_eq!(display_rotation(&path), None);
+    // What a restart after a crash reads back from the file is what the recorder knew.
+    let facts = recording::probe::read_facts(&path).unwrap();
+    assert_eq!(facts.codecs, sum.codecs);
+    assert!(
+        (facts.duration.as_secs_f64() - sum.duration.as_secs_f64()).abs() < 0.001,
+        "{facts:?} vs {sum:?}"
+    );
 }
 
 #[test]
@@ -126,6 +135,86 @@ fn a_file_cut_at_70_percent_still_decodes() {
         c.video_frames
     );
     assert!(p.frames("audio") > 0);
+    // The facts a restart reads back from the cut file: its codecs and the duration a player sees.
+    let facts = recording::probe::read_facts(&cut).unwrap();
+    assert_eq!(facts.codecs, vec!["vp8", "opus"]);
+    let d = facts.duration.as_secs_f64();
+    assert!(
+        d > 0.0 && (d - p.duration()).abs() <= 0.05 * p.duration(),
+        "{d} s read back, ffprobe says {} s",
+        p.duration()
+    );
+    assert!(facts.playable_bytes <= cut_at as u64 && facts.playable_bytes > 0);
+}
+
+/// A camera change or a turned phone: 640×480, then 1280×720 from a keyframe on, in one stream.
+/// Every frame is in the file and decodes at its own size, to the end.
+fn check_resolution_change(vcodec: Codec) {
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut video = video_frames_sized(dir.path(), vcodec, 640, 480, 2);
+    let small = video.len();
+    video.extend(video_frames_sized(dir.path(), vcodec, 1280, 720, 2));
+    let audio = opus_frames(dir.path());
+    let c = clip(&video, vcodec, &audio, Instant::now(), Duration::ZERO);
+    let path = dir.path().join("turned.mp4");
+    let sum = record(&c, &path, |_, _| {});
+    assert_eq!(sum.stats.video_frames, video.len() as u64);
+    assert_eq!(sum.stats.frames_dropped, 0);
+    assert_eq!(sum.stats.resolution_changes, 1);
+    let (sizes, err) = frame_sizes(&path);
+    assert!(err.trim().is_empty(), "ffprobe complained: {err}");
+    assert_eq!(sizes.len(), video.len(), "every frame decodes");
+    assert!(sizes[..small].iter().all(|s| *s == (640, 480)), "{sizes:?}");
+    assert!(
+        sizes[small..].iter().all(|s| *s == (1280, 720)),
+        "{sizes:?}"
+    );
+    let (p, err) = ffprobe(&path);
+    assert!(err.trim().is_empty(), "ffprobe complained: {err}");
+    assert_eq!(p.frames("video"), video.len() as u64);
+    let d = p.duration();
+    assert!((d - 4.0).abs() <= 0.2, "duration {d}");
+}
+
+#[test]
+fn a_vp8_resolution_change_plays_at_the_new_size() {
+    check_resolution_change(Codec::Vp8);
+}
+
+#[test]
+fn a_vp9_resolution_change_plays_at_the_new_size() {
+    check_resolution_change(Codec::Vp9);
+}
+
+#[test]
+fn an_h264_resolution_change_with_new_parameter_sets_plays_at_the_new_size() {
+    check_resolution_change(Codec::H264);
+}
+
+/// A phone held upright whose camera sends landscape frames with the video-orientation extension
+/// (one quarter turn clockwise, on each frame's last packet, as WebRTC sends it): the file's
+/// display matrix turns it upright.
+#[test]
+fn the_video_orientation_extension_turns_the_display_matrix() {
+    let Some((dir, mut c)) = setup(Codec::Vp8, Duration::ZERO) else {
+        return;
+    };
+    for p in c.packets.iter_mut() {
+        if p.codec == Codec::Vp8 && p.marker {
+            p.video_orientation = Some(1);
+        }
+    }
+    let path = dir.path().join("portrait.mp4");
+    let sum = record(&c, &path, |_, _| {});
+    assert_eq!(sum.stats.video_frames, c.video_frames as u64);
+    let (p, err) = ffprobe(&path);
+    assert!(err.trim().is_empty(), "ffprobe complained: {err}");
+    assert_eq!(p.frames("video"), c.video_frames as u64);
+    // ffmpeg counts counter-clockwise: a picture turned 90° clockwise to stand upright is -90.
+    assert_eq!(display_rotation(&path), Some(-90.0));
 }
 
 #[test]

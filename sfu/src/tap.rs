@@ -66,6 +66,9 @@ pub struct TapPacket {
     pub arrival: Instant,
     /// Not forwarded: muted audio, paused video, or the session is on hold.
     pub muted: bool,
+    /// The video-orientation (CVO, `urn:3gpp:video-orientation`) bits when the packet carries
+    /// the extension: 0–3, how many quarter turns clockwise show the picture upright.
+    pub video_orientation: Option<u8>,
 }
 
 /// The engine's side of a tap: the sender and what it caches to keep the hot path cheap.
@@ -177,6 +180,8 @@ impl Tap {
             payload,
             arrival: packet.timestamp,
             muted,
+            // str0m's enum carries the CVO bits as its discriminant (Deg90 = 3, Deg270 = 1).
+            video_orientation: packet.header.ext_vals.video_orientation.map(|o| o as u8),
         });
         self.send(event);
     }

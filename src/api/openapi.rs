@@ -133,6 +133,14 @@ pub const ACCESS: &[Access] = &[
     access("list_session_recordings", ADMINS, IN_SCOPE),
     access("retry_recording", ADMINS, IN_SCOPE),
     access("recording_file", ADMINS, IN_SCOPE),
+    access("list_recordings", ADMINS, IN_SCOPE),
+    access("recording_link", ADMINS, IN_SCOPE),
+    access(
+        "play_recording",
+        PUBLIC,
+        "anyone holding a link from `POST /api/v1/recordings/{id}/link` (its signature authorizes)",
+    ),
+    access("rotate_recording_link_key", MASTERS, ""),
     access(
         "login_ticket_get",
         PUBLIC,

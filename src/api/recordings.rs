@@ -1,26 +1,35 @@
-//! Screen recordings: a session's recordings and the retry of a failed upload. Administrators
-//! only (master administrators, and administrators for the groups they manage). Locations are
-//! returned redacted: a password in an FTP/HTTP(S) URL shows as `********`.
+//! Screen recordings: a session's recordings, the Recordings list, the retry of a failed upload,
+//! the file, and signed links that play it without a bearer header (a `<video src>`).
+//! Administrators only (master administrators, and administrators for the groups they manage),
+//! except the signed link itself, which its signature authorizes. Locations are returned
+//! redacted: a password in an FTP/HTTP(S) URL shows as `********`.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{Caller, load_org, rfc3339};
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path};
+use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::recorder::RetryError;
 use crate::store::recordings::{RecordingRow, RecordingStatus};
-use crate::store::{Role, StoreError};
+use crate::store::{Role, StoreError, now_ms};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(list_recordings))
         .routes(routes!(list_session_recordings))
         .routes(routes!(retry_recording))
         .routes(routes!(recording_file))
+        .routes(routes!(recording_link))
+        .routes(routes!(play_recording))
+        .routes(routes!(rotate_recording_link_key))
 }
 
 /// One recording of a session.
@@ -170,19 +179,16 @@ async fn recording_file(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let row = managed_recording(&state, &caller, id).await?;
-    if row.status == RecordingStatus::Recording {
-        return Err(ApiError::conflict(
-            "recording_in_progress",
-            "the recording is still being written; it can be fetched once the session ended",
-        ));
-    }
-    let Some(path) = state.recorder.local_file(&row) else {
-        return Err(ApiError::conflict(
-            "recording_not_on_this_server",
-            "the recording was uploaded to an FTP or HTTP(S) location and is not kept on this \
-             server; fetch it from there",
-        ));
-    };
+    serve_file(&state, &row, &headers).await
+}
+
+/// The file of a finished recording kept on this server, whole or the one range asked for.
+async fn serve_file(
+    state: &AppState,
+    row: &RecordingRow,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let path = servable(state, row)?;
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -234,6 +240,214 @@ async fn recording_file(
         response.headers_mut().insert(header::CONTENT_RANGE, v);
     }
     Ok(response)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingsQuery {
+    /// Only recordings of this technician group.
+    pub group_id: Option<i64>,
+    /// Only recordings of sessions this technician owns.
+    pub technician_id: Option<i64>,
+    /// Only the recordings of this session (the Session report's row).
+    pub session_id: Option<i64>,
+    /// At most this many, newest first (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// One recording in the Recordings list, with the technician of its session.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RecordingListItem {
+    pub recording: RecordingView,
+    /// The session's technician (none for a session never picked up).
+    pub technician_id: Option<i64>,
+    pub technician_name: Option<String>,
+    /// The technician group's name.
+    pub group_name: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/recordings", tag = "recordings", security(("bearer" = [])),
+    params(RecordingsQuery),
+    responses((status = 200, description = "The recordings of the groups the caller manages, newest first", body = Vec<RecordingListItem>),
+              (status = 400, description = "Bad request", body = ErrorBody),
+              (status = 403, description = "Not an administrator", body = ErrorBody)))]
+/// Recordings by group and technician, for the admin center's Recordings view.
+async fn list_recordings(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<RecordingsQuery>,
+) -> ApiResult<Json<Vec<RecordingListItem>>> {
+    administrators_only(&caller)?;
+    let org = load_org(&state).await?;
+    let scope = caller.scope(&org);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000) as usize;
+    let rows = state
+        .store
+        .recordings(q.group_id, q.technician_id, q.session_id)
+        .await?;
+    let items = rows
+        .into_iter()
+        .filter(|r| scope.manages_group(r.recording.group_id))
+        .take(limit)
+        .map(|r| RecordingListItem {
+            technician_name: r
+                .technician_id
+                .and_then(|t| org.users.iter().find(|u| u.id == t))
+                .map(|u| u.name.clone()),
+            group_name: org.group(r.recording.group_id).map(|g| g.name.clone()),
+            technician_id: r.technician_id,
+            recording: view(r.recording),
+        })
+        .collect();
+    Ok(Json(items))
+}
+
+/// A signed link to a recording's file.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RecordingLink {
+    /// The absolute URL (the server's public URL), for a `<video src>` or to share.
+    pub url: String,
+    /// The same, relative to the server (what the admin center uses).
+    pub path: String,
+    /// RFC 3339, UTC: the link stops working then (or when the link key is rotated).
+    pub expires_at: String,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// HMAC-SHA256 over the recording id and the expiry (Unix seconds) with the store's link key.
+fn link_mac(key: &str, id: i64, expires: i64) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(format!("lens-recording-link:v1:{id}:{expires}").as_bytes());
+    mac
+}
+
+/// Refuses a recording whose file cannot be served (still being written, or kept elsewhere).
+fn servable(state: &AppState, row: &RecordingRow) -> ApiResult<std::path::PathBuf> {
+    if row.status == RecordingStatus::Recording {
+        return Err(ApiError::conflict(
+            "recording_in_progress",
+            "the recording is still being written; it can be fetched once the session ended",
+        ));
+    }
+    state.recorder.local_file(row).ok_or_else(|| {
+        ApiError::conflict(
+            "recording_not_on_this_server",
+            "the recording was uploaded to an FTP or HTTP(S) location and is not kept on this \
+             server; fetch it from there",
+        )
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/recordings/{id}/link", tag = "recordings", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Recording id")),
+    responses((status = 200, description = "A link that plays the recording for `recording.link_minutes` (Range requests work; no bearer header needed)", body = RecordingLink),
+              (status = 403, description = "Not an administrator", body = ErrorBody),
+              (status = 404, description = "No such recording (or not one of your groups)", body = ErrorBody),
+              (status = 409, description = "Still being recorded, or kept only on an FTP/HTTP(S) location", body = ErrorBody)))]
+/// A short-lived signed URL for a recording's file, usable in `<video src>`: the same permission
+/// rules as the file itself, checked now; the link then carries them until it expires.
+async fn recording_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<RecordingLink>> {
+    let row = managed_recording(&state, &caller, id).await?;
+    servable(&state, &row)?;
+    let key = state.store.recording_link_key().await?;
+    let expires = now_ms() / 1000 + i64::from(state.config.recording.link_minutes) * 60;
+    let sig = hex::encode(link_mac(&key, row.id, expires).finalize().into_bytes());
+    let path = format!(
+        "/api/v1/recordings/{}/play?expires={expires}&sig={sig}",
+        row.id
+    );
+    Ok(Json(RecordingLink {
+        url: format!("{}{path}", state.config.public_url()),
+        path,
+        expires_at: rfc3339(expires * 1000),
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct PlayQuery {
+    /// Unix seconds: when the link stops working.
+    pub expires: Option<i64>,
+    /// The link's signature (hex).
+    pub sig: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/recordings/{id}/play", tag = "recordings",
+    params(("id" = i64, Path, description = "Recording id"), PlayQuery,
+           ("Range" = Option<String>, Header, description = "One byte range, `bytes=first-last`, `bytes=first-` or `bytes=-suffix`")),
+    responses((status = 200, description = "The whole file", body = Vec<u8>, content_type = "video/mp4"),
+              (status = 206, description = "The range asked for (`Content-Range`)", body = Vec<u8>, content_type = "video/mp4"),
+              (status = 400, description = "A parameter does not parse", body = ErrorBody),
+              (status = 403, description = "The link is expired (`link_expired`), or not a link to this recording or not signed with the current key (`link_invalid`)", body = ErrorBody),
+              (status = 404, description = "The recording or its file is gone", body = ErrorBody),
+              (status = 409, description = "Kept only on an FTP/HTTP(S) location", body = ErrorBody),
+              (status = 416, description = "The range is outside the file", body = ErrorBody),
+              (status = 500, description = "Internal error", body = ErrorBody)))]
+/// A recording's file through a signed link from `POST /api/v1/recordings/{id}/link`: no login,
+/// the signature is the permission.
+async fn play_recording(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(q): Query<PlayQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let invalid = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "link_invalid",
+            "this link does not play this recording (altered, or the link key was rotated)",
+        )
+    };
+    let (Some(expires), Some(sig)) = (q.expires, q.sig.as_deref()) else {
+        return Err(invalid());
+    };
+    let sig = hex::decode(sig).map_err(|_| invalid())?;
+    let key = state.store.recording_link_key().await?;
+    link_mac(&key, id, expires)
+        .verify_slice(&sig)
+        .map_err(|_| invalid())?;
+    if expires < now_ms() / 1000 {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "link_expired",
+            "this link has expired; ask the admin center for a new one",
+        ));
+    }
+    let row = match state.store.recording(id).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("recording")),
+        Err(e) => return Err(e.into()),
+    };
+    serve_file(&state, &row, &headers).await
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct LinkKeyRotated {
+    /// RFC 3339, UTC.
+    pub rotated_at: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/recording-links/rotate-key", tag = "recordings", security(("bearer" = [])),
+    responses((status = 200, description = "A new link key: every recording link handed out before stops working", body = LinkKeyRotated),
+              (status = 403, description = "Not a master administrator", body = ErrorBody)))]
+/// Revokes every signed recording link at once by replacing the key they are signed with.
+async fn rotate_recording_link_key(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<LinkKeyRotated>> {
+    caller.require_master()?;
+    let at = state.store.rotate_recording_link_key().await?;
+    tracing::info!(
+        by = caller.user.id,
+        "recording links: key rotated, every link revoked"
+    );
+    Ok(Json(LinkKeyRotated {
+        rotated_at: rfc3339(at),
+    }))
 }
 
 /// `count` bytes of `file` from where it stands, 64 KiB at a time (a recording can be large).

@@ -200,3 +200,95 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 }
+
+/// A recording with the technician of its session, for the Recordings view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingListRow {
+    pub recording: RecordingRow,
+    pub technician_id: Option<i64>,
+}
+
+impl Store {
+    /// Recordings newest first, optionally of one group, of one technician's sessions, of one
+    /// session.
+    pub async fn recordings(
+        &self,
+        group_id: Option<i64>,
+        technician_id: Option<i64>,
+        session_id: Option<i64>,
+    ) -> Result<Vec<RecordingListRow>> {
+        let mut sql = String::from(concat!(
+            "SELECT ",
+            recording_columns!(),
+            ", (SELECT technician_id FROM sessions WHERE sessions.id = recordings.session_id) \
+             AS technician_id FROM recordings WHERE 1 = 1"
+        ));
+        let mut n = 0;
+        if group_id.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND group_id = ${n}"));
+        }
+        if technician_id.is_some() {
+            n += 1;
+            sql.push_str(&format!(
+                " AND session_id IN (SELECT id FROM sessions WHERE technician_id = ${n})"
+            ));
+        }
+        if session_id.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND session_id = ${n}"));
+        }
+        sql.push_str(" ORDER BY id DESC");
+        // Only placeholders are added to the text; the values are bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(g) = group_id {
+            q = q.bind(g);
+        }
+        if let Some(t) = technician_id {
+            q = q.bind(t);
+        }
+        if let Some(s) = session_id {
+            q = q.bind(s);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RecordingListRow {
+                    recording: from_row(r)?,
+                    technician_id: r.try_get("technician_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The key recording links are signed with; made at random on first use.
+    pub async fn recording_link_key(&self) -> Result<String> {
+        let fresh = hex::encode(rand::random::<[u8; 32]>());
+        sqlx::query(
+            "INSERT INTO recording_link_keys (id, secret, created_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&fresh)
+        .bind(super::now_ms())
+        .execute(self.pool())
+        .await?;
+        let row = sqlx::query("SELECT secret FROM recording_link_keys WHERE id = 1")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get("secret")?)
+    }
+
+    /// A new key: every link signed with the old one stops working. Returns when it was made.
+    pub async fn rotate_recording_link_key(&self) -> Result<i64> {
+        let now = super::now_ms();
+        sqlx::query(
+            "INSERT INTO recording_link_keys (id, secret, created_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at",
+        )
+        .bind(hex::encode(rand::random::<[u8; 32]>()))
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(now)
+    }
+}

@@ -1,7 +1,9 @@
-// Issue 6's browser proof: a session of a group with forced screen recording, the phone being
-// Chromium's fake camera through the real pages, becomes a file that headless Chromium plays in a
-// <video> element straight from GET /api/v1/recordings/{id}/file (Range requests, video/mp4):
-// videoWidth is the recorded width (ffprobe's) and currentTime advances, also after a seek.
+// Issues 6 and 17's browser proof: a session of a group with forced screen recording, the phone
+// being Chromium's fake camera through the real pages, whose picture changes from 320×180 to
+// 640×360 mid-way, becomes a file ffprobe decodes to the end at both sizes; the administrator
+// follows the Session report's row to the admin center's Recordings view and plays it there
+// through a signed link (POST /api/v1/recordings/{id}/link): Range requests, video/mp4, played to
+// the end through the size change.
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -9,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { acquire, call, consoleLogin, createPinSession, customerJoins, instrument, mediaStats, pickUp, release, requireChromium, STEP, technicianWithAudio, until } from "./harness.mjs";
+import { acquire, ADMIN_EMAIL, ADMIN_PASSWORD, call, consoleLogin, createPinSession, customerJoins, instrument, mediaStats, pickUp, release, requireChromium, STEP, technicianWithAudio, until } from "./harness.mjs";
 
 /** ffprobe comes with ffmpeg (scripts/test installs it); missing: skip, or fail under CI. */
 function requireFfprobe() {
@@ -39,7 +41,7 @@ after(async () => {
   if (have) await release();
 });
 
-test("a forced recording plays in Chromium's <video> from the recording file route", { skip: !have }, async () => {
+test("a forced recording whose picture changes size plays to the end from the admin center's Recordings view", { skip: !have }, async () => {
   const tech = await technicianWithAudio(server.url, "rec@example.com");
   const settingsPath = `/technician-groups/${tech.group}/settings`;
   const settings = await call(server.url, "GET", settingsPath, tech.admin);
@@ -55,11 +57,42 @@ test("a forced recording plays in Chromium's <video> from the recording file rou
   const phone = await customerJoins(phoneContext, server.url, pin);
   await pickUp(consolePage, "Recorded customer");
   await phone.getByText("Connected to Rec").waitFor({ timeout: STEP });
-  // About four seconds of video reach the technician (and so the recorder).
+  // The phone's picture changes size mid-way (as a turned phone without the orientation extension,
+  // or a camera switch, does): its 1280×720 camera sent at a quarter (320×180), then at half
+  // (640×360), each from a keyframe.
+  const scale = (/** @type {number} */ by) =>
+    phone.evaluate(async (by) => {
+      const pc = /** @type {any} */ (window).__lensPcs.at(-1);
+      const sender = pc.getSenders().find((/** @type {RTCRtpSender} */ s) => s.track?.kind === "video");
+      const p = sender.getParameters();
+      p.encodings[0].scaleResolutionDownBy = by;
+      // Not the encoder's own adaptation: only the change the test makes.
+      p.degradationPreference = "maintain-resolution";
+      await sender.setParameters(p);
+    }, by);
+  await scale(4);
   await until(
-    "100 decoded frames at the technician",
+    "320×180 at the technician",
     () => mediaStats(consolePage),
-    (s) => (s?.["inbound-rtp-video"]?.framesDecoded ?? 0) >= 100,
+    (s) => s?.["inbound-rtp-video"]?.frameWidth === 320,
+  );
+  const small = (await mediaStats(consolePage))?.["inbound-rtp-video"]?.framesDecoded ?? 0;
+  await until(
+    "60 more frames at 320×180",
+    () => mediaStats(consolePage),
+    (s) => (s?.["inbound-rtp-video"]?.framesDecoded ?? 0) >= small + 60,
+  );
+  await scale(2);
+  await until(
+    "640×360 at the technician",
+    () => mediaStats(consolePage),
+    (s) => s?.["inbound-rtp-video"]?.frameWidth === 640,
+  );
+  const large = (await mediaStats(consolePage))?.["inbound-rtp-video"]?.framesDecoded ?? 0;
+  await until(
+    "60 more frames at 640×360",
+    () => mediaStats(consolePage),
+    (s) => (s?.["inbound-rtp-video"]?.framesDecoded ?? 0) >= large + 60,
   );
   await consolePage.getByRole("button", { name: "End", exact: true }).click();
   await phone.getByText("The technician ended the session").waitFor({ timeout: STEP });
@@ -73,63 +106,65 @@ test("a forced recording plays in Chromium's <video> from the recording file rou
     (r) => r[0]?.status === "uploaded",
   );
   const rec = recordings[0];
-  const probe = JSON.parse(
-    execFileSync("ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height,codec_name", "-of", "json", join(folder, rec.file_name)]).toString(),
-  );
-  const recorded = probe.streams[0];
-  assert.equal(recorded.codec_name, "vp8");
+  const file = join(folder, rec.file_name);
+  const probe = JSON.parse(execFileSync("ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name:frame=width,height", "-of", "json", file]).toString());
+  assert.equal(probe.streams[0].codec_name, "vp8");
+  const sizes = probe.frames.map((/** @type {{width: number, height: number}} */ f) => `${f.width}x${f.height}`);
+  assert.ok(sizes.includes("320x180") && sizes.includes("640x360"), `decoded sizes: ${[...new Set(sizes)]}`);
+  assert.equal(sizes.at(-1), "640x360", "ffprobe decodes to the end at the new size");
+  // Facts the Recordings view shows.
+  assert.ok(rec.duration_ms > 3000 && rec.size_bytes > 0, JSON.stringify(rec));
+  assert.deepEqual(rec.codecs, ["vp8", "opus"]);
 
-  // The page asks for the file itself, as <video> does (Chromium's media loader sends Range);
-  // the bearer token rides along as a header set for the whole browser context.
-  const context = await chromium.browser.newContext({ extraHTTPHeaders: { authorization: `Bearer ${tech.admin}` } });
+  // The administrator opens the Session report, follows the row to the Recordings view and plays
+  // the recording through its signed link (no bearer header: the link is the permission).
+  const context = await chromium.browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
-  /** @type {{range: string | undefined, status: number, type: string | undefined}[]} */
+  /** @type {{url: string, range: string | undefined, status: number, type: string | undefined}[]} */
   const fetched = [];
   page.on("response", (r) => {
-    if (r.url().endsWith(`/recordings/${rec.id}/file`)) {
-      fetched.push({ range: r.request().headers().range, status: r.status(), type: r.headers()["content-type"] });
+    if (r.url().includes(`/recordings/${rec.id}/play?`)) {
+      fetched.push({ url: r.url(), range: r.request().headers().range, status: r.status(), type: r.headers()["content-type"] });
     }
   });
-  await page.goto(`${server.url}/healthz`);
-  const played = await page.evaluate(async (src) => {
-    const video = document.createElement("video");
+  await page.goto(`${server.url}/admin`);
+  const login = page.locator("#login");
+  await login.getByLabel("Email").fill(ADMIN_EMAIL);
+  await login.getByLabel("Password").fill(ADMIN_PASSWORD);
+  await login.getByRole("button", { name: "Log in" }).click();
+  await page.locator("#tab-reports").click();
+  await page.locator("#report-area").selectOption("session");
+  await page.locator("#report-range").selectOption("today");
+  await page.locator("#report-get").click();
+  await page.locator(`#report-table button[data-session="${rec.session_id}"]`).click();
+  await page.locator("#recordings-view").waitFor({ state: "visible", timeout: STEP });
+  const row = page.locator("#recordings-table tbody tr", { hasText: "vp8, opus" }).first();
+  await row.waitFor({ timeout: STEP });
+  await row.getByRole("button", { name: "Play" }).click();
+  const played = await page.evaluate(async () => {
+    const video = /** @type {HTMLVideoElement} */ (document.getElementById("recordings-player"));
+    const deadline = Date.now() + 30_000;
+    while (!(video.readyState >= 1) && Date.now() < deadline) {
+      if (video.error) throw new Error(`video error ${video.error.code}: ${video.error.message}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const seen = new Set([`${video.videoWidth}x${video.videoHeight}`]);
+    video.addEventListener("resize", () => seen.add(`${video.videoWidth}x${video.videoHeight}`));
     video.muted = true;
-    document.body.append(video);
-    /** @param {string} name */
-    const once = (name) =>
-      new Promise((ok, fail) => {
-        video.addEventListener(name, ok, { once: true });
-        video.addEventListener("error", () => fail(new Error(`video error ${video.error?.code}: ${video.error?.message}`)), { once: true });
-      });
-    const loaded = once("loadedmetadata");
-    video.src = src;
-    await loaded;
-    const width = video.videoWidth;
-    const height = video.videoHeight;
-    const duration = video.duration;
+    video.playbackRate = 2;
     await video.play();
-    const start = video.currentTime;
-    const deadline = Date.now() + 10_000;
-    while (video.currentTime <= start + 0.5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    const advanced = video.currentTime - start;
-    // Seek back to the start and play on.
-    const seeked = once("seeked");
-    video.currentTime = 0.2;
-    await seeked;
-    const after = video.currentTime;
-    while (video.currentTime <= after + 0.3 && Date.now() < deadline + 10_000) await new Promise((r) => setTimeout(r, 50));
-    return { width, height, duration, advanced, afterSeek: video.currentTime - after };
-  }, `/api/v1/recordings/${rec.id}/file`);
+    while (!video.ended && !video.error && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    return { src: video.currentSrc, ended: video.ended, error: video.error?.message ?? null, duration: video.duration, currentTime: video.currentTime, sizes: [...seen] };
+  });
   await context.close();
 
-  assert.equal(played.width, recorded.width, JSON.stringify({ played, recorded }));
-  assert.equal(played.height, recorded.height, JSON.stringify({ played, recorded }));
-  assert.ok(played.advanced >= 0.5, `currentTime did not advance: ${JSON.stringify(played)}`);
-  assert.ok(played.afterSeek >= 0.3, `currentTime did not advance after a seek: ${JSON.stringify(played)}`);
+  assert.ok(played.src.includes(`/api/v1/recordings/${rec.id}/play?expires=`), JSON.stringify(played));
+  assert.ok(played.ended && played.error === null, `did not play to the end: ${JSON.stringify(played)}`);
+  assert.ok(played.sizes.includes("320x180") && played.sizes.includes("640x360"), `Chromium did not play through the size change: ${JSON.stringify(played)}`);
   assert.ok(fetched.length > 0 && fetched.every((f) => f.type === "video/mp4"), JSON.stringify(fetched));
   assert.ok(
     fetched.some((f) => f.range !== undefined && f.status === 206),
     `the <video> element made no range request: ${JSON.stringify(fetched)}`,
   );
-  console.log(`recording ${rec.id}: ${played.width}x${played.height}, ${played.duration.toFixed(1)} s; requests ${JSON.stringify(fetched)}`);
+  console.log(`recording ${rec.id}: ${played.duration.toFixed(1)} s, sizes ${played.sizes.join(" → ")}; requests ${JSON.stringify(fetched.map((f) => [f.range, f.status]))}`);
 });

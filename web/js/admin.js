@@ -9,6 +9,7 @@ import { byId, el, showOnly } from "./dom.js";
 import { drawForm, readForm } from "./forms.js";
 import { fillLanguageSelect, pickLanguage, setLanguage, t } from "./i18n.js";
 import { loginPanels, resumeOrLogin, setupLogin } from "./login.js";
+import { drawRecordingFilters, setupRecordings, showSession } from "./recordings.js";
 import { drawUnits, setupReports } from "./reports.js";
 
 /**
@@ -88,26 +89,39 @@ async function openAdmin() {
   byId("account").hidden = false;
   byId("tab-global").hidden = me.role !== "master_administrator";
   showOnly(panels, byId("workspace"));
-  setupReports({ token: () => state.token, roots: () => state.roots, master: () => me.role === "master_administrator" });
+  setupReports({
+    token: () => state.token,
+    roots: () => state.roots,
+    master: () => me.role === "master_administrator",
+    recordings: async (/** @type {number} */ id) => {
+      await showTab("recordings");
+      await showSession(id);
+    },
+  });
+  setupRecordings({ token: () => state.token, roots: () => state.roots });
   await loadTree();
 }
 
 // ------------------------------------------------------------------- tabs --
 
-/** @param {"org" | "global" | "reports"} which */
+/** @param {"org" | "global" | "reports" | "recordings"} which */
 async function showTab(which) {
   byId("tab-org").setAttribute("aria-pressed", String(which === "org"));
   byId("tab-global").setAttribute("aria-pressed", String(which === "global"));
   byId("tab-reports").setAttribute("aria-pressed", String(which === "reports"));
+  byId("tab-recordings").setAttribute("aria-pressed", String(which === "recordings"));
   byId("org-view").hidden = which !== "org";
   byId("global-view").hidden = which !== "global";
   byId("reports-view").hidden = which !== "reports";
+  byId("recordings-view").hidden = which !== "recordings";
   if (which === "global") await drawGlobal();
   if (which === "reports") drawUnits();
+  if (which === "recordings") drawRecordingFilters();
 }
 byId("tab-org").addEventListener("click", () => showTab("org"));
 byId("tab-global").addEventListener("click", () => showTab("global"));
 byId("tab-reports").addEventListener("click", () => showTab("reports"));
+byId("tab-recordings").addEventListener("click", () => showTab("recordings"));
 
 // ------------------------------------------------------------------- tree --
 

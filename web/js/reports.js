@@ -37,7 +37,7 @@ const ROOT_UNITS = /** @type {Record<string, string>} */ ({
 
 /**
  * @typedef {{kind: string, id?: number | null, name: string, children: Node[]}} Node
- * @typedef {{token: () => string, roots: () => Node[], master: () => boolean}} Env
+ * @typedef {{token: () => string, roots: () => Node[], master: () => boolean, recordings: (id: number) => Promise<void>}} Env
  */
 
 /** @type {Env} */
@@ -150,8 +150,22 @@ async function show() {
   q.set("per_page", String(PER_PAGE));
   try {
     const r = await api("GET", `/reports/${select("report-area").value}?${q}`, env.token());
-    const head = el("tr", {}, r.columns.map((/** @type {string} */ c) => el("th", { scope: "col" }, [c])));
-    const rows = r.rows.map((/** @type {unknown[]} */ row) => el("tr", {}, row.map((c) => el("td", {}, [c === null ? "" : String(c)]))));
+    // The Session report's rows lead to the session's recordings.
+    const idColumn = select("report-area").value === "session" && r.list !== "summary" ? r.columns.indexOf("Session ID") : -1;
+    const columns = idColumn >= 0 ? [...r.columns, t("recordings.tab")] : r.columns;
+    const head = el("tr", {}, columns.map((/** @type {string} */ c) => el("th", { scope: "col" }, [c])));
+    const rows = r.rows.map((/** @type {unknown[]} */ row) => {
+      const cells = row.map((c) => el("td", {}, [c === null ? "" : String(c)]));
+      const id = idColumn >= 0 ? Number(row[idColumn]) : NaN;
+      if (Number.isInteger(id) && id > 0) {
+        const open = el("button", { type: "button", class: "link-button", "data-session": String(id) }, [t("recordings.open")]);
+        open.addEventListener("click", () => env.recordings(id));
+        cells.push(el("td", {}, [open]));
+      } else if (idColumn >= 0) {
+        cells.push(el("td", {}, []));
+      }
+      return el("tr", {}, cells);
+    });
     const table = el("table", { class: "report-table", id: "report-table" }, [
       // The server's title already names the list type ("… Report (Summary)").
       el("caption", {}, [`${r.title} · ${r.from} – ${r.to} · ${r.time_zone}`]),
