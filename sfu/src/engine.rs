@@ -24,7 +24,10 @@ use crate::recovery::UplinkGaps;
 use crate::shard::Router;
 use crate::tap::{Tap, TapEvent};
 use crate::tcp::{TcpInput, TcpLink};
-use crate::{MediaKind, PeerCounters, PeerEvent, PeerRole, Quality, SessionId, SfuError};
+use crate::{
+    MediaKind, PeerCounters, PeerEvent, PeerRole, Quality, RTX_BUFFER_PACKETS, RTX_MAX_AGE,
+    SessionId, SfuError,
+};
 
 /// Looked up several times per datagram: SipHash was 5.5 % of the forwarding thread's
 /// instructions. foldhash is seeded per process, so remote addresses cannot aim at collisions.
@@ -139,6 +142,8 @@ struct Peer {
     rtx_pts: Vec<u8>,
     /// Holes in this peer's incoming video that NACK/RTX did not fill (used for the customer).
     uplink_gaps: UplinkGaps,
+    /// The outgoing video stream whose resends are no longer capped (see [`Peer::forward`]).
+    resends_uncapped: Option<Mid>,
     /// Remote relay (TURN) candidates: media to one of them goes through a relay.
     relays: Vec<SocketAddr>,
     /// Where the peer's DTLS/media last went (the nominated pair), and what transport that is.
@@ -191,6 +196,7 @@ impl Peer {
             egress_nacks: Vec::new(),
             jitter: Vec::new(),
             uplink_gaps: UplinkGaps::default(),
+            resends_uncapped: None,
             relays: Vec::new(),
             path: None,
             transport: None,
@@ -382,6 +388,14 @@ impl Peer {
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             return false;
         };
+        if video && self.resends_uncapped != Some(mid) {
+            // str0m drops every queued resend while resends exceed 15 % of the last second's
+            // bytes; at 10 % loss on the console's leg, plus its repeated NACKs, that cap is
+            // reached and the console's repairs stop for up to a second: a freeze. The cache is
+            // replaced (emptied), so this is done once, before the first packet is written.
+            stream.set_rtx_cache(RTX_BUFFER_PACKETS, RTX_MAX_AGE, None);
+            self.resends_uncapped = Some(mid);
+        }
         let write = RtpWrite::new(
             pt,
             seq_out.into(),

@@ -551,6 +551,8 @@ const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Per outgoing video stream, the packets kept for answering NACKs (str0m's RTX cache, which
 /// also keeps them at most 3 s). Payloads are shared with the received packet, not copied.
 pub const RTX_BUFFER_PACKETS: usize = 1000;
+/// How long a sent video packet can still be resent (str0m's default).
+pub(crate) const RTX_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A peer of `shard`: its local ICE ufrag names the shard (see `shard.rs`). Codecs: Opus, and
 /// the video codecs the recorder can write too (VP8, VP9 profile 0, H.264).

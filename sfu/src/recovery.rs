@@ -6,6 +6,10 @@
 //! under 10 % loss each way (tests/browser/quality.mjs): about one 3 s stall per 30 s in one run
 //! in three. So the SFU asks the phone for a keyframe itself once a hole is older than any
 //! repair can be: the stall lasts a few hundred milliseconds instead.
+//!
+//! str0m also forgets a hole once 100 newer packets have arrived (its NACK window) and then drops
+//! the repair when it comes: at 720p a keyframe is more than 100 packets, so a hole early in one
+//! is unrepairable within a few tens of milliseconds. Such a hole asks for a keyframe at once.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -20,6 +24,9 @@ const GIVE_UP: Duration = Duration::from_millis(300);
 const MIN_INTERVAL: Duration = Duration::from_millis(1000);
 /// Holes tracked at most (a jump beyond this is a new sequence, not loss).
 const MAX_MISSING: u64 = 512;
+/// str0m's NACK window (`MAX_MISORDER` in its `register_nack.rs`, 0.25): a packet this far behind
+/// the newest is no longer NACKed, and its repair is dropped as a duplicate if it comes.
+const STR0M_WINDOW: u64 = 100;
 
 #[derive(Default)]
 pub(crate) struct UplinkGaps {
@@ -65,8 +72,9 @@ impl UplinkGaps {
     /// for lost packets in the last [`MIN_INTERVAL`]; one held back by that pacing is asked for
     /// once the interval is over (the console stalls until a keyframe comes).
     pub(crate) fn keyframe_needed(&mut self, now: Instant) -> bool {
-        while let Some(&(_, seen)) = self.missing.front() {
-            if now.saturating_duration_since(seen) < GIVE_UP {
+        let window_start = self.highest.map_or(0, |h| h.saturating_sub(STR0M_WINDOW));
+        while let Some(&(seq, seen)) = self.missing.front() {
+            if seq >= window_start && now.saturating_duration_since(seen) < GIVE_UP {
                 break;
             }
             self.missing.pop_front();
@@ -115,6 +123,23 @@ mod tests {
         assert!(!g.keyframe_needed(t0 + ms(800)), "paced: one per second");
         assert!(g.keyframe_needed(t0 + ms(1310)), "the held-back request");
         assert!(!g.keyframe_needed(t0 + ms(2400)));
+    }
+
+    #[test]
+    fn a_hole_out_of_str0ms_window_asks_at_once() {
+        let (mut g, t0, ssrc) = (UplinkGaps::default(), Instant::now(), Ssrc::from(7));
+        g.packet(ssrc, 10, t0);
+        g.packet(ssrc, 12, t0 + ms(1));
+        g.packet(ssrc, 111, t0 + ms(20));
+        assert!(
+            !g.keyframe_needed(t0 + ms(20)),
+            "100 behind: still in the window"
+        );
+        g.packet(ssrc, 112, t0 + ms(21));
+        assert!(
+            g.keyframe_needed(t0 + ms(21)),
+            "101 behind: str0m has given up on it"
+        );
     }
 
     #[test]

@@ -286,7 +286,7 @@ async function videoStats(page) {
     report.forEach((s) => {
       if (s.kind !== "video") return;
       if (s.type === "inbound-rtp") {
-        for (const k of ["framesDecoded", "framesReceived", "framesDropped", "freezeCount", "totalFreezesDuration", "nackCount", "pliCount", "firCount", "packetsLost", "packetsReceived", "bytesReceived", "retransmittedPacketsReceived"]) add(`in.${k}`, s[k]);
+        for (const k of ["framesDecoded", "framesReceived", "framesDropped", "freezeCount", "totalFreezesDuration", "nackCount", "pliCount", "firCount", "packetsLost", "packetsReceived", "bytesReceived", "retransmittedPacketsReceived", "jitterBufferDelay", "jitterBufferEmittedCount"]) add(`in.${k}`, s[k]);
         out["in.size"] = `${s.frameWidth ?? 0}x${s.frameHeight ?? 0}`;
       } else if (s.type === "outbound-rtp") {
         for (const k of ["framesSent", "framesEncoded", "nackCount", "pliCount", "firCount", "packetsSent", "bytesSent", "retransmittedPacketsSent", "keyFramesEncoded"]) add(`out.${k}`, s[k]);
@@ -322,6 +322,8 @@ function window_(p0, c0, p1, c1, seconds) {
     rtxByPhone: d(p0, p1, "out.retransmittedPacketsSent"),
     keyframes: d(p0, p1, "out.keyFramesEncoded"),
     lostAtConsole: d(c0, c1, "in.packetsLost"),
+    // What the console's smoothness costs in latency: its mean jitter-buffer delay per frame.
+    bufferMs: Math.round((1000 * d(c0, c1, "in.jitterBufferDelay")) / Math.max(1, d(c0, c1, "in.jitterBufferEmittedCount"))),
     kbps: Math.round((8 * d(c0, c1, "in.bytesReceived")) / seconds / 1000),
     phoneKbps: Math.round((8 * d(p0, p1, "out.bytesSent")) / seconds / 1000),
     sentSize: String(p1["out.size"] ?? ""),
@@ -724,6 +726,7 @@ const COLUMNS = [
   ["RTX ph", 6],
   ["kf", 4],
   ["lost c", 6],
+  ["buf ms", 6],
   ["kbit/s", 6],
   ["relay drop", 10],
   ["load1", 5],
@@ -749,6 +752,7 @@ function row(r) {
     r.rtxByPhone,
     r.keyframes,
     r.lostAtConsole,
+    r.bufferMs,
     r.kbps,
     r.relayDropped,
     r.load.toFixed(2),

@@ -5,11 +5,18 @@
 // with TURN over UDP and once over TCP. Then raw TURN Allocate requests show that coturn accepts
 // lens's credential and refuses an expired one and forged ones.
 //
+// TURN over TLS (`turns:`): coturn also listens for TLS with a self-signed certificate made by
+// this test (openssl). A Chromium without a flag refuses it (no relay candidate, ICE error 701):
+// the certificate is checked. The browser for the `turns:` session trusts exactly that key
+// (`--ignore-certificate-errors-spki-list`, its SPKI hash), and UDP to lens's media port is
+// dropped (iptables, root) except from coturn's relay ports: the media can only go phone →
+// TLS → coturn → lens.
+//
 // `allow-loopback-peers` is for this test only: in production coturn must not relay to loopback
 // or private addresses (README, "TURN").
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -23,10 +30,12 @@ import {
   customerJoins,
   freePort,
   instrument,
+  IPTABLES,
   launch,
   mediaStats,
   pickUp,
   requireChromium,
+  requireIptables,
   startServer,
   STEP,
   technicianWithAudio,
@@ -44,17 +53,44 @@ function requireTurnserver() {
   return false;
 }
 
-const have = requireChromium() && requireTurnserver();
+const OPENSSL = ["/usr/bin/openssl", "/bin/openssl"].find((p) => existsSync(p));
 
-/** @type {{port: number, stop: () => Promise<void>, log: () => string}} */
+/** Skips (locally) or fails (CI=true) when openssl (coturn's test certificate) is missing. */
+function requireOpenssl() {
+  if (OPENSSL) return true;
+  if (process.env.CI === "true") throw new Error("openssl not found but CI=true: run ./scripts/test (APT_PACKAGES has openssl)");
+  return false;
+}
+
+const have = requireChromium() && requireTurnserver() && requireOpenssl();
+
+/** @type {{port: number, tlsPort: number, spki: string, relayPorts: string, stop: () => Promise<void>, log: () => string}} */
 let turn;
 /** @type {import("./harness.mjs").Browser} */
 let chromium;
 
-/** coturn in the foreground on 127.0.0.1: a free port for UDP and TCP, relays on 127.0.0.1. */
+/**
+ * A self-signed certificate for 127.0.0.1 in `dir` (cert.pem, key.pem), and the base64 SHA-256
+ * of its public key (what `--ignore-certificate-errors-spki-list` takes).
+ * @param {string} dir
+ */
+function makeCertificate(dir) {
+  const ssl = (/** @type {string[]} */ args, /** @type {Buffer | undefined} */ input = undefined) => execFileSync(/** @type {string} */ (OPENSSL), args, { input, stdio: ["pipe", "pipe", "pipe"] });
+  ssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")]);
+  const publicKey = ssl(["x509", "-in", join(dir, "cert.pem"), "-pubkey", "-noout"]);
+  const der = ssl(["pkey", "-pubin", "-outform", "der"], publicKey);
+  return createHash("sha256").update(der).digest("base64");
+}
+
+/**
+ * coturn in the foreground on 127.0.0.1: a free port for UDP and TCP, another for TLS (a
+ * certificate made here), relays on 127.0.0.1.
+ */
 async function startTurn() {
   const dir = mkdtempSync(join(tmpdir(), "lens-turn-"));
+  const spki = makeCertificate(dir);
   const port = await freePort();
+  const tlsPort = await freePort();
   // Relay ports: a random block of 200 well away from the ephemeral range's start.
   const min = 30000 + Math.floor(Math.random() * 150) * 200;
   const conf = [
@@ -67,7 +103,11 @@ async function startTurn() {
     `static-auth-secret=${SECRET}`,
     `realm=${REALM}`,
     "fingerprint",
-    "no-tls",
+    `tls-listening-port=${tlsPort}`,
+    `cert=${join(dir, "cert.pem")}`,
+    `pkey=${join(dir, "key.pem")}`,
+    "no-tlsv1",
+    "no-tlsv1_1",
     "no-dtls",
     "no-cli",
     "no-multicast-peers",
@@ -85,24 +125,28 @@ async function startTurn() {
   child.stderr.on("data", (d) => (output += d));
   const exited = new Promise((r) => child.once("exit", r));
   const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`turnserver exited (${child.exitCode}):\n${output}`);
-    const up = await new Promise((r) => {
-      const s = connect(port, "127.0.0.1", () => {
+  const listens = (/** @type {number} */ p) =>
+    new Promise((r) => {
+      const s = connect(p, "127.0.0.1", () => {
         s.destroy();
         r(true);
       });
       s.once("error", () => r(false));
     });
-    if (up) break;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`turnserver exited (${child.exitCode}):\n${output}`);
+    if ((await listens(port)) && (await listens(tlsPort))) break;
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new Error(`turnserver did not listen on ${port}:\n${output}`);
+      throw new Error(`turnserver did not listen on ${port} and ${tlsPort}:\n${output}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
     port,
+    tlsPort,
+    spki,
+    relayPorts: `${min}:${min + 199}`,
     log: () => output,
     stop: async () => {
       child.kill("SIGTERM");
@@ -165,30 +209,55 @@ async function pcConfig(page) {
 }
 
 /**
- * A whole session through coturn with `transport` ("udp" or "tcp"); returns what was measured.
- * @param {"udp" | "tcp"} transport
+ * The lens-side URL of coturn for `transport`: TURN over UDP or TCP, or `turns:` (TLS over TCP).
+ * @param {"udp" | "tcp" | "tls"} transport
  */
-async function sessionThroughTurn(transport) {
+function turnUrl(transport) {
+  return transport === "tls" ? `turns:127.0.0.1:${turn.tlsPort}?transport=tcp` : `turn:127.0.0.1:${turn.port}?transport=${transport}`;
+}
+
+/** @param {string[]} args */
+function iptables(...args) {
+  execFileSync(/** @type {string} */ (IPTABLES), ["-w", ...args], { stdio: "pipe" });
+}
+
+/**
+ * A whole session through coturn with `transport` ("udp", "tcp" or "tls"), its pages in
+ * `browser`; returns the customer's TURN server as lens configured it. With `blockUdp`, UDP to
+ * lens's media port is dropped unless it comes from coturn's relay ports.
+ * @param {"udp" | "tcp" | "tls"} transport
+ * @param {import("./harness.mjs").Browser} browser
+ * @param {{blockUdp?: boolean}} [options]
+ */
+async function sessionThroughTurn(transport, browser = chromium, options = {}) {
+  const mediaPort = await freePort();
   const server = await startServer({
     config: [
       "[media]",
       'ice_transport_policy = "relay"',
       "",
       "[[media.ice_servers]]",
-      `urls = ["turn:127.0.0.1:${turn.port}?transport=${transport}"]`,
+      `urls = ["${turnUrl(transport)}"]`,
       'auth = "secret"',
       "",
     ].join("\n"),
-    env: { LENS_MEDIA_TURN_SECRET: SECRET },
+    env: { LENS_MEDIA_TURN_SECRET: SECRET, LENS_MEDIA_UDP_PORT: String(mediaPort) },
   });
+  // Port-specific, removed in `finally`.
+  const rule = ["INPUT", "-p", "udp", "--dport", String(mediaPort), "!", "--sport", turn.relayPorts, "-j", "DROP"];
+  let blocked = false;
   try {
+    if (options.blockUdp) {
+      iptables("-I", ...rule);
+      blocked = true;
+    }
     const tech = await technicianWithAudio(server.url, `turn-${transport}@example.com`);
-    const consoleContext = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const consoleContext = await browser.browser.newContext({ viewport: { width: 1280, height: 800 } });
     await instrument(consoleContext);
     const consolePage = await consoleLogin(consoleContext, server.url, tech);
     const name = `Customer via TURN ${transport}`;
     const pin = await createPinSession(consolePage, name);
-    const phoneContext = await chromium.browser.newContext({ viewport: { width: 390, height: 844 } });
+    const phoneContext = await browser.browser.newContext({ viewport: { width: 390, height: 844 } });
     await instrument(phoneContext);
     const phone = await customerJoins(phoneContext, server.url, pin);
     const pickedUp = Date.now();
@@ -210,7 +279,7 @@ async function sessionThroughTurn(transport) {
       const servers = config.iceServers ?? [];
       assert.equal(servers.length, 1, JSON.stringify(config));
       const server0 = /** @type {RTCIceServer & {username: string, credential: string}} */ (servers[0]);
-      assert.deepEqual(server0.urls, [`turn:127.0.0.1:${turn.port}?transport=${transport}`]);
+      assert.deepEqual(server0.urls, [turnUrl(transport)]);
       assert.match(server0.username, /** @type {RegExp} */ (who));
       const expiry = Number(server0.username.split(":")[0]);
       const now = Date.now() / 1000;
@@ -260,6 +329,7 @@ async function sessionThroughTurn(transport) {
     err.message += `\n--- coturn log (tail) ---\n${turn.log().slice(-3000)}\n--- lens log (tail) ---\n${server.log().slice(-2000)}`;
     throw err;
   } finally {
+    if (blocked) iptables("-D", ...rule);
     await server.stop();
   }
 }
@@ -397,6 +467,49 @@ test("TURN over UDP: customer and console stream video and two-way audio through
 
 test("TURN over TCP: customer and console stream video and two-way audio through coturn (relay only)", { skip: !have }, async () => {
   await sessionThroughTurn("tcp");
+});
+
+test("TURN over TLS (turns:): the test certificate is refused by a browser that does not trust it", { skip: !have }, async () => {
+  const context = await chromium.browser.newContext();
+  try {
+    const page = await context.newPage();
+    const username = `${Math.floor(Date.now() / 1000) + 3600}:s1`;
+    const credential = createHmac("sha1", SECRET).update(username).digest("base64");
+    const gathered = await page.evaluate(
+      async ({ url, username, credential }) => {
+        const pc = new RTCPeerConnection({ iceServers: [{ urls: [url], username, credential }], iceTransportPolicy: "relay" });
+        /** @type {string[]} */
+        const candidates = [];
+        /** @type {number[]} */
+        const errors = [];
+        pc.onicecandidate = (e) => e.candidate && candidates.push(e.candidate.candidate);
+        pc.onicecandidateerror = (e) => errors.push(/** @type {any} */ (e).errorCode);
+        pc.createDataChannel("probe");
+        await pc.setLocalDescription(await pc.createOffer());
+        await new Promise((r) => {
+          pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && r(undefined));
+          setTimeout(r, 15_000);
+        });
+        pc.close();
+        return { candidates, errors };
+      },
+      { url: turnUrl("tls"), username, credential },
+    );
+    assert.deepEqual(gathered.candidates, [], "no relay candidate through an untrusted certificate");
+    assert.deepEqual(gathered.errors, [701], JSON.stringify(gathered));
+  } finally {
+    await context.close();
+  }
+});
+
+test("TURN over TLS (turns:): with UDP to lens blocked, customer and console stream video and two-way audio through coturn", { skip: !have || !requireIptables() }, async () => {
+  // This browser trusts exactly coturn's test key, nothing else.
+  const trusting = await launch([`--ignore-certificate-errors-spki-list=${turn.spki}`]);
+  try {
+    await sessionThroughTurn("tls", trusting, { blockUdp: true });
+  } finally {
+    await trusting.close();
+  }
 });
 
 test("coturn accepts lens's credentials and refuses expired and forged ones", { skip: !have }, async () => {

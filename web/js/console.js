@@ -6,7 +6,7 @@ import { api } from "./api.js";
 import { byId, clock, duration, el, showOnly } from "./dom.js";
 import { fillLanguageSelect, pickLanguage, setLanguage, t } from "./i18n.js";
 import { loginPanels, resumeOrLogin, setupLogin } from "./login.js";
-import { addCandidate, peerConnection, trickle } from "./media.js";
+import { addCandidate, holdUnderLoss, peerConnection, trickle } from "./media.js";
 import { ProtocolError, Socket } from "./socket.js";
 import { surveyForm } from "./survey.js";
 import { consoleTools } from "./tools.js";
@@ -209,6 +209,7 @@ async function answer(entry, sdp) {
     render();
   });
   pc.addEventListener("connectionstatechange", () => render());
+  holdUnderLoss(pc);
   /** @type {(v: unknown) => void} */
   let answered = () => {};
   trickle(pc, new Promise((r) => (answered = r)), (c) => socket.send({ type: "candidate", session_id: id, ...c }));
