@@ -28,6 +28,8 @@ pub struct AppState {
     pub global: Arc<RwLock<Arc<GlobalSettings>>>,
     pub hub: Arc<crate::sessions::Hub>,
     pub recorder: Arc<crate::recorder::RecorderService>,
+    /// This server in the node registry (issue 15).
+    pub node: Arc<crate::cluster::Node>,
 }
 
 impl AppState {
@@ -38,6 +40,13 @@ impl AppState {
         let global = Arc::new(RwLock::new(Arc::new(GlobalSettings::default())));
         let media = crate::media::SfuMediaPlan::start(&config)?;
         metrics.register_media(media.sfu().clone());
+        let node = crate::cluster::Node::new(
+            &config,
+            store.backend(),
+            media.sfu().candidate_addr(),
+            media.sfu().tcp_candidate_addr().map(|a| a.port()),
+            &metrics.registry,
+        );
         let recorder = crate::recorder::RecorderService::start(
             config.clone(),
             store.clone(),
@@ -51,6 +60,7 @@ impl AppState {
             config.clone(),
             metrics.clone(),
             Arc::new(media),
+            node.clone(),
         );
         let state = AppState {
             logins_by_address: Arc::new(Throttle::new(
@@ -67,6 +77,7 @@ impl AppState {
             global,
             hub,
             recorder,
+            node,
         };
         state.reload_global().await?;
         Ok(state)
@@ -217,6 +228,13 @@ pub async fn create_master(
 /// Starts the background work of a server: the session scheduler, the outbox worker, the chatlog
 /// purge, and the sessions that were live when the server last stopped.
 pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
+    state.node.register(&state.store).await?;
+    tokio::spawn(
+        state
+            .node
+            .clone()
+            .run_heartbeat(state.store.clone(), state.hub.clone()),
+    );
     let restored = state.hub.restore().await?;
     if restored > 0 {
         tracing::info!(restored, "restored live sessions");
@@ -274,6 +292,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     });
+    let stopping = state.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr = config.listen;
     if config.tls_enabled() {
@@ -288,7 +307,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let handle = axum_server::Handle::new();
         let shutdown = handle.clone();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            crate::cluster::until_stopped(stopping).await;
             shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
         });
         // TCP_NODELAY: a reply and the event after it must not wait for a delayed ACK (Nagle).
@@ -311,28 +330,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = tcp.set_nodelay(true);
         });
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(crate::cluster::until_stopped(stopping))
             .await?;
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -34,6 +34,7 @@ pub struct Config {
     pub sms: crate::notify::SmsConfig,
     pub smtp: crate::notify::SmtpConfig,
     pub integrations: IntegrationsConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -131,6 +132,31 @@ pub struct SessionsConfig {
     pub max_failed_code_attempts_per_address_per_minute: u32,
 }
 
+/// This server as one node of several on one PostgreSQL store (README "Running several nodes").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The node's name in the registry (`GET /api/v1/nodes`), unique among the nodes. It must stay
+    /// the same across restarts: a restarted node takes back the live sessions it held. Empty: the
+    /// host name and the listen port (`host-8080`).
+    pub node_id: String,
+    /// Where the other nodes reach this node's HTTP API. Empty: `http://<listen>`.
+    pub internal_url: String,
+    /// A draining node (SIGTERM with PostgreSQL, or `POST /api/v1/nodes/{id}/drain`) exits once it
+    /// holds no live session or after this many seconds, whichever comes first.
+    pub drain_limit_seconds: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: String::new(),
+            internal_url: String::new(),
+            drain_limit_seconds: 600,
+        }
+    }
+}
+
 /// Post-to-URL deliveries and single sign-on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -226,6 +252,7 @@ impl Default for Config {
             sms: Default::default(),
             smtp: Default::default(),
             integrations: IntegrationsConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -346,6 +373,9 @@ pub const KEYS: &[&str] = &[
     "integrations.post_max_retry_seconds",
     "integrations.post_max_attempts",
     "integrations.sso_ticket_ttl_seconds",
+    "cluster.node_id",
+    "cluster.internal_url",
+    "cluster.drain_limit_seconds",
 ];
 
 pub fn env_name(key: &str) -> String {
@@ -423,6 +453,24 @@ impl Config {
         }
         if !self.media.public_ip.is_empty() && self.media.public_ip.parse::<IpAddr>().is_err() {
             return bad("media.public_ip", "not an IP address");
+        }
+        let id = &self.cluster.node_id;
+        if id.len() > 64
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return bad(
+                "cluster.node_id",
+                "up to 64 letters, digits, `-`, `_` and `.`",
+            );
+        }
+        let url = &self.cluster.internal_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return bad(
+                "cluster.internal_url",
+                "must start with http:// or https://",
+            );
         }
         if !(-1..=65535).contains(&self.media.tcp_port) {
             return bad("media.tcp_port", "-1 (same as udp_port), 0 (off) or a port");

@@ -91,7 +91,9 @@ impl Target {
 
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// The Lens server's base URL.
+    /// The Lens server's base URL; several nodes on one PostgreSQL as a comma-separated list
+    /// (session i goes to node i mod n: its technician and customer both, since sessions are not
+    /// yet routed between nodes).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
     /// The server's pid, for CPU and memory from /proc (default: whoever listens on the URL's port).
@@ -240,7 +242,8 @@ async fn run_all(args: RunArgs) -> anyhow::Result<()> {
 /// Where sessions go.
 enum Backend {
     Lens {
-        api: Arc<lens::Api>,
+        /// One per node; the first also sets up the administrator's group and technicians.
+        apis: Vec<Arc<lens::Api>>,
         admin: String,
         group: i64,
         existing: Vec<String>,
@@ -255,7 +258,14 @@ enum Backend {
 async fn run_target(args: &RunArgs, target: Target, media: Arc<Media>) -> anyhow::Result<Run> {
     let (backend, pid) = match target {
         Target::Lens => {
-            let api = Arc::new(lens::Api::new(&args.server));
+            let apis: Vec<Arc<lens::Api>> = args
+                .server
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(|u| Arc::new(lens::Api::new(u)))
+                .collect();
+            let api = apis.first().context("--server: no URL")?.clone();
             let admin = api
                 .login(&args.admin_email, &args.admin_password)
                 .await?
@@ -264,16 +274,18 @@ async fn run_target(args: &RunArgs, target: Target, media: Arc<Media>) -> anyhow
             let group = api.group(&admin, "Load test").await?;
             api.set_audio(&admin, group, args.audio).await?;
             let existing = api.technician_emails(&admin).await?;
-            let port = url_port(&args.server);
+            let port = url_port(&api.base);
             let pid = args
                 .server_pid
                 .or_else(|| port.and_then(sys::pid_listening_on));
             if pid.is_none() {
                 eprintln!("warning: server pid unknown: no server CPU/RSS (pass --server-pid)");
+            } else if apis.len() > 1 {
+                eprintln!("note: server CPU/RSS are those of the first node only");
             }
             (
                 Backend::Lens {
-                    api,
+                    apis,
                     admin,
                     group,
                     existing,
@@ -454,13 +466,14 @@ async fn one_session(
                 return janus::session(&url, ip, i as u64 + 1, audio, media, stats, stop).await;
             }
             Backend::Lens {
-                api,
+                apis,
                 admin,
                 group,
                 existing,
             } => {
                 let exists = existing.contains(&email);
-                let (api, admin, group) = (api.clone(), admin.clone(), *group);
+                let api = apis[i % apis.len()].clone();
+                let (admin, group) = (admin.clone(), *group);
                 drop(b);
                 let token = api
                     .technician_token(&admin, group, &email, password, exists)

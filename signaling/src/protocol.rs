@@ -1024,6 +1024,7 @@ pub enum ErrorCode {
     InvalidUrl,
     RateLimited,
     AnnotationLimit,
+    NodeUnavailable,
     Internal,
 }
 
@@ -1054,6 +1055,7 @@ impl ErrorCode {
         Self::InvalidUrl,
         Self::RateLimited,
         Self::AnnotationLimit,
+        Self::NodeUnavailable,
         Self::Internal,
     ];
 
@@ -1084,6 +1086,7 @@ impl ErrorCode {
             Self::InvalidUrl => "invalid_url",
             Self::RateLimited => "rate_limited",
             Self::AnnotationLimit => "annotation_limit",
+            Self::NodeUnavailable => "node_unavailable",
             Self::Internal => "internal",
         }
     }
@@ -1106,6 +1109,7 @@ impl ErrorCode {
             Self::AlreadyAuthenticated | Self::NotAllowed | Self::OneActiveSession => 409,
             Self::ValidationFailed | Self::InvalidStroke | Self::InvalidUrl => 422,
             Self::TooManyAttempts | Self::RateLimited | Self::AnnotationLimit => 429,
+            Self::NodeUnavailable => 503,
             Self::Internal => 500,
         }
     }

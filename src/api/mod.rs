@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod groups;
+pub mod nodes;
 pub mod openapi;
 pub mod org;
 pub mod post_to_url;
@@ -51,34 +52,60 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(recordings::routes())
         .merge(sso::routes())
         .merge(surveys::routes())
+        .merge(nodes::routes())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Health {
     status: String,
     store: String,
+    /// This node's id in the registry (`GET /api/v1/nodes`).
+    node: String,
 }
 
-/// Liveness and store reachability.
+/// Liveness, store reachability and whether this node takes new sessions. 503 when it does not:
+/// `draining` (it finishes its sessions, then exits), `store_unavailable`, or `fenced` (another
+/// process started with the same node id). Load balancers send new connections elsewhere.
 #[utoipa::path(get, path = "/healthz", tag = "ops",
-    responses((status = 200, description = "OK", body = Health), (status = 503, description = "Unavailable", body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "OK", body = Health), (status = 503, description = "Unavailable: `draining`, `store_unavailable` or `fenced`", body = crate::error::ErrorBody)))]
 async fn healthz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> ApiResult<Json<Health>> {
-    state.store.ping().await.map_err(|e| {
-        tracing::error!(error = %e, "health check: store unreachable");
-        ApiError::new(
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(5), state.store.ping()).await;
+    let reachable = matches!(ping, Ok(Ok(())));
+    state.node.store_reachable(reachable);
+    if !reachable {
+        tracing::error!(error = ?ping, "health check: store unreachable");
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             "the store does not answer",
-        )
-    })?;
+        ));
+    }
+    match state.node.health() {
+        crate::cluster::Health::Serving => {}
+        crate::cluster::Health::Draining => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining",
+                "this node is draining: it finishes its sessions and takes no new ones",
+            ));
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                other.as_str(),
+                "this node takes no new sessions",
+            ));
+        }
+    }
     Ok(Json(Health {
         status: "ok".into(),
         store: match state.store.backend() {
             crate::store::Backend::Sqlite => "sqlite".into(),
             crate::store::Backend::Postgres => "postgres".into(),
         },
+        node: state.node.id.clone(),
     }))
 }
 

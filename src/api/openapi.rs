@@ -49,6 +49,8 @@ const fn access(
 /// checks it against the server's answers, role by role.
 pub const ACCESS: &[Access] = &[
     access("healthz", PUBLIC, ""),
+    access("list_nodes", MASTERS, ""),
+    access("drain_node", MASTERS, ""),
     access("login", PUBLIC, ""),
     access("logout", ANYONE, "also with a password change pending"),
     access(

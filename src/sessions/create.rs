@@ -51,6 +51,15 @@ impl Hub {
             ProtocolError::new(ErrorCode::NotAllowed, "you are in no technician group")
         })?;
         body.validate()?;
+        if !self.node.accepting() {
+            return Err(ProtocolError::new(
+                ErrorCode::NodeUnavailable,
+                format!(
+                    "this server takes no new sessions ({}); connect again to reach another",
+                    self.node.health().as_str()
+                ),
+            ));
+        }
         let settings = crate::api::settings::load_group(self.store(), group_id)
             .await
             .map_err(|_| {
@@ -115,7 +124,11 @@ impl Hub {
             if body.method == CodeMethod::Pin {
                 row.pin = Some(self.fresh_pin());
             }
-            match self.store().insert_session(&row).await {
+            match self
+                .store()
+                .insert_session_on(&row, Some(&self.node.id))
+                .await
+            {
                 Ok(id) => break id,
                 Err(StoreError::Conflict("pin_taken")) if attempt < 20 => attempt += 1,
                 Err(e) => {

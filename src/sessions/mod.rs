@@ -212,6 +212,8 @@ pub struct Hub {
     config: Arc<Config>,
     metrics: Metrics,
     media: Arc<dyn MediaPlan>,
+    /// This server in the node registry: whether it takes new sessions, which ones it restores.
+    node: Arc<crate::cluster::Node>,
     inner: Mutex<Inner>,
     wake: Notify,
     writer: mpsc::UnboundedSender<WriteJob>,
@@ -241,6 +243,7 @@ impl Hub {
         config: Arc<Config>,
         metrics: Metrics,
         media: Arc<dyn MediaPlan>,
+        node: Arc<crate::cluster::Node>,
     ) -> Arc<Hub> {
         let (writer, jobs) = mpsc::unbounded_channel();
         let (post_triggers, post_trigger_rx) = mpsc::unbounded_channel();
@@ -253,6 +256,7 @@ impl Hub {
             config,
             metrics,
             media,
+            node,
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
             writer,
@@ -1301,7 +1305,12 @@ impl Hub {
     /// are gone, so sessions with a customer go to Reconnecting and their clients resume with their
     /// resume tokens inside the grace period.
     pub async fn restore(&self) -> anyhow::Result<usize> {
-        let rows = self.store.live_sessions().await?;
+        // With several nodes on the store, each takes back only the sessions it held.
+        let rows = if self.node.shares_store() {
+            self.store.live_sessions_of(&self.node.id).await?
+        } else {
+            self.store.live_sessions().await?
+        };
         let now = self.now();
         let mut count = 0;
         for row in rows {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod groups;
 pub mod integrations;
 pub mod logins;
+pub mod nodes;
 pub mod recordings;
 pub mod reports;
 pub mod sessions;

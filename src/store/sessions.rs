@@ -237,13 +237,19 @@ impl Store {
 
     /// Inserts a new session; a PIN that is already live elsewhere is a conflict (`pin_taken`).
     pub async fn insert_session(&self, s: &SessionRow) -> Result<i64> {
+        self.insert_session_on(s, None).await
+    }
+
+    /// Inserts a new session held by a node (issue 15: a restarted node takes back its own).
+    pub async fn insert_session_on(&self, s: &SessionRow, node_id: Option<&str>) -> Result<i64> {
         let row = sqlx::query(
             "INSERT INTO sessions (created_by, technician_id, group_id, method, pin, link_token_hash, \
              code_expires_at, resume_token_hash, name, cfield1, cfield2, cfield3, cfield4, cfield5, tracking_id, \
              phone, email, status, status_since, before_reconnecting, last_activity, ever_active, policy, \
-             customer_ip, platform, device_model, app, browser, locale, device_id, transmitted_bytes, created_at, ended_at) \
+             customer_ip, platform, device_model, app, browser, locale, device_id, transmitted_bytes, created_at, ended_at, \
+             node_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33) RETURNING id",
+             $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34) RETURNING id",
         )
         .bind(s.created_by)
         .bind(s.technician_id)
@@ -278,6 +284,7 @@ impl Store {
         .bind(s.transmitted_bytes)
         .bind(s.created_at)
         .bind(s.ended_at)
+        .bind(node_id)
         .fetch_one(self.pool())
         .await
         .map_err(|e| unique_violation(e, "pin_taken"))?;
@@ -315,6 +322,20 @@ impl Store {
             session_columns!(),
             " FROM sessions WHERE ended_at IS NULL ORDER BY id"
         ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(session_from).collect()
+    }
+
+    /// The live sessions a node held (and those stored before nodes existed): what it restores
+    /// when several nodes share the store.
+    pub async fn live_sessions_of(&self, node_id: &str) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE ended_at IS NULL AND (node_id = $1 OR node_id IS NULL) ORDER BY id"
+        ))
+        .bind(node_id)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(session_from).collect()

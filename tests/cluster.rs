@@ -1,0 +1,385 @@
+//! Several nodes on one store (issue 15): the node registry and its heartbeat, draining (through
+//! the API and by SIGTERM, in-process and with the real binary), fencing of a node id started
+//! twice, and each node restoring only its own sessions. The PostgreSQL tests use the server that
+//! `scripts/test` starts; SQLite is one node.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A node on the PostgreSQL database `url` (a fresh one when `None`), named `id`.
+async fn pg_node(id: &str, url: Option<&str>) -> Option<TestServer> {
+    let id = id.to_string();
+    let url = url.map(str::to_string);
+    start_on(Backend::Postgres, move |c| {
+        c.cluster.node_id = id;
+        if let Some(url) = url {
+            c.database_url = url;
+        }
+    })
+    .await
+}
+
+fn node<'a>(list: &'a Value, id: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap_or_else(|| panic!("node {id} not in {list}"))
+}
+
+/// Polls until `f` holds (heartbeats come every 2 s; the machine may be slow).
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_is_one_node_that_an_administrator_can_drain() {
+    let s = start().await;
+    let m = s.master().await;
+    let health = s
+        .call(Method::GET, "/healthz", None, None)
+        .await
+        .expect(200);
+    assert_eq!(health["status"], "ok");
+    let id = health["node"].as_str().unwrap().to_string();
+    assert_eq!(id, s.state.node.id);
+    let nodes = s.get("/api/v1/nodes", &m).await.expect(200);
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    let me = node(&nodes, &id);
+    assert_eq!(me["state"], "serving");
+    assert_eq!(me["this_node"], true);
+    assert_eq!(me["epoch"], 1);
+    assert_eq!(me["load"], 0);
+    let (_, _, tech) = technician_with(&s, "nina@example.com", |_| {}).await;
+    s.post("/api/v1/sessions", &tech, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    // The heartbeat carries the load.
+    eventually("the load reaches the registry", || async {
+        let nodes = s.get("/api/v1/nodes", &m).await.expect(200);
+        node(&nodes, &id)["load"] == 1
+    })
+    .await;
+
+    let r = s.post("/api/v1/nodes/elsewhere/drain", &m, json!({})).await;
+    assert_eq!((r.status.as_u16(), r.error_code()), (404, "not_found"));
+    let r = s
+        .post(&format!("/api/v1/nodes/{id}/drain"), &m, json!({}))
+        .await
+        .expect(202);
+    assert_eq!(r["state"], "draining");
+    let r = s.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!((r.status.as_u16(), r.error_code()), (503, "draining"));
+    // No new session on a draining node; the live one goes on.
+    let r = s
+        .post("/api/v1/sessions", &tech, json!({"method": "pin"}))
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (503, "node_unavailable")
+    );
+    let (mut con, _) = console(&s, &tech).await;
+    let refused = con
+        .request(json!({"type": "create_session", "method": "pin"}))
+        .await;
+    assert_eq!(refused["code"], "node_unavailable", "{refused}");
+    assert_eq!(s.state.hub.live_count(), 1);
+    let metrics = s.metrics().await;
+    assert!(metrics.contains("lens_node_draining 1"), "{metrics}");
+    assert!(metrics.contains("lens_node_info{node_id="), "{metrics}");
+}
+
+#[tokio::test]
+async fn nodes_on_one_postgresql_see_each_other_and_drain_through_any_of_them() {
+    let Some(a) = pg_node("node-a", None).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let b = pg_node("node-b", Some(&url)).await.unwrap();
+    let m = a.master().await;
+    let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+    assert_eq!(nodes.as_array().unwrap().len(), 2, "{nodes}");
+    assert_eq!(node(&nodes, "node-a")["this_node"], true);
+    assert_eq!(node(&nodes, "node-b")["this_node"], false);
+    assert_eq!(node(&nodes, "node-b")["state"], "serving");
+    assert!(node(&nodes, "node-b")["udp_port"].as_i64().unwrap() > 0);
+    assert_ne!(
+        node(&nodes, "node-b")["udp_port"],
+        node(&nodes, "node-a")["udp_port"]
+    );
+
+    // A node without a heartbeat for 10 s is dead, and cannot be drained.
+    sqlx::query(
+        "INSERT INTO nodes (id, epoch, internal_url, media_address, udp_port, tcp_port, state, load, \
+         started_at, heartbeat_at) VALUES ('gone', 1, 'http://127.0.0.1:1', '127.0.0.1', 1, NULL, \
+         'serving', 3, 0, 0)",
+    )
+    .execute(a.state.store.pool())
+    .await
+    .unwrap();
+    let nodes = b.get("/api/v1/nodes", &m).await.expect(200);
+    assert_eq!(node(&nodes, "gone")["state"], "dead");
+    let r = b.post("/api/v1/nodes/gone/drain", &m, json!({})).await;
+    assert_eq!((r.status.as_u16(), r.error_code()), (409, "node_dead"));
+
+    // Drained through node A, node B notices at its next heartbeat.
+    a.post("/api/v1/nodes/node-b/drain", &m, json!({}))
+        .await
+        .expect(202);
+    eventually("node B drains", || async {
+        b.call(Method::GET, "/healthz", None, None).await.status == 503
+    })
+    .await;
+    assert!(b.state.node.is_draining());
+    assert!(!a.state.node.is_draining());
+    let (_, _, tech) = technician_with(&a, "bea@example.com", |_| {}).await;
+    let r = b
+        .post("/api/v1/sessions", &tech, json!({"method": "pin"}))
+        .await;
+    assert_eq!(r.error_code(), "node_unavailable");
+    a.post("/api/v1/sessions", &tech, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+    assert_eq!(node(&nodes, "node-b")["state"], "draining");
+    let metrics = a.metrics().await;
+    assert!(
+        metrics.contains("lens_node_registry{state=\"dead\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_node_id_started_twice_fences_off_the_older_process() {
+    let Some(a) = pg_node("twin", None).await else {
+        return;
+    };
+    assert_eq!(a.state.node.epoch(), 1);
+    // A second process with the same id: the registry moves to its epoch.
+    let url = a.state.config.database_url.clone();
+    let second = pg_node("twin", Some(&url)).await.unwrap();
+    assert_eq!(second.state.node.epoch(), 2);
+    eventually("the first twin is fenced", || async {
+        let r = a.call(Method::GET, "/healthz", None, None).await;
+        r.status == 503 && r.error_code() == "fenced"
+    })
+    .await;
+    second
+        .call(Method::GET, "/healthz", None, None)
+        .await
+        .expect(200);
+    let m = second.master().await;
+    let (_, _, tech) = technician_with(&second, "ted@example.com", |_| {}).await;
+    let r = a
+        .post("/api/v1/sessions", &tech, json!({"method": "pin"}))
+        .await;
+    assert_eq!(r.error_code(), "node_unavailable");
+    let nodes = second.get("/api/v1/nodes", &m).await.expect(200);
+    assert_eq!(nodes.as_array().unwrap().len(), 1);
+    assert_eq!(node(&nodes, "twin")["epoch"], 2);
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn signal(server: &Server, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(server.child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0);
+}
+
+/// Waits for the child to exit; its exit status and how long it took.
+async fn exited(server: &mut Server, within: Duration) -> (std::process::ExitStatus, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return (status, started.elapsed());
+        }
+        assert!(started.elapsed() < within, "the node did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The real binary as node `id` on the database of `a`.
+async fn spawn_node(a: &TestServer, id: &str, drain_limit: &str) -> (Server, SocketAddr) {
+    let addr = free_addr();
+    let dir = a.dir.path().join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = spawn(
+        &dir,
+        addr,
+        &[
+            ("LENS_DATABASE_URL", a.state.config.database_url.as_str()),
+            ("LENS_CLUSTER_NODE_ID", id),
+            ("LENS_CLUSTER_DRAIN_LIMIT_SECONDS", drain_limit),
+        ],
+    )
+    .await;
+    (server, addr)
+}
+
+async fn healthz(addr: SocketAddr) -> (u16, Value) {
+    let r = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// SIGTERM drains a node: `/healthz` says `draining`, its live session keeps it up until the
+/// drain limit, the registry shows it dead once it exited, and it takes its session back when it
+/// starts again; another node never restores it. Without live sessions it exits at once, and a
+/// second SIGTERM cuts a drain short.
+#[tokio::test]
+async fn sigterm_drains_the_real_binary_until_empty_or_the_limit() {
+    let Some(a) = pg_node("stay", None).await else {
+        return;
+    };
+    let m = a.master().await;
+    let (_, _, tech) = technician_with(&a, "dora@example.com", |_| {}).await;
+
+    // Empty: the first SIGTERM stops the node promptly.
+    let (mut p, _) = spawn_node(&a, "empty", "600").await;
+    signal(&p, libc::SIGTERM);
+    let (status, took) = exited(&mut p, Duration::from_secs(20)).await;
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+    assert_eq!(node(&nodes, "empty")["state"], "dead");
+
+    // One live session and a 3 s limit.
+    let (mut p, addr) = spawn_node(&a, "busy", "3").await;
+    let create = || {
+        call(
+            addr,
+            Method::POST,
+            "/api/v1/sessions",
+            Some(&tech),
+            json!({"method": "pin"}),
+        )
+    };
+    let session = create().await["id"].as_i64().expect("session created");
+    let sent = Instant::now();
+    signal(&p, libc::SIGTERM);
+    eventually("/healthz says draining", || async {
+        let (status, body) = healthz(addr).await;
+        status == 503 && body["error"]["code"] == "draining"
+    })
+    .await;
+    let refused = create().await;
+    assert_eq!(refused["error"]["code"], "node_unavailable", "{refused}");
+    eventually("the registry shows the node draining", || async {
+        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+        node(&nodes, "busy")["state"] == "draining"
+    })
+    .await;
+    let (status, _) = exited(&mut p, Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_secs(3),
+        "left before the limit: {took:?}"
+    );
+    let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+    assert_eq!(node(&nodes, "busy")["state"], "dead");
+
+    // Another node starting on the store does not take the session; its own node does.
+    let other = pg_node("other", Some(&a.state.config.database_url))
+        .await
+        .unwrap();
+    assert_eq!(other.state.hub.live_count(), 0);
+    assert_eq!(a.state.hub.live_count(), 0);
+    let (mut p, addr) = spawn_node(&a, "busy", "600").await;
+    eventually("the node restored its session", || async {
+        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+        node(&nodes, "busy")["load"] == 1 && node(&nodes, "busy")["epoch"] == 2
+    })
+    .await;
+    let detail = call(
+        addr,
+        Method::GET,
+        &format!("/api/v1/sessions/{session}"),
+        Some(&tech),
+        json!(null),
+    )
+    .await;
+    assert_eq!(detail["status"], "Pending", "{detail}");
+
+    // A second SIGTERM ends the drain at once.
+    signal(&p, libc::SIGTERM);
+    eventually("draining", || async { healthz(addr).await.0 == 503 }).await;
+    signal(&p, libc::SIGTERM);
+    let (_, took) = exited(&mut p, Duration::from_secs(20)).await;
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+/// PostgreSQL refuses the node's connections: `/healthz` answers 503 `store_unavailable`, the
+/// registry metric shows the failed heartbeats, and the node serves again once the store answers.
+#[tokio::test]
+async fn a_node_that_cannot_reach_postgresql_is_unhealthy_until_it_can() {
+    let Some(a) = pg_node("cut-off", None).await else {
+        return;
+    };
+    use sqlx::Connection;
+    let url = a.state.config.database_url.clone();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    // One connection of our own, opened before the database refuses new ones.
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let cut = |limit: i32| format!("ALTER DATABASE {db} CONNECTION LIMIT {limit}");
+    sqlx::query(sqlx::AssertSqlSafe(cut(0)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    eventually("the node reports the store unreachable", || async {
+        let r = a.call(Method::GET, "/healthz", None, None).await;
+        r.status == 503 && r.error_code() == "store_unavailable"
+    })
+    .await;
+    assert!(!a.state.node.accepting());
+    eventually("the heartbeat fails", || async {
+        a.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("lens_node_heartbeat_failures_total") && !l.ends_with(" 0"))
+    })
+    .await;
+    sqlx::query(sqlx::AssertSqlSafe(cut(-1)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    eventually("the node serves again", || async {
+        a.call(Method::GET, "/healthz", None, None).await.status == 200
+    })
+    .await;
+    assert!(a.state.node.accepting());
+    let m = a.master().await;
+    let (_, _, tech) = technician_with(&a, "cora@example.com", |_| {}).await;
+    a.post("/api/v1/sessions", &tech, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+    assert_eq!(node(&nodes, "cut-off")["state"], "serving");
+}
