@@ -226,16 +226,10 @@ impl<W: Write> Recorder<W> {
             self.replace_stream(kind);
         }
         let cfg = &self.config;
-        let stream = self.streams.entry(kind).or_insert_with(|| Stream {
-            ssrc: p.ssrc,
-            codec: p.codec,
-            clock_rate: p.clock_rate,
-            reorder: ReorderBuffer::new(cfg.reorder_wait, cfg.reorder_capacity),
-            depack: Depacketizer::new(p.codec),
-            pending: Vec::new(),
-            first: None,
-            orientation: 0,
-        });
+        let stream = self
+            .streams
+            .entry(kind)
+            .or_insert_with(|| Stream::new(&p, cfg));
         if let Some(o) = p.video_orientation {
             stream.orientation = o & 3;
         }
@@ -501,15 +495,7 @@ impl<W: Write> Recorder<W> {
             }
         }
         let cfg = &self.config;
-        let stream = self.technician.get_or_insert_with(|| Stream {
-            ssrc: p.ssrc,
-            codec: p.codec,
-            clock_rate: p.clock_rate,
-            reorder: ReorderBuffer::new(cfg.reorder_wait, cfg.reorder_capacity),
-            depack: Depacketizer::new(p.codec),
-            pending: Vec::new(),
-            first: None,
-        });
+        let stream = self.technician.get_or_insert_with(|| Stream::new(&p, cfg));
         let mut frames = Vec::new();
         for o in stream.reorder.push(p) {
             frames.extend(stream.depack.push(o));
@@ -741,6 +727,20 @@ impl<W: Write> Recorder<W> {
 }
 
 impl Stream {
+    /// A stream that starts with `p`, its first packet.
+    fn new(p: &RtpPacket, cfg: &RecorderConfig) -> Self {
+        Stream {
+            ssrc: p.ssrc,
+            codec: p.codec,
+            clock_rate: p.clock_rate,
+            reorder: ReorderBuffer::new(cfg.reorder_wait, cfg.reorder_capacity),
+            depack: Depacketizer::new(p.codec),
+            pending: Vec::new(),
+            first: None,
+            orientation: 0,
+        }
+    }
+
     /// The frames the reorder buffer stops waiting for by `now`.
     fn poll(&mut self, now: Instant) -> Vec<Frame> {
         let mut f = Vec::new();
