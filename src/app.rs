@@ -28,6 +28,8 @@ pub struct AppState {
     pub global: Arc<RwLock<Arc<GlobalSettings>>>,
     pub hub: Arc<crate::sessions::Hub>,
     pub recorder: Arc<crate::recorder::RecorderService>,
+    /// One permit per report file being written (`reports.max_concurrent_exports`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -53,6 +55,9 @@ impl AppState {
             Arc::new(media),
         );
         let state = AppState {
+            exports: Arc::new(tokio::sync::Semaphore::new(
+                config.reports.max_concurrent_exports,
+            )),
             logins_by_address: Arc::new(Throttle::new(
                 auth.max_failed_logins_per_address_per_minute,
                 Duration::from_secs(60),
@@ -156,10 +161,18 @@ pub fn router(state: AppState) -> Router {
 
 /// Creates the first master administrator when the store holds no user at all.
 pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
-    if state.store.count_users().await? > 0 {
+    bootstrap_store(&state.store, &state.config.bootstrap).await
+}
+
+/// `bootstrap` on a store alone (also `lens dev seed`, which runs no server): the master
+/// administrator from `LENS_BOOTSTRAP_*`, or one with a generated password, printed once.
+pub async fn bootstrap_store(
+    store: &Store,
+    boot: &crate::config::BootstrapConfig,
+) -> anyhow::Result<()> {
+    if store.count_users().await? > 0 {
         return Ok(());
     }
-    let boot = &state.config.bootstrap;
     let email = if boot.email.is_empty() {
         "admin@localhost".to_string()
     } else {
@@ -170,7 +183,7 @@ pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
     } else {
         (boot.password.clone(), false)
     };
-    create_master(state, &email, &password, generated).await?;
+    create_master(store, &email, &password, generated).await?;
     if generated {
         // Printed once, on purpose: this is how the operator gets in for the first time.
         println!(
@@ -186,14 +199,14 @@ pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
 
 /// Creates a master administrator (bootstrap and `lens admin create-master`).
 pub async fn create_master(
-    state: &AppState,
+    store: &Store,
     email: &str,
     password: &str,
     must_change: bool,
 ) -> anyhow::Result<i64> {
     crate::api::users::check_email(email).map_err(|e| anyhow::anyhow!(e.message))?;
     let hash = crate::auth::hash_password(password.to_string()).await?;
-    let mut tx = state.store.begin().await?;
+    let mut tx = store.begin().await?;
     let id = crate::store::users::insert_user(
         &mut tx,
         &NewUser {
