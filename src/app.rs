@@ -30,6 +30,8 @@ pub struct AppState {
     pub recorder: Arc<crate::recorder::RecorderService>,
     /// This server in the node registry (issue 15).
     pub node: Arc<crate::cluster::Node>,
+    /// One permit per report file being written (`reports.max_concurrent_exports`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -63,6 +65,9 @@ impl AppState {
             node.clone(),
         );
         let state = AppState {
+            exports: Arc::new(tokio::sync::Semaphore::new(
+                config.reports.max_concurrent_exports,
+            )),
             logins_by_address: Arc::new(Throttle::new(
                 auth.max_failed_logins_per_address_per_minute,
                 Duration::from_secs(60),
@@ -167,10 +172,18 @@ pub fn router(state: AppState) -> Router {
 
 /// Creates the first master administrator when the store holds no user at all.
 pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
-    if state.store.count_users().await? > 0 {
+    bootstrap_store(&state.store, &state.config.bootstrap).await
+}
+
+/// `bootstrap` on a store alone (also `lens dev seed`, which runs no server): the master
+/// administrator from `LENS_BOOTSTRAP_*`, or one with a generated password, printed once.
+pub async fn bootstrap_store(
+    store: &Store,
+    boot: &crate::config::BootstrapConfig,
+) -> anyhow::Result<()> {
+    if store.count_users().await? > 0 {
         return Ok(());
     }
-    let boot = &state.config.bootstrap;
     let email = if boot.email.is_empty() {
         "admin@localhost".to_string()
     } else {
@@ -181,7 +194,7 @@ pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
     } else {
         (boot.password.clone(), false)
     };
-    create_master(state, &email, &password, generated).await?;
+    create_master(store, &email, &password, generated).await?;
     if generated {
         // Printed once, on purpose: this is how the operator gets in for the first time.
         println!(
@@ -197,14 +210,14 @@ pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
 
 /// Creates a master administrator (bootstrap and `lens admin create-master`).
 pub async fn create_master(
-    state: &AppState,
+    store: &Store,
     email: &str,
     password: &str,
     must_change: bool,
 ) -> anyhow::Result<i64> {
     crate::api::users::check_email(email).map_err(|e| anyhow::anyhow!(e.message))?;
     let hash = crate::auth::hash_password(password.to_string()).await?;
-    let mut tx = state.store.begin().await?;
+    let mut tx = store.begin().await?;
     let id = crate::store::users::insert_user(
         &mut tx,
         &NewUser {

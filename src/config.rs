@@ -35,6 +35,25 @@ pub struct Config {
     pub smtp: crate::notify::SmtpConfig,
     pub integrations: IntegrationsConfig,
     pub cluster: ClusterConfig,
+    pub reports: ReportsConfig,
+}
+
+/// Reports (the admin center's Reports tab and `GET /api/v1/reports/{area}`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// Report files (HTML, SpreadsheetML, TSV, XLSX) written at once; further requests answer
+    /// 429 with Retry-After. Each streams its rows in chunks (a few MB of memory) and keeps one
+    /// database connection busy while it reads.
+    pub max_concurrent_exports: usize,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        ReportsConfig {
+            max_concurrent_exports: 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -253,6 +272,7 @@ impl Default for Config {
             smtp: Default::default(),
             integrations: IntegrationsConfig::default(),
             cluster: ClusterConfig::default(),
+            reports: ReportsConfig::default(),
         }
     }
 }
@@ -376,6 +396,7 @@ pub const KEYS: &[&str] = &[
     "cluster.node_id",
     "cluster.internal_url",
     "cluster.drain_limit_seconds",
+    "reports.max_concurrent_exports",
 ];
 
 pub fn env_name(key: &str) -> String {
@@ -477,6 +498,9 @@ impl Config {
         }
         if !(self.media.lost_after.is_finite() && (0.1..=3600.0).contains(&self.media.lost_after)) {
             return bad("media.lost_after", "seconds, from 0.1 to 3600");
+        }
+        if !(1..=1000).contains(&self.reports.max_concurrent_exports) {
+            return bad("reports.max_concurrent_exports", "from 1 to 1000");
         }
         if self.media.shards > sfu::MAX_SHARDS {
             return bad("media.shards", &format!("at most {}", sfu::MAX_SHARDS));

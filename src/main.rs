@@ -46,7 +46,9 @@ enum Command {
 enum DevCommand {
     /// Fill the store with a realistic organization and a year of sessions, events, chat, logins
     /// and console statuses (for measuring reports; never on a production store). Seeded users log
-    /// in with the password `Seed-Pass1`.
+    /// in with the password `Seed-Pass1`. An empty store first gets its master administrator, as
+    /// `serve` makes it (LENS_BOOTSTRAP_EMAIL / LENS_BOOTSTRAP_PASSWORD, else a generated password
+    /// printed once). SQLite or PostgreSQL (`LENS_DATABASE_URL`); no media port is opened.
     Seed {
         #[arg(long, default_value_t = 100_000)]
         sessions: u64,
@@ -133,15 +135,19 @@ async fn run(command: Command, config: config::Config) -> anyhow::Result<()> {
         Command::Admin {
             command: AdminCommand::CreateMaster { email, password },
         } => {
+            // The store only: no server state, so no media port is opened (a server may be
+            // running on this store and holding it).
             let store = store::Store::open(&config.database_url()).await?;
-            let state = app::AppState::new(config, store).await?;
             let (password, generated) = match password {
                 Some(p) => (p, false),
                 None => (auth::generate_password(), true),
             };
-            let minimum = state.global().password_policy.minimum_strength;
+            let minimum = lens::api::settings::load_global(&store)
+                .await?
+                .password_policy
+                .minimum_strength;
             auth::password::check(&password, minimum).map_err(|e| anyhow::anyhow!(e))?;
-            let id = app::create_master(&state, &email, &password, generated).await?;
+            let id = app::create_master(&store, &email, &password, generated).await?;
             println!("created master administrator {email} (id {id})");
             if generated {
                 println!("password: {password}\nIt must be changed at first login.");
@@ -171,6 +177,10 @@ async fn seed(
         anyhow::bail!("--technicians and --groups must be at least 1");
     }
     let store = store::Store::open(&config.database_url()).await?;
+    // A master administrator first, as a server's first start makes one (LENS_BOOTSTRAP_*, or
+    // a generated password printed here), so the seeded store can be opened in the admin
+    // center's Reports tab.
+    app::bootstrap_store(&store, &config.bootstrap).await?;
     let options = lens::reports::seed::SeedOptions {
         sessions,
         technicians,

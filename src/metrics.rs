@@ -24,6 +24,11 @@ pub struct Metrics {
     transitions: IntCounterVec,
     code_attempts: IntCounterVec,
     websockets: prometheus::IntGaugeVec,
+    /// Report files being written now (`reports.max_concurrent_exports` at most).
+    pub report_exports_running: IntGauge,
+    report_exports: IntCounterVec,
+    /// Rows written into report files.
+    pub report_export_rows: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -76,7 +81,27 @@ impl Metrics {
             &["side"],
         )
         .expect("static metric definition");
+        let report_exports_running =
+            IntGauge::new("report_exports_running", "Report files being written now")
+                .expect("static metric definition");
+        let report_exports = IntCounterVec::new(
+            Opts::new(
+                "report_exports_total",
+                "Report files by format and outcome: completed, failed, cancelled (the client \
+                 went away), refused (429: too many at once)",
+            ),
+            &["format", "outcome"],
+        )
+        .expect("static metric definition");
+        let report_export_rows = prometheus::IntCounter::new(
+            "report_export_rows_total",
+            "Rows written into report files",
+        )
+        .expect("static metric definition");
         for c in [
+            Box::new(report_exports_running.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(report_exports.clone()),
+            Box::new(report_export_rows.clone()),
             Box::new(sessions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(transitions.clone()),
             Box::new(code_attempts.clone()),
@@ -98,7 +123,17 @@ impl Metrics {
             transitions,
             code_attempts,
             websockets,
+            report_exports_running,
+            report_exports,
+            report_export_rows,
         }
+    }
+
+    /// A report file ended (or was refused) with `outcome`.
+    pub fn report_export(&self, format: &str, outcome: &str) {
+        self.report_exports
+            .with_label_values(&[format, outcome])
+            .inc();
     }
 
     /// A session moved; `from` is empty for a new session. Final statuses are not gauged.

@@ -283,7 +283,7 @@ async fn a_generated_bootstrap_password_must_be_changed() {
     // The generated password was printed, not known here: recover the way an operator would, with
     // `lens admin create-master`, whose library call is the same.
     let pw = lens::auth::generate_password();
-    lens::app::create_master(&s.state, "ops@example.com", &pw, true)
+    lens::app::create_master(&s.state.store, "ops@example.com", &pw, true)
         .await
         .unwrap();
     let body = s.login("ops@example.com", &pw).await.expect(200);

@@ -14,14 +14,15 @@ use super::{Caller, Scope as ManagedScope, load_org, rfc3339};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::org::Org;
-use crate::reports::format::{self, Format};
+use crate::reports::export::Export;
+use crate::reports::format::Format;
 use crate::reports::params::{self, Area, Daily, ListType, ParamError};
 use crate::reports::{Page, Request, Scope};
 use crate::store::reports::ChatlogDeletion;
 use crate::store::{AuditEntry, ChangeType, GroupKind, Role, StoreError};
 
-/// The most rows a report file (HTML, SpreadsheetML, TSV, XLSX) holds; JSON pages instead.
-pub const EXPORT_MAX_ROWS: u64 = 100_000;
+/// What a refused export (all `reports.max_concurrent_exports` busy) is told to wait, in seconds.
+pub const EXPORT_RETRY_AFTER_SECONDS: u64 = 10;
 
 /// How long a queued chatlog deletion can be revoked (the guide: 24 hours).
 pub const CHATLOG_DELETION_DELAY_MS: i64 = 24 * 3_600_000;
@@ -86,15 +87,22 @@ pub struct ReportBody {
     pub total_rows: u64,
 }
 
-/// A report of the guide's Reports tab in one of five formats.
+/// A report of the guide's Reports tab in one of five formats. JSON answers a page; the files
+/// (HTML, SpreadsheetML, TSV, XLSX) hold every row of the report, streamed as the rows are read
+/// (no length limit; a sheet holds at most 1,048,576 rows, longer reports continue on further
+/// sheets). At most `reports.max_concurrent_exports` files are written at once: further ones
+/// answer 429 `too_many_exports` with `Retry-After`. An error after the first rows were sent
+/// ends the download early (the connection closes without the end of the chunked body).
 #[utoipa::path(get, path = "/api/v1/reports/{area}", tag = "reports", security(("bearer" = [])),
     params(("area" = String, Path, description = "session, performance, login, missed-sessions, failed-sessions, failed-sessions-extended, transferred-sessions, transferred-sessions-extended, chatlog, custom-fields, customer-survey, customer-survey-issuance, technician-survey, audit"), ReportQuery),
-    responses((status = 200, description = "The report (JSON; or HTML, SpreadsheetML, TSV, XLSX per `format`)", body = ReportBody),
+    responses((status = 200, description = "The report (JSON; or HTML, SpreadsheetML, TSV, XLSX per `format`, streamed)", body = ReportBody),
               (status = 401, description = "Not logged in or token invalid", body = ErrorBody),
               (status = 403, description = "Technicians have no reports", body = ErrorBody),
               (status = 404, description = "Unknown area, or a unit the caller does not manage", body = ErrorBody),
               (status = 409, description = "Customer Survey Issuance while surveys are issued by the starting technician (`report_unavailable`)", body = ErrorBody),
-              (status = 422, description = "Bad parameter", body = ErrorBody)))]
+              (status = 422, description = "Bad parameter", body = ErrorBody),
+              (status = 429, description = "`reports.max_concurrent_exports` files are being written (`too_many_exports`); try again after `Retry-After` seconds", body = ErrorBody,
+               headers(("Retry-After" = u64, description = "Seconds to wait")))))]
 async fn report(
     State(state): State<AppState>,
     caller: Caller,
@@ -140,6 +148,16 @@ async fn report(
     let scope = unit_scope(&caller, &org, q.unit.as_deref())?;
     let names = state.global().custom_field_names.clone();
     let field_names: [String; 6] = names.all().map(str::to_owned);
+    let file = format!(
+        "{}-{}",
+        area.as_str(),
+        rfc3339(from).get(..10).unwrap_or("")
+    );
+    let json_page = Page {
+        offset: u64::from(page - 1) * u64::from(per_page),
+        limit: u64::from(per_page),
+        after: None,
+    };
     let req = Request {
         area,
         list,
@@ -150,80 +168,112 @@ async fn report(
         now,
         scope,
         field_names,
-        // JSON pages; the file formats hold every row, up to a limit (one more is read to know).
-        page: Some(if format == Format::Json {
-            Page {
-                offset: u64::from(page - 1) * u64::from(per_page),
-                limit: u64::from(per_page),
-            }
-        } else {
-            Page {
-                offset: 0,
-                limit: EXPORT_MAX_ROWS + 1,
-            }
-        }),
+        // JSON pages; a file is read in chunks by `Export`.
+        page: Some(json_page),
     };
+    if format != Format::Json {
+        return export(&state, req, format, &file).await;
+    }
     let table = crate::reports::build(&state.store, &req).await?;
-    if format != Format::Json && table.total_rows > EXPORT_MAX_ROWS {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "report_too_large",
-            format!(
-                "the report has {} rows; files hold at most {EXPORT_MAX_ROWS}: choose a shorter \
-                 date range or a smaller unit, or page through it as JSON",
-                table.total_rows
-            ),
+    let total_rows = table.total_rows;
+    let body = ReportBody {
+        area: area.as_str().into(),
+        title: table.title,
+        list: if list == ListType::All {
+            "all"
+        } else {
+            "summary"
+        }
+        .into(),
+        time_zone: tz.name().into(),
+        from: rfc3339(from),
+        to: rfc3339(to),
+        columns: table.columns,
+        rows: table.rows,
+        page,
+        per_page,
+        total_rows,
+    };
+    Ok(Json(body).into_response())
+}
+
+/// A report file, streamed: the first chunk is read before answering (so a failing report still
+/// answers with an error status), the rest as the client takes it. The export's slot
+/// (`reports.max_concurrent_exports`) is held until the last chunk is written or the client goes
+/// away; a client that goes away drops the body, and with it the chunk being read.
+async fn export(state: &AppState, req: Request, format: Format, file: &str) -> ApiResult<Response> {
+    let Ok(permit) = state.exports.clone().try_acquire_owned() else {
+        state.metrics.report_export(format.as_str(), "refused");
+        return Err(ApiError {
+            code: "too_many_exports",
+            ..ApiError::too_many(
+                EXPORT_RETRY_AFTER_SECONDS,
+                format!(
+                    "{} report files are being written; try again in a few seconds",
+                    state.config.reports.max_concurrent_exports
+                ),
+            )
+        });
+    };
+    let mut subtitle = format!(
+        "{} to {} ({})",
+        rfc3339(req.from),
+        rfc3339(req.to),
+        req.tz.name()
+    );
+    if let Some(d) = req.daily {
+        subtitle.push_str(&format!(
+            ", daily {:02}:{:02}–{:02}:{:02}",
+            d.from_min / 60,
+            d.from_min % 60,
+            d.to_min / 60,
+            d.to_min % 60
         ));
     }
-    let file = format!(
-        "{}-{}",
-        area.as_str(),
-        rfc3339(from).get(..10).unwrap_or("")
-    );
-    let body: Vec<u8> = match format {
-        Format::Json => {
-            let total_rows = table.total_rows;
-            let body = ReportBody {
-                area: area.as_str().into(),
-                title: table.title,
-                list: if list == ListType::All {
-                    "all"
-                } else {
-                    "summary"
-                }
-                .into(),
-                time_zone: tz.name().into(),
-                from: rfc3339(from),
-                to: rfc3339(to),
-                columns: table.columns,
-                rows: table.rows,
-                page,
-                per_page,
-                total_rows,
-            };
-            return Ok(Json(body).into_response());
+    let title = crate::reports::title(req.area, req.list);
+    let mut export = Export::new(req, format, &title, subtitle)
+        .ok_or_else(|| ApiError::internal("not a file format"))?;
+    let mut running = Running::new(state.metrics.clone(), format, permit);
+    let first = match export.next_chunk(&state.store).await {
+        Ok(chunk) => chunk.unwrap_or_default(),
+        Err(e) => {
+            running.finish("failed", 0);
+            return Err(ApiError::internal(e));
         }
-        Format::Html => {
-            let mut subtitle = format!("{} to {} ({})", rfc3339(from), rfc3339(to), tz.name());
-            if let Some(d) = daily {
-                subtitle.push_str(&format!(
-                    ", daily {:02}:{:02}–{:02}:{:02}",
-                    d.from_min / 60,
-                    d.from_min % 60,
-                    d.to_min / 60,
-                    d.to_min % 60
-                ));
-            }
-            format::html(&table, &subtitle).into_bytes()
-        }
-        Format::Xml => format::spreadsheet_xml(&table).map_err(ApiError::internal)?,
-        Format::Tsv => format::tsv(&table).into_bytes(),
-        Format::Xlsx => format::xlsx(&table).map_err(ApiError::internal)?,
     };
+    running.rows(export.rows());
+    let store = state.store.clone();
+    let body = futures_util::stream::unfold(
+        Some((export, running, store, Some(first))),
+        |st| async move {
+            let (mut export, mut running, store, mut pending) = st?;
+            loop {
+                if let Some(bytes) = pending.take().filter(|b| !b.is_empty()) {
+                    let next = Some((export, running, store, None));
+                    return Some((Ok(axum::body::Bytes::from(bytes)), next));
+                }
+                match export.next_chunk(&store).await {
+                    Ok(Some(bytes)) => {
+                        running.rows(export.rows());
+                        pending = Some(bytes);
+                    }
+                    Ok(None) => {
+                        running.finish("completed", export.rows());
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, rows = export.rows(), "report export failed after its first rows; the download ends early");
+                        running.finish("failed", export.rows());
+                        return Some((Err(std::io::Error::other(e.to_string())), None));
+                    }
+                }
+            }
+        },
+    );
     let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, format.content_type())],
-        body,
+        axum::body::Body::from_stream(body),
     )
         .into_response();
     if let Some(ext) = format.download_extension()
@@ -234,6 +284,61 @@ async fn report(
             .insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
+}
+
+/// A running export: its slot, and the metrics (`lens_report_exports_running`, and on its end
+/// `lens_report_exports_total{outcome}`: completed, failed, or cancelled when the body was dropped
+/// before the end, i.e. the client went away).
+struct Running {
+    metrics: crate::metrics::Metrics,
+    format: &'static str,
+    outcome: Option<&'static str>,
+    rows: u64,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Running {
+    fn new(
+        metrics: crate::metrics::Metrics,
+        format: Format,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Running {
+        metrics.report_exports_running.inc();
+        Running {
+            metrics,
+            format: format.as_str(),
+            outcome: None,
+            rows: 0,
+            _permit: permit,
+        }
+    }
+
+    /// Counts the rows written since the last call.
+    fn rows(&mut self, total: u64) {
+        self.metrics
+            .report_export_rows
+            .inc_by(total.saturating_sub(self.rows));
+        self.rows = total;
+    }
+
+    fn finish(&mut self, outcome: &'static str, rows: u64) {
+        self.rows(rows);
+        self.outcome = Some(outcome);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let outcome = self.outcome.unwrap_or("cancelled");
+        if outcome == "cancelled" {
+            tracing::info!(
+                rows = self.rows,
+                "report export stopped: the client went away"
+            );
+        }
+        self.metrics.report_exports_running.dec();
+        self.metrics.report_export(self.format, outcome);
+    }
 }
 
 /// The people and groups of the chosen unit, within what the caller manages. A unit the caller

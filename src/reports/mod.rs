@@ -5,6 +5,7 @@
 //! A report is built as a [`Table`] of display-ready cells (times in the chosen zone, durations
 //! h:mm:ss); `format` renders a table as JSON, HTML, SpreadsheetML 2003, TSV or XLSX.
 
+pub mod export;
 pub mod format;
 pub mod params;
 pub mod seed;
@@ -20,8 +21,8 @@ use signaling::status::Status;
 pub use params::{Area, Daily, ListType, ParamError};
 pub use timings::Timings;
 
-pub use crate::store::reports::Page;
-use crate::store::reports::{PersonRow, ReportSession, TimingSums, id_list};
+pub use crate::store::reports::{Key, Page};
+use crate::store::reports::{PersonRow, ReportSession, TimingSums, after_key, id_list};
 use crate::store::{AuditRow, Store, StoreError};
 
 /// Lens sessions are phone-camera sessions started from the Lens app or page: the guide's
@@ -70,8 +71,10 @@ pub struct Table {
     pub columns: Vec<String>,
     /// The requested page's rows (every row without a page).
     pub rows: Vec<Vec<Cell>>,
-    /// How many rows the report has in all.
+    /// How many rows the report has in all (with a keyed page: the rows of this chunk).
     pub total_rows: u64,
+    /// With a keyed page (`Page::after`): the key the next chunk follows, None after the last.
+    pub next: Option<Key>,
 }
 
 /// Whose data a report covers: everything, or technician groups and people of the chosen unit.
@@ -263,18 +266,28 @@ impl Timed {
 /// sums computed by the database, List All pages are selected by it, so only the page's sessions
 /// are read; live sessions (no stored times yet) are computed from their events here.
 pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
+    // A keyed chunk of a report that is not read by key is the whole report, in one chunk.
+    let whole_req;
+    let req = match req.page {
+        Some(Page { after: Some(_), .. }) if !reads_by_key(req.area, req.list) => {
+            whole_req = Request {
+                page: None,
+                ..req.clone()
+            };
+            &whole_req
+        }
+        _ => req,
+    };
     let dir = Directory::load(store).await?;
+    let mut next = None;
     let summary = req.list == ListType::Summary;
-    let title = format!(
-        "{} Report ({})",
-        req.area.title(),
-        if summary { "Summary" } else { "List All" }
-    );
+    let title = title(req.area, req.list);
     let listed = |pick| async move { timed(store, req, pick).await };
     let (columns, rows, total_rows) = match (req.area, summary) {
         (Area::Session, false) => {
-            let (n, sessions) = listed(Pick::Joined).await?;
-            with_total(session_list(req, &dir, &sessions), n)
+            let l = listed(Pick::Joined).await?;
+            next = l.next;
+            with_total(session_list(req, &dir, &l.sessions), l.total)
         }
         (Area::Session, true) => {
             let handled = sums(store, req, Pick::Handled, None).await?;
@@ -309,42 +322,66 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
             }
         }
         (Area::MissedSessions, false) => {
-            let (n, sessions) = listed(Pick::Missed).await?;
-            with_total(missed_list(req, &dir, &sessions), n)
+            let l = listed(Pick::Missed).await?;
+            next = l.next;
+            with_total(missed_list(req, &dir, &l.sessions), l.total)
         }
         (Area::MissedSessions, true) => whole(missed_summary(&first(
             &sums(store, req, Pick::Missed, None).await?,
         ))),
         (Area::FailedSessions, false) | (Area::FailedSessionsExtended, _) => {
-            let (n, sessions) = listed(Pick::Failed).await?;
+            let l = listed(Pick::Failed).await?;
+            next = l.next;
             let extended = req.area == Area::FailedSessionsExtended;
-            with_total(failed_list(req, &dir, &sessions, extended), n)
+            with_total(failed_list(req, &dir, &l.sessions, extended), l.total)
         }
         (Area::FailedSessions, true) => whole(failed_summary(&first(
             &sums(store, req, Pick::Failed, None).await?,
         ))),
         (Area::CustomFields, _) => {
-            let (n, sessions) = listed(Pick::Handled).await?;
-            with_total(custom_fields(req, &dir, &sessions), n)
+            let l = listed(Pick::Handled).await?;
+            next = l.next;
+            with_total(custom_fields(req, &dir, &l.sessions), l.total)
         }
         (Area::TransferredSessions | Area::TransferredSessionsExtended, _) => {
-            transfers(store, req, &dir).await?
+            let (paged, key) = transfers(store, req, &dir).await?;
+            next = key;
+            paged
         }
         (Area::Login, _) => {
             // List All: the page's logins only, and their console times.
-            let filter = login_filter(req);
+            let mut filter = login_filter(req);
             let page = req.page.filter(|_| !summary);
+            if let Some(Page {
+                after: Some(key), ..
+            }) = page
+            {
+                filter.push_str(&format!(" AND {}", after_key("l.at", "l.id", key)));
+            }
             let mut spans = login_spans(store, req, &filter, page).await?;
             let total = match page {
+                Some(Page { after: Some(_), .. }) | None => spans.len() as u64,
                 Some(_) => store.report_login_count(&filter).await?,
-                None => spans.len() as u64,
             };
+            if let Some(Page {
+                after: Some(_),
+                limit,
+                ..
+            }) = page
+                && spans.len() as u64 >= limit
+            {
+                next = spans.last().map(|s| (s.start, s.id));
+            }
             console_times(store, req, &mut spans).await?;
             let (columns, rows) = login(req, &dir, &spans, summary);
             let total = if summary { rows.len() as u64 } else { total };
             (columns, rows, total)
         }
-        (Area::Chatlog, _) => chatlog(store, req, &dir).await?,
+        (Area::Chatlog, _) => {
+            let (paged, key) = chatlog(store, req, &dir).await?;
+            next = key;
+            paged
+        }
         (Area::CustomerSurvey | Area::CustomerSurveyIssuance | Area::TechnicianSurvey, _) => {
             paged(req, surveys(store, req, &dir, summary).await?)
         }
@@ -355,7 +392,40 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
         columns,
         rows,
         total_rows,
+        next,
     })
+}
+
+/// A report's title, as the guide names it.
+pub fn title(area: Area, list: ListType) -> String {
+    format!(
+        "{} Report ({})",
+        area.title(),
+        if list == ListType::Summary {
+            "Summary"
+        } else {
+            "List All"
+        }
+    )
+}
+
+/// Whether a report is read in keyed chunks (`Page::after`) by a streamed export: the List Alls
+/// that can have a row per session, transfer or login. The others (Summaries, Performance's
+/// technicians, surveys, audit) are read whole, in one chunk.
+pub fn reads_by_key(area: Area, list: ListType) -> bool {
+    list == ListType::All
+        && matches!(
+            area,
+            Area::Session
+                | Area::MissedSessions
+                | Area::FailedSessions
+                | Area::FailedSessionsExtended
+                | Area::CustomFields
+                | Area::Chatlog
+                | Area::TransferredSessions
+                | Area::TransferredSessionsExtended
+                | Area::Login
+        )
 }
 
 /// A report's columns, the rows of the page, and the number of rows in all.
@@ -507,15 +577,48 @@ fn with_times(req: &Request, sessions: Vec<ReportSession>) -> Vec<Timed> {
         .collect()
 }
 
-/// The sessions of a List All over sessions: the page's (every one without a page), and how many
-/// there are in all.
-async fn timed(store: &Store, req: &Request, pick: Pick) -> Result<(u64, Vec<Timed>), StoreError> {
+/// The sessions of a List All over sessions: the page's (every one without a page), how many there
+/// are in all, and (keyed pages) the key the next chunk follows.
+struct Listed {
+    total: u64,
+    sessions: Vec<Timed>,
+    next: Option<Key>,
+}
+
+async fn timed(store: &Store, req: &Request, pick: Pick) -> Result<Listed, StoreError> {
     let live: Vec<Timed> = live(store, req)
         .await?
         .into_iter()
         .filter(|x| pick.keep(&x.t))
         .collect();
     let filter = picked_filter(req, pick);
+    if let Some(Page {
+        after: Some(after),
+        limit,
+        ..
+    }) = req.page
+    {
+        // The chunk after `after`: the database's ended sessions merged with the live ones (a
+        // session that ends meanwhile moves from one to the other at the same key, so it is
+        // listed once).
+        let ended = store.report_timed_after(&filter, after, limit).await?;
+        let mut all: Vec<Timed> = ended.into_iter().map(|(s, t)| Timed { s, t }).collect();
+        all.extend(
+            live.into_iter()
+                .filter(|x| (x.s.created_at, x.s.id) > after),
+        );
+        all.sort_by_key(|x| (x.s.created_at, x.s.id));
+        all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next = match all.last() {
+            Some(x) if all.len() as u64 >= limit => Some((x.s.created_at, x.s.id)),
+            _ => None,
+        };
+        return Ok(Listed {
+            total: all.len() as u64,
+            sessions: all,
+            next,
+        });
+    }
     let live_ids: Vec<i64> = live.iter().map(|x| x.s.id).collect();
     let (total, ended, live) = match req.page {
         Some(page) => {
@@ -545,7 +648,11 @@ async fn timed(store: &Store, req: &Request, pick: Pick) -> Result<(u64, Vec<Tim
     let mut all: Vec<Timed> = ended.into_iter().map(|(s, t)| Timed { s, t }).collect();
     all.extend(live);
     all.sort_by_key(|x| (x.s.created_at, x.s.id));
-    Ok((total, all))
+    Ok(Listed {
+        total,
+        sessions: all,
+        next: None,
+    })
 }
 
 /// Sums of the sessions of `pick`, by `key` (one group without), live sessions included.
@@ -736,6 +843,8 @@ fn session_summary(handled: &TimingSums, missed: i64) -> Rows {
 
 /// One login: its user, start, end (None while logged in), address and the console times.
 struct LoginSpan {
+    /// The login's row id (with `start`, its key).
+    id: i64,
     user: i64,
     start: i64,
     end: Option<i64>,
@@ -786,6 +895,7 @@ async fn login_spans(
     Ok(rows
         .into_iter()
         .map(|r| LoginSpan {
+            id: r.id,
             user: r.user_id,
             start: r.at,
             end: r.end,
@@ -1366,7 +1476,11 @@ fn transferred(
 /// The Transferred Sessions reports: the database selects the page's transfers (the window,
 /// scope and daily range of the session, then of the transfer event); their sessions are read
 /// with their events to describe them.
-async fn transfers(store: &Store, req: &Request, dir: &Directory) -> Result<Paged, StoreError> {
+async fn transfers(
+    store: &Store,
+    req: &Request,
+    dir: &Directory,
+) -> Result<(Paged, Option<Key>), StoreError> {
     let extended = req.area == Area::TransferredSessionsExtended;
     let filter = session_filter(req);
     let mut event = String::from("1 = 1");
@@ -1385,7 +1499,22 @@ async fn transfers(store: &Store, req: &Request, dir: &Directory) -> Result<Page
             daily_sql(d, req.tz, "e.at", req.from, until)
         ));
     }
-    let (total, keys) = store.report_transfers(&filter, &event, req.page).await?;
+    let keyed = req.page.and_then(|p| p.after);
+    if let Some(key) = keyed {
+        event.push_str(&format!(" AND {}", after_key("e.session_id", "e.seq", key)));
+    }
+    let (total, keys) = store
+        .report_transfers(&filter, &event, req.page, keyed.is_none())
+        .await?;
+    let next = match (keyed, req.page, keys.last()) {
+        (Some(_), Some(p), Some(last)) if keys.len() as u64 >= p.limit => Some(*last),
+        _ => None,
+    };
+    let total = if keyed.is_some() {
+        keys.len() as u64
+    } else {
+        total
+    };
     let only: HashSet<(i64, i64)> = keys.iter().copied().collect();
     // The page's sessions only (with a daily range they lie far apart).
     let mut ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
@@ -1408,14 +1537,25 @@ async fn transfers(store: &Store, req: &Request, dir: &Directory) -> Result<Page
     } else {
         HashSet::new()
     };
-    Ok(with_total(
-        transferred(req, dir, &sessions, extended, &with_chat, &only),
-        total,
+    Ok((
+        with_total(
+            transferred(req, dir, &sessions, extended, &with_chat, &only),
+            total,
+        ),
+        next,
     ))
 }
 
-async fn chatlog(store: &Store, req: &Request, dir: &Directory) -> Result<Paged, StoreError> {
-    let (total, sessions) = timed(store, req, Pick::Handled).await?;
+async fn chatlog(
+    store: &Store,
+    req: &Request,
+    dir: &Directory,
+) -> Result<(Paged, Option<Key>), StoreError> {
+    let Listed {
+        total,
+        sessions,
+        next,
+    } = timed(store, req, Pick::Handled).await?;
     let deletions: HashMap<i64, _> = store
         .chatlog_deletions(None)
         .await?
@@ -1490,7 +1630,7 @@ async fn chatlog(store: &Store, req: &Request, dir: &Directory) -> Result<Paged,
             row
         })
         .collect();
-    Ok((columns, rows, total))
+    Ok(((columns, rows, total), next))
 }
 
 async fn surveys(

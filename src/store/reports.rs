@@ -56,6 +56,8 @@ pub struct ReportSession {
 /// A login and its end: the user's next login or logout (None: still logged in).
 #[derive(Debug, Clone)]
 pub struct LoginRow {
+    /// The login's row id: with `at`, the key a streamed export continues after.
+    pub id: i64,
     pub user_id: i64,
     pub address: String,
     pub at: i64,
@@ -224,7 +226,7 @@ impl Store {
         });
         // `n.at >= l.at` alone bounds the index range (the tie on `at` is broken by id).
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT l.user_id, l.address, l.at, (SELECT n.at FROM logins n WHERE n.user_id = l.user_id \
+            "SELECT l.id, l.user_id, l.address, l.at, (SELECT n.at FROM logins n WHERE n.user_id = l.user_id \
              AND n.at >= l.at AND (n.at > l.at OR n.id > l.id) AND n.at < {until} \
              ORDER BY n.at, n.id LIMIT 1) AS end_at FROM logins l WHERE l.event = 'login' AND {filter} \
              ORDER BY l.at, l.id{limit}"
@@ -234,6 +236,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(LoginRow {
+                    id: r.try_get("id")?,
                     user_id: r.try_get("user_id")?,
                     address: r.try_get("address")?,
                     at: r.try_get("at")?,
@@ -712,11 +715,25 @@ pub(crate) async fn session_ended(tx: &mut super::Tx, id: i64, ended_at: i64) ->
     write_session_timings(tx, &[(s, ended_at)]).await
 }
 
-/// A page of a List All: `limit` rows from `offset`.
+/// A page of a List All: `limit` rows from `offset`, or, with `after`, the `limit` rows that
+/// follow that key (a streamed export reads a report in such chunks: each continues where the
+/// last stopped, through the index, instead of skipping `offset` rows again, and nothing is
+/// counted).
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
     pub offset: u64,
     pub limit: u64,
+    pub after: Option<Key>,
+}
+
+/// Where a report's rows are ordered: (creation time, session id) for sessions, (session id,
+/// event seq) for transfers, (time, id) for logins.
+pub type Key = (i64, i64);
+
+/// The SQL row-value condition "`(a, b)` after `key`" (numbers only); both databases read it as
+/// a range of an index on `(a, b, ...)`.
+pub(crate) fn after_key(a: &str, b: &str, key: Key) -> String {
+    format!("({a}, {b}) > ({}, {})", key.0, key.1)
 }
 
 /// Sums over timing rows (durations in ms), grouped by a key.
@@ -807,6 +824,7 @@ impl Store {
         filter: &str,
         event: &str,
         page: Option<Page>,
+        count: bool,
     ) -> Result<(u64, Vec<(i64, i64)>)> {
         // CROSS JOIN: SQLite walks the transfers' partial index (few rows, in page order) and
         // looks each session up, rather than every session of the window.
@@ -817,11 +835,16 @@ impl Store {
              WHERE t.id = e.session_id AND t.id IN ({LIVE_IDS}) AND e.to_status = 'Transferring' \
              AND {filter} AND {event}"
         );
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM ({union}) c"
-        )))
-        .fetch_one(self.pool())
-        .await?;
+        let n = if count {
+            let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM ({union}) c"
+            )))
+            .fetch_one(self.pool())
+            .await?;
+            n
+        } else {
+            0
+        };
         let limit = page.map_or_else(String::new, |p| {
             format!(" LIMIT {} OFFSET {}", p.limit, p.offset)
         });
@@ -843,11 +866,36 @@ impl Store {
         &self,
         filter: &str,
     ) -> Result<Vec<(ReportSession, Timings)>> {
+        self.report_timed_sessions_limit(filter, None).await
+    }
+
+    /// The first `limit` ended sessions matching `filter` after `after` in (creation time, id)
+    /// order, with their timing rows: the database walks `session_timings_report` from the key
+    /// and stops after `limit` rows (a streamed export's chunk).
+    pub async fn report_timed_after(
+        &self,
+        filter: &str,
+        after: Key,
+        limit: u64,
+    ) -> Result<Vec<(ReportSession, Timings)>> {
+        let filter = format!(
+            "{filter} AND {}",
+            after_key("t.created_at", "t.session_id", after)
+        );
+        self.report_timed_sessions_limit(&filter, Some(limit)).await
+    }
+
+    async fn report_timed_sessions_limit(
+        &self,
+        filter: &str,
+        limit: Option<u64>,
+    ) -> Result<Vec<(ReportSession, Timings)>> {
+        let limit = limit.map_or_else(String::new, |n| format!(" LIMIT {n}"));
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS}, t.connecting_start, t.waiting_start, t.start_at, t.end_at, \
              t.last_action, t.final_status, t.connecting, t.waiting, t.active, t.hold, t.transfer, \
              t.reconnecting, t.transfers FROM session_timings t JOIN sessions s ON s.id = t.session_id \
-             WHERE {filter} ORDER BY t.created_at, t.session_id"
+             WHERE {filter} ORDER BY t.created_at, t.session_id{limit}"
         )))
         .fetch_all(self.pool())
         .await?;

@@ -1,0 +1,84 @@
+//! A report file written as its rows are read: the report is read in chunks that each continue
+//! after the last one's key (`Page::after`), every chunk is written out ([`FileWriter`]) and handed
+//! over before the next is read. Memory stays that of one chunk whatever the report's length,
+//! and whoever pulls the chunks (the HTTP response body) decides the pace: when it stops asking
+//! (a client gone), no further query runs.
+
+use super::format::{FileWriter, Format};
+use super::{Key, Page, Request, build};
+use crate::store::{Store, StoreError};
+
+/// Rows read per chunk: a few hundred kilobytes of cells, a short query each.
+pub const CHUNK_ROWS: u64 = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("writing the file: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+pub struct Export {
+    req: Request,
+    writer: FileWriter,
+    subtitle: String,
+    state: State,
+}
+
+enum State {
+    Start,
+    After(Key),
+    Finished,
+}
+
+impl Export {
+    /// `format` must be a file format (not JSON); `req.page` is replaced by the export's chunks.
+    pub fn new(req: Request, format: Format, title: &str, subtitle: String) -> Option<Export> {
+        Some(Export {
+            writer: FileWriter::new(format, title)?,
+            req,
+            subtitle,
+            state: State::Start,
+        })
+    }
+
+    /// Data rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.writer.rows()
+    }
+
+    /// The next piece of the file (the first holds the header), or None after the end.
+    pub async fn next_chunk(&mut self, store: &Store) -> Result<Option<Vec<u8>>, ExportError> {
+        let after = match self.state {
+            State::Finished => return Ok(None),
+            // Before every key. (Not i64::MIN: PostgreSQL reads that literal as NUMERIC, and a
+            // NUMERIC comparison would not use the BIGINT index.)
+            State::Start => (i64::MIN + 1, i64::MIN + 1),
+            State::After(key) => key,
+        };
+        let req = Request {
+            page: Some(Page {
+                offset: 0,
+                limit: CHUNK_ROWS,
+                after: Some(after),
+            }),
+            ..self.req.clone()
+        };
+        let table = build(store, &req).await?;
+        if matches!(self.state, State::Start) {
+            self.writer.begin(&table.columns, &self.subtitle)?;
+        }
+        for row in &table.rows {
+            self.writer.row(row)?;
+        }
+        match table.next {
+            Some(key) => self.state = State::After(key),
+            None => {
+                self.writer.finish()?;
+                self.state = State::Finished;
+            }
+        }
+        Ok(Some(self.writer.take()))
+    }
+}
