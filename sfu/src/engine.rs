@@ -3,7 +3,8 @@
 //! commands, datagrams and the time; what the peers want to send is queued in an [`Outbox`] and
 //! sent together by [`Engine::flush`].
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,6 +158,9 @@ struct Peer {
     lost: bool,
     /// Media up as last reported to the room (connected and not lost).
     reported: bool,
+    /// Packets were written into its send streams since its last timeout: str0m sends them
+    /// only after one (its pacer's snapshot), which the end of the batch feeds.
+    written: bool,
 }
 
 impl Drop for Peer {
@@ -204,6 +208,7 @@ impl Peer {
             last_heard: Instant::now(),
             lost: false,
             reported: false,
+            written: false,
         }
     }
 
@@ -407,6 +412,7 @@ impl Peer {
         .ext_vals(packet.header.ext_vals.clone())
         .nackable(video);
         stream.write_rtp(write);
+        self.written = true;
         true
     }
 }
@@ -426,6 +432,11 @@ struct Room {
     /// A keyframe is wanted from the customer as soon as its video stream is known.
     keyframe_wanted: bool,
     tap: Option<Tap>,
+    /// Already in the engine's list of rooms the current batch touched.
+    touched: bool,
+    /// The earliest deadline this room has in the engine's timer heap (entries for other
+    /// times are stale and skipped when they come up).
+    scheduled: Option<Instant>,
 }
 
 impl Room {
@@ -441,6 +452,8 @@ impl Room {
             held: false,
             keyframe_wanted: false,
             tap: None,
+            touched: false,
+            scheduled: None,
         }
     }
 
@@ -484,7 +497,12 @@ pub(crate) struct Engine {
     rooms: HashMap<SessionId, Room, FastHash>,
     /// Remote address → the peer that last accepted traffic from it (the fast path).
     routes: HashMap<SocketAddr, (SessionId, PeerRole), FastHash>,
-    next_sweep: Instant,
+    /// Rooms' str0m deadlines, earliest first: a sweep visits only the rooms that are due,
+    /// never the idle ones. Lazily cleaned (see `Room::scheduled`).
+    deadlines: BinaryHeap<Reverse<(Instant, SessionId)>>,
+    /// Rooms that received input during the current batch: their peers get one timeout and are
+    /// drained together when the batch ends (`end_batch`), not after every datagram.
+    touched: Vec<SessionId>,
     metrics: Arc<EngineMetrics>,
     /// Arrival time and payload size of each packet forwarded by the current `drive`, observed
     /// into the latency histogram once the packets have been handed to the socket.
@@ -520,7 +538,8 @@ impl Engine {
             router,
             rooms: HashMap::default(),
             routes: HashMap::default(),
-            next_sweep: Instant::now(),
+            deadlines: BinaryHeap::new(),
+            touched: Vec::new(),
             metrics,
             forwarded: Vec::new(),
             from_customer: Polled::default(),
@@ -539,7 +558,9 @@ impl Engine {
 
     /// When the shard must wake at the latest for its peers' timers.
     pub(crate) fn next_wake(&self) -> Instant {
-        self.next_sweep
+        let next_deadline = self.deadlines.peek().map(|Reverse((t, _))| *t);
+        next_deadline
+            .unwrap_or(self.next_lost_check)
             .min(self.next_lost_check)
             .min(Instant::now() + MAX_SLEEP)
     }
@@ -547,8 +568,12 @@ impl Engine {
     /// Feeds the clock to the peers whose timers are due; looks for silent peers.
     pub(crate) fn sweep_if_due(&mut self) {
         let now = Instant::now();
-        if now >= self.next_sweep {
-            self.sweep();
+        if self
+            .deadlines
+            .peek()
+            .is_some_and(|Reverse((t, _))| *t <= now)
+        {
+            self.sweep(now);
         }
         if now >= self.next_lost_check {
             self.next_lost_check = now + LOST_CHECK;
@@ -882,58 +907,102 @@ impl Engine {
                 tracing::debug!(session_id = session, ?role, error = %e, "peer rejected input");
             }
         }
-        self.drive(session);
+        // Only the peer that got the datagram is polled now (str0m holds one received RTP
+        // packet at a time); what it forwarded waits in the other peer's send stream until the
+        // batch ends, so a batch costs each peer one timeout and one drain, not one per packet.
+        self.drive_polling(session, Some(role));
+        if let Some(room) = self.rooms.get_mut(&session)
+            && !room.touched
+        {
+            room.touched = true;
+            self.touched.push(session);
+        }
     }
 
-    /// Feeds the clock to every peer that asked for it, then drives their rooms.
-    fn sweep(&mut self) {
-        let now = Instant::now();
-        let due: Vec<SessionId> = self
-            .rooms
-            .iter()
-            .filter(|(_, r)| r.next_timeout().is_some_and(|t| t <= now))
-            .map(|(s, _)| *s)
-            .collect();
-        for session in due {
-            if let Some(room) = self.rooms.get_mut(&session) {
-                for peer in [room.customer.as_mut(), room.technician.as_mut()]
-                    .into_iter()
-                    .flatten()
-                {
-                    if peer.next_timeout <= now
-                        && let Err(e) = peer.rtc.handle_input(Input::Timeout(now))
-                    {
-                        tracing::debug!(session_id = session, error = %e, "peer timeout failed");
-                    }
-                }
-            }
-            self.drive(session);
+    /// Ends a batch of input (one `recvmmsg`, one hand-over from shard 0, one TCP frame): each
+    /// peer of a room that received something gets one timeout, when packets were written to it
+    /// or its deadline passed, then the room is drained. The caller flushes.
+    pub(crate) fn end_batch(&mut self) {
+        if self.touched.is_empty() {
+            return;
         }
-        self.next_sweep = self
-            .rooms
-            .values()
-            .filter_map(Room::next_timeout)
-            .min()
-            .unwrap_or(now + MAX_SLEEP);
+        let now = Instant::now();
+        let mut touched = std::mem::take(&mut self.touched);
+        for session in touched.drain(..) {
+            if let Some(room) = self.rooms.get_mut(&session) {
+                room.touched = false;
+                feed_due_timeouts(room, session, now, true);
+                self.drive(session);
+            }
+        }
+        self.touched = touched;
+    }
+
+    /// Feeds the clock to the rooms whose deadline passed (from the timer heap), then drives them.
+    fn sweep(&mut self, now: Instant) {
+        while let Some(Reverse((t, session))) = self.deadlines.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(room) = self.rooms.get_mut(&session) else {
+                continue;
+            };
+            if room.scheduled != Some(t) {
+                // A stale entry: the room was rescheduled earlier since.
+                continue;
+            }
+            room.scheduled = None;
+            if room.next_timeout().is_some_and(|d| d <= now) {
+                feed_due_timeouts(room, session, now, false);
+                self.drive(session);
+            } else {
+                // Its peers asked for a later time since this entry was made.
+                self.schedule(session);
+            }
+        }
+    }
+
+    /// Puts the room's earliest deadline in the timer heap, unless an earlier one is there.
+    fn schedule(&mut self, session: SessionId) {
+        let Some(room) = self.rooms.get_mut(&session) else {
+            return;
+        };
+        let Some(t) = room.next_timeout() else {
+            return;
+        };
+        if room.scheduled.is_none_or(|s| t < s) {
+            room.scheduled = Some(t);
+            self.deadlines.push(Reverse((t, session)));
+        }
     }
 
     /// Polls both peers of a room until neither has anything more to send, forwarding RTP
     /// between them.
     fn drive(&mut self, session: SessionId) {
+        self.drive_polling(session, None);
+    }
+
+    /// `drive`, polling only `only`'s peer when given (and then leaving due timeouts to the end
+    /// of the batch).
+    fn drive_polling(&mut self, session: SessionId, only: Option<PeerRole>) {
         let Some(room) = self.rooms.get_mut(&session) else {
             return;
         };
+        let inline = if only.is_some() { 0 } else { INLINE_TIMEOUTS };
+        let poll_customer = only != Some(PeerRole::Technician);
+        let poll_technician = only != Some(PeerRole::Customer);
         loop {
             let mut out = Out {
                 udp: &mut self.outbox,
                 tcp: &self.tcp_routes,
                 metrics: &self.metrics,
             };
-            if let Some(peer) = room.customer.as_mut() {
-                poll_peer(peer, &mut out, &mut self.from_customer, session);
+            if let Some(peer) = room.customer.as_mut().filter(|_| poll_customer) {
+                poll_peer(peer, &mut out, &mut self.from_customer, session, inline);
             }
-            if let Some(peer) = room.technician.as_mut() {
-                poll_peer(peer, &mut out, &mut self.from_technician, session);
+            if let Some(peer) = room.technician.as_mut().filter(|_| poll_technician) {
+                poll_peer(peer, &mut out, &mut self.from_technician, session, inline);
             }
             for (peer, role) in [
                 (room.customer.as_mut(), PeerRole::Customer),
@@ -1029,9 +1098,6 @@ impl Engine {
                 |video| !room.held && !video && room.flow.technician_audio,
             );
         }
-        if let Some(t) = room.next_timeout() {
-            self.next_sweep = self.next_sweep.min(t);
-        }
         let dead = [room.customer.as_ref(), room.technician.as_ref()]
             .into_iter()
             .flatten()
@@ -1051,6 +1117,24 @@ impl Engine {
             }
             for role in closed {
                 emit(self.events.as_ref(), session, role, false);
+            }
+        }
+        self.schedule(session);
+    }
+}
+
+/// One timeout for each peer of the room whose deadline passed, or (`written`) that had packets
+/// written into its send streams since its last one.
+fn feed_due_timeouts(room: &mut Room, session: SessionId, now: Instant, written: bool) {
+    for peer in [room.customer.as_mut(), room.technician.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        let due = peer.next_timeout <= now || (written && peer.written);
+        if due {
+            peer.written = false;
+            if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(session_id = session, error = %e, "peer timeout failed");
             }
         }
     }
@@ -1143,7 +1227,14 @@ struct Out<'a> {
     metrics: &'a EngineMetrics,
 }
 
-fn poll_peer(peer: &mut Peer, out: &mut Out<'_>, polled: &mut Polled, session: SessionId) {
+/// Polls one peer until it wants the clock. Up to `inline` timeouts already due are fed at once.
+fn poll_peer(
+    peer: &mut Peer,
+    out: &mut Out<'_>,
+    polled: &mut Polled,
+    session: SessionId,
+    inline: u32,
+) {
     let mut inline_timeouts = 0;
     loop {
         if !peer.rtc.is_alive() {
@@ -1163,8 +1254,9 @@ fn poll_peer(peer: &mut Peer, out: &mut Out<'_>, polled: &mut Polled, session: S
                 // str0m often wants the clock right after a packet (pacing, feedback): feeding
                 // it here spares a sweep over every room per forwarded packet.
                 let now = Instant::now();
-                if t <= now && inline_timeouts < INLINE_TIMEOUTS {
+                if t <= now && inline_timeouts < inline {
                     inline_timeouts += 1;
+                    peer.written = false;
                     if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
                         tracing::debug!(session_id = session, error = %e, "peer timeout failed");
                     }

@@ -367,6 +367,7 @@ impl Source {
                     match socket.try_io(Interest::READABLE, || batch.recv(reader)) {
                         Ok(_) => {
                             dispatch(engine, dispatcher.as_mut(), batch);
+                            engine.end_batch();
                             engine.flush();
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -421,6 +422,8 @@ async fn run(
             },
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
+        // Whatever the wake-up brought (a hand-over from shard 0, a TCP frame) is one batch.
+        engine.end_batch();
         engine.sweep_if_due();
         engine.flush();
     }

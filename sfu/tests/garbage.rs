@@ -11,21 +11,6 @@ use common::*;
 use sfu::{Sfu, SfuConfig};
 use tokio::net::UdpSocket;
 
-/// A small deterministic generator (xorshift64*), so a failure can be replayed.
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
-
 /// The datagrams to throw at the port: (what, bytes).
 fn garbage() -> Vec<(&'static str, Vec<u8>)> {
     let mut noise = Noise(0x5eed_1e55_0dd5_eed5);
