@@ -104,11 +104,17 @@ async function session(mime) {
   const phone = await customerJoins(context, server.url, pin);
   await pickUp(consolePage, name);
   await phone.getByText("Connected to Codec").waitFor({ timeout: STEP });
-  // The phone offered everything it has, this codec first.
-  const offered = await phone.evaluate(() => {
-    const pcs = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__lensPcs ?? []);
-    return pcs[pcs.length - 1]?.localDescription?.sdp ?? "";
-  });
+  // The phone offered everything it has, this codec first. "Connected" can show before the phone's
+  // offer is set (createOffer is async): wait for it rather than read it once.
+  const offered = await until(
+    "the phone's offer",
+    () =>
+      phone.evaluate(() => {
+        const pcs = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__lensPcs ?? []);
+        return pcs[pcs.length - 1]?.localDescription?.sdp ?? "";
+      }),
+    (sdp) => sdp.includes("m=video"),
+  );
   const offeredVideo = [...(offered.split(/\r\n(?=m=)/).find((m) => m.startsWith("m=video")) ?? "").matchAll(/^a=rtpmap:\d+ ([^/]+)\//gm)].map((m) => m[1]);
   assert.equal(offeredVideo[0]?.toLowerCase(), expected, `the phone's offer starts with ${offeredVideo[0]}`);
   assert.ok(new Set(offeredVideo.map((c) => c.toLowerCase())).size >= 3, `the phone offers several codecs: ${offeredVideo}`);
