@@ -1274,6 +1274,23 @@ async fn send_clip_turned(
 }
 
 /// The session's (first) recording once `done` holds for it; fails after a while.
+/// Waits until the phone's media is up (ICE and DTLS done), so that every frame sent can arrive.
+async fn phone_media_up(s: &TestServer) {
+    let deadline = Instant::now() + ARRIVAL;
+    while !s
+        .metrics()
+        .await
+        .lines()
+        .any(|l| l == "lens_media_peers_connected 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the phone's media did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn recording_when(s: &TestServer, id: i64, done: impl Fn(&Value) -> bool) -> Value {
     let m = s.master().await;
     let path = format!("/api/v1/sessions/{id}/recordings");
@@ -1321,19 +1338,7 @@ async fn record_clip(
     let (mut con, mut cus, id) = picked_up(s, &token).await;
     let (phone, video, mic) = phone_peer(runtime, &mut cus, codec).await;
     // Send once the phone's media is up (ICE and DTLS done), so every frame can arrive.
-    let deadline = Instant::now() + ARRIVAL;
-    while !s
-        .metrics()
-        .await
-        .lines()
-        .any(|l| l == "lens_media_peers_connected 1")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the phone's media did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    phone_media_up(s).await;
     let fixtures = tempfile::tempdir().unwrap();
     let (video_sent, audio_sent) = send_clip(&video, &mic, fixtures.path(), codec).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1598,19 +1603,7 @@ async fn a_turned_phone_records_an_upright_file() {
         })
         .and_then(|id| id.split('/').next()?.parse().ok())
         .expect("the phone offers the video-orientation extension");
-    let deadline = Instant::now() + ARRIVAL;
-    while !s
-        .metrics()
-        .await
-        .lines()
-        .any(|l| l == "lens_media_peers_connected 1")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the phone's media did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    phone_media_up(&s).await;
     let fixtures = tempfile::tempdir().unwrap();
     let sent = std::sync::Mutex::new(Vec::new());
     let (video_sent, _) = send_clip_turned(
