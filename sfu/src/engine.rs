@@ -560,8 +560,7 @@ impl Engine {
     pub(crate) fn next_wake(&self) -> Instant {
         let next_deadline = self.deadlines.peek().map(|Reverse((t, _))| *t);
         next_deadline
-            .unwrap_or(self.next_lost_check)
-            .min(self.next_lost_check)
+            .map_or(self.next_lost_check, |t| t.min(self.next_lost_check))
             .min(Instant::now() + MAX_SLEEP)
     }
 
@@ -911,12 +910,6 @@ impl Engine {
         // packet at a time); what it forwarded waits in the other peer's send stream until the
         // batch ends, so a batch costs each peer one timeout and one drain, not one per packet.
         self.drive_polling(session, Some(role));
-        if let Some(room) = self.rooms.get_mut(&session)
-            && !room.touched
-        {
-            room.touched = true;
-            self.touched.push(session);
-        }
     }
 
     /// Ends a batch of input (one `recvmmsg`, one hand-over from shard 0, one TCP frame): each
@@ -984,11 +977,15 @@ impl Engine {
     }
 
     /// `drive`, polling only `only`'s peer when given (and then leaving due timeouts to the end
-    /// of the batch).
+    /// of the batch, for which the room is marked touched here: one lookup per datagram).
     fn drive_polling(&mut self, session: SessionId, only: Option<PeerRole>) {
         let Some(room) = self.rooms.get_mut(&session) else {
             return;
         };
+        if only.is_some() && !room.touched {
+            room.touched = true;
+            self.touched.push(session);
+        }
         let inline = if only.is_some() { 0 } else { INLINE_TIMEOUTS };
         let poll_customer = only != Some(PeerRole::Technician);
         let poll_technician = only != Some(PeerRole::Customer);
