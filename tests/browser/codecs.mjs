@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { acquire, call, consoleLogin, createPinSession, customerJoins, instrument, mediaStats, pickUp, release, requireChromium, STEP, technicianWithAudio, until } from "./harness.mjs";
+import { acquire, call, consoleLogin, createPinSession, customerJoins, forceRecording, instrument, mediaStats, pickUp, release, requireChromium, STEP, technicianWithAudio, until } from "./harness.mjs";
 
 /** ffprobe comes with ffmpeg (scripts/test installs it); missing: skip, or fail under CI. */
 function requireFfprobe() {
@@ -40,10 +40,7 @@ before(async () => {
   if (!have) return;
   ({ server, chromium } = await acquire());
   tech = await technicianWithAudio(server.url, "codec@example.com");
-  const settingsPath = `/technician-groups/${tech.group}/settings`;
-  const settings = await call(server.url, "GET", settingsPath, tech.admin);
-  settings.screen_recording = { forced: true, location: folder, deferred_upload: false };
-  await call(server.url, "PUT", settingsPath, tech.admin, settings);
+  await forceRecording(server.url, tech, folder);
   consoleContext = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } });
   await instrument(consoleContext);
   consolePage = await consoleLogin(consoleContext, server.url, tech);

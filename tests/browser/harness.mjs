@@ -147,6 +147,19 @@ export async function technicianWithAudio(base, email) {
   return { admin, group: group.id, technician: tech.id, email, password };
 }
 
+/**
+ * Makes recording forced for the technician's group, into `folder` (uploaded at once).
+ * @param {string} base
+ * @param {{admin: string, group: number}} tech
+ * @param {string} folder
+ */
+export async function forceRecording(base, tech, folder) {
+  const settingsPath = `/technician-groups/${tech.group}/settings`;
+  const settings = await call(base, "GET", settingsPath, tech.admin);
+  settings.screen_recording = { forced: true, location: folder, deferred_upload: false };
+  await call(base, "PUT", settingsPath, tech.admin, settings);
+}
+
 /** Skips (locally) or fails (CI=true) when Chromium is missing. */
 /** Where Debian puts iptables (the ICE-TCP and loss tests drop media-port traffic with it). */
 export const IPTABLES = ["/usr/sbin/iptables", "/sbin/iptables"].find((p) => existsSync(p));

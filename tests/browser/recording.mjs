@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { acquire, ADMIN_EMAIL, ADMIN_PASSWORD, call, consoleLogin, createPinSession, customerJoins, instrument, mediaStats, pickUp, release, requireChromium, STEP, technicianWithAudio, until } from "./harness.mjs";
+import { acquire, ADMIN_EMAIL, ADMIN_PASSWORD, call, consoleLogin, createPinSession, customerJoins, forceRecording, instrument, mediaStats, pickUp, release, requireChromium, STEP, technicianWithAudio, until } from "./harness.mjs";
 
 /** ffprobe comes with ffmpeg (scripts/test installs it); missing: skip, or fail under CI. */
 function requireFfprobe() {
@@ -43,10 +43,7 @@ after(async () => {
 
 test("a forced recording whose picture changes size plays to the end from the admin center's Recordings view", { skip: !have }, async () => {
   const tech = await technicianWithAudio(server.url, "rec@example.com");
-  const settingsPath = `/technician-groups/${tech.group}/settings`;
-  const settings = await call(server.url, "GET", settingsPath, tech.admin);
-  settings.screen_recording = { forced: true, location: folder, deferred_upload: false };
-  await call(server.url, "PUT", settingsPath, tech.admin, settings);
+  await forceRecording(server.url, tech, folder);
 
   const consoleContext = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } });
   await instrument(consoleContext);

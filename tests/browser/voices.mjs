@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { acquire, call, consoleLogin, createPinSession, customerJoins, instrument, launch, mediaStats, pickUp, release, requireChromium, STEP, technicianWithAudio, until } from "./harness.mjs";
+import { acquire, call, consoleLogin, createPinSession, customerJoins, forceRecording, instrument, launch, mediaStats, pickUp, release, requireChromium, STEP, technicianWithAudio, until } from "./harness.mjs";
 
 /** ffmpeg and ffprobe (scripts/test installs them); missing: skip, or fail under CI. */
 function requireFfmpeg() {
@@ -81,10 +81,7 @@ test("the recording holds both voices in one Opus track, the technician's muted 
   consoleChromium = await launch([`--use-file-for-fake-audio-capture=${wav}`]);
 
   const tech = await technicianWithAudio(server.url, "voices@example.com");
-  const settingsPath = `/technician-groups/${tech.group}/settings`;
-  const settings = await call(server.url, "GET", settingsPath, tech.admin);
-  settings.screen_recording = { forced: true, location: folder, deferred_upload: false };
-  await call(server.url, "PUT", settingsPath, tech.admin, settings);
+  await forceRecording(server.url, tech, folder);
 
   const consoleContext = await consoleChromium.browser.newContext({ viewport: { width: 1280, height: 800 } });
   await instrument(consoleContext);
