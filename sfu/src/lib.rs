@@ -56,6 +56,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::PayloadParams;
 use str0m::media::{Direction, MediaKind as StrKind, Mid};
 use str0m::net::TcpType;
+use str0m::rtp::NackConfig;
 use str0m::{Candidate, CandidateKind, Rtc, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 
@@ -554,6 +555,17 @@ pub const RTX_BUFFER_PACKETS: usize = 1000;
 /// How long a sent video packet can still be resent (str0m's default).
 pub(crate) const RTX_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// How many packets behind the newest one a hole in a peer's stream is still NACKed and its
+/// repair forwarded (str0m's default: 100). A 720p keyframe is often more than 100 packets sent
+/// at once, so with 100 a hole early in one was forgotten within tens of milliseconds and cost a
+/// keyframe round trip; 1024 is over a second of 720p/1080p video.
+pub(crate) const NACK_WINDOW: u16 = 1024;
+/// NACK rounds for a lost packet (one per RTT + 5 ms, at least str0m's 33 ms tick) go on until
+/// its first NACK is this old (str0m's default: 5 rounds, ~150 ms on a short RTT): a repair is
+/// still worth having while the console's jitter buffer (200 ms under loss) and the keyframe
+/// `recovery.rs` asks for after 300 ms have not yet made it moot.
+pub(crate) const NACK_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A peer of `shard`: its local ICE ufrag names the shard (see `shard.rs`). Codecs: Opus, and
 /// the video codecs the recorder can write too (VP8, VP9 profile 0, H.264).
 fn rtc_config(shard: usize) -> RtcConfig {
@@ -562,6 +574,12 @@ fn rtc_config(shard: usize) -> RtcConfig {
         .set_rtp_mode(true)
         .set_send_buffer_video(RTX_BUFFER_PACKETS)
         .set_stats_interval(Some(STATS_INTERVAL))
+        .set_nack_config(
+            NackConfig::new()
+                .with_window(NACK_WINDOW)
+                .with_max_nacks(u8::MAX)
+                .with_max_age(Some(NACK_MAX_AGE)),
+        )
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)

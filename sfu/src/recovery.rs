@@ -1,32 +1,36 @@
 //! Holes in the phone's video that NACK/RTX did not fill. str0m (RTP mode) NACKs the phone for
-//! every gap and hands over the repaired packets under their own sequence numbers, but it gives
-//! up on a packet after five NACKs one RTT + 5 ms apart; on a short RTT that is ~30 ms, less than a
-//! busy phone may take to answer the first. A packet given up on is never forwarded, and the
-//! console's decoder then waits for its own keyframe request (Chromium: after ~3 s). Measured
-//! under 10 % loss each way (tests/browser/quality.mjs): about one 3 s stall per 30 s in one run
-//! in three. So the SFU asks the phone for a keyframe itself once a hole is older than any
-//! repair can be: the stall lasts a few hundred milliseconds instead.
+//! every gap and hands over the repaired packets under their own sequence numbers. A packet never
+//! repaired is never forwarded, and the console's decoder then waits for its own keyframe request
+//! (Chromium: after ~3 s). Measured under 10 % loss each way (tests/browser/quality.mjs): about
+//! one 3 s stall per 30 s in one run in three. So the SFU asks the phone for a keyframe itself
+//! once a hole is unlikely to be repaired in time: the stall lasts a few hundred milliseconds.
 //!
-//! str0m also forgets a hole once 100 newer packets have arrived (its NACK window) and then drops
-//! the repair when it comes: at 720p a keyframe is more than 100 packets, so a hole early in one
-//! is unrepairable within a few tens of milliseconds. Such a hole asks for a keyframe at once.
+//! str0m NACKs a hole (our vendored patch, `NackConfig` set in `rtc_config`) one RTT + 5 ms apart,
+//! at least its 33 ms tick, until the first NACK is [`crate::NACK_MAX_AGE`] old, and accepts the
+//! repair while fewer than [`crate::NACK_WINDOW`] newer packets have arrived. By [`GIVE_UP`] a
+//! hole has had several rounds at a short RTT (each lost with ~19 % at 10 % loss each way), and
+//! the console's 200 ms jitter buffer is spent: a keyframe is asked for then, while the NACKs go
+//! on (whichever comes first helps). A hole that leaves the window (more than a second of video
+//! behind) is past repair and asks for one at once. (With str0m's defaults — five NACKs, a
+//! 100-packet window — a hole early in a 720p keyframe, itself over 100 packets, was forgotten
+//! within tens of milliseconds and cost a keyframe round trip of 0.3–0.7 s.)
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use str0m::rtp::Ssrc;
 
-/// A hole this old is not going to be repaired (str0m's NACK rounds are over by then even with
-/// its default 100 ms RTT after the first: the first NACK goes at once, retries are spaced).
+/// A hole this old is no longer worth waiting for alone: on a short RTT it has had about nine
+/// NACK rounds, and the console's jitter buffer (200 ms under loss) has run dry.
 const GIVE_UP: Duration = Duration::from_millis(300);
 /// At most one keyframe request per this long for lost packets: a keyframe is large, and under
 /// heavy loss it would otherwise be requested all the time.
 const MIN_INTERVAL: Duration = Duration::from_millis(1000);
-/// Holes tracked at most (a jump beyond this is a new sequence, not loss).
-const MAX_MISSING: u64 = 512;
-/// str0m's NACK window (`MAX_MISORDER` in its `register_nack.rs`, 0.25): a packet this far behind
-/// the newest is no longer NACKed, and its repair is dropped as a duplicate if it comes.
-const STR0M_WINDOW: u64 = 100;
+/// str0m's NACK window as we configure it: a packet this far behind the newest is no longer
+/// NACKed, and its repair is dropped as a duplicate if it comes.
+const WINDOW: u64 = crate::NACK_WINDOW as u64;
+/// Holes tracked at most, one window's worth (a jump beyond it is a new sequence, not loss).
+const MAX_MISSING: u64 = WINDOW;
 
 #[derive(Default)]
 pub(crate) struct UplinkGaps {
@@ -55,6 +59,8 @@ impl UplinkGaps {
                     self.missing.extend((high + 1..seq).map(|s| (s, now)));
                     while self.missing.len() as u64 > MAX_MISSING {
                         self.missing.pop_front();
+                        // No longer tracked, so no longer vouched for.
+                        self.owed = true;
                     }
                 }
                 self.highest = Some(seq);
@@ -72,7 +78,7 @@ impl UplinkGaps {
     /// for lost packets in the last [`MIN_INTERVAL`]; one held back by that pacing is asked for
     /// once the interval is over (the console stalls until a keyframe comes).
     pub(crate) fn keyframe_needed(&mut self, now: Instant) -> bool {
-        let window_start = self.highest.map_or(0, |h| h.saturating_sub(STR0M_WINDOW));
+        let window_start = self.highest.map_or(0, |h| h.saturating_sub(WINDOW));
         while let Some(&(seq, seen)) = self.missing.front() {
             if seq >= window_start && now.saturating_duration_since(seen) < GIVE_UP {
                 break;
@@ -130,15 +136,20 @@ mod tests {
         let (mut g, t0, ssrc) = (UplinkGaps::default(), Instant::now(), Ssrc::from(7));
         g.packet(ssrc, 10, t0);
         g.packet(ssrc, 12, t0 + ms(1));
-        g.packet(ssrc, 111, t0 + ms(20));
+        g.packet(ssrc, 200, t0 + ms(20));
         assert!(
             !g.keyframe_needed(t0 + ms(20)),
-            "100 behind: still in the window"
+            "a large keyframe later: still repairable (str0m's default window was 100)"
         );
-        g.packet(ssrc, 112, t0 + ms(21));
+        g.packet(ssrc, 11 + WINDOW, t0 + ms(40));
         assert!(
-            g.keyframe_needed(t0 + ms(21)),
-            "101 behind: str0m has given up on it"
+            !g.keyframe_needed(t0 + ms(40)),
+            "a window behind: still in it"
+        );
+        g.packet(ssrc, 12 + WINDOW, t0 + ms(41));
+        assert!(
+            g.keyframe_needed(t0 + ms(41)),
+            "past the window: str0m has given up on it"
         );
     }
 

@@ -254,6 +254,9 @@ pub async fn peer_with(
         .with_setting_engine(
             SettingEngineBuilder::new()
                 .with_discard_local_candidates_during_ice_restart(true)
+                // Chromium's SRTP replay window (libwebrtc: 1024 packets, for late
+                // retransmissions), not webrtc-rs' default 64: an SFU may forward a repair late.
+                .with_srtp_replay_protection_window(1024)
                 .build(),
         )
         .build()

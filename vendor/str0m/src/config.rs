@@ -14,6 +14,7 @@ use crate::io::DATAGRAM_MTU_TARGET_MAX;
 use crate::io::DATAGRAM_MTU_TARGET_MIN;
 use crate::io::DATAGRAM_MTU_WARN;
 use crate::rtp_::{Bitrate, Extension, ExtensionMap};
+use crate::streams::NackConfig;
 
 /// Customized config for creating an [`Rtc`] instance.
 ///
@@ -48,6 +49,8 @@ pub struct RtcConfig {
     pub(crate) reordering_size_video: usize,
     pub(crate) reordering_timeout_audio: Option<Duration>,
     pub(crate) pause_threshold: Duration,
+    // lens: NACK window and retries of incoming streams.
+    pub(crate) nack_config: NackConfig,
     pub(crate) send_buffer_audio: usize,
     pub(crate) send_buffer_video: usize,
     pub(crate) sctp_max_buffered_amount: usize,
@@ -600,6 +603,29 @@ impl RtcConfig {
         self.pause_threshold
     }
 
+    /// Sets how incoming streams NACK lost packets: how many packets behind the newest a hole
+    /// is tracked (and its repair accepted), how many NACKs it gets and until what age.
+    ///
+    /// ```
+    /// # use str0m::RtcConfig;
+    /// # use str0m::rtp::NackConfig;
+    /// let config = RtcConfig::new();
+    ///
+    /// // Defaults to a 100 packet window and 5 NACKs per lost packet.
+    /// assert_eq!(config.nack_config(), NackConfig::new());
+    /// assert_eq!(config.nack_config().window(), 100);
+    /// ```
+    // lens: added; str0m 0.25 hard-codes the defaults (see vendor/str0m/PATCHES.md).
+    pub fn set_nack_config(mut self, config: NackConfig) -> Self {
+        self.nack_config = config;
+        self
+    }
+
+    /// Returns how incoming streams NACK lost packets.
+    pub fn nack_config(&self) -> NackConfig {
+        self.nack_config
+    }
+
     /// Sets the buffer size for outgoing audio packets.
     ///
     /// This must be larger than 0. The value configures an internal ring buffer used as a temporary
@@ -900,6 +926,7 @@ impl Default for RtcConfig {
             reordering_size_video: 30,
             reordering_timeout_audio: Some(Duration::from_secs(1)),
             pause_threshold: Duration::from_millis(1500),
+            nack_config: NackConfig::default(),
             send_buffer_audio: 50,
             send_buffer_video: 1000,
             sctp_max_buffered_amount: crate::sctp::DEFAULT_MAX_BUFFERED_AMOUNT,

@@ -798,6 +798,8 @@ pub mod rtp {
     pub use crate::streams::{
         RtpPacket, RtpWrite, StreamPaused, StreamRx, StreamTx, StreamTxQueueInfo,
     };
+    // lens: see `RtcConfig::set_nack_config`.
+    pub use crate::streams::NackConfig;
 
     /// Debug output of the unencrypted RTP and RTCP packets.
     ///

@@ -179,7 +179,9 @@ impl Session {
         Session {
             id,
             medias: vec![],
-            streams: Streams::new(enable_stats, *config.mtu.end(), config.pause_threshold),
+            // lens: the configured NACK window and retries (`RtcConfig::set_nack_config`).
+            streams: Streams::new(enable_stats, *config.mtu.end(), config.pause_threshold)
+                .with_nack_config(config.nack_config),
             app: None,
             reordering_size_audio: config.reordering_size_audio,
             reordering_size_video: config.reordering_size_video,

@@ -19,6 +19,8 @@ use crate::rtp_::{Mid, Rid, SeqNo};
 use crate::util::already_happened;
 
 pub use self::receive::StreamRx;
+// lens: the NACK window and retries are configurable.
+pub use self::register_nack::NackConfig;
 pub use self::send::{RtpWrite, StreamTx, StreamTxQueueInfo};
 
 mod receive;
@@ -156,6 +158,9 @@ pub(crate) struct Streams {
     /// hard cap when selecting RTX cache entries for spurious padding.
     mtu_warn: usize,
     pause_threshold: Duration,
+
+    // lens: NACK window and retries of every receive stream.
+    nack_config: NackConfig,
 }
 
 /// Delay between cleaning up the RxLookup.
@@ -185,7 +190,14 @@ impl Streams {
             enable_stats,
             mtu_warn,
             pause_threshold,
+            nack_config: NackConfig::default(),
         }
+    }
+
+    /// lens: the NACK window and retries of the receive streams made from now on.
+    pub(crate) fn with_nack_config(mut self, config: NackConfig) -> Self {
+        self.nack_config = config;
+        self
     }
 
     pub(crate) fn map_dynamic_by_rid(
@@ -306,10 +318,12 @@ impl Streams {
         midrid: MidRid,
         suppress_nack: bool,
     ) -> &mut StreamRx {
-        let stream = self
-            .streams_rx
-            .entry(ssrc)
-            .or_insert_with(|| StreamRx::new(ssrc, midrid, suppress_nack, self.pause_threshold));
+        let stream = self.streams_rx.entry(ssrc).or_insert_with(|| {
+            let mut stream = StreamRx::new(ssrc, midrid, suppress_nack, self.pause_threshold);
+            // lens: see `NackConfig`.
+            stream.set_nack_config(self.nack_config);
+            stream
+        });
 
         if let Some(rtx) = rtx {
             stream.maybe_reset_rtx(rtx);

@@ -20,6 +20,7 @@ use crate::util::{already_happened, calculate_rtt};
 use super::RtpPacket;
 use super::StreamPaused;
 use super::register::ReceiverRegister;
+use super::register_nack::NackConfig;
 
 /// How many recent packets to remember for placing RED redundant blocks. Must cover the
 /// recovery depth plus some reordering slack.
@@ -119,6 +120,9 @@ pub struct StreamRx {
 
     /// The configured threshold before considering the lack of packets as going into paused.
     pause_threshold: Duration,
+
+    // lens: NACK window and retries of the register made for this stream.
+    nack_config: NackConfig,
 }
 
 /// The last sender info we recieved.
@@ -186,6 +190,7 @@ impl StreamRx {
             paused: true,
             need_paused_event: false,
             pause_threshold,
+            nack_config: NackConfig::default(),
         }
     }
 
@@ -218,6 +223,11 @@ impl StreamRx {
     /// The value is None until we receive a first report with the value set.
     pub fn cname(&self) -> Option<&str> {
         self.cname.as_deref()
+    }
+
+    /// lens: the NACK window and retries for the registers this stream makes from now on.
+    pub(crate) fn set_nack_config(&mut self, config: NackConfig) {
+        self.nack_config = config;
     }
 
     /// Set threshold duration for emitting the paused event.
@@ -376,9 +386,9 @@ impl StreamRx {
             return header.sequence_number(self.register_rtx.as_ref().map(|r| r.max_seq()));
         }
 
-        let register = self
-            .register
-            .get_or_insert_with(|| ReceiverRegister::new(max_seq_lookup(header.ssrc)));
+        let register = self.register.get_or_insert_with(|| {
+            ReceiverRegister::with_nack_config(max_seq_lookup(header.ssrc), self.nack_config)
+        });
 
         // If the user has called `reset_seq_no`, this is the time to handle it, but only
         // if the incoming packet is for main (not repair).

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use crate::rtp_::{Nack, ReceptionReport, SeqNo};
 
-use super::register_nack::NackRegister;
+use super::register_nack::{NackConfig, NackRegister};
 
 #[derive(Debug)]
 pub struct ReceiverRegister {
@@ -65,9 +65,16 @@ impl TimePoint {
 }
 
 impl ReceiverRegister {
+    // lens: only tests and the fuzz exports use the defaults now.
+    #[cfg(any(test, feature = "_internal_test_exports"))]
     pub fn new(max_seq_no: Option<SeqNo>) -> Self {
+        Self::with_nack_config(max_seq_no, NackConfig::default())
+    }
+
+    /// lens: a register whose NACK window and retries follow `config`.
+    pub fn with_nack_config(max_seq_no: Option<SeqNo>, config: NackConfig) -> Self {
         ReceiverRegister {
-            nack: NackRegister::new(max_seq_no),
+            nack: NackRegister::with_config(max_seq_no, config),
             first: None,
             count: 0,
             time_point_prior: None,
@@ -152,7 +159,8 @@ impl ReceiverRegister {
     }
 
     pub fn clear(&mut self, max_seq_no: Option<SeqNo>) {
-        self.nack = NackRegister::new(max_seq_no);
+        // lens: keep the configured window and retries.
+        self.nack = NackRegister::with_config(max_seq_no, self.nack.config());
         self.count = 0;
         self.first = None;
         self.time_point_prior = None;

@@ -3,17 +3,87 @@ use std::time::{Duration, Instant};
 
 use crate::rtp_::{Nack, NackEntry, ReportList, SeqNo};
 
-/// Number of out of order packets we keep track of for reports
+/// Number of out of order packets we keep track of for reports (the default window).
 const MAX_MISORDER: u64 = 100;
 
-/// The max number of NACKs we perform for a single packet
+/// The max number of NACKs we perform for a single packet (the default).
 const MAX_NACKS: u8 = 5;
 
 pub(super) const DEFAULT_RTT: Duration = Duration::from_millis(100);
 const NACK_RETRY_MARGIN: Duration = Duration::from_millis(5);
 
-/// Circular buffer size
-const BUFFER_SIZE: u64 = MAX_MISORDER + 1;
+// lens: the largest window. Sequence numbers are extended against the newest one, so a window
+// must stay well below half the 16-bit space.
+const MAX_WINDOW: u16 = 8192;
+
+/// How a receive stream asks for lost packets (RTCP NACK, RFC 4585) and how long it waits for
+/// their repair. Set with [`RtcConfig::set_nack_config()`][crate::RtcConfig::set_nack_config].
+///
+/// The defaults suit small frames: a hole is tracked until 100 newer packets have arrived and is
+/// NACKed at most 5 times, one RTT + 5 ms apart. A large keyframe (720p and up: often more than
+/// 100 packets sent in one burst) can push a hole out of that window within a few tens of
+/// milliseconds, after which its repair is dropped as a duplicate; a larger window and an age
+/// limit instead of a count keep such holes repairable.
+// lens: configurable; str0m 0.25 hard-codes the defaults (see vendor/str0m/PATCHES.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NackConfig {
+    window: u16,
+    max_nacks: u8,
+    max_age: Option<Duration>,
+}
+
+impl Default for NackConfig {
+    fn default() -> Self {
+        NackConfig {
+            window: MAX_MISORDER as u16,
+            max_nacks: MAX_NACKS,
+            max_age: None,
+        }
+    }
+}
+
+impl NackConfig {
+    /// The defaults: a 100 packet window, 5 NACKs per packet, no age limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many packets behind the newest a hole is still tracked: NACKed, and its repair
+    /// accepted (and, in RTP mode, handed out) when it arrives. Clamped to 1..=8192; the register
+    /// keeps a few bytes per packet of window and receive stream.
+    pub fn with_window(mut self, packets: u16) -> Self {
+        self.window = packets.clamp(1, MAX_WINDOW);
+        self
+    }
+
+    /// At most this many NACKs for one lost packet, one RTT + 5 ms apart (at least 1).
+    pub fn with_max_nacks(mut self, max: u8) -> Self {
+        self.max_nacks = max.max(1);
+        self
+    }
+
+    /// No NACK for a packet later than this after its first one, whatever the count allows:
+    /// a repair that would come later is no use to the receiver. `None`: no age limit.
+    pub fn with_max_age(mut self, age: Option<Duration>) -> Self {
+        self.max_age = age;
+        self
+    }
+
+    /// The window in packets.
+    pub fn window(&self) -> u16 {
+        self.window
+    }
+
+    /// The NACKs per lost packet at most.
+    pub fn max_nacks(&self) -> u8 {
+        self.max_nacks
+    }
+
+    /// The age limit of NACK rounds, if any.
+    pub fn max_age(&self) -> Option<Duration> {
+        self.max_age
+    }
+}
 
 #[derive(Debug)]
 pub struct NackRegister {
@@ -22,6 +92,9 @@ pub struct NackRegister {
 
     /// Range of seq numbers considered NACK reporting.
     active: Option<Range<SeqNo>>,
+
+    // lens: window and retry limits, formerly constants.
+    config: NackConfig,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -29,15 +102,17 @@ struct PacketStatus {
     received: bool,
     nack_count: u8,
     last_nack_at: Option<Instant>,
+    // lens: when the first NACK went, for `NackConfig::max_age`.
+    first_nack_at: Option<Instant>,
 }
 
 impl PacketStatus {
-    fn needs_nack(&self) -> bool {
-        !self.received && self.nack_count < MAX_NACKS
+    fn needs_nack(&self, max_nacks: u8) -> bool {
+        !self.received && self.nack_count < max_nacks
     }
 
-    fn is_nack_due(&self, now: Instant, retry_interval: Duration) -> bool {
-        self.needs_nack()
+    fn is_nack_due(&self, now: Instant, retry_interval: Duration, max_nacks: u8) -> bool {
+        self.needs_nack(max_nacks)
             && self
                 .last_nack_at
                 .is_none_or(|last| now.saturating_duration_since(last) >= retry_interval)
@@ -46,6 +121,22 @@ impl PacketStatus {
     fn mark_nacked(&mut self, now: Instant) {
         self.nack_count += 1;
         self.last_nack_at = Some(now);
+        self.first_nack_at.get_or_insert(now);
+    }
+
+    /// lens: a hole whose first NACK is `max_age` old gets no more NACKs (it stays in the window,
+    /// so a late repair is still accepted).
+    fn expire(&mut self, now: Instant, config: &NackConfig) {
+        let Some(max_age) = config.max_age else {
+            return;
+        };
+        if self.needs_nack(config.max_nacks)
+            && self
+                .first_nack_at
+                .is_some_and(|first| now.saturating_duration_since(first) >= max_age)
+        {
+            self.nack_count = config.max_nacks;
+        }
     }
 
     fn mark_received(&mut self) -> bool {
@@ -53,6 +144,7 @@ impl PacketStatus {
         self.received = true;
         self.nack_count = 0;
         self.last_nack_at = None;
+        self.first_nack_at = None;
         new
     }
 
@@ -67,6 +159,7 @@ struct NackIterator<'a> {
     end: u64,
     now: Instant,
     retry_interval: Duration,
+    max_nacks: u8,
 }
 
 impl<'a> Iterator for NackIterator<'a> {
@@ -76,7 +169,7 @@ impl<'a> Iterator for NackIterator<'a> {
         self.next = (self.next..=self.end).find(|s| {
             self.reg
                 .packet((*s).into())
-                .is_nack_due(self.now, self.retry_interval)
+                .is_nack_due(self.now, self.retry_interval, self.max_nacks)
         })?;
 
         let mut entry = NackEntry {
@@ -89,7 +182,7 @@ impl<'a> Iterator for NackIterator<'a> {
 
         for (i, s) in (self.next..self.end).take(16).enumerate() {
             let packet = self.reg.packet_mut(s.into());
-            if packet.is_nack_due(self.now, self.retry_interval) {
+            if packet.is_nack_due(self.now, self.retry_interval, self.max_nacks) {
                 packet.mark_nacked(self.now);
                 entry.blp |= 1 << i
             }
@@ -104,10 +197,19 @@ impl NackRegister {
     /// Creates a new register.
     ///
     /// The max_seq_no is to provide a starting point for ROC calculations.
+    // lens: only tests use the defaults now.
+    #[cfg(test)]
     pub fn new(max_seq_no: Option<SeqNo>) -> Self {
+        Self::with_config(max_seq_no, NackConfig::default())
+    }
+
+    /// lens: a register with its window and retry limits from `config`.
+    pub fn with_config(max_seq_no: Option<SeqNo>, config: NackConfig) -> Self {
         let mut n = NackRegister {
-            packets: vec![PacketStatus::default(); BUFFER_SIZE as usize],
+            // One more than the window: the newest packet and `window` behind it.
+            packets: vec![PacketStatus::default(); usize::from(config.window) + 1],
             active: None,
+            config,
         };
 
         if let Some(seq) = max_seq_no {
@@ -148,7 +250,7 @@ impl NackRegister {
         let end = active.end.max(seq);
 
         let start: SeqNo = {
-            let min = end.saturating_sub(MAX_MISORDER);
+            let min = end.saturating_sub(u64::from(self.config.window));
             let mut start = (*active.start).max(min);
             while start < *end {
                 if !self.packet_mut(start.into()).received && start != *seq {
@@ -191,6 +293,11 @@ impl NackRegister {
         self.active.as_ref().map(|a| a.end)
     }
 
+    /// lens: the window and retry limits this register was made with.
+    pub fn config(&self) -> NackConfig {
+        self.config
+    }
+
     /// Whether a missing packet still has NACK attempts remaining.
     ///
     /// Includes retries that are waiting for their RTT deadline.
@@ -199,7 +306,8 @@ impl NackRegister {
             return false;
         };
 
-        (*active.start..=*active.end).any(|seq| self.packet(seq.into()).needs_nack())
+        let max_nacks = self.config.max_nacks;
+        (*active.start..=*active.end).any(|seq| self.packet(seq.into()).needs_nack(max_nacks))
     }
 
     /// Create NACK reports for packets whose requests are due.
@@ -213,8 +321,17 @@ impl NackRegister {
     ) -> Option<impl Iterator<Item = Nack>> {
         let retry_interval = rtt.unwrap_or(DEFAULT_RTT).saturating_add(NACK_RETRY_MARGIN);
         let Range { start, end } = self.active.clone()?;
-        let start =
-            (*start..=*end).find(|s| self.packet((*s).into()).is_nack_due(now, retry_interval))?;
+        let config = self.config;
+        if config.max_age.is_some() {
+            for s in *start..=*end {
+                self.packet_mut(s.into()).expire(now, &config);
+            }
+        }
+        let max_nacks = config.max_nacks;
+        let start = (*start..=*end).find(|s| {
+            self.packet((*s).into())
+                .is_nack_due(now, retry_interval, max_nacks)
+        })?;
 
         Some(
             ReportList::lists_from_iter(NackIterator {
@@ -223,6 +340,7 @@ impl NackRegister {
                 end: *end,
                 now,
                 retry_interval,
+                max_nacks,
             })
             .into_iter()
             .map(|reports| {
@@ -254,7 +372,7 @@ impl NackRegister {
             if packet.received {
                 continue;
             }
-            if packet.needs_nack() {
+            if packet.needs_nack(self.config.max_nacks) {
                 return None;
             }
             let at = packet.last_nack_at?.checked_add(grace)?;
@@ -636,6 +754,95 @@ mod test {
         let next = 14;
         assert!(reg.accepts(next.into()));
         assert_update(&mut reg, next, true, false, 15..(13 + MAX_MISORDER));
+    }
+
+    // lens: the configurable window and age limit.
+    #[test]
+    fn a_larger_window_keeps_a_hole_behind_a_long_burst_repairable() {
+        use super::NackConfig;
+        // Default: 100 newer packets push the hole out, and its repair is no longer new.
+        let mut reg = NackRegister::new(None);
+        reg.update(10.into());
+        for seq in 12..=200 {
+            reg.update(seq.into());
+        }
+        assert!(!reg.accepts(11.into()));
+        assert!(!reg.update(11.into()), "repair dropped as a duplicate");
+
+        // A 1024 packet window: still NACKed after 300 newer packets, and the repair is new.
+        let config = NackConfig::new().with_window(1024);
+        let mut reg = NackRegister::with_config(None, config);
+        reg.update(10.into());
+        for seq in 12..=312 {
+            reg.update(seq.into());
+        }
+        assert_eq!(
+            nack_entries(&mut reg, Instant::now(), None),
+            [NackEntry { pid: 11, blp: 0 }]
+        );
+        assert!(reg.accepts(11.into()));
+        assert!(reg.update(11.into()), "a late repair fills the hole");
+        assert!(!reg.accepts(11.into()), "and only once");
+        assert!(reg.nack_reports(Instant::now(), None).is_none());
+        assert_not_dirty(&reg);
+
+        // Beyond the window a hole is forgotten all the same.
+        reg.update(1000.into());
+        reg.update(2000.into());
+        assert!(!reg.accepts(975.into()), "1025 behind");
+        assert!(reg.accepts(976.into()), "1024 behind");
+        assert_not_dirty(&reg);
+        assert_eq!(NackConfig::new().with_window(60_000).window(), 8192);
+    }
+
+    #[test]
+    fn nack_rounds_follow_the_age_limit_not_the_count() {
+        use super::NackConfig;
+        let config = NackConfig::new()
+            .with_max_nacks(u8::MAX)
+            .with_max_age(Some(Duration::from_millis(1000)));
+        let mut reg = NackRegister::with_config(None, config);
+        reg.update(10.into());
+        reg.update(12.into());
+        let start = Instant::now();
+        let rtt = Some(Duration::from_millis(28));
+        // One round per RTT + 5 ms while the first NACK is younger than a second: 31 rounds.
+        let mut rounds = 0;
+        let mut now = start;
+        while now < start + Duration::from_millis(1500) {
+            if !nack_entries(&mut reg, now, rtt).is_empty() {
+                rounds += 1;
+            }
+            now += Duration::from_millis(1);
+        }
+        assert_eq!(rounds, 31);
+        assert!(!reg.has_pending_nacks(), "given up at the age limit");
+        assert_eq!(
+            reg.recovery_deadline(10.into()..12.into(), start, rtt),
+            Some(start + Duration::from_millis(990) + Duration::from_millis(84))
+        );
+        // A hole seen later has its own age; the given-up one still takes its repair.
+        reg.update(14.into());
+        assert_eq!(
+            nack_entries(&mut reg, now, rtt),
+            [NackEntry { pid: 13, blp: 0 }]
+        );
+        assert!(reg.update(11.into()));
+
+        // The count limit still holds where it is the smaller one.
+        let config = NackConfig::new()
+            .with_max_nacks(3)
+            .with_max_age(Some(Duration::from_millis(1000)));
+        let mut reg = NackRegister::with_config(None, config);
+        reg.update(10.into());
+        reg.update(12.into());
+        let sent = (0..20u32)
+            .filter(|i| {
+                let now = start + Duration::from_millis(40) * *i;
+                !nack_entries(&mut reg, now, rtt).is_empty()
+            })
+            .count();
+        assert_eq!(sent, 3);
     }
 
     #[test]
