@@ -689,10 +689,20 @@ async fn technician_sums(
     only: Option<&[&PersonRow]>,
 ) -> Result<HashMap<i64, TimingSums>, StoreError> {
     let filter = match only {
-        // Every technician's: the index walked in technician order, no sort.
+        // Every technician's. SQLite (no statistics) would take the window's range index and
+        // sort: `+` hides the range, so it walks `session_timings_technician` in technician
+        // order. PostgreSQL knows the window is nearly the whole table and sums it in parallel
+        // by hash, but with `+` it cannot estimate the rows and sorts them on disk (0.44 s
+        // against 0.79 s at a million sessions): there the plain column.
         None => format!(
             "{} AND t.handled = 1",
-            session_filter_on(req, "+t.created_at")
+            session_filter_on(
+                req,
+                match store.backend() {
+                    crate::store::Backend::Sqlite => "+t.created_at",
+                    crate::store::Backend::Postgres => "t.created_at",
+                }
+            )
         ),
         // A few technicians': the index's range of each, within the window.
         Some(people) => format!(

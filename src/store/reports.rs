@@ -213,7 +213,7 @@ impl Store {
 
     /// The logins (not logouts) matching `filter` (on `l`, built from numbers only), oldest first
     /// (the page's only, with a page), each paired with its end: the user's next login or logout
-    /// before `until`. The end is looked up per login in `logins_user_at`, so the database reads
+    /// before `until`. The end is looked up per login in `logins_user_at_id`, so the database reads
     /// a page's logins and their ends, not every login of the window.
     pub async fn report_logins(
         &self,
