@@ -72,7 +72,14 @@ impl Export {
         for row in &table.rows {
             self.writer.row(row)?;
         }
-        match table.next {
+        let next = table.next;
+        drop(table);
+        // glibc keeps what a thread freed in that thread's arena, and a chunk's rows are
+        // allocated on whichever pooled SQLite connection's thread and runtime worker ran it:
+        // over a long file each of them would keep a chunk's worth (a million-row file grew the
+        // server by 51 MB). Trimming after each chunk keeps the growth to about one chunk.
+        crate::auth::release_freed_memory();
+        match next {
             Some(key) => self.state = State::After(key),
             None => {
                 self.writer.finish()?;

@@ -1,6 +1,10 @@
 //! What the reports read: sessions with their events in a time window, logins, console statuses,
 //! chat, notes, surveys, audit rows; and the two writes that belong to reports (survey answers,
 //! chatlog deletion). Everything is read in bulk, ordered, and computed in `crate::reports`.
+//!
+//! Statements built for one call (numbers written into their text: a window, ids, a chunk's key)
+//! are run with `persistent(false)`: their text is not seen again, and sqlx would otherwise keep
+//! each prepared, up to 100 per connection (with SQLite, tens of MB held by a streamed export).
 
 use std::collections::HashMap;
 
@@ -155,6 +159,7 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s WHERE {condition} ORDER BY s.id"
         )))
+        .persistent(false)
         .bind(a)
         .bind(b)
         .fetch_all(self.pool())
@@ -179,6 +184,7 @@ impl Store {
         let events = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {columns} FROM session_events WHERE {which} ORDER BY session_id, seq"
         )))
+        .persistent(false)
         .bind(first.id)
         .bind(last.id)
         .fetch_all(self.pool())
@@ -231,6 +237,7 @@ impl Store {
              ORDER BY n.at, n.id LIMIT 1) AS end_at FROM logins l WHERE l.event = 'login' AND {filter} \
              ORDER BY l.at, l.id{limit}"
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -251,6 +258,7 @@ impl Store {
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM logins l WHERE l.event = 'login' AND {filter}"
         )))
+        .persistent(false)
         .fetch_one(self.pool())
         .await?;
         Ok(n as u64)
@@ -277,6 +285,7 @@ impl Store {
              WHERE p.user_id = u.id AND p.at < {from}), {from}) AND s.at < {to} GROUP BY u.id",
             id_list(users)
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         unfold(rows, |at, status| {
@@ -298,6 +307,7 @@ impl Store {
              CAST(t.end_at AS TEXT), ';') FROM session_spans t \
              WHERE {filter} AND t.start_at < {to} AND t.end_at > {from} GROUP BY t.live_technician_id"
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         unfold(rows, |a, b| Some((a.parse().ok()?, b.parse().ok()?)))
@@ -338,6 +348,7 @@ impl Store {
             "SELECT DISTINCT session_id FROM chat_messages WHERE session_id IN ({})",
             id_list(ids)
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
@@ -637,18 +648,21 @@ pub(crate) async fn write_session_timings(
             "DELETE FROM session_timings WHERE session_id IN ({})",
             ids.join(",")
         )))
+        .persistent(false)
         .execute(&mut **tx)
         .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO session_timings ({TIMING_COLUMNS}) VALUES {}",
             values.join(",")
         )))
+        .persistent(false)
         .execute(&mut **tx)
         .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM session_spans WHERE session_id IN ({})",
             ids.join(",")
         )))
+        .persistent(false)
         .execute(&mut **tx)
         .await?;
         let spans: Vec<String> = chunk
@@ -675,6 +689,7 @@ pub(crate) async fn write_session_timings(
                  live_technician_id, start_at, end_at) VALUES {}",
                 part.join(",")
             )))
+            .persistent(false)
             .execute(&mut **tx)
             .await?;
         }
@@ -839,6 +854,7 @@ impl Store {
             let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT COUNT(*) FROM ({union}) c"
             )))
+            .persistent(false)
             .fetch_one(self.pool())
             .await?;
             n
@@ -850,6 +866,7 @@ impl Store {
         });
         let keys: Vec<(i64, i64)> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!("{union} ORDER BY 1, 2{limit}")))
+                .persistent(false)
                 .fetch_all(self.pool())
                 .await?;
         Ok((n as u64, keys))
@@ -897,6 +914,7 @@ impl Store {
              t.reconnecting, t.transfers FROM session_timings t JOIN sessions s ON s.id = t.session_id \
              WHERE {filter} ORDER BY t.created_at, t.session_id{limit}"
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -929,6 +947,7 @@ impl Store {
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM session_timings t WHERE {filter}"
         )))
+        .persistent(false)
         .fetch_one(self.pool())
         .await?;
         Ok(n)
@@ -958,6 +977,7 @@ impl Store {
             )
         };
         let rows: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
             .fetch_all(self.pool())
             .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
@@ -979,6 +999,7 @@ impl Store {
                 sum_of("t.work"),
                 sum_of("t.total"),
             )))
+            .persistent(false)
             .fetch_all(self.pool())
             .await?;
         Ok(rows
@@ -1033,6 +1054,7 @@ impl Store {
             "SELECT {select} AS k, {} FROM session_timings t WHERE {filter}{group}",
             columns.join(", ")
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
