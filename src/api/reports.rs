@@ -173,6 +173,7 @@ async fn report(
         field_names,
         // JSON pages; a file is read in chunks by `Export`.
         page: Some(json_page),
+        survey_questions: None,
     };
     if format != Format::Json {
         return export(&state, req, format, &file).await;

@@ -18,7 +18,7 @@ use crate::store::sessions::{ChatRow, EventRow};
 /// The columns of a `SurveyRow` (a macro, so queries stay `&'static str`).
 macro_rules! survey_select {
     () => {
-        "SELECT a.session_id, a.kind, a.technician_id, a.group_id, a.issued_by_closing, \
+        "SELECT a.id AS survey_id, a.session_id, a.kind, a.technician_id, a.group_id, a.issued_by_closing, \
          a.submitted_at, a.answers, s.name, s.ended_at FROM survey_answers a \
          JOIN sessions s ON s.id = a.session_id"
     };
@@ -389,19 +389,34 @@ impl Store {
         Ok(())
     }
 
-    /// Surveys of `kind` submitted in `[from, to)`, oldest first.
-    pub async fn report_surveys(&self, kind: &str, from: i64, to: i64) -> Result<Vec<SurveyRow>> {
+    /// The first `limit` surveys of `kind` submitted in `[from, to)` after `after` in (submission
+    /// time, id) order, each with its id: a chunk of a report read in pieces (through
+    /// `survey_answers_kind_at`, from the key on).
+    pub async fn report_surveys_after(
+        &self,
+        kind: &str,
+        from: i64,
+        to: i64,
+        after: Key,
+        limit: u64,
+    ) -> Result<Vec<(i64, SurveyRow)>> {
         let rows = sqlx::query(concat!(
             survey_select!(),
             " WHERE a.kind = $1 AND a.submitted_at >= $2 AND a.submitted_at < $3 \
-             ORDER BY a.submitted_at, a.id"
+             AND a.submitted_at >= $4 AND (a.submitted_at > $4 OR a.id > $5) \
+             ORDER BY a.submitted_at, a.id LIMIT $6"
         ))
         .bind(kind)
         .bind(from)
         .bind(to)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(survey_row).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get("survey_id")?, survey_row(r)?)))
+            .collect()
     }
 
     /// The survey of `kind` submitted for a session, if any (each is submitted at most once).
@@ -511,15 +526,25 @@ impl Store {
         Ok(purged)
     }
 
-    /// Audit rows in `[from, to)`, oldest first.
-    pub async fn report_audit(&self, from: i64, to: i64) -> Result<Vec<super::AuditRow>> {
+    /// The first `limit` audit rows in `[from, to)` after `after` in (time, id) order: a chunk of
+    /// the Audit report (through `audit_log_at`, from the key on).
+    pub async fn report_audit_after(
+        &self,
+        from: i64,
+        to: i64,
+        after: Key,
+        limit: u64,
+    ) -> Result<Vec<super::AuditRow>> {
         let rows = sqlx::query(
             "SELECT id, at, requested_by_id, requested_by_name, entity_type, entity_id, entity_name, \
              change_type, section, field, old_value, old_action, new_value, new_action FROM audit_log \
-             WHERE at >= $1 AND at < $2 ORDER BY at, id",
+             WHERE at >= $1 AND at < $2 AND at >= $3 AND (at > $3 OR id > $4) ORDER BY at, id LIMIT $5",
         )
         .bind(from)
         .bind(to)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(super::audit::row_from).collect()
