@@ -170,6 +170,7 @@ async fn run() {
                     limit: 100,
                     after: None,
                 }),
+                survey_questions: None,
             };
             let (mut best, mut best_cpu, mut best_db) = (f64::MAX, f64::MAX, f64::MAX);
             let mut rows = 0;

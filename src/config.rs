@@ -46,12 +46,16 @@ pub struct ReportsConfig {
     /// 429 with Retry-After. Each streams its rows in chunks (a few MB of memory) and keeps one
     /// database connection busy while it reads.
     pub max_concurrent_exports: usize,
+    /// A report file whose client takes nothing for this long (it stopped reading) is ended,
+    /// freeing its slot: seconds, 1 to 3600.
+    pub export_stall_seconds: u64,
 }
 
 impl Default for ReportsConfig {
     fn default() -> Self {
         ReportsConfig {
             max_concurrent_exports: 2,
+            export_stall_seconds: 60,
         }
     }
 }
@@ -397,6 +401,7 @@ pub const KEYS: &[&str] = &[
     "cluster.internal_url",
     "cluster.drain_limit_seconds",
     "reports.max_concurrent_exports",
+    "reports.export_stall_seconds",
 ];
 
 pub fn env_name(key: &str) -> String {
@@ -501,6 +506,9 @@ impl Config {
         }
         if !(1..=1000).contains(&self.reports.max_concurrent_exports) {
             return bad("reports.max_concurrent_exports", "from 1 to 1000");
+        }
+        if !(1..=3600).contains(&self.reports.export_stall_seconds) {
+            return bad("reports.export_stall_seconds", "from 1 to 3600");
         }
         if self.media.shards > sfu::MAX_SHARDS {
             return bad("media.shards", &format!("at most {}", sfu::MAX_SHARDS));

@@ -88,7 +88,7 @@ impl Metrics {
             Opts::new(
                 "report_exports_total",
                 "Report files by format and outcome: completed, failed, cancelled (the client \
-                 went away), refused (429: too many at once)",
+                 went away), stalled (the client stopped reading), refused (429: too many at once)",
             ),
             &["format", "outcome"],
         )

@@ -13,6 +13,9 @@ use common::*;
 const SESSIONS: u64 = 200_000;
 /// How much the server's resident memory may grow while it writes a file.
 const GROWTH_LIMIT_KB: u64 = 50 * 1024;
+/// `reports.export_stall_seconds` of the server: long enough that the clients below that read
+/// (or hold a file open for a moment) are not cut off on a busy machine.
+const STALL_SECONDS: u64 = 10;
 
 /// A kB figure of /proc/PID/status (`VmRSS`, `VmHWM`).
 fn status_kb(pid: u32, field: &str) -> u64 {
@@ -145,7 +148,13 @@ async fn exports_of_a_seeded_store() {
     let server = spawn(
         dir.path(),
         addr,
-        &[("LENS_REPORTS_MAX_CONCURRENT_EXPORTS", "2")],
+        &[
+            ("LENS_REPORTS_MAX_CONCURRENT_EXPORTS", "2"),
+            (
+                "LENS_REPORTS_EXPORT_STALL_SECONDS",
+                &STALL_SECONDS.to_string(),
+            ),
+        ],
     )
     .await;
     let pid = server.child.id();
@@ -303,6 +312,34 @@ async fn exports_of_a_seeded_store() {
     .await;
     assert_eq!(again.status(), 200, "a slot is free again");
     assert_eq!(again.text().await.unwrap().matches("\r\n").count(), 2);
+
+    // A client that stops reading (it holds the download open, its TCP window full): after
+    // `reports.export_stall_seconds` the export ends and frees its slot; reading again, the
+    // client gets what was already sent, then an error, not a file that looks whole.
+    let mut resp = get(url("xml")).await;
+    assert_eq!(resp.status(), 200);
+    resp.chunk().await.unwrap().unwrap();
+    let held_since = Instant::now();
+    metric_becomes(
+        addr,
+        "lens_report_exports_total{format=\"xml\",outcome=\"stalled\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(metric(addr, "lens_report_exports_running").await, 0.0);
+    assert!(
+        held_since.elapsed() >= Duration::from_secs(STALL_SECONDS - 1),
+        "ended after {:?}, before the stall timeout",
+        held_since.elapsed()
+    );
+    let broken = loop {
+        match resp.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(broken, "a stalled export ends in an error");
     drop(server);
 }
 

@@ -1416,3 +1416,122 @@ async fn login_and_performance_on_sqlite() {
 async fn login_and_performance_on_postgres() {
     check_login_and_performance(Backend::Postgres).await;
 }
+
+/// Survey and Audit files are read in keyed chunks like the others: a report longer than a
+/// chunk arrives whole and in order, every line with the same columns, and a survey question
+/// first asked in the last chunk is a column from the header on (the questions are read before
+/// the first row is written).
+#[tokio::test]
+async fn survey_and_audit_files_span_many_chunks() {
+    const N: i64 = 4_500; // more than two chunks (`export::CHUNK_ROWS`)
+    assert!(N as u64 > 2 * lens::reports::export::CHUNK_ROWS);
+    let s = start().await;
+    let m = s.master().await;
+    let g = s.create_group(&m, "World", None).await;
+    let tech = s
+        .create_user(&m, "technicians", "t@example.com", Some(g))
+        .await;
+    let base = chrono::DateTime::parse_from_rfc3339("2026-01-10T00:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    let session = fixed_session(&s, tech, g, base, base + MIN, base + 2 * MIN).await;
+    for i in 0..N {
+        let mut answers = vec![("How was it?".to_owned(), format!("answer {i}"))];
+        if i == N - 10 {
+            answers.push(("Asked late".into(), "late".into()));
+        }
+        s.state
+            .store
+            .insert_survey(&SurveyRow {
+                session_id: session,
+                kind: "customer".into(),
+                technician_id: tech,
+                group_id: g,
+                issued_by_closing: false,
+                // Pairs share a time: the key's id breaks the tie.
+                submitted_at: base + 3 * MIN + i / 2 * 1000,
+                answers,
+                session_name: String::new(),
+                session_ended_at: None,
+            })
+            .await
+            .unwrap();
+    }
+    let mut tx = s.state.store.begin().await.unwrap();
+    for i in 0..N {
+        lens::store::audit::append(
+            &mut tx,
+            &lens::store::AuditEntry {
+                at: base + i / 2 * 1000,
+                requested_by_id: tech,
+                requested_by_name: "t".into(),
+                entity_type: "Technician",
+                entity_id: tech,
+                entity_name: format!("entry {i}"),
+                change_type: lens::store::ChangeType::Change,
+                section: "Profile".into(),
+                field: "Nickname".into(),
+                old_value: None,
+                old_action: None,
+                new_value: Some(i.to_string()),
+                new_action: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let tsv = |area: &'static str| {
+        let url = format!(
+            "{}/api/v1/reports/{area}?from=2026-01-01&to=2026-01-31&format=tsv",
+            s.base
+        );
+        let (http, m) = (s.http.clone(), m.clone());
+        async move {
+            let r = http.get(url).bearer_auth(m).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{area}");
+            r.text().await.unwrap()
+        }
+    };
+    let file = tsv("customer-survey").await;
+    let lines: Vec<Vec<&str>> = file.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len() as i64, N + 1, "the header and every survey");
+    assert!(lines[0].contains(&"Asked late"), "{:?}", lines[0]);
+    assert!(lines.iter().all(|l| l.len() == lines[0].len()));
+    let answer = lines[0].iter().position(|c| *c == "How was it?").unwrap();
+    let late = lines[0].iter().position(|c| *c == "Asked late").unwrap();
+    for (i, l) in lines[1..].iter().enumerate() {
+        assert_eq!(l[answer], format!("answer {i}"), "in order");
+        assert_eq!(l[late], if i as i64 == N - 10 { "late" } else { "" });
+    }
+    // A JSON page has the same columns, and counts every survey.
+    let page = report(
+        &s,
+        &m,
+        "customer-survey",
+        "from=2026-01-01&to=2026-01-31&page=3&per_page=1000",
+    )
+    .await;
+    assert_eq!(page["total_rows"], N);
+    assert!(columns(&page).contains(&"Asked late"));
+    assert_eq!(rows(&page)[0]["How was it?"], "answer 2000");
+    let summary = report(
+        &s,
+        &m,
+        "customer-survey",
+        "from=2026-01-01&to=2026-01-31&list=summary",
+    )
+    .await;
+    assert_eq!(rows(&summary)[0]["Number of Surveys"], N);
+    assert_eq!(rows(&summary)[0]["Asked late"], 1);
+
+    let file = tsv("audit").await;
+    let entries: Vec<&str> = file
+        .lines()
+        .filter_map(|l| l.split('\t').nth(3))
+        .filter(|name| name.starts_with("entry "))
+        .collect();
+    let expected: Vec<String> = (0..N).map(|i| format!("entry {i}")).collect();
+    assert_eq!(entries, expected, "every audit row once, in order");
+}

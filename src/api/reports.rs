@@ -2,6 +2,9 @@
 //! administrator queues (revocable for 24 h, then purged by a background job).
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -170,6 +173,7 @@ async fn report(
         field_names,
         // JSON pages; a file is read in chunks by `Export`.
         page: Some(json_page),
+        survey_questions: None,
     };
     if format != Format::Json {
         return export(&state, req, format, &file).await;
@@ -199,8 +203,9 @@ async fn report(
 
 /// A report file, streamed: the first chunk is read before answering (so a failing report still
 /// answers with an error status), the rest as the client takes it. The export's slot
-/// (`reports.max_concurrent_exports`) is held until the last chunk is written or the client goes
-/// away; a client that goes away drops the body, and with it the chunk being read.
+/// (`reports.max_concurrent_exports`) is held until the last chunk is written, the client goes
+/// away (it drops the body, and with it the chunk being read) or it stops reading for
+/// `reports.export_stall_seconds`.
 async fn export(state: &AppState, req: Request, format: Format, file: &str) -> ApiResult<Response> {
     let Ok(permit) = state.exports.clone().try_acquire_owned() else {
         state.metrics.report_export(format.as_str(), "refused");
@@ -242,34 +247,39 @@ async fn export(state: &AppState, req: Request, format: Format, file: &str) -> A
         }
     };
     running.rows(export.rows());
-    let store = state.store.clone();
-    let body = futures_util::stream::unfold(
-        Some((export, running, store, Some(first))),
-        |st| async move {
-            let (mut export, mut running, store, mut pending) = st?;
-            loop {
-                if let Some(bytes) = pending.take().filter(|b| !b.is_empty()) {
-                    let next = Some((export, running, store, None));
-                    return Some((Ok(axum::body::Bytes::from(bytes)), next));
-                }
-                match export.next_chunk(&store).await {
-                    Ok(Some(bytes)) => {
-                        running.rows(export.rows());
-                        pending = Some(bytes);
-                    }
-                    Ok(None) => {
-                        running.finish("completed", export.rows());
-                        return None;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, rows = export.rows(), "report export failed after its first rows; the download ends early");
-                        running.finish("failed", export.rows());
-                        return Some((Err(std::io::Error::other(e.to_string())), None));
-                    }
-                }
-            }
+    // The file is written by a task of its own into a one-chunk channel that the body drains:
+    // a client that stops reading leaves the channel full, and after `export_stall_seconds` the
+    // task gives up, freeing the slot (no database connection is held between chunks).
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let completed = Arc::new(AtomicBool::new(false));
+    let stall = Duration::from_secs(state.config.reports.export_stall_seconds);
+    tokio::spawn(write_export(
+        export,
+        running,
+        state.store.clone(),
+        first,
+        Sink {
+            tx,
+            stall,
+            completed: completed.clone(),
         },
-    );
+    ));
+    let body = futures_util::stream::unfold(Some(rx), move |rx| {
+        let completed = completed.clone();
+        async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Some(item) => Some((item, Some(rx))),
+                // The writer ended without finishing the file (it stalled): the body ends in an
+                // error, so the client sees a broken download rather than a short file.
+                None if !completed.load(Ordering::Acquire) => Some((
+                    Err(std::io::Error::other("the report export stopped")),
+                    None,
+                )),
+                None => None,
+            }
+        }
+    });
     let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, format.content_type())],
@@ -284,6 +294,67 @@ async fn export(state: &AppState, req: Request, format: Format, file: &str) -> A
             .insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
+}
+
+/// Where an export's task sends the file: the body's channel, given up on after `stall` without
+/// room (the client stopped reading); `completed` tells the body the file ended as it should.
+struct Sink {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<axum::body::Bytes>>,
+    stall: Duration,
+    completed: Arc<AtomicBool>,
+}
+
+/// Writes an export's chunks after the `first` into `sink` until the file ends, the client goes
+/// away (the query being read is dropped with it), or the client stops reading for
+/// `sink.stall`. `running` (the slot) is dropped when this returns.
+async fn write_export(
+    mut export: Export,
+    mut running: Running,
+    store: crate::store::Store,
+    first: Vec<u8>,
+    sink: Sink,
+) {
+    let mut pending = Some(first);
+    loop {
+        if let Some(bytes) = pending.take().filter(|b| !b.is_empty()) {
+            match tokio::time::timeout(sink.stall, sink.tx.send(Ok(bytes.into()))).await {
+                Ok(Ok(())) => {}
+                // The body was dropped: the client went away (`Running` counts it cancelled).
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::warn!(
+                        rows = export.rows(),
+                        stall_seconds = sink.stall.as_secs(),
+                        "report export stopped: the client stopped reading"
+                    );
+                    running.finish("stalled", export.rows());
+                    return;
+                }
+            }
+        }
+        let next = tokio::select! {
+            next = export.next_chunk(&store) => next,
+            () = sink.tx.closed() => return,
+        };
+        match next {
+            Ok(Some(bytes)) => {
+                running.rows(export.rows());
+                pending = Some(bytes);
+            }
+            Ok(None) => {
+                running.finish("completed", export.rows());
+                sink.completed.store(true, Ordering::Release);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows = export.rows(), "report export failed after its first rows; the download ends early");
+                running.finish("failed", export.rows());
+                // Room or not, the body ends in an error (`completed` stays false).
+                let _ = sink.tx.try_send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+        }
+    }
 }
 
 /// A running export: its slot, and the metrics (`lens_report_exports_running`, and on its end

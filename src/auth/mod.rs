@@ -51,9 +51,10 @@ type HashJob = Box<dyn FnOnce() + Send>;
 
 /// glibc keeps a freed Argon2 block resident (its mmap threshold rises to the block's size after
 /// the first one, so later blocks come from the heap and are not trimmed): without this, 11
-/// logins left 244 MB resident. Trimming after a hash costs far less than the hash.
+/// logins left 244 MB resident. Trimming after a hash costs far less than the hash. (Also used
+/// between the chunks of a report file.)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     // SAFETY: malloc_trim only returns free memory to the kernel; it takes no pointers.
     unsafe {
         libc::malloc_trim(0);
@@ -61,7 +62,7 @@ fn release_freed_memory() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_memory() {}
+pub(crate) fn release_freed_memory() {}
 
 /// Runs `work` on the hashing threads; `None` if they are gone.
 async fn on_hashing_thread<T: Send + 'static>(

@@ -22,7 +22,7 @@ pub use params::{Area, Daily, ListType, ParamError};
 pub use timings::Timings;
 
 pub use crate::store::reports::{Key, Page};
-use crate::store::reports::{PersonRow, ReportSession, TimingSums, after_key, id_list};
+use crate::store::reports::{PersonRow, ReportSession, SurveyRow, TimingSums, after_key, id_list};
 use crate::store::{AuditRow, Store, StoreError};
 
 /// Lens sessions are phone-camera sessions started from the Lens app or page: the guide's
@@ -126,7 +126,14 @@ pub struct Request {
     pub field_names: [String; 6],
     /// List All: the rows wanted (None: every row).
     pub page: Option<Page>,
+    /// Survey reports' question columns when already known (a streamed export reads them once,
+    /// before its first chunk: `survey_questions`); None: read with the report.
+    pub survey_questions: Option<Vec<String>>,
 }
+
+/// A key before every row's (not i64::MIN: PostgreSQL reads that literal as NUMERIC, and a
+/// NUMERIC comparison would not use a BIGINT index).
+pub const FIRST_KEY: Key = (i64::MIN + 1, i64::MIN + 1);
 
 impl Request {
     fn in_day(&self, at: i64) -> bool {
@@ -383,9 +390,15 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
             paged
         }
         (Area::CustomerSurvey | Area::CustomerSurveyIssuance | Area::TechnicianSurvey, _) => {
-            paged(req, surveys(store, req, &dir, summary).await?)
+            let (paged, key) = surveys(store, req, &dir, summary).await?;
+            next = key;
+            paged
         }
-        (Area::Audit, _) => paged(req, audit(store, req).await?),
+        (Area::Audit, _) => {
+            let (paged, key) = audit(store, req).await?;
+            next = key;
+            paged
+        }
     };
     Ok(Table {
         title,
@@ -410,8 +423,8 @@ pub fn title(area: Area, list: ListType) -> String {
 }
 
 /// Whether a report is read in keyed chunks (`Page::after`) by a streamed export: the List Alls
-/// that can have a row per session, transfer or login. The others (Summaries, Performance's
-/// technicians, surveys, audit) are read whole, in one chunk.
+/// that can have a row per session, transfer, login, survey or audit entry. The others
+/// (Summaries, Performance's technicians) are read whole, in one chunk.
 pub fn reads_by_key(area: Area, list: ListType) -> bool {
     list == ListType::All
         && matches!(
@@ -425,6 +438,10 @@ pub fn reads_by_key(area: Area, list: ListType) -> bool {
                 | Area::TransferredSessions
                 | Area::TransferredSessionsExtended
                 | Area::Login
+                | Area::CustomerSurvey
+                | Area::CustomerSurveyIssuance
+                | Area::TechnicianSurvey
+                | Area::Audit
         )
 }
 
@@ -438,20 +455,6 @@ fn with_total((columns, rows): Rows, total: u64) -> Paged {
 /// A report of a few rows, not paged (Summaries).
 fn whole((columns, rows): Rows) -> Paged {
     let n = rows.len() as u64;
-    (columns, rows, n)
-}
-
-/// Pages a report built whole (the reports not read from the sessions' stored times).
-fn paged(req: &Request, (columns, rows): Rows) -> Paged {
-    let n = rows.len() as u64;
-    let rows = match (req.page, req.list) {
-        (Some(p), ListType::All) => rows
-            .into_iter()
-            .skip(usize::try_from(p.offset).unwrap_or(usize::MAX))
-            .take(usize::try_from(p.limit).unwrap_or(usize::MAX))
-            .collect(),
-        _ => rows,
-    };
     (columns, rows, n)
 }
 
@@ -689,10 +692,20 @@ async fn technician_sums(
     only: Option<&[&PersonRow]>,
 ) -> Result<HashMap<i64, TimingSums>, StoreError> {
     let filter = match only {
-        // Every technician's: the index walked in technician order, no sort.
+        // Every technician's. SQLite (no statistics) would take the window's range index and
+        // sort: `+` hides the range, so it walks `session_timings_technician` in technician
+        // order. PostgreSQL knows the window is nearly the whole table and sums it in parallel
+        // by hash, but with `+` it cannot estimate the rows and sorts them on disk (0.44 s
+        // against 0.79 s at a million sessions): there the plain column.
         None => format!(
             "{} AND t.handled = 1",
-            session_filter_on(req, "+t.created_at")
+            session_filter_on(
+                req,
+                match store.backend() {
+                    crate::store::Backend::Sqlite => "+t.created_at",
+                    crate::store::Backend::Postgres => "t.created_at",
+                }
+            )
         ),
         // A few technicians': the index's range of each, within the window.
         Some(people) => format!(
@@ -1633,22 +1646,26 @@ async fn chatlog(
     Ok(((columns, rows, total), next))
 }
 
-async fn surveys(
+/// One chunk of the surveys of `kind` submitted in the window after `after` (at most `limit` read):
+/// those of the scope and the daily range, and the key the next chunk follows (None after the
+/// last).
+async fn survey_chunk(
     store: &Store,
     req: &Request,
-    dir: &Directory,
-    summary: bool,
-) -> Result<Rows, StoreError> {
-    let kind = if req.area == Area::TechnicianSurvey {
-        "technician"
-    } else {
-        "customer"
+    kind: &str,
+    after: Key,
+    limit: u64,
+) -> Result<(Vec<SurveyRow>, Option<Key>), StoreError> {
+    let read = store
+        .report_surveys_after(kind, req.from, req.to, after, limit)
+        .await?;
+    let next = match read.last() {
+        Some((id, s)) if read.len() as u64 >= limit => Some((s.submitted_at, *id)),
+        _ => None,
     };
-    let issuance = req.area == Area::CustomerSurveyIssuance;
-    let surveys: Vec<_> = store
-        .report_surveys(kind, req.from, req.to)
-        .await?
+    let kept = read
         .into_iter()
+        .map(|(_, s)| s)
         .filter(|s| {
             (req.scope.all
                 || req.scope.groups.contains(&s.group_id)
@@ -1656,60 +1673,108 @@ async fn surveys(
                 && req.in_day(s.submitted_at)
         })
         .collect();
-    // [Survey Columns]: the questions, in the order they were first asked.
-    let mut questions: Vec<String> = Vec::new();
-    for s in &surveys {
-        for (q, _) in &s.answers {
-            if !questions.contains(q) {
-                questions.push(q.clone());
-            }
+    Ok((kept, next))
+}
+
+/// The survey reports' kind of survey.
+fn survey_kind(area: Area) -> &'static str {
+    if area == Area::TechnicianSurvey {
+        "technician"
+    } else {
+        "customer"
+    }
+}
+
+/// Adds the questions of `s` not yet in `questions`, in the order asked.
+fn note_questions(questions: &mut Vec<String>, s: &SurveyRow) {
+    for (q, _) in &s.answers {
+        if !questions.contains(q) {
+            questions.push(q.clone());
         }
     }
-    let answer = |s: &crate::store::reports::SurveyRow, q: &str| {
-        s.answers
-            .iter()
-            .find(|(question, _)| question == q)
-            .map(|(_, a)| a.clone())
-            .unwrap_or_default()
-    };
+}
+
+/// A survey report's [Survey Columns]: the questions of its surveys, in the order they were
+/// first asked (read through in chunks, keeping only the questions).
+pub async fn survey_questions(store: &Store, req: &Request) -> Result<Vec<String>, StoreError> {
+    let kind = survey_kind(req.area);
+    let mut questions = Vec::new();
+    each_chunk(
+        |after, limit| survey_chunk(store, req, kind, after, limit),
+        |s| note_questions(&mut questions, &s),
+    )
+    .await?;
+    Ok(questions)
+}
+
+async fn surveys(
+    store: &Store,
+    req: &Request,
+    dir: &Directory,
+    summary: bool,
+) -> Result<(Paged, Option<Key>), StoreError> {
+    let kind = survey_kind(req.area);
+    let issuance = req.area == Area::CustomerSurveyIssuance;
     let yes_no = |b: bool| Cell::from(if b { "Yes" } else { "No" });
+    let chunk = |after, limit| survey_chunk(store, req, kind, after, limit);
     if summary {
+        // By source (and issuer): the surveys, and the answered questions ("the total number of
+        // responses to the survey questions").
+        let mut questions: Vec<String> = Vec::new();
+        let mut sources: std::collections::BTreeMap<(i64, bool), (i64, HashMap<String, i64>)> =
+            std::collections::BTreeMap::new();
+        each_chunk(chunk, |s| {
+            note_questions(&mut questions, &s);
+            let source = sources
+                .entry((s.group_id, issuance && s.issued_by_closing))
+                .or_default();
+            source.0 += 1;
+            let mut seen: Vec<&str> = Vec::new();
+            // A question's first answer counts (as it is shown).
+            for (q, a) in &s.answers {
+                if !seen.contains(&q.as_str()) {
+                    seen.push(q);
+                    if !a.is_empty() {
+                        *source.1.entry(q.clone()).or_default() += 1;
+                    }
+                }
+            }
+        })
+        .await?;
         let mut columns = cols(&["Source", "Number of Surveys"]);
         columns.extend(questions.iter().cloned());
         if issuance {
             columns.push("Survey issued by closing technician".into());
         }
-        let mut sources: Vec<(i64, bool)> = surveys
-            .iter()
-            .map(|s| (s.group_id, issuance && s.issued_by_closing))
-            .collect();
-        sources.sort_unstable();
-        sources.dedup();
         let rows = sources
             .into_iter()
-            .map(|(group, closing)| {
-                let mine: Vec<_> = surveys
-                    .iter()
-                    .filter(|s| {
-                        s.group_id == group && (!issuance || s.issued_by_closing == closing)
-                    })
-                    .collect();
-                let mut row = vec![
-                    Cell::from(dir.group(Some(group))),
-                    Cell::Int(mine.len() as i64),
-                ];
-                // "The total number of responses to the survey questions."
-                row.extend(questions.iter().map(|q| {
-                    Cell::Int(mine.iter().filter(|s| !answer(s, q).is_empty()).count() as i64)
-                }));
+            .map(|((group, closing), (n, answered))| {
+                let mut row = vec![Cell::from(dir.group(Some(group))), Cell::Int(n)];
+                row.extend(
+                    questions
+                        .iter()
+                        .map(|q| Cell::Int(answered.get(q).copied().unwrap_or(0))),
+                );
                 if issuance {
                     row.push(yes_no(closing));
                 }
                 row
             })
             .collect();
-        return Ok((columns, rows));
+        return Ok((whole((columns, rows)), None));
     }
+    // A streamed export reads the questions once, before its first chunk.
+    let questions = match &req.survey_questions {
+        Some(q) => q.clone(),
+        None => survey_questions(store, req).await?,
+    };
+    let answer = |s: &SurveyRow, q: &str| {
+        s.answers
+            .iter()
+            .find(|(question, _)| question == q)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default()
+    };
     let mut columns = cols(&["Source", "Session ID", "Date"]);
     columns.push(req.name_column());
     let technician_survey = kind == "technician";
@@ -1724,6 +1789,7 @@ async fn surveys(
     if issuance {
         columns.push("Survey issued by closing technician".into());
     }
+    let (surveys, total, next) = read_paged(req.page, chunk).await?;
     let rows = surveys
         .iter()
         .map(|s| {
@@ -1750,10 +1816,57 @@ async fn surveys(
             row
         })
         .collect();
-    Ok((columns, rows))
+    Ok(((columns, rows, total), next))
 }
 
-async fn audit(store: &Store, req: &Request) -> Result<Rows, StoreError> {
+/// Reads a report through in keyed chunks from its first row: `chunk(after, limit)` gives a
+/// chunk's rows (those the report keeps of at most `limit` read) and the key the next follows.
+async fn each_chunk<T, F: Future<Output = Result<(Vec<T>, Option<Key>), StoreError>>>(
+    mut chunk: impl FnMut(Key, u64) -> F,
+    mut each: impl FnMut(T),
+) -> Result<(), StoreError> {
+    let mut after = FIRST_KEY;
+    loop {
+        let (rows, next) = chunk(after, export::CHUNK_ROWS).await?;
+        rows.into_iter().for_each(&mut each);
+        match next {
+            Some(key) => after = key,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// The rows of `page` of a report read in keyed chunks (`each_chunk`), the number of rows, and
+/// the key the next chunk follows: with a keyed page, the one chunk after its key; else every
+/// chunk is read, counting the rows and keeping the page's (every row without a page), so
+/// memory holds a chunk and the page whatever the report's length.
+async fn read_paged<T, F: Future<Output = Result<(Vec<T>, Option<Key>), StoreError>>>(
+    page: Option<Page>,
+    mut chunk: impl FnMut(Key, u64) -> F,
+) -> Result<(Vec<T>, u64, Option<Key>), StoreError> {
+    if let Some(Page {
+        after: Some(after),
+        limit,
+        ..
+    }) = page
+    {
+        let (rows, next) = chunk(after, limit).await?;
+        let n = rows.len() as u64;
+        return Ok((rows, n, next));
+    }
+    let (skip, take) = page.map_or((0, u64::MAX), |p| (p.offset, p.limit));
+    let (mut total, mut rows) = (0u64, Vec::new());
+    each_chunk(chunk, |row| {
+        if total >= skip && total - skip < take {
+            rows.push(row);
+        }
+        total += 1;
+    })
+    .await?;
+    Ok((rows, total, None))
+}
+
+async fn audit(store: &Store, req: &Request) -> Result<(Paged, Option<Key>), StoreError> {
     let columns = cols(&[
         "Requested by",
         "Entity type",
@@ -1768,12 +1881,25 @@ async fn audit(store: &Store, req: &Request) -> Result<Rows, StoreError> {
         "New Value",
         "New Action",
     ]);
+    let chunk = |after: Key, limit: u64| async move {
+        let read = store
+            .report_audit_after(req.from, req.to, after, limit)
+            .await?;
+        let next = match read.last() {
+            Some(r) if read.len() as u64 >= limit => Some((r.at, r.id)),
+            _ => None,
+        };
+        let kept: Vec<AuditRow> = read
+            .into_iter()
+            .filter(|r| req.scope.audit(r) && req.in_day(r.at))
+            .collect();
+        Ok((kept, next))
+    };
+    let (read, total, next) =
+        read_paged(req.page.filter(|_| req.list == ListType::All), chunk).await?;
     let opt = |v: &Option<String>| Cell::from(v.clone().unwrap_or_default());
-    let rows = store
-        .report_audit(req.from, req.to)
-        .await?
+    let rows = read
         .into_iter()
-        .filter(|r| req.scope.audit(r) && req.in_day(r.at))
         .map(|r| {
             vec![
                 r.requested_by.clone().into(),
@@ -1791,5 +1917,5 @@ async fn audit(store: &Store, req: &Request) -> Result<Rows, StoreError> {
             ]
         })
         .collect();
-    Ok((columns, rows))
+    Ok(((columns, rows, total), next))
 }

@@ -99,6 +99,14 @@ impl Area {
         }
     }
 
+    /// The survey reports (their columns are the surveys' questions).
+    pub fn is_survey(self) -> bool {
+        matches!(
+            self,
+            Area::CustomerSurvey | Area::CustomerSurveyIssuance | Area::TechnicianSurvey
+        )
+    }
+
     /// Whether the guide has a Summary of this area.
     pub fn has_summary(self) -> bool {
         matches!(

@@ -1,6 +1,10 @@
 //! What the reports read: sessions with their events in a time window, logins, console statuses,
 //! chat, notes, surveys, audit rows; and the two writes that belong to reports (survey answers,
 //! chatlog deletion). Everything is read in bulk, ordered, and computed in `crate::reports`.
+//!
+//! Statements built for one call (numbers written into their text: a window, ids, a chunk's key)
+//! are run with `persistent(false)`: their text is not seen again, and sqlx would otherwise keep
+//! each prepared, up to 100 per connection (with SQLite, tens of MB held by a streamed export).
 
 use std::collections::HashMap;
 
@@ -14,7 +18,7 @@ use crate::store::sessions::{ChatRow, EventRow};
 /// The columns of a `SurveyRow` (a macro, so queries stay `&'static str`).
 macro_rules! survey_select {
     () => {
-        "SELECT a.session_id, a.kind, a.technician_id, a.group_id, a.issued_by_closing, \
+        "SELECT a.id AS survey_id, a.session_id, a.kind, a.technician_id, a.group_id, a.issued_by_closing, \
          a.submitted_at, a.answers, s.name, s.ended_at FROM survey_answers a \
          JOIN sessions s ON s.id = a.session_id"
     };
@@ -155,6 +159,7 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s WHERE {condition} ORDER BY s.id"
         )))
+        .persistent(false)
         .bind(a)
         .bind(b)
         .fetch_all(self.pool())
@@ -179,6 +184,7 @@ impl Store {
         let events = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {columns} FROM session_events WHERE {which} ORDER BY session_id, seq"
         )))
+        .persistent(false)
         .bind(first.id)
         .bind(last.id)
         .fetch_all(self.pool())
@@ -213,7 +219,7 @@ impl Store {
 
     /// The logins (not logouts) matching `filter` (on `l`, built from numbers only), oldest first
     /// (the page's only, with a page), each paired with its end: the user's next login or logout
-    /// before `until`. The end is looked up per login in `logins_user_at`, so the database reads
+    /// before `until`. The end is looked up per login in `logins_user_at_id`, so the database reads
     /// a page's logins and their ends, not every login of the window.
     pub async fn report_logins(
         &self,
@@ -231,6 +237,7 @@ impl Store {
              ORDER BY n.at, n.id LIMIT 1) AS end_at FROM logins l WHERE l.event = 'login' AND {filter} \
              ORDER BY l.at, l.id{limit}"
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -251,6 +258,7 @@ impl Store {
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM logins l WHERE l.event = 'login' AND {filter}"
         )))
+        .persistent(false)
         .fetch_one(self.pool())
         .await?;
         Ok(n as u64)
@@ -277,6 +285,7 @@ impl Store {
              WHERE p.user_id = u.id AND p.at < {from}), {from}) AND s.at < {to} GROUP BY u.id",
             id_list(users)
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         unfold(rows, |at, status| {
@@ -298,6 +307,7 @@ impl Store {
              CAST(t.end_at AS TEXT), ';') FROM session_spans t \
              WHERE {filter} AND t.start_at < {to} AND t.end_at > {from} GROUP BY t.live_technician_id"
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         unfold(rows, |a, b| Some((a.parse().ok()?, b.parse().ok()?)))
@@ -338,6 +348,7 @@ impl Store {
             "SELECT DISTINCT session_id FROM chat_messages WHERE session_id IN ({})",
             id_list(ids)
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
@@ -378,19 +389,34 @@ impl Store {
         Ok(())
     }
 
-    /// Surveys of `kind` submitted in `[from, to)`, oldest first.
-    pub async fn report_surveys(&self, kind: &str, from: i64, to: i64) -> Result<Vec<SurveyRow>> {
+    /// The first `limit` surveys of `kind` submitted in `[from, to)` after `after` in (submission
+    /// time, id) order, each with its id: a chunk of a report read in pieces (through
+    /// `survey_answers_kind_at`, from the key on).
+    pub async fn report_surveys_after(
+        &self,
+        kind: &str,
+        from: i64,
+        to: i64,
+        after: Key,
+        limit: u64,
+    ) -> Result<Vec<(i64, SurveyRow)>> {
         let rows = sqlx::query(concat!(
             survey_select!(),
             " WHERE a.kind = $1 AND a.submitted_at >= $2 AND a.submitted_at < $3 \
-             ORDER BY a.submitted_at, a.id"
+             AND a.submitted_at >= $4 AND (a.submitted_at > $4 OR a.id > $5) \
+             ORDER BY a.submitted_at, a.id LIMIT $6"
         ))
         .bind(kind)
         .bind(from)
         .bind(to)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(survey_row).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get("survey_id")?, survey_row(r)?)))
+            .collect()
     }
 
     /// The survey of `kind` submitted for a session, if any (each is submitted at most once).
@@ -500,15 +526,25 @@ impl Store {
         Ok(purged)
     }
 
-    /// Audit rows in `[from, to)`, oldest first.
-    pub async fn report_audit(&self, from: i64, to: i64) -> Result<Vec<super::AuditRow>> {
+    /// The first `limit` audit rows in `[from, to)` after `after` in (time, id) order: a chunk of
+    /// the Audit report (through `audit_log_at`, from the key on).
+    pub async fn report_audit_after(
+        &self,
+        from: i64,
+        to: i64,
+        after: Key,
+        limit: u64,
+    ) -> Result<Vec<super::AuditRow>> {
         let rows = sqlx::query(
             "SELECT id, at, requested_by_id, requested_by_name, entity_type, entity_id, entity_name, \
              change_type, section, field, old_value, old_action, new_value, new_action FROM audit_log \
-             WHERE at >= $1 AND at < $2 ORDER BY at, id",
+             WHERE at >= $1 AND at < $2 AND at >= $3 AND (at > $3 OR id > $4) ORDER BY at, id LIMIT $5",
         )
         .bind(from)
         .bind(to)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(super::audit::row_from).collect()
@@ -637,18 +673,21 @@ pub(crate) async fn write_session_timings(
             "DELETE FROM session_timings WHERE session_id IN ({})",
             ids.join(",")
         )))
+        .persistent(false)
         .execute(&mut **tx)
         .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO session_timings ({TIMING_COLUMNS}) VALUES {}",
             values.join(",")
         )))
+        .persistent(false)
         .execute(&mut **tx)
         .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM session_spans WHERE session_id IN ({})",
             ids.join(",")
         )))
+        .persistent(false)
         .execute(&mut **tx)
         .await?;
         let spans: Vec<String> = chunk
@@ -675,6 +714,7 @@ pub(crate) async fn write_session_timings(
                  live_technician_id, start_at, end_at) VALUES {}",
                 part.join(",")
             )))
+            .persistent(false)
             .execute(&mut **tx)
             .await?;
         }
@@ -839,6 +879,7 @@ impl Store {
             let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT COUNT(*) FROM ({union}) c"
             )))
+            .persistent(false)
             .fetch_one(self.pool())
             .await?;
             n
@@ -850,6 +891,7 @@ impl Store {
         });
         let keys: Vec<(i64, i64)> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!("{union} ORDER BY 1, 2{limit}")))
+                .persistent(false)
                 .fetch_all(self.pool())
                 .await?;
         Ok((n as u64, keys))
@@ -897,6 +939,7 @@ impl Store {
              t.reconnecting, t.transfers FROM session_timings t JOIN sessions s ON s.id = t.session_id \
              WHERE {filter} ORDER BY t.created_at, t.session_id{limit}"
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -929,6 +972,7 @@ impl Store {
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM session_timings t WHERE {filter}"
         )))
+        .persistent(false)
         .fetch_one(self.pool())
         .await?;
         Ok(n)
@@ -958,6 +1002,7 @@ impl Store {
             )
         };
         let rows: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
             .fetch_all(self.pool())
             .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
@@ -979,6 +1024,7 @@ impl Store {
                 sum_of("t.work"),
                 sum_of("t.total"),
             )))
+            .persistent(false)
             .fetch_all(self.pool())
             .await?;
         Ok(rows
@@ -1033,6 +1079,7 @@ impl Store {
             "SELECT {select} AS k, {} FROM session_timings t WHERE {filter}{group}",
             columns.join(", ")
         )))
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
