@@ -383,3 +383,154 @@ async fn a_node_that_cannot_reach_postgresql_is_unhealthy_until_it_can() {
     let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
     assert_eq!(node(&nodes, "cut-off")["state"], "serving");
 }
+
+/// Three nodes on one fresh PostgreSQL database: A, B and C.
+async fn three_nodes() -> Option<(TestServer, TestServer, TestServer)> {
+    let a = pg_node("node-a", None).await?;
+    let url = a.state.config.database_url.clone();
+    let b = pg_node("node-b", Some(&url)).await.unwrap();
+    let c = pg_node("node-c", Some(&url)).await.unwrap();
+    Some((a, b, c))
+}
+
+/// A session's lifecycle as the store keeps it, without its times: (from, to, actor, reason).
+async fn events_of(s: &TestServer, token: &str, id: i64) -> Vec<(String, String, String, String)> {
+    let d = s
+        .get(&format!("/api/v1/sessions/{id}"), token)
+        .await
+        .expect(200);
+    d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (f("from_status"), f("to_status"), f("actor"), f("reason"))
+        })
+        .collect()
+}
+
+/// A whole session: created through `owner`'s API, the customer on `cus_node`, the console on
+/// `con_node`: join, pickup, chat both ways, hold and resume, mute, end. Returns its id and its
+/// stored chat.
+async fn whole_session(
+    owner: &TestServer,
+    cus_node: &TestServer,
+    con_node: &TestServer,
+    token: &str,
+) -> (i64, Value) {
+    let (mut con, _) = console(con_node, token).await;
+    let c = owner
+        .post(
+            "/api/v1/sessions",
+            token,
+            json!({"method": "pin", "name": "Routed"}),
+        )
+        .await
+        .expect(201);
+    let id = c["id"].as_i64().unwrap();
+    // The queue reaches the console whichever node holds the session.
+    con.session_status(id, "Pending").await;
+    let (mut cus, ok) = customer(cus_node, c["pin"].as_str().unwrap()).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    assert_eq!(ok["session_id"], id);
+    assert_eq!(cus.request(json!({"type": "ready"})).await["type"], "ok");
+    con.session_status(id, "Waiting").await;
+    let r = con
+        .request(json!({"type": "pickup", "session_id": id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.status("Active").await;
+    assert_eq!(
+        cus.request(json!({"type": "chat", "text": "hello from the phone"}))
+            .await["type"],
+        "ok"
+    );
+    con.until("the customer's line", |v| {
+        v["type"] == "chat" && v["text"] == "hello from the phone"
+    })
+    .await;
+    let r = con
+        .request(json!({"type": "chat", "session_id": id, "text": "hello from the console"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.until("the technician's line", |v| {
+        v["type"] == "chat" && v["text"] == "hello from the console"
+    })
+    .await;
+    for (frame, status) in [("hold", "On Hold"), ("resume", "Active")] {
+        let r = con.request(json!({"type": frame, "session_id": id})).await;
+        assert_eq!(r["type"], "ok", "{frame}: {r}");
+        cus.status(status).await;
+    }
+    let r = cus
+        .request(json!({"type": "mute", "kind": "audio", "muted": true}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    con.until("the customer muted", |v| {
+        v["type"] == "mute_state" && v["session_id"] == id && v["customer_audio"] == false
+    })
+    .await;
+    let r = con
+        .request(json!({"type": "mute", "session_id": id, "target": "self", "kind": "audio", "muted": true}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.until("the technician muted", |v| {
+        v["type"] == "mute_state" && v["technician_audio"] == false
+    })
+    .await;
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let ended = cus.frame("ended", None).await;
+    assert_eq!(ended["status"], "Closed by technician");
+    assert_eq!(cus.close_code().await, Some(1000));
+    con.frame("ended", Some(id)).await;
+    let d = owner
+        .get(&format!("/api/v1/sessions/{id}"), token)
+        .await
+        .expect(200);
+    (id, d["chat"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_routed_across_three_nodes_is_the_same_as_on_one() {
+    let Some((a, b, c)) = three_nodes().await else {
+        return;
+    };
+    let (_, _, token) = technician_with(&a, "routed@example.com", |_| {}).await;
+    // Customer on A, console on B, session on C.
+    let (routed, routed_chat) = whole_session(&c, &a, &b, &token).await;
+    // The same on one node.
+    let (local, local_chat) = whole_session(&c, &c, &c, &token).await;
+    let (routed_events, local_events) = (
+        events_of(&a, &token, routed).await,
+        events_of(&a, &token, local).await,
+    );
+    assert_eq!(routed_events, local_events);
+    assert_eq!(routed_events.len(), 6, "{routed_events:?}");
+    let lines = |chat: &Value| -> Vec<(String, String)> {
+        chat.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["sender"].to_string(), l["text"].to_string()))
+            .collect()
+    };
+    assert_eq!(lines(&routed_chat), lines(&local_chat));
+    assert_eq!(lines(&routed_chat).len(), 2);
+    // Both sessions were held by C alone.
+    let row: (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT node_id FROM sessions WHERE id = $1), (SELECT node_id FROM sessions WHERE id = $2)",
+    )
+    .bind(routed)
+    .bind(local)
+    .fetch_one(a.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(row, (Some("node-c".into()), Some("node-c".into())));
+    // Nothing left waiting on the bus.
+    let left: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM node_messages")
+        .fetch_one(a.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left.0, 0);
+}

@@ -10,6 +10,7 @@ pub mod console;
 pub mod create;
 pub mod customer;
 pub mod outbox;
+pub mod route;
 pub mod timings;
 pub mod tools;
 
@@ -185,6 +186,9 @@ enum WriteJob {
     Chat(SessionId, ChatRow),
     Transmitted(SessionId, u64),
     Tool(SessionId, signaling::tools::ToolUse),
+    Bus(crate::store::bus::BusMessage),
+    /// Claims on this session as a technician's one Active session, but the one kept (if any).
+    Release(SessionId, Option<UserId>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -223,6 +227,8 @@ pub struct Hub {
     post_triggers: mpsc::UnboundedSender<PostTrigger>,
     post_trigger_rx: Mutex<Option<mpsc::UnboundedReceiver<PostTrigger>>>,
     pub post_wake: Arc<Notify>,
+    /// Routed signaling between nodes (PostgreSQL only; set once the node starts).
+    router: std::sync::OnceLock<Arc<route::Router>>,
 }
 
 /// Refusals, as protocol error codes.
@@ -265,6 +271,7 @@ impl Hub {
             post_triggers,
             post_trigger_rx: Mutex::new(Some(post_trigger_rx)),
             post_wake: Arc::new(Notify::new()),
+            router: std::sync::OnceLock::new(),
         });
         tokio::spawn(write_loop(store, jobs));
         hub
@@ -272,6 +279,29 @@ impl Hub {
 
     pub fn now(&self) -> Millis {
         self.clock.now()
+    }
+
+    /// Routes signaling through the store from now on (several nodes on PostgreSQL).
+    pub fn set_router(&self, router: Arc<route::Router>) {
+        let _ = self.router.set(router);
+    }
+
+    pub(crate) fn router(&self) -> Option<&Arc<route::Router>> {
+        self.router.get()
+    }
+
+    pub fn node(&self) -> &crate::cluster::Node {
+        &self.node
+    }
+
+    /// Whether this node holds a live session.
+    pub fn holds(&self, id: SessionId) -> bool {
+        self.lock().desk.get(id).is_some()
+    }
+
+    /// A bus message committed after everything the hub handed to the writer so far.
+    pub(crate) fn bus_out(&self, m: crate::store::bus::BusMessage) {
+        let _ = self.writer.send(WriteJob::Bus(m));
     }
 
     /// The Post-to-URL triggers, for the one task that turns them into deliveries.
@@ -651,6 +681,16 @@ impl Hub {
             };
             let rows = events.remove(id).unwrap_or_default();
             let _ = self.writer.send(WriteJob::Transitions(*id, state, rows));
+            if self.router.get().is_some() {
+                // The one-Active rule across nodes: claims on this session go with the state
+                // that ends them (same transaction), but that of a technician it is Active for.
+                let keep = inner
+                    .desk
+                    .get(*id)
+                    .and_then(|s| s.technician_id)
+                    .filter(|t| inner.desk.active_session_of(*t) == Some(*id));
+                let _ = self.writer.send(WriteJob::Release(*id, keep));
+            }
         }
         let mut redirects: HashMap<SessionId, String> = HashMap::new();
         for e in &out.effects {
@@ -954,6 +994,16 @@ impl Hub {
         // sends next, carries that status (PROTOCOL.md §1: the reply comes first).
         inner.customers.insert(id, CustomerConn { id: conn, tx });
         Ok((conn, audio))
+    }
+
+    /// Whether a resume token (its hash) opens a live session of this node.
+    pub(crate) fn knows_resume(&self, resume_hash: &str) -> bool {
+        self.lock().resumes.contains_key(resume_hash)
+    }
+
+    /// Whether `id` is the technician's Active session on this node.
+    pub(crate) fn is_active_for(&self, technician: UserId, id: SessionId) -> bool {
+        self.lock().desk.active_session_of(technician) == Some(id)
     }
 
     /// Whether a resume token belonged to a session that has ended.
@@ -1549,9 +1599,17 @@ pub const SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60
 /// One protocol socket (customer or console): frames in, parsed; frames out through a bounded
 /// queue and a writer task that also pings.
 pub struct Socket {
-    stream: futures_util::stream::SplitStream<axum::extract::ws::WebSocket>,
+    inbound: Inbound,
     pub tx: Outbound,
     writer: tokio::task::JoinHandle<()>,
+    /// The text of the last frame [`Socket::next`] returned (what a home forwards to an owner).
+    pub last: String,
+}
+
+/// Where a socket's frames come from: the client's WebSocket, or (a hosted socket) the bus.
+enum Inbound {
+    Ws(futures_util::stream::SplitStream<axum::extract::ws::WebSocket>),
+    Bus(mpsc::UnboundedReceiver<String>),
 }
 
 impl Socket {
@@ -1560,7 +1618,27 @@ impl Socket {
         let (sink, stream) = socket.split();
         let (tx, rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
         let writer = tokio::spawn(write_socket(sink, rx));
-        Socket { stream, tx, writer }
+        Socket {
+            inbound: Inbound::Ws(stream),
+            tx,
+            writer,
+            last: String::new(),
+        }
+    }
+
+    /// A socket of another node run here: frames from the bus, `tx` drained by `writer`. Its
+    /// liveness is the home's business (the home pings the client and says when it left).
+    pub(crate) fn hosted(
+        frames: mpsc::UnboundedReceiver<String>,
+        tx: Outbound,
+        writer: tokio::task::JoinHandle<()>,
+    ) -> Socket {
+        Socket {
+            inbound: Inbound::Bus(frames),
+            tx,
+            writer,
+            last: String::new(),
+        }
     }
 
     /// The next request; malformed frames are answered with error frames here. `None` when the
@@ -1574,8 +1652,23 @@ impl Socket {
         use futures_util::StreamExt;
         use signaling::protocol::ErrorCode;
         loop {
-            let Ok(Some(Ok(message))) =
-                tokio::time::timeout(SILENCE_LIMIT, self.stream.next()).await
+            let stream = match &mut self.inbound {
+                Inbound::Ws(stream) => stream,
+                Inbound::Bus(frames) => {
+                    let text = frames.recv().await?;
+                    match parse(&text) {
+                        Ok(request) => {
+                            self.last = text;
+                            return Some(request);
+                        }
+                        Err(e) => {
+                            send(&self.tx, &e.frame());
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Ok(Some(Ok(message))) = tokio::time::timeout(SILENCE_LIMIT, stream.next()).await
             else {
                 return None;
             };
@@ -1592,7 +1685,11 @@ impl Socket {
                 _ => continue,
             };
             match parse(text.as_str()) {
-                Ok(request) => return Some(request),
+                Ok(request) => {
+                    self.last.clear();
+                    self.last.push_str(text.as_str());
+                    return Some(request);
+                }
                 Err(e) => {
                     send(&self.tx, &e.frame());
                     if e.code == ErrorCode::UnsupportedVersion && !authenticated {
@@ -1640,6 +1737,8 @@ async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
                     i64::try_from(bytes).unwrap_or(i64::MAX),
                 )),
                 WriteJob::Tool(id, used) => writes.push(SessionWrite::Tool(id, used)),
+                WriteJob::Bus(m) => writes.push(SessionWrite::Bus(m)),
+                WriteJob::Release(id, keep) => writes.push(SessionWrite::Release(id, keep)),
                 WriteJob::Flush(done) => flushed.push(done),
             }
         }

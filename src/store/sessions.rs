@@ -172,6 +172,11 @@ pub enum SessionWrite {
     Transmitted(i64, i64),
     /// One use of a technician's tool on the live picture, counted on the session.
     Tool(i64, signaling::tools::ToolUse),
+    /// Frames for a client socket on another node (routed signaling): committed with the state
+    /// they report, the addressee woken at the commit.
+    Bus(super::bus::BusMessage),
+    /// Claims on a session as a technician's one Active session go, but the kept technician's.
+    Release(i64, Option<i64>),
 }
 
 impl Store {
@@ -228,6 +233,12 @@ impl Store {
                         }
                     };
                     sqlx::query(sql).bind(*id).execute(&mut *tx).await?;
+                }
+                SessionWrite::Bus(m) => {
+                    super::bus::send_in(&mut tx, self.backend(), std::slice::from_ref(m)).await?
+                }
+                SessionWrite::Release(session, keep) => {
+                    super::bus::release_others_in(&mut tx, *session, *keep).await?
                 }
             }
         }
