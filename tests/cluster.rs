@@ -534,3 +534,213 @@ async fn a_session_routed_across_three_nodes_is_the_same_as_on_one() {
         .unwrap();
     assert_eq!(left.0, 0);
 }
+
+/// A technician of group `g` (created through `s`) and its token.
+async fn technician_in(s: &TestServer, g: i64, email: &str) -> (i64, String) {
+    let m = s.master().await;
+    let id = s.create_user(&m, "technicians", email, Some(g)).await;
+    (id, s.token(email, USER_PASSWORD).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_technicians_on_two_nodes_pick_up_the_same_session_200_times_and_one_wins() {
+    let Some((a, b, c)) = three_nodes().await else {
+        return;
+    };
+    let (g, _, t0) = technician_with(&c, "dispatcher@example.com", |_| {}).await;
+    let (t1, token1) = technician_in(&a, g, "first@example.com").await;
+    let (t2, token2) = technician_in(&a, g, "second@example.com").await;
+    // The dispatcher and the customers on C, which holds the sessions; the two technicians on
+    // A and B.
+    let (mut con0, _) = console(&c, &t0).await;
+    let (mut con1, _) = console(&a, &token1).await;
+    let (mut con2, _) = console(&b, &token2).await;
+    let mut wins = [0; 2];
+    for round in 0..200 {
+        let created = c
+            .post("/api/v1/sessions", &t0, json!({"method": "pin"}))
+            .await
+            .expect(201);
+        let id = created["id"].as_i64().unwrap();
+        let (mut cus, _) = customer(&c, created["pin"].as_str().unwrap()).await;
+        cus.request(json!({"type": "ready"})).await;
+        let r = con0
+            .request(json!({"type": "pickup", "session_id": id}))
+            .await;
+        assert_eq!(r["type"], "ok", "{r}");
+        let r = con0
+            .request(json!({"type": "transfer", "session_id": id, "to_group_id": g}))
+            .await;
+        assert_eq!(r["type"], "ok", "{r}");
+        con1.session_status(id, "Waiting").await;
+        con2.session_status(id, "Waiting").await;
+        let pickup = json!({"type": "pickup", "session_id": id});
+        let (r1, r2) = tokio::join!(con1.request(pickup.clone()), con2.request(pickup));
+        let outcomes = [r1["type"] == "ok", r2["type"] == "ok"];
+        assert_eq!(
+            outcomes.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {r1} / {r2}"
+        );
+        let (winner, loser) = if outcomes[0] { (t1, &r2) } else { (t2, &r1) };
+        // The documented refusal of a session that is no longer Waiting.
+        assert_eq!(loser["code"], "not_allowed", "round {round}: {loser}");
+        wins[usize::from(!outcomes[0])] += 1;
+        cus.status("Active").await;
+        let con = if outcomes[0] { &mut con1 } else { &mut con2 };
+        let r = con.request(json!({"type": "end", "session_id": id})).await;
+        assert_eq!(r["type"], "ok", "{r}");
+        cus.frame("ended", None).await;
+        let d = c
+            .get(&format!("/api/v1/sessions/{id}"), &t0)
+            .await
+            .expect(200);
+        assert_eq!(d["technician_id"], winner, "round {round}");
+    }
+    eprintln!("pickup races won: A {} / B {}", wins[0], wins[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_active_rule_and_pin_uniqueness_hold_across_nodes() {
+    let Some((a, b, c)) = three_nodes().await else {
+        return;
+    };
+    let (_, _, token) = technician_with(&a, "busy@example.com", |_| {}).await;
+    let (mut con, _) = console(&b, &token).await;
+    // An Active session on C...
+    let x = c
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let x_id = x["id"].as_i64().unwrap();
+    let (mut cus_x, _) = customer(&c, x["pin"].as_str().unwrap()).await;
+    cus_x.request(json!({"type": "ready"})).await;
+    con.session_status(x_id, "Waiting").await;
+    let r = con
+        .request(json!({"type": "pickup", "session_id": x_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    // ...and one waiting on A: A's desk alone does not know of the first, the store does.
+    let y = a
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let y_id = y["id"].as_i64().unwrap();
+    let (mut cus_y, _) = customer(&a, y["pin"].as_str().unwrap()).await;
+    cus_y.request(json!({"type": "ready"})).await;
+    con.session_status(y_id, "Waiting").await;
+    let r = con
+        .request(json!({"type": "pickup", "session_id": y_id}))
+        .await;
+    assert_eq!(r["code"], "one_active_session", "{r}");
+    // On hold, the first lets the second go Active; the first cannot resume meanwhile.
+    let r = con
+        .request(json!({"type": "hold", "session_id": x_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let r = con
+        .request(json!({"type": "pickup", "session_id": y_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let r = con
+        .request(json!({"type": "resume", "session_id": x_id}))
+        .await;
+    assert_eq!(r["code"], "one_active_session", "{r}");
+    let r = con
+        .request(json!({"type": "end", "session_id": y_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let r = con
+        .request(json!({"type": "resume", "session_id": x_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+
+    // PINs created at once on three nodes stay unique among live sessions.
+    let nodes = [&a, &b, &c];
+    let creations = (0..150).map(|i| {
+        let s = nodes[i % 3];
+        let token = token.clone();
+        async move {
+            s.post("/api/v1/sessions", &token, json!({"method": "pin"}))
+                .await
+                .expect(201)["pin"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    });
+    let pins = futures_util::future::join_all(creations).await;
+    let unique: std::collections::HashSet<&String> = pins.iter().collect();
+    assert_eq!(unique.len(), pins.len());
+    let by_node: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT node_id, COUNT(*) FROM sessions WHERE pin IS NOT NULL GROUP BY node_id ORDER BY node_id",
+    )
+    .fetch_all(a.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        by_node,
+        vec![
+            ("node-a".into(), 50),
+            ("node-b".into(), 50),
+            ("node-c".into(), 50)
+        ]
+    );
+}
+
+/// p50 and p99 of round trips, in milliseconds.
+fn percentiles(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
+    (at(0.5), at(0.99))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_command_costs_a_bus_round_trip_and_a_silent_owner_a_clear_error() {
+    let Some((a, _b, c)) = three_nodes().await else {
+        return;
+    };
+    let (_, _, token) = technician_with(&a, "latency@example.com", |_| {}).await;
+    let mut figures = Vec::new();
+    for (name, reached) in [("local", &c), ("routed", &a)] {
+        let created = c
+            .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+            .await
+            .expect(201);
+        let (mut cus, ok) = customer(reached, created["pin"].as_str().unwrap()).await;
+        assert_eq!(ok["type"], "ok", "{ok}");
+        let mut ms = Vec::new();
+        for i in 0..200 {
+            let started = Instant::now();
+            let r = cus
+                .request(json!({"type": "mute", "kind": "audio", "muted": i % 2 == 0}))
+                .await;
+            ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(r["type"], "ok", "{r}");
+        }
+        let (p50, p99) = percentiles(ms);
+        figures.push(format!("{name}: p50 {p50:.1} ms, p99 {p99:.1} ms"));
+    }
+    eprintln!("mute round trips, customer socket: {}", figures.join("; "));
+    let metrics = a.metrics().await;
+    assert!(
+        metrics.contains("lens_routed_request_seconds_count 2"),
+        "{metrics}"
+    );
+
+    // A session whose owner does not answer (dead, or gone with its rows): the customer gets
+    // `node_unavailable`, not a silent socket.
+    let created = c
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    sqlx::query("UPDATE sessions SET node_id = 'node-gone' WHERE id = $1")
+        .bind(created["id"].as_i64().unwrap())
+        .execute(a.state.store.pool())
+        .await
+        .unwrap();
+    let (mut cus, r) = customer(&a, created["pin"].as_str().unwrap()).await;
+    assert_eq!(r["code"], "node_unavailable", "{r}");
+    // The socket still answers.
+    assert_eq!(cus.ping().await["type"], "pong");
+}

@@ -115,8 +115,7 @@ async fn route(
         return false;
     };
     router.ensure_mirror(conn, &node);
-    router.forward(conn, &node, text, request.id());
-    true
+    router.forward(conn, &node, text, request.id())
 }
 
 /// The mirror of a console of another node: the technician present on this node, its sessions

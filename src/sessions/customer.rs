@@ -58,8 +58,10 @@ pub(crate) async fn run_socket(state: AppState, addr: IpAddr, mut socket: Socket
     {
         let tx = &socket.tx;
         if let (Some((conn, owner)), Some(router)) = (&routed, hub.router()) {
-            router.forward(*conn, owner, &socket.last, request.id());
-            continue;
+            if router.forward(*conn, owner, &socket.last, request.id()) {
+                continue;
+            }
+            routed = None;
         }
         match &joined {
             None => {
@@ -68,8 +70,9 @@ pub(crate) async fn run_socket(state: AppState, addr: IpAddr, mut socket: Socket
                     && let Some(owner) = owner_elsewhere(&hub, router, &request).await
                 {
                     let conn = router.open_customer(&owner, addr, tx.clone());
-                    router.forward(conn, &owner, &socket.last, request.id());
-                    routed = Some((conn, owner));
+                    if router.forward(conn, &owner, &socket.last, request.id()) {
+                        routed = Some((conn, owner));
+                    }
                     continue;
                 }
                 joined = first_frame(&hub, &state, addr, tx, request).await

@@ -198,14 +198,21 @@ impl Router {
     }
 
     /// Forwards a client frame to `node`; a request (with an id) is timed until its answer.
-    pub fn forward(&self, conn: i64, node: &str, text: &str, request_id: Option<&str>) {
-        if let Some(id) = request_id
-            && let Some(p) = lock(&self.proxies).get_mut(&conn)
+    /// False when the socket is no longer carried (its owner did not answer in time): the caller
+    /// handles the frame itself.
+    pub fn forward(&self, conn: i64, node: &str, text: &str, request_id: Option<&str>) -> bool {
         {
-            p.pending
-                .insert(id.to_string(), (Instant::now(), node.to_string()));
+            let mut proxies = lock(&self.proxies);
+            let Some(p) = proxies.get_mut(&conn) else {
+                return false;
+            };
+            if let Some(id) = request_id {
+                p.pending
+                    .insert(id.to_string(), (Instant::now(), node.to_string()));
+            }
         }
         self.send(node, conn, FRAME_IN, text.to_string());
+        true
     }
 
     /// Whether a console's mirror on `node` is open (or opens it now).
@@ -267,15 +274,21 @@ impl Router {
         let mut last_sweep = Instant::now();
         loop {
             tick.tick().await;
+            let mut dropped = Vec::new();
             {
                 let mut proxies = lock(&self.proxies);
-                for p in proxies.values_mut() {
+                for (conn, p) in proxies.iter_mut() {
                     let late: Vec<(String, String)> = p
                         .pending
                         .iter()
                         .filter(|(_, (at, _))| at.elapsed() >= ROUTE_TIMEOUT)
                         .map(|(id, (_, node))| (id.clone(), node.clone()))
                         .collect();
+                    // A customer socket whose owner went silent is no longer carried: its next
+                    // frame (a new join or resume) looks for the session's owner again.
+                    if !late.is_empty() && p.technician.is_none() {
+                        dropped.push(*conn);
+                    }
                     for (id, node) in late {
                         p.pending.remove(&id);
                         tracing::warn!(node_id = %node, "a routed request got no answer from its owner node");
@@ -291,6 +304,9 @@ impl Router {
                         );
                     }
                 }
+            }
+            for conn in dropped {
+                self.close(conn);
             }
             if last_sweep.elapsed() >= Duration::from_secs(5) {
                 last_sweep = Instant::now();
