@@ -2344,3 +2344,100 @@ async fn a_full_disk_fails_the_recording_not_the_session() {
     phone.pc.close().await.ok();
     tech.pc.close().await.ok();
 }
+
+/// One gauge's value on a server's `/metrics`.
+async fn gauge(s: &TestServer, name: &str) -> f64 {
+    let metrics = s.metrics().await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
+/// Several nodes on one PostgreSQL (issue 15): the customer's socket on node A, the console's on
+/// node B, the session and its room on node C. Signaling is routed to C; both peers' media goes to
+/// C's SFU, whose candidates their SDP carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_flows_with_the_customer_the_console_and_the_room_on_three_nodes() {
+    let node = |id: &'static str, url: Option<String>| {
+        start_on(Backend::Postgres, move |c| {
+            c.cluster.node_id = id.into();
+            if let Some(url) = url {
+                c.database_url = url;
+            }
+        })
+    };
+    let Some(a) = node("node-a", None).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let b = node("node-b", Some(url.clone())).await.unwrap();
+    let c = node("node-c", Some(url)).await.unwrap();
+    let runtime = default_runtime().unwrap();
+    let (_, _, token) = technician_with(&a, "three-nodes@example.com", |_| {}).await;
+    let (mut con, _) = console(&b, &token).await;
+    let (id, pin) = create_pin(&c, &token).await;
+    let (mut cus, joined) = customer(&a, &pin).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    ready_and_picked_up(&mut con, &mut cus, id).await;
+    let mut phone = phone_media(&runtime, &mut cus).await;
+    let mut tech = console_media(&runtime, &mut con, id, TAG_TECH1_AUDIO, 0x3333).await;
+    tech.inbox.wait_for(TAG_VIDEO, 20, "video via C").await;
+    tech.inbox
+        .wait_for(TAG_CUSTOMER_AUDIO, 20, "customer audio via C")
+        .await;
+    phone
+        .peer
+        .inbox
+        .wait_for(TAG_TECH1_AUDIO, 20, "technician audio via C")
+        .await;
+    // The room is on C alone, both peers connected to it.
+    assert_eq!(gauge(&c, "lens_media_rooms").await, 1.0);
+    assert_eq!(gauge(&c, "lens_media_peers_connected").await, 2.0);
+    for other in [&a, &b] {
+        assert_eq!(gauge(other, "lens_media_rooms").await, 0.0);
+    }
+
+    // Hold stops the media both ways; resume brings it back.
+    let r = con.request(json!({"type": "hold", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.status("On Hold").await;
+    let r = con
+        .request(json!({"type": "resume", "session_id": id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.status("Active").await;
+    tech.inbox
+        .wait_for(TAG_VIDEO, 10, "video after resume")
+        .await;
+    phone
+        .peer
+        .inbox
+        .wait_for(TAG_TECH1_AUDIO, 10, "technician audio after resume")
+        .await;
+    // The technician mutes the customer: its audio stops at the console.
+    let r = con
+        .request(json!({"type": "mute", "session_id": id, "target": "customer", "kind": "audio", "muted": true}))
+        .await;
+    let at = Instant::now();
+    assert_eq!(r["type"], "ok", "{r}");
+    // The routed reply comes a bus trip after the owner acted; allow for it.
+    tech.inbox
+        .assert_stopped(TAG_CUSTOMER_AUDIO, at, "customer muted through B")
+        .await;
+    // Chat across both routes, then the end.
+    cus.request(json!({"type": "chat", "text": "over three nodes"}))
+        .await;
+    con.until("the customer's line", |v| {
+        v["type"] == "chat" && v["text"] == "over three nodes"
+    })
+    .await;
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    assert_eq!(
+        cus.frame("ended", None).await["status"],
+        "Closed by technician"
+    );
+    phone.peer.pc.close().await.ok();
+    tech.pc.close().await.ok();
+}
