@@ -9,15 +9,22 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
+use lens::config::Placement;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// A node on the PostgreSQL database `url` (a fresh one when `None`), named `id`.
+/// A node on the PostgreSQL database `url` (a fresh one when `None`), named `id`. Its sessions
+/// stay on the node that creates them (placement has a test of its own).
 async fn pg_node(id: &str, url: Option<&str>) -> Option<TestServer> {
+    placed_node(id, url, Placement::Local).await
+}
+
+async fn placed_node(id: &str, url: Option<&str>, placement: Placement) -> Option<TestServer> {
     let id = id.to_string();
     let url = url.map(str::to_string);
     start_on(Backend::Postgres, move |c| {
         c.cluster.node_id = id;
+        c.cluster.placement = placement;
         if let Some(url) = url {
             c.database_url = url;
         }
@@ -228,6 +235,8 @@ async fn spawn_node(a: &TestServer, id: &str, drain_limit: &str) -> (Server, Soc
             ("LENS_DATABASE_URL", a.state.config.database_url.as_str()),
             ("LENS_CLUSTER_NODE_ID", id),
             ("LENS_CLUSTER_DRAIN_LIMIT_SECONDS", drain_limit),
+            // Its sessions stay where they are created.
+            ("LENS_CLUSTER_PLACEMENT", "local"),
         ],
     )
     .await;
@@ -605,7 +614,7 @@ async fn the_one_active_rule_and_pin_uniqueness_hold_across_nodes() {
     let Some((a, b, c)) = three_nodes().await else {
         return;
     };
-    let (_, _, token) = technician_with(&a, "busy@example.com", |_| {}).await;
+    let (_, t_busy, token) = technician_with(&a, "busy@example.com", |_| {}).await;
     let (mut con, _) = console(&b, &token).await;
     // An Active session on C...
     let x = c
@@ -654,6 +663,21 @@ async fn the_one_active_rule_and_pin_uniqueness_hold_across_nodes() {
         .request(json!({"type": "resume", "session_id": x_id}))
         .await;
     assert_eq!(r["type"], "ok", "{r}");
+    // Transferred to a technician whose console is on A: it arrives there and is picked up.
+    let g = a.state.store.user(t_busy).await.unwrap().group_id.unwrap();
+    let (t_other, other_token) = technician_in(&a, g, "other@example.com").await;
+    let (mut other, _) = console(&a, &other_token).await;
+    let r = con
+        .request(json!({"type": "transfer", "session_id": x_id, "to_technician_id": t_other, "comment": "yours"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let arrived = other.session_status(x_id, "Waiting").await;
+    assert_eq!(arrived["session"]["transfer_comment"], "yours");
+    let r = other
+        .request(json!({"type": "pickup", "session_id": x_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus_x.status("Active").await;
 
     // PINs created at once on three nodes stay unique among live sessions.
     let nodes = [&a, &b, &c];
@@ -743,4 +767,79 @@ async fn a_routed_command_costs_a_bus_round_trip_and_a_silent_owner_a_clear_erro
     assert_eq!(r["code"], "node_unavailable", "{r}");
     // The socket still answers.
     assert_eq!(cus.ping().await["type"], "pong");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_session_goes_to_the_least_loaded_serving_node() {
+    let least = Placement::LeastLoaded;
+    let Some(a) = placed_node("node-a", None, least).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let b = placed_node("node-b", Some(&url), least).await.unwrap();
+    let c = placed_node("node-c", Some(&url), least).await.unwrap();
+    let (_, _, token) = technician_with(&a, "placed@example.com", |_| {}).await;
+    let m = a.master().await;
+    let node_of = |id: i64| {
+        let pool = a.state.store.pool().clone();
+        async move {
+            let row: (Option<String>,) =
+                sqlx::query_as("SELECT node_id FROM sessions WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            row.0.unwrap()
+        }
+    };
+    // All idle: a session stays on the node asked.
+    let first = b
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    assert_eq!(node_of(first["id"].as_i64().unwrap()).await, "node-b");
+    // A second on A; once the heartbeats carry the loads (A 1, B 1, C 0), new sessions asked of A
+    // or B, through the API or a console, go to C.
+    let second = a
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    assert_eq!(node_of(second["id"].as_i64().unwrap()).await, "node-a");
+    eventually("the loads reach the registry", || async {
+        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+        node(&nodes, "node-a")["load"] == 1 && node(&nodes, "node-b")["load"] == 1
+    })
+    .await;
+    let third = b
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let third_id = third["id"].as_i64().unwrap();
+    assert_eq!(node_of(third_id).await, "node-c");
+    let (mut con, _) = console(&a, &token).await;
+    let r = con
+        .request(json!({"type": "create_session", "method": "pin"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let fourth = r["session_id"].as_i64().unwrap();
+    assert_eq!(node_of(fourth).await, "node-c");
+    // The customer reaches it through B; its socket is carried to C.
+    let (mut cus, ok) = customer(&b, third["pin"].as_str().unwrap()).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    cus.request(json!({"type": "ready"})).await;
+    con.session_status(third_id, "Waiting").await;
+    // A draining node takes no new session: C drains, the next goes to A or B.
+    a.post("/api/v1/nodes/node-c/drain", &m, json!({}))
+        .await
+        .expect(202);
+    eventually("C drains", || async {
+        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+        node(&nodes, "node-c")["state"] == "draining"
+    })
+    .await;
+    let fifth = c
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    assert_ne!(node_of(fifth["id"].as_i64().unwrap()).await, "node-c");
 }

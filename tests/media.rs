@@ -2362,6 +2362,8 @@ async fn media_flows_with_the_customer_the_console_and_the_room_on_three_nodes()
     let node = |id: &'static str, url: Option<String>| {
         start_on(Backend::Postgres, move |c| {
             c.cluster.node_id = id.into();
+            // The session on the node that creates it (C), whatever the loads.
+            c.cluster.placement = lens::config::Placement::Local;
             if let Some(url) = url {
                 c.database_url = url;
             }

@@ -1166,6 +1166,11 @@ impl Hub {
         true
     }
 
+    /// A connected technician's status here.
+    pub(crate) fn console_status(&self, technician: UserId) -> Option<TechnicianStatus> {
+        self.lock().consoles.get(&technician).map(|c| c.status)
+    }
+
     pub(crate) fn set_console_status(&self, technician: UserId, status: TechnicianStatus) {
         let mut inner = self.lock();
         if let Some(c) = inner.consoles.get_mut(&technician) {

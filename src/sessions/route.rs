@@ -43,6 +43,10 @@ const OPEN_CONSOLE: &str = "k_open";
 const FRAME_IN: &str = "in";
 const CONSOLE_STATUS: &str = "k_status";
 const BYE: &str = "bye";
+/// `POST /api/v1/sessions` placed on another node: body `{"user", "body"}`.
+const CREATE: &str = "create";
+/// Its answer: `{"ok": Created}` or `{"error": {"code", "message"}}`.
+const CREATED: &str = "created";
 /// Owner → home.
 const FRAME_OUT: &str = "out";
 const CLOSE: &str = "close";
@@ -70,6 +74,8 @@ pub struct Router {
     proxies: Mutex<HashMap<i64, Proxy>>,
     hosted: Mutex<HashMap<(String, i64), Hosted>>,
     outgoing: mpsc::UnboundedSender<BusMessage>,
+    /// Creations placed on other nodes, waiting for their answer.
+    calls: Mutex<HashMap<i64, tokio::sync::oneshot::Sender<String>>>,
     next_conn: std::sync::atomic::AtomicI64,
     /// Routed round trips, for the `lens_routed_request_seconds` histogram.
     latency: prometheus::Histogram,
@@ -100,6 +106,7 @@ impl Router {
             proxies: Mutex::new(HashMap::new()),
             hosted: Mutex::new(HashMap::new()),
             outgoing,
+            calls: Mutex::new(HashMap::new()),
             next_conn: std::sync::atomic::AtomicI64::new(1),
             latency,
         });
@@ -191,7 +198,7 @@ impl Router {
         let technician = p.technician.unwrap_or_default();
         for node in alive {
             if p.nodes.insert(node.clone()) {
-                self.send(&node, conn, OPEN_CONSOLE, technician.to_string());
+                self.open_mirror(&node, conn, technician);
             }
         }
         true
@@ -222,7 +229,15 @@ impl Router {
             && p.nodes.insert(node.to_string())
         {
             let technician = p.technician.unwrap_or_default();
-            self.send(node, conn, OPEN_CONSOLE, technician.to_string());
+            self.open_mirror(node, conn, technician);
+        }
+    }
+
+    /// Opens a console's mirror on `node`, with the technician's current status there.
+    fn open_mirror(&self, node: &str, conn: i64, technician: UserId) {
+        self.send(node, conn, OPEN_CONSOLE, technician.to_string());
+        if let Some(status) = self.state.hub.console_status(technician) {
+            self.send(node, conn, CONSOLE_STATUS, status_name(status));
         }
     }
 
@@ -232,12 +247,8 @@ impl Router {
             .get(&conn)
             .map(|p| p.nodes.iter().cloned().collect())
             .unwrap_or_default();
-        let value = serde_json::to_value(status)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
         for node in nodes {
-            self.send(&node, conn, CONSOLE_STATUS, value.clone());
+            self.send(&node, conn, CONSOLE_STATUS, status_name(status));
         }
     }
 
@@ -328,6 +339,71 @@ impl Router {
         lock(&self.hosted).retain(|(home, _), _| alive.contains(home.as_str()));
     }
 
+    /// Creates a session on `node` for `technician` (the API's `POST /api/v1/sessions` placed
+    /// there). `node_unavailable` when the node does not answer in time.
+    pub async fn create_on(
+        &self,
+        node: &str,
+        technician: UserId,
+        body: &serde_json::Value,
+    ) -> Result<super::create::Created, signaling::protocol::ProtocolError> {
+        use signaling::protocol::ProtocolError;
+        let conn = self.new_conn();
+        let (done, answer) = tokio::sync::oneshot::channel();
+        lock(&self.calls).insert(conn, done);
+        let request = serde_json::json!({"user": technician, "body": body});
+        self.send(node, conn, CREATE, request.to_string());
+        let answer = tokio::time::timeout(ROUTE_TIMEOUT, answer).await;
+        lock(&self.calls).remove(&conn);
+        let unavailable = || {
+            ProtocolError::new(
+                ErrorCode::NodeUnavailable,
+                format!("the node chosen for the session ({node}) did not answer; try again"),
+            )
+        };
+        let text = answer
+            .map_err(|_| unavailable())?
+            .map_err(|_| unavailable())?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| unavailable())?;
+        if let Ok(created) = serde_json::from_value(v["ok"].clone()) {
+            return Ok(created);
+        }
+        let code =
+            serde_json::from_value(v["error"]["code"].clone()).unwrap_or(ErrorCode::Internal);
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        Err(ProtocolError::new(code, message))
+    }
+
+    /// Runs a creation placed here by another node and answers it.
+    async fn create_here(&self, m: BusMessage) {
+        let request: serde_json::Value = serde_json::from_str(&m.body).unwrap_or_default();
+        let hub = &self.state.hub;
+        let result = async {
+            let id = request["user"].as_i64().unwrap_or_default();
+            // The technician's current record, as a local creation reads it.
+            let user = hub.store().user(id).await.map_err(|_| {
+                signaling::protocol::ProtocolError::new(
+                    ErrorCode::InvalidToken,
+                    "your account no longer exists",
+                )
+            })?;
+            let body: signaling::protocol::CreateSession =
+                serde_json::from_value(request["body"].clone()).map_err(|e| {
+                    signaling::protocol::ProtocolError::new(
+                        ErrorCode::ValidationFailed,
+                        e.to_string(),
+                    )
+                })?;
+            hub.create_session(&user, &body, None).await
+        }
+        .await;
+        let answer = match result {
+            Ok(created) => serde_json::json!({"ok": created}),
+            Err(e) => serde_json::json!({"error": {"code": e.code, "message": e.message}}),
+        };
+        self.send(&m.from_node, m.conn, CREATED, answer.to_string());
+    }
+
     // ---- the owner side ----
 
     fn host(&self, m: BusMessage) {
@@ -389,9 +465,18 @@ impl Router {
         }
     }
 
-    fn dispatch(&self, m: BusMessage) {
+    fn dispatch(self: &Arc<Self>, m: BusMessage) {
         match m.kind.as_str() {
             FRAME_OUT | CLOSE => self.deliver(m.conn, &m.kind, m.body),
+            CREATED => {
+                if let Some(done) = lock(&self.calls).remove(&m.conn) {
+                    let _ = done.send(m.body);
+                }
+            }
+            CREATE => {
+                let router = self.clone();
+                tokio::spawn(async move { router.create_here(m).await });
+            }
             _ => self.host(m),
         }
     }
@@ -429,6 +514,13 @@ impl Router {
             }
         }
     }
+}
+
+fn status_name(status: TechnicianStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 /// The request id a server frame answers (`ok`, `error` or `pong` with an id).
@@ -517,16 +609,20 @@ async fn notifications(url: String, me: String, woken: Arc<Notify>) {
 
 /// The live node with the least load that takes new sessions; ties go to this node.
 pub async fn placement(state: &AppState) -> Option<String> {
+    if state.config.cluster.placement == crate::config::Placement::Local {
+        return None;
+    }
     let nodes = state.store.nodes().await.ok()?;
     let me = &state.node.id;
-    let mine = nodes.iter().find(|n| &n.id == me).map(|n| n.load);
     let best = nodes
         .iter()
         .filter(|n| n.alive() && n.state == "serving")
         .min_by_key(|n| (n.load, &n.id != me))?;
-    match mine {
-        Some(load) if load <= best.load && state.node.accepting() => None,
-        _ if &best.id == me => None,
-        _ => Some(best.id.clone()),
-    }
+    // The registry may know of a drain (asked through another node) before this node does.
+    let stay = nodes
+        .iter()
+        .find(|n| &n.id == me)
+        .is_some_and(|n| n.state == "serving" && n.load <= best.load)
+        && state.node.accepting();
+    (!stay && &best.id != me).then(|| best.id.clone())
 }
