@@ -413,8 +413,12 @@ async fn events_of(s: &TestServer, token: &str, id: i64) -> Vec<(String, String,
         .unwrap()
         .iter()
         .map(|e| {
-            let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-            (f("from_status"), f("to_status"), f("actor"), f("reason"))
+            let f = |k: &str| {
+                e[k].as_str()
+                    .unwrap_or_else(|| panic!("{k} in {e}"))
+                    .to_string()
+            };
+            (f("from"), f("to"), f("actor"), f("reason"))
         })
         .collect()
 }
@@ -521,7 +525,10 @@ async fn a_session_routed_across_three_nodes_is_the_same_as_on_one() {
         chat.as_array()
             .unwrap()
             .iter()
-            .map(|l| (l["sender"].to_string(), l["text"].to_string()))
+            .map(|l| {
+                let f = |k: &str| l[k].as_str().unwrap_or_else(|| panic!("{k} in {l}"));
+                (f("from").to_string(), f("text").to_string())
+            })
             .collect()
     };
     assert_eq!(lines(&routed_chat), lines(&local_chat));
@@ -842,4 +849,106 @@ async fn a_new_session_goes_to_the_least_loaded_serving_node() {
         .await
         .expect(201);
     assert_ne!(node_of(fifth["id"].as_i64().unwrap()).await, "node-c");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sessions_of_a_node_killed_with_sigkill_are_taken_over_and_resumed() {
+    let Some(a) = pg_node("node-a", None).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let b = pg_node("node-b", Some(&url)).await.unwrap();
+    let (c, c_addr) = spawn_node(&a, "node-c", "30").await;
+    let (_, _, token) = technician_with(&a, "failover@example.com", |_| {}).await;
+    // The console on B, the customer on A, the session on C (the real binary).
+    let (mut con, _) = console(&b, &token).await;
+    let created = call(
+        c_addr,
+        Method::POST,
+        "/api/v1/sessions",
+        Some(&token),
+        json!({"method": "pin"}),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let (mut cus, ok) = customer(&a, created["pin"].as_str().unwrap()).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    let resume_token = ok["resume_token"].as_str().unwrap().to_string();
+    cus.request(json!({"type": "ready"})).await;
+    con.session_status(id, "Waiting").await;
+    let r = con
+        .request(json!({"type": "pickup", "session_id": id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.status("Active").await;
+
+    let mut c = c;
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    let killed = Instant::now();
+    // Within the 10 s that make C dead and a sweep, A or B takes the session: Reconnecting.
+    let adopter = loop {
+        let row: (String, String) =
+            sqlx::query_as("SELECT node_id, status FROM sessions WHERE id = $1")
+                .bind(id)
+                .fetch_one(a.state.store.pool())
+                .await
+                .unwrap();
+        if row.0 != "node-c" && row.1 == "Reconnecting" {
+            break row.0;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "not taken over: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(adopter == "node-a" || adopter == "node-b", "{adopter}");
+    con.session_status(id, "Reconnecting").await;
+    // The customer resumes on the socket it has (its first try may still go to C and time out).
+    let resumed = loop {
+        let r = cus
+            .request(json!({"type": "resume", "resume_token": resume_token}))
+            .await;
+        if r["type"] == "ok" {
+            break r;
+        }
+        assert_eq!(r["code"], "node_unavailable", "{r}");
+        assert!(killed.elapsed() < Duration::from_secs(45), "{r}");
+    };
+    assert_eq!(resumed["session_id"], id);
+    cus.status("Active").await;
+    con.session_status(id, "Active").await;
+    // The session goes on where it is now: chat, end.
+    cus.request(json!({"type": "chat", "text": "still here"}))
+        .await;
+    con.until("the line after the takeover", |v| {
+        v["type"] == "chat" && v["text"] == "still here"
+    })
+    .await;
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.frame("ended", None).await;
+    let d = a
+        .get(&format!("/api/v1/sessions/{id}"), &token)
+        .await
+        .expect(200);
+    let path: Vec<&str> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "Connecting",
+            "Waiting",
+            "Active",
+            "Reconnecting",
+            "Active",
+            "Closed by technician"
+        ]
+    );
+    drop(b);
 }

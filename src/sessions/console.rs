@@ -1,7 +1,6 @@
 //! `/ws/console`: the technician console's socket. The first frame is `hello` with the login
 //! token; then the technician's queue arrives as `session` frames and commands act on it.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -37,10 +36,8 @@ async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
     hub.metrics().websocket_opened("console");
     let mut socket = Socket::open(socket);
     let mut me: Option<(User, u64)> = None;
-    // With several nodes: this console's connection number on the bus, and the owner node of
-    // each session it named.
+    // With several nodes: this console's connection number on the bus.
     let mut routed: Option<i64> = None;
-    let mut owners: HashMap<SessionId, String> = HashMap::new();
     while let Some(request) = socket.next(parse_console, me.is_some()).await {
         let tx = &socket.tx;
         match &me {
@@ -52,7 +49,7 @@ async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
             }
             Some((user, _)) => {
                 if let Some(conn) = routed
-                    && route(&hub, &state, conn, &socket.last, &request, &mut owners).await
+                    && route(&hub, &state, conn, &socket.last, &request).await
                 {
                     continue;
                 }
@@ -85,7 +82,6 @@ async fn route(
     conn: i64,
     text: &str,
     request: &ConsoleRequest,
-    owners: &mut HashMap<SessionId, String>,
 ) -> bool {
     let Some(router) = hub.router() else {
         return false;
@@ -98,16 +94,9 @@ async fn route(
         }
         ConsoleRequest::CreateSession { .. } => super::route::placement(state).await,
         _ => match request.session_id() {
-            Some(id) if !hub.holds(id) => match owners.get(&id) {
-                Some(node) => Some(node.clone()),
-                None => {
-                    let node = hub.store().session_node(id).await.ok().flatten();
-                    if let Some(node) = &node {
-                        owners.insert(id, node.clone());
-                    }
-                    node
-                }
-            },
+            // Read every time (a primary-key lookup): a session taken over from a dead node has
+            // a new owner.
+            Some(id) if !hub.holds(id) => hub.store().session_node(id).await.ok().flatten(),
             _ => None,
         },
     };

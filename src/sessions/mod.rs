@@ -1366,6 +1366,12 @@ impl Hub {
         } else {
             self.store.live_sessions().await?
         };
+        self.restore_rows(rows).await
+    }
+
+    /// Puts stored live sessions on this node's desk: after a restart, or taken over from a dead
+    /// node (issue 15: failover). Their clients come back with their resume tokens.
+    pub async fn restore_rows(&self, rows: Vec<SessionRow>) -> anyhow::Result<usize> {
         let now = self.now();
         let mut count = 0;
         for row in rows {
@@ -1447,6 +1453,14 @@ impl Hub {
                 Command::CustomerConnection { connected: false },
                 now,
             ) {
+                self.after(&mut inner, out, now);
+            }
+            // Taken over from a dead node: its technician's console may be attached here already
+            // (a console is mirrored on every node), and stays so.
+            if let Some(t) = row.technician_id
+                && let Some(group) = inner.consoles.get(&t).map(|c| c.group_id)
+            {
+                let out = inner.desk.technician_presence(t, group, true, now);
                 self.after(&mut inner, out, now);
             }
             count += 1;

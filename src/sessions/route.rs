@@ -319,18 +319,24 @@ impl Router {
             for conn in dropped {
                 self.close(conn);
             }
-            if last_sweep.elapsed() >= Duration::from_secs(5) {
+            if last_sweep.elapsed() >= Duration::from_secs(2) {
                 last_sweep = Instant::now();
                 self.sweep_hosted().await;
             }
         }
     }
 
-    /// Hosted sockets whose home node died are closed (their clients are gone with it).
+    /// Hosted sockets whose home node died are closed (their clients are gone with it), and the
+    /// live sessions of dead nodes are taken over here (failover).
     async fn sweep_hosted(&self) {
         let Ok(nodes) = self.state.store.nodes().await else {
             return;
         };
+        if self.state.node.accepting() {
+            for dead in nodes.iter().filter(|n| !n.alive() && n.id != self.me) {
+                self.adopt(&dead.id).await;
+            }
+        }
         let alive: HashSet<&str> = nodes
             .iter()
             .filter(|n| n.alive())
@@ -402,6 +408,28 @@ impl Router {
             Err(e) => serde_json::json!({"error": {"code": e.code, "message": e.message}}),
         };
         self.send(&m.from_node, m.conn, CREATED, answer.to_string());
+    }
+
+    /// Takes over the live sessions of a dead node: they come back here as after a restart
+    /// (Reconnecting; their clients resume, routed here now, and offer again).
+    async fn adopt(&self, dead: &str) {
+        match self.state.store.adopt_sessions(dead, &self.me).await {
+            Ok(rows) if rows.is_empty() => {}
+            Ok(rows) => {
+                let n = rows.len();
+                match self.state.hub.restore_rows(rows).await {
+                    Ok(_) => {
+                        tracing::warn!(dead_node = %dead, sessions = n, "took over the sessions of a dead node")
+                    }
+                    Err(e) => {
+                        tracing::error!(dead_node = %dead, error = %e, "cannot restore sessions taken over")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(dead_node = %dead, error = %e, "cannot take over a dead node's sessions")
+            }
+        }
     }
 
     // ---- the owner side ----

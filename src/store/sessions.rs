@@ -352,6 +352,26 @@ impl Store {
         rows.iter().map(session_from).collect()
     }
 
+    /// Takes over the live sessions of node `dead` for node `me`, if `dead` is dead by the
+    /// database's clock (no heartbeat for 10 s). Row by row the update is atomic: when several
+    /// nodes try at once, each session goes to exactly one of them.
+    pub async fn adopt_sessions(&self, dead: &str, me: &str) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE sessions SET node_id = $2 WHERE ended_at IS NULL AND node_id = $1 AND EXISTS \
+             (SELECT 1 FROM nodes n WHERE n.id = $1 AND n.heartbeat_at < \
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) - {}) RETURNING {}",
+            super::nodes::DEAD_AFTER_MS,
+            session_columns!()
+        )))
+        .bind(dead)
+        .bind(me)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = rows.iter().map(session_from).collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
     pub async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>> {
         // Scope lists are short (a technician's groups); they are inlined as numbers, never text.
         let list = |ids: &[i64]| {
