@@ -952,3 +952,40 @@ async fn the_sessions_of_a_node_killed_with_sigkill_are_taken_over_and_resumed()
     );
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_lets_go_of_a_session_another_node_took_over() {
+    let Some(a) = pg_node("node-a", None).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let b = pg_node("node-b", Some(&url)).await.unwrap();
+    let (_, _, token) = technician_with(&a, "fenced@example.com", |_| {}).await;
+    let (mut con, _) = console(&b, &token).await;
+    let created = b
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let id = created["id"].as_i64().unwrap();
+    let (mut cus, ok) = customer(&b, created["pin"].as_str().unwrap()).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    con.session_status(id, "Connecting").await;
+    // As if A had taken the session over while B was cut off from the store.
+    sqlx::query("UPDATE sessions SET node_id = 'node-a' WHERE id = $1")
+        .bind(id)
+        .execute(a.state.store.pool())
+        .await
+        .unwrap();
+    eventually("B lets the session go", || async {
+        b.state.hub.live_count() == 0
+    })
+    .await;
+    con.frame("session_removed", Some(id)).await;
+    // Its customer is sent away to resume (and reach the owner); nothing was written for it.
+    assert_eq!(cus.close_code().await, Some(1012));
+    let d = a
+        .get(&format!("/api/v1/sessions/{id}"), &token)
+        .await
+        .expect(200);
+    assert_eq!(d["status"], "Connecting");
+}

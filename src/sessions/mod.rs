@@ -1352,6 +1352,44 @@ impl Hub {
         self.after(&mut inner, out, now);
     }
 
+    /// The live sessions on this node's desk.
+    pub fn held(&self) -> Vec<SessionId> {
+        self.lock().desk.sessions().map(|s| s.id).collect()
+    }
+
+    /// Fencing (several nodes): another node took this session over while this one could not
+    /// reach the store. This node lets it go without writing anything: its room closes, its
+    /// customer socket here closes (the client resumes and reaches the new owner), and consoles
+    /// attached here stop listing it (the new owner's events reach them).
+    pub fn relinquish(&self, id: SessionId) {
+        let mut inner = self.lock();
+        if inner.desk.remove(id).is_none() {
+            return;
+        }
+        self.media.stop(id);
+        if let Some(live) = inner.live.remove(&id) {
+            for tech in &live.audience {
+                send_console(
+                    &inner,
+                    *tech,
+                    &ServerFrame::SessionRemoved { session_id: id },
+                );
+            }
+            if let Some(pin) = &live.pin {
+                inner.pins.remove(pin);
+            }
+            if let Some(h) = &live.link_hash {
+                inner.links.remove(h);
+            }
+            if let Some(h) = &live.resume_hash {
+                inner.resumes.remove(h);
+            }
+        }
+        if let Some(c) = inner.customers.remove(&id) {
+            close(&c.tx, 1012);
+        }
+    }
+
     pub fn live_count(&self) -> usize {
         self.lock().desk.len()
     }

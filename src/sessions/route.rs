@@ -337,6 +337,20 @@ impl Router {
                 self.adopt(&dead.id).await;
             }
         }
+        // Fencing: sessions another node took over while this one was cut off are let go.
+        let hub = &self.state.hub;
+        match self.state.store.sessions_moved(&self.me, &hub.held()).await {
+            Ok(moved) => {
+                for id in moved {
+                    tracing::warn!(
+                        session_id = id,
+                        "another node took this session over: letting it go"
+                    );
+                    hub.relinquish(id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot check the sessions' owners"),
+        }
         let alive: HashSet<&str> = nodes
             .iter()
             .filter(|n| n.alive())

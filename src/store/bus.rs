@@ -129,6 +129,26 @@ impl Store {
         })
     }
 
+    /// Of the sessions `held` by node `me`, those the store says another node holds now.
+    pub async fn sessions_moved(&self, me: &str, held: &[i64]) -> Result<Vec<i64>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Numbers only, never text: inlined.
+        let ids: Vec<String> = held.iter().map(i64::to_string).collect();
+        let sql = format!(
+            "SELECT id FROM sessions WHERE id IN ({}) AND node_id IS NOT NULL AND node_id <> $1",
+            ids.join(",")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(me)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<i64, _>("id")?))
+            .collect()
+    }
+
     /// Claims `session` as the technician's one Active session. False when another session
     /// holds the claim on a live node: the technician already has an Active session elsewhere.
     pub async fn claim_active(&self, technician: i64, session: i64, node: &str) -> Result<bool> {
