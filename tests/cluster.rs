@@ -904,7 +904,10 @@ async fn the_sessions_of_a_node_killed_with_sigkill_are_taken_over_and_resumed()
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(adopter == "node-a" || adopter == "node-b", "{adopter}");
-    eprintln!("taken over by {adopter} {:?} after the SIGKILL", killed.elapsed());
+    eprintln!(
+        "taken over by {adopter} {:?} after the SIGKILL",
+        killed.elapsed()
+    );
     con.session_status(id, "Reconnecting").await;
     // The customer resumes on the socket it has (its first try may still go to C and time out).
     let resumed = loop {

@@ -113,7 +113,17 @@ async fn owner_elsewhere(
         _ => return None,
     };
     let node = hub.store().code_node(&pin, &hash).await.ok()??;
-    (node != router.node_id()).then_some(node)
+    if node == router.node_id() {
+        // Being taken over by this node: the store says so before the hub holds it.
+        for _ in 0..20 {
+            if hub.find_code(&pin).is_ok() || hub.knows_resume(&hash) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        return None;
+    }
+    Some(node)
 }
 
 /// `join` or `resume`; anything else first is `not_authenticated`.

@@ -1452,6 +1452,20 @@ impl Hub {
             if let Some(h) = &row.resume_token_hash {
                 inner.resumes.insert(h.clone(), row.id);
             }
+            // Its room comes back (empty) for a session in a technician's hands, so that the
+            // phone's new offer and the console's new answer have somewhere to go.
+            let in_hands = match status {
+                Status::Reconnecting => session.before_reconnecting,
+                s => Some(s),
+            };
+            if let (Some(t), Some(st @ (Status::Active | Status::OnHold))) =
+                (row.technician_id, in_hands)
+            {
+                self.media.start(row.id, t, policy.audio);
+                if st == Status::OnHold {
+                    self.media.hold(row.id);
+                }
+            }
             inner.desk.insert(session);
             inner.live.insert(
                 row.id,
