@@ -14,8 +14,10 @@
 //!   `create_session` goes to the least-loaded serving node (placement).
 //!
 //! A forwarded request that the owner does not answer within [`ROUTE_TIMEOUT`] is answered by the
-//! home with a `node_unavailable` error: a socket never hangs on a dead or draining owner. With
-//! SQLite there is no router and everything stays in-process.
+//! home with a `node_unavailable` error: a socket never hangs on a dead or draining owner. Every 2 s
+//! each node takes over the live sessions of dead nodes (failover: one atomic update of their owner,
+//! then restored as after a restart) and lets go of sessions another node took over from it while
+//! it was cut off (fencing). With SQLite there is no router and everything stays in-process.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -470,9 +472,8 @@ impl Router {
                     outbound,
                 ));
                 let socket = Socket::hosted(inbound, tx, writer);
-                if let Some(old) = lock(&self.hosted).insert(key, Hosted { frames, technician }) {
-                    drop(old);
-                }
+                // A second open of the same connection replaces (and so closes) the first.
+                lock(&self.hosted).insert(key, Hosted { frames, technician });
                 let state = self.state.clone();
                 match technician {
                     Some(t) => {
