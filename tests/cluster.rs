@@ -1,7 +1,8 @@
 //! Several nodes on one store (issue 15): the node registry and its heartbeat, draining (through
 //! the API and by SIGTERM, in-process and with the real binary), fencing of a node id started
-//! twice, and each node restoring only its own sessions. The PostgreSQL tests use the server that
-//! `scripts/test` starts; SQLite is one node.
+//! twice, and sessions across nodes: routed signaling, one queue, atomic pickup, placement,
+//! failover and fencing. The PostgreSQL tests use the server that `scripts/test` starts; SQLite is
+//! one node.
 
 mod common;
 
@@ -308,18 +309,20 @@ async fn sigterm_drains_the_real_binary_until_empty_or_the_limit() {
     let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
     assert_eq!(node(&nodes, "busy")["state"], "dead");
 
-    // Another node starting on the store does not take the session; its own node does.
-    let other = pg_node("other", Some(&a.state.config.database_url))
-        .await
-        .unwrap();
-    assert_eq!(other.state.hub.live_count(), 0);
-    assert_eq!(a.state.hub.live_count(), 0);
-    let (mut p, addr) = spawn_node(&a, "busy", "600").await;
-    eventually("the node restored its session", || async {
-        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
-        node(&nodes, "busy")["load"] == 1 && node(&nodes, "busy")["epoch"] == 2
+    // A node that stopped is dead at once: a serving node takes its live session over (failover),
+    // and the stopped node, started again, does not restore it (fenced).
+    eventually("the session taken over", || async {
+        a.state.hub.live_count() == 1
     })
     .await;
+    let (mut p, addr) = spawn_node(&a, "busy", "600").await;
+    eventually("the node started again", || async {
+        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+        node(&nodes, "busy")["epoch"] == 2
+    })
+    .await;
+    let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+    assert_eq!(node(&nodes, "busy")["load"], 0);
     let detail = call(
         addr,
         Method::GET,
@@ -329,6 +332,17 @@ async fn sigterm_drains_the_real_binary_until_empty_or_the_limit() {
     )
     .await;
     assert_eq!(detail["status"], "Pending", "{detail}");
+    assert_eq!(a.state.hub.live_count(), 1);
+    // A live session of its own, so that its drain waits.
+    let created = call(
+        addr,
+        Method::POST,
+        "/api/v1/sessions",
+        Some(&tech),
+        json!({"method": "pin"}),
+    )
+    .await;
+    assert!(created["id"].is_i64(), "{created}");
 
     // A second SIGTERM ends the drain at once.
     signal(&p, libc::SIGTERM);
