@@ -819,8 +819,8 @@ async fn a_new_session_goes_to_the_least_loaded_serving_node() {
         .await
         .expect(201);
     assert_eq!(node_of(first["id"].as_i64().unwrap()).await, "node-b");
-    // A second on A; once the heartbeats carry the loads (A 1, B 1, C 0), new sessions asked of A
-    // or B, through the API or a console, go to C.
+    // A second on A; once the heartbeats carry the loads (A 1, B 1, C 0), a new session asked of
+    // A goes to C.
     let second = a
         .post("/api/v1/sessions", &token, json!({"method": "pin"}))
         .await
@@ -831,19 +831,26 @@ async fn a_new_session_goes_to_the_least_loaded_serving_node() {
         node(&nodes, "node-a")["load"] == 1 && node(&nodes, "node-b")["load"] == 1
     })
     .await;
-    let third = b
-        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
-        .await
-        .expect(201);
-    let third_id = third["id"].as_i64().unwrap();
-    assert_eq!(node_of(third_id).await, "node-c");
+    // A console on A creates the next one: placed on C.
     let (mut con, _) = console(&a, &token).await;
     let r = con
         .request(json!({"type": "create_session", "method": "pin"}))
         .await;
     assert_eq!(r["type"], "ok", "{r}");
-    let fourth = r["session_id"].as_i64().unwrap();
-    assert_eq!(node_of(fourth).await, "node-c");
+    let third_id = r["session_id"].as_i64().unwrap();
+    assert_eq!(node_of(third_id).await, "node-c");
+    let third = json!({"pin": r["pin"]});
+    // All at 1: a tie stays on the node asked.
+    eventually("C's load reaches the registry", || async {
+        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+        node(&nodes, "node-c")["load"] == 1
+    })
+    .await;
+    let fourth = b
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    assert_eq!(node_of(fourth["id"].as_i64().unwrap()).await, "node-b");
     // The customer reaches it through B; its socket is carried to C.
     let (mut cus, ok) = customer(&b, third["pin"].as_str().unwrap()).await;
     assert_eq!(ok["type"], "ok", "{ok}");
