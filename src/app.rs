@@ -248,6 +248,12 @@ pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
             .clone()
             .run_heartbeat(state.store.clone(), state.hub.clone()),
     );
+    if state.node.shares_store() {
+        // Several nodes on one PostgreSQL: signaling is routed to each session's owner node.
+        state
+            .hub
+            .set_router(crate::sessions::route::Router::start(state));
+    }
     let restored = state.hub.restore().await?;
     if restored > 0 {
         tracing::info!(restored, "restored live sessions");

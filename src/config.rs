@@ -168,6 +168,19 @@ pub struct ClusterConfig {
     /// A draining node (SIGTERM with PostgreSQL, or `POST /api/v1/nodes/{id}/drain`) exits once it
     /// holds no live session or after this many seconds, whichever comes first.
     pub drain_limit_seconds: u32,
+    /// Where a new session (and its room) goes: `least_loaded` (the serving node with the fewest
+    /// live sessions; ties stay on the node that was asked) or `local` (always the node asked, for
+    /// a load balancer that already spreads the technicians).
+    pub placement: Placement,
+}
+
+/// See [`ClusterConfig::placement`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    #[default]
+    LeastLoaded,
+    Local,
 }
 
 impl Default for ClusterConfig {
@@ -176,6 +189,7 @@ impl Default for ClusterConfig {
             node_id: String::new(),
             internal_url: String::new(),
             drain_limit_seconds: 600,
+            placement: Placement::LeastLoaded,
         }
     }
 }
@@ -400,6 +414,7 @@ pub const KEYS: &[&str] = &[
     "cluster.node_id",
     "cluster.internal_url",
     "cluster.drain_limit_seconds",
+    "cluster.placement",
     "reports.max_concurrent_exports",
     "reports.export_stall_seconds",
 ];

@@ -1,7 +1,8 @@
 //! Several nodes on one store (issue 15): the node registry and its heartbeat, draining (through
 //! the API and by SIGTERM, in-process and with the real binary), fencing of a node id started
-//! twice, and each node restoring only its own sessions. The PostgreSQL tests use the server that
-//! `scripts/test` starts; SQLite is one node.
+//! twice, and sessions across nodes: routed signaling, one queue, atomic pickup, placement,
+//! failover and fencing. The PostgreSQL tests use the server that `scripts/test` starts; SQLite is
+//! one node.
 
 mod common;
 
@@ -9,15 +10,22 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
+use lens::config::Placement;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// A node on the PostgreSQL database `url` (a fresh one when `None`), named `id`.
+/// A node on the PostgreSQL database `url` (a fresh one when `None`), named `id`. Its sessions
+/// stay on the node that creates them (placement has a test of its own).
 async fn pg_node(id: &str, url: Option<&str>) -> Option<TestServer> {
+    placed_node(id, url, Placement::Local).await
+}
+
+async fn placed_node(id: &str, url: Option<&str>, placement: Placement) -> Option<TestServer> {
     let id = id.to_string();
     let url = url.map(str::to_string);
     start_on(Backend::Postgres, move |c| {
         c.cluster.node_id = id;
+        c.cluster.placement = placement;
         if let Some(url) = url {
             c.database_url = url;
         }
@@ -228,6 +236,8 @@ async fn spawn_node(a: &TestServer, id: &str, drain_limit: &str) -> (Server, Soc
             ("LENS_DATABASE_URL", a.state.config.database_url.as_str()),
             ("LENS_CLUSTER_NODE_ID", id),
             ("LENS_CLUSTER_DRAIN_LIMIT_SECONDS", drain_limit),
+            // Its sessions stay where they are created.
+            ("LENS_CLUSTER_PLACEMENT", "local"),
         ],
     )
     .await;
@@ -299,18 +309,20 @@ async fn sigterm_drains_the_real_binary_until_empty_or_the_limit() {
     let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
     assert_eq!(node(&nodes, "busy")["state"], "dead");
 
-    // Another node starting on the store does not take the session; its own node does.
-    let other = pg_node("other", Some(&a.state.config.database_url))
-        .await
-        .unwrap();
-    assert_eq!(other.state.hub.live_count(), 0);
-    assert_eq!(a.state.hub.live_count(), 0);
-    let (mut p, addr) = spawn_node(&a, "busy", "600").await;
-    eventually("the node restored its session", || async {
-        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
-        node(&nodes, "busy")["load"] == 1 && node(&nodes, "busy")["epoch"] == 2
+    // A node that stopped is dead at once: a serving node takes its live session over (failover),
+    // and the stopped node, started again, does not restore it (fenced).
+    eventually("the session taken over", || async {
+        a.state.hub.live_count() == 1
     })
     .await;
+    let (mut p, addr) = spawn_node(&a, "busy", "600").await;
+    eventually("the node started again", || async {
+        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+        node(&nodes, "busy")["epoch"] == 2
+    })
+    .await;
+    let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+    assert_eq!(node(&nodes, "busy")["load"], 0);
     let detail = call(
         addr,
         Method::GET,
@@ -320,6 +332,17 @@ async fn sigterm_drains_the_real_binary_until_empty_or_the_limit() {
     )
     .await;
     assert_eq!(detail["status"], "Pending", "{detail}");
+    assert_eq!(a.state.hub.live_count(), 1);
+    // A live session of its own, so that its drain waits.
+    let created = call(
+        addr,
+        Method::POST,
+        "/api/v1/sessions",
+        Some(&tech),
+        json!({"method": "pin"}),
+    )
+    .await;
+    assert!(created["id"].is_i64(), "{created}");
 
     // A second SIGTERM ends the drain at once.
     signal(&p, libc::SIGTERM);
@@ -382,4 +405,612 @@ async fn a_node_that_cannot_reach_postgresql_is_unhealthy_until_it_can() {
         .expect(201);
     let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
     assert_eq!(node(&nodes, "cut-off")["state"], "serving");
+}
+
+/// Three nodes on one fresh PostgreSQL database: A, B and C.
+async fn three_nodes() -> Option<(TestServer, TestServer, TestServer)> {
+    let a = pg_node("node-a", None).await?;
+    let url = a.state.config.database_url.clone();
+    let b = pg_node("node-b", Some(&url)).await.unwrap();
+    let c = pg_node("node-c", Some(&url)).await.unwrap();
+    Some((a, b, c))
+}
+
+/// A session's lifecycle as the store keeps it, without its times: (from, to, actor, reason).
+async fn events_of(s: &TestServer, token: &str, id: i64) -> Vec<(String, String, String, String)> {
+    let d = s
+        .get(&format!("/api/v1/sessions/{id}"), token)
+        .await
+        .expect(200);
+    d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let f = |k: &str| {
+                e[k].as_str()
+                    .unwrap_or_else(|| panic!("{k} in {e}"))
+                    .to_string()
+            };
+            (f("from"), f("to"), f("actor"), f("reason"))
+        })
+        .collect()
+}
+
+/// A whole session: created through `owner`'s API, the customer on `cus_node`, the console on
+/// `con_node`: join, pickup, chat both ways, hold and resume, mute, end. Returns its id and its
+/// stored chat.
+async fn whole_session(
+    owner: &TestServer,
+    cus_node: &TestServer,
+    con_node: &TestServer,
+    token: &str,
+) -> (i64, Value) {
+    let (mut con, _) = console(con_node, token).await;
+    let c = owner
+        .post(
+            "/api/v1/sessions",
+            token,
+            json!({"method": "pin", "name": "Routed"}),
+        )
+        .await
+        .expect(201);
+    let id = c["id"].as_i64().unwrap();
+    // The queue reaches the console whichever node holds the session.
+    con.session_status(id, "Pending").await;
+    let (mut cus, ok) = customer(cus_node, c["pin"].as_str().unwrap()).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    assert_eq!(ok["session_id"], id);
+    assert_eq!(cus.request(json!({"type": "ready"})).await["type"], "ok");
+    con.session_status(id, "Waiting").await;
+    let r = con
+        .request(json!({"type": "pickup", "session_id": id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.status("Active").await;
+    assert_eq!(
+        cus.request(json!({"type": "chat", "text": "hello from the phone"}))
+            .await["type"],
+        "ok"
+    );
+    con.until("the customer's line", |v| {
+        v["type"] == "chat" && v["text"] == "hello from the phone"
+    })
+    .await;
+    let r = con
+        .request(json!({"type": "chat", "session_id": id, "text": "hello from the console"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.until("the technician's line", |v| {
+        v["type"] == "chat" && v["text"] == "hello from the console"
+    })
+    .await;
+    for (frame, status) in [("hold", "On Hold"), ("resume", "Active")] {
+        let r = con.request(json!({"type": frame, "session_id": id})).await;
+        assert_eq!(r["type"], "ok", "{frame}: {r}");
+        cus.status(status).await;
+    }
+    let r = cus
+        .request(json!({"type": "mute", "kind": "audio", "muted": true}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    con.until("the customer muted", |v| {
+        v["type"] == "mute_state" && v["session_id"] == id && v["customer_audio"] == false
+    })
+    .await;
+    let r = con
+        .request(json!({"type": "mute", "session_id": id, "target": "self", "kind": "audio", "muted": true}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.until("the technician muted", |v| {
+        v["type"] == "mute_state" && v["technician_audio"] == false
+    })
+    .await;
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let ended = cus.frame("ended", None).await;
+    assert_eq!(ended["status"], "Closed by technician");
+    assert_eq!(cus.close_code().await, Some(1000));
+    con.frame("ended", Some(id)).await;
+    let d = owner
+        .get(&format!("/api/v1/sessions/{id}"), token)
+        .await
+        .expect(200);
+    (id, d["chat"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_routed_across_three_nodes_is_the_same_as_on_one() {
+    let Some((a, b, c)) = three_nodes().await else {
+        return;
+    };
+    let (_, _, token) = technician_with(&a, "routed@example.com", |_| {}).await;
+    // Customer on A, console on B, session on C.
+    let (routed, routed_chat) = whole_session(&c, &a, &b, &token).await;
+    // The same on one node.
+    let (local, local_chat) = whole_session(&c, &c, &c, &token).await;
+    let (routed_events, local_events) = (
+        events_of(&a, &token, routed).await,
+        events_of(&a, &token, local).await,
+    );
+    assert_eq!(routed_events, local_events);
+    assert_eq!(routed_events.len(), 6, "{routed_events:?}");
+    let lines = |chat: &Value| -> Vec<(String, String)> {
+        chat.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let f = |k: &str| l[k].as_str().unwrap_or_else(|| panic!("{k} in {l}"));
+                (f("from").to_string(), f("text").to_string())
+            })
+            .collect()
+    };
+    assert_eq!(lines(&routed_chat), lines(&local_chat));
+    assert_eq!(lines(&routed_chat).len(), 2);
+    // Both sessions were held by C alone.
+    let row: (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT node_id FROM sessions WHERE id = $1), (SELECT node_id FROM sessions WHERE id = $2)",
+    )
+    .bind(routed)
+    .bind(local)
+    .fetch_one(a.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(row, (Some("node-c".into()), Some("node-c".into())));
+    // Nothing left waiting on the bus.
+    let left: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM node_messages")
+        .fetch_one(a.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left.0, 0);
+}
+
+/// A technician of group `g` (created through `s`) and its token.
+async fn technician_in(s: &TestServer, g: i64, email: &str) -> (i64, String) {
+    let m = s.master().await;
+    let id = s.create_user(&m, "technicians", email, Some(g)).await;
+    (id, s.token(email, USER_PASSWORD).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_technicians_on_two_nodes_pick_up_the_same_session_200_times_and_one_wins() {
+    let Some((a, b, c)) = three_nodes().await else {
+        return;
+    };
+    let (g, _, t0) = technician_with(&c, "dispatcher@example.com", |_| {}).await;
+    let (t1, token1) = technician_in(&a, g, "first@example.com").await;
+    let (t2, token2) = technician_in(&a, g, "second@example.com").await;
+    // The dispatcher and the customers on C, which holds the sessions; the two technicians on
+    // A and B.
+    let (mut con0, _) = console(&c, &t0).await;
+    let (mut con1, _) = console(&a, &token1).await;
+    let (mut con2, _) = console(&b, &token2).await;
+    let mut wins = [0; 2];
+    for round in 0..200 {
+        let created = c
+            .post("/api/v1/sessions", &t0, json!({"method": "pin"}))
+            .await
+            .expect(201);
+        let id = created["id"].as_i64().unwrap();
+        let (mut cus, _) = customer(&c, created["pin"].as_str().unwrap()).await;
+        cus.request(json!({"type": "ready"})).await;
+        let r = con0
+            .request(json!({"type": "pickup", "session_id": id}))
+            .await;
+        assert_eq!(r["type"], "ok", "{r}");
+        let r = con0
+            .request(json!({"type": "transfer", "session_id": id, "to_group_id": g}))
+            .await;
+        assert_eq!(r["type"], "ok", "{r}");
+        con1.session_status(id, "Waiting").await;
+        con2.session_status(id, "Waiting").await;
+        let pickup = json!({"type": "pickup", "session_id": id});
+        let (r1, r2) = tokio::join!(con1.request(pickup.clone()), con2.request(pickup));
+        let outcomes = [r1["type"] == "ok", r2["type"] == "ok"];
+        assert_eq!(
+            outcomes.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {r1} / {r2}"
+        );
+        let (winner, loser) = if outcomes[0] { (t1, &r2) } else { (t2, &r1) };
+        // The documented refusal of a session that is no longer Waiting.
+        assert_eq!(loser["code"], "not_allowed", "round {round}: {loser}");
+        wins[usize::from(!outcomes[0])] += 1;
+        cus.status("Active").await;
+        let con = if outcomes[0] { &mut con1 } else { &mut con2 };
+        let r = con.request(json!({"type": "end", "session_id": id})).await;
+        assert_eq!(r["type"], "ok", "{r}");
+        cus.frame("ended", None).await;
+        let d = c
+            .get(&format!("/api/v1/sessions/{id}"), &t0)
+            .await
+            .expect(200);
+        assert_eq!(d["technician_id"], winner, "round {round}");
+    }
+    eprintln!("pickup races won: A {} / B {}", wins[0], wins[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_active_rule_and_pin_uniqueness_hold_across_nodes() {
+    let Some((a, b, c)) = three_nodes().await else {
+        return;
+    };
+    let (_, t_busy, token) = technician_with(&a, "busy@example.com", |_| {}).await;
+    let (mut con, _) = console(&b, &token).await;
+    // An Active session on C...
+    let x = c
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let x_id = x["id"].as_i64().unwrap();
+    let (mut cus_x, _) = customer(&c, x["pin"].as_str().unwrap()).await;
+    cus_x.request(json!({"type": "ready"})).await;
+    con.session_status(x_id, "Waiting").await;
+    let r = con
+        .request(json!({"type": "pickup", "session_id": x_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    // ...and one waiting on A: A's desk alone does not know of the first, the store does.
+    let y = a
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let y_id = y["id"].as_i64().unwrap();
+    let (mut cus_y, _) = customer(&a, y["pin"].as_str().unwrap()).await;
+    cus_y.request(json!({"type": "ready"})).await;
+    con.session_status(y_id, "Waiting").await;
+    let r = con
+        .request(json!({"type": "pickup", "session_id": y_id}))
+        .await;
+    assert_eq!(r["code"], "one_active_session", "{r}");
+    // On hold, the first lets the second go Active; the first cannot resume meanwhile.
+    let r = con
+        .request(json!({"type": "hold", "session_id": x_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let r = con
+        .request(json!({"type": "pickup", "session_id": y_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let r = con
+        .request(json!({"type": "resume", "session_id": x_id}))
+        .await;
+    assert_eq!(r["code"], "one_active_session", "{r}");
+    let r = con
+        .request(json!({"type": "end", "session_id": y_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let r = con
+        .request(json!({"type": "resume", "session_id": x_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    // Transferred to a technician whose console is on A: it arrives there and is picked up.
+    let g = a.state.store.user(t_busy).await.unwrap().group_id.unwrap();
+    let (t_other, other_token) = technician_in(&a, g, "other@example.com").await;
+    let (mut other, _) = console(&a, &other_token).await;
+    let r = con
+        .request(json!({"type": "transfer", "session_id": x_id, "to_technician_id": t_other, "comment": "yours"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let arrived = other.session_status(x_id, "Waiting").await;
+    assert_eq!(arrived["session"]["transfer_comment"], "yours");
+    let r = other
+        .request(json!({"type": "pickup", "session_id": x_id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus_x.status("Active").await;
+
+    // PINs created at once on three nodes stay unique among live sessions.
+    let nodes = [&a, &b, &c];
+    let creations = (0..150).map(|i| {
+        let s = nodes[i % 3];
+        let token = token.clone();
+        async move {
+            s.post("/api/v1/sessions", &token, json!({"method": "pin"}))
+                .await
+                .expect(201)["pin"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    });
+    let pins = futures_util::future::join_all(creations).await;
+    let unique: std::collections::HashSet<&String> = pins.iter().collect();
+    assert_eq!(unique.len(), pins.len());
+    let by_node: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT node_id, COUNT(*) FROM sessions WHERE pin IS NOT NULL GROUP BY node_id ORDER BY node_id",
+    )
+    .fetch_all(a.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        by_node,
+        vec![
+            ("node-a".into(), 50),
+            ("node-b".into(), 50),
+            ("node-c".into(), 50)
+        ]
+    );
+}
+
+/// p50 and p99 of round trips, in milliseconds.
+fn percentiles(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
+    (at(0.5), at(0.99))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_command_costs_a_bus_round_trip_and_a_silent_owner_a_clear_error() {
+    let Some((a, _b, c)) = three_nodes().await else {
+        return;
+    };
+    let (_, _, token) = technician_with(&a, "latency@example.com", |_| {}).await;
+    let mut figures = Vec::new();
+    for (name, reached) in [("local", &c), ("routed", &a)] {
+        let created = c
+            .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+            .await
+            .expect(201);
+        let (mut cus, ok) = customer(reached, created["pin"].as_str().unwrap()).await;
+        assert_eq!(ok["type"], "ok", "{ok}");
+        let mut ms = Vec::new();
+        for i in 0..200 {
+            let started = Instant::now();
+            let r = cus
+                .request(json!({"type": "mute", "kind": "audio", "muted": i % 2 == 0}))
+                .await;
+            ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(r["type"], "ok", "{r}");
+        }
+        let (p50, p99) = percentiles(ms);
+        figures.push(format!("{name}: p50 {p50:.1} ms, p99 {p99:.1} ms"));
+    }
+    eprintln!("mute round trips, customer socket: {}", figures.join("; "));
+    let metrics = a.metrics().await;
+    assert!(
+        metrics.contains("lens_routed_request_seconds_count 2"),
+        "{metrics}"
+    );
+
+    // A session whose owner does not answer (dead, or gone with its rows): the customer gets
+    // `node_unavailable`, not a silent socket.
+    let created = c
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    sqlx::query("UPDATE sessions SET node_id = 'node-gone' WHERE id = $1")
+        .bind(created["id"].as_i64().unwrap())
+        .execute(a.state.store.pool())
+        .await
+        .unwrap();
+    let (mut cus, r) = customer(&a, created["pin"].as_str().unwrap()).await;
+    assert_eq!(r["code"], "node_unavailable", "{r}");
+    // The socket still answers.
+    assert_eq!(cus.ping().await["type"], "pong");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_session_goes_to_the_least_loaded_serving_node() {
+    let least = Placement::LeastLoaded;
+    let Some(a) = placed_node("node-a", None, least).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let b = placed_node("node-b", Some(&url), least).await.unwrap();
+    let c = placed_node("node-c", Some(&url), least).await.unwrap();
+    let (_, _, token) = technician_with(&a, "placed@example.com", |_| {}).await;
+    let m = a.master().await;
+    let node_of = |id: i64| {
+        let pool = a.state.store.pool().clone();
+        async move {
+            let row: (Option<String>,) =
+                sqlx::query_as("SELECT node_id FROM sessions WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            row.0.unwrap()
+        }
+    };
+    // All idle: a session stays on the node asked.
+    let first = b
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    assert_eq!(node_of(first["id"].as_i64().unwrap()).await, "node-b");
+    // A second on A; once the heartbeats carry the loads (A 1, B 1, C 0), a new session asked of
+    // A goes to C.
+    let second = a
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    assert_eq!(node_of(second["id"].as_i64().unwrap()).await, "node-a");
+    eventually("the loads reach the registry", || async {
+        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+        node(&nodes, "node-a")["load"] == 1 && node(&nodes, "node-b")["load"] == 1
+    })
+    .await;
+    // A console on A creates the next one: placed on C.
+    let (mut con, _) = console(&a, &token).await;
+    let r = con
+        .request(json!({"type": "create_session", "method": "pin"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let third_id = r["session_id"].as_i64().unwrap();
+    assert_eq!(node_of(third_id).await, "node-c");
+    let third = json!({"pin": r["pin"]});
+    // All at 1: a tie stays on the node asked.
+    eventually("C's load reaches the registry", || async {
+        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+        node(&nodes, "node-c")["load"] == 1
+    })
+    .await;
+    let fourth = b
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    assert_eq!(node_of(fourth["id"].as_i64().unwrap()).await, "node-b");
+    // The customer reaches it through B; its socket is carried to C.
+    let (mut cus, ok) = customer(&b, third["pin"].as_str().unwrap()).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    cus.request(json!({"type": "ready"})).await;
+    con.session_status(third_id, "Waiting").await;
+    // A draining node takes no new session: C drains, the next goes to A or B.
+    a.post("/api/v1/nodes/node-c/drain", &m, json!({}))
+        .await
+        .expect(202);
+    eventually("C drains", || async {
+        let nodes = a.get("/api/v1/nodes", &m).await.expect(200);
+        node(&nodes, "node-c")["state"] == "draining"
+    })
+    .await;
+    let fifth = c
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    assert_ne!(node_of(fifth["id"].as_i64().unwrap()).await, "node-c");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sessions_of_a_node_killed_with_sigkill_are_taken_over_and_resumed() {
+    let Some(a) = pg_node("node-a", None).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let b = pg_node("node-b", Some(&url)).await.unwrap();
+    let (c, c_addr) = spawn_node(&a, "node-c", "30").await;
+    let (_, _, token) = technician_with(&a, "failover@example.com", |_| {}).await;
+    // The console on B, the customer on A, the session on C (the real binary).
+    let (mut con, _) = console(&b, &token).await;
+    let created = call(
+        c_addr,
+        Method::POST,
+        "/api/v1/sessions",
+        Some(&token),
+        json!({"method": "pin"}),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let (mut cus, ok) = customer(&a, created["pin"].as_str().unwrap()).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    let resume_token = ok["resume_token"].as_str().unwrap().to_string();
+    cus.request(json!({"type": "ready"})).await;
+    con.session_status(id, "Waiting").await;
+    let r = con
+        .request(json!({"type": "pickup", "session_id": id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.status("Active").await;
+
+    let mut c = c;
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    let killed = Instant::now();
+    // Within the 10 s that make C dead and a sweep, A or B takes the session: Reconnecting.
+    let adopter = loop {
+        let row: (String, String) =
+            sqlx::query_as("SELECT node_id, status FROM sessions WHERE id = $1")
+                .bind(id)
+                .fetch_one(a.state.store.pool())
+                .await
+                .unwrap();
+        if row.0 != "node-c" && row.1 == "Reconnecting" {
+            break row.0;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "not taken over: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(adopter == "node-a" || adopter == "node-b", "{adopter}");
+    eprintln!(
+        "taken over by {adopter} {:?} after the SIGKILL",
+        killed.elapsed()
+    );
+    con.session_status(id, "Reconnecting").await;
+    // The customer resumes on the socket it has (its first try may still go to C and time out).
+    let resumed = loop {
+        let r = cus
+            .request(json!({"type": "resume", "resume_token": resume_token}))
+            .await;
+        if r["type"] == "ok" {
+            break r;
+        }
+        assert_eq!(r["code"], "node_unavailable", "{r}");
+        assert!(killed.elapsed() < Duration::from_secs(45), "{r}");
+    };
+    assert_eq!(resumed["session_id"], id);
+    cus.status("Active").await;
+    con.session_status(id, "Active").await;
+    // The session goes on where it is now: chat, end.
+    cus.request(json!({"type": "chat", "text": "still here"}))
+        .await;
+    con.until("the line after the takeover", |v| {
+        v["type"] == "chat" && v["text"] == "still here"
+    })
+    .await;
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.frame("ended", None).await;
+    let d = a
+        .get(&format!("/api/v1/sessions/{id}"), &token)
+        .await
+        .expect(200);
+    let path: Vec<&str> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "Connecting",
+            "Waiting",
+            "Active",
+            "Reconnecting",
+            "Active",
+            "Closed by technician"
+        ]
+    );
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_lets_go_of_a_session_another_node_took_over() {
+    let Some(a) = pg_node("node-a", None).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let b = pg_node("node-b", Some(&url)).await.unwrap();
+    let (_, _, token) = technician_with(&a, "fenced@example.com", |_| {}).await;
+    let (mut con, _) = console(&b, &token).await;
+    let created = b
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let id = created["id"].as_i64().unwrap();
+    let (mut cus, ok) = customer(&b, created["pin"].as_str().unwrap()).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    con.session_status(id, "Connecting").await;
+    // As if A had taken the session over while B was cut off from the store.
+    sqlx::query("UPDATE sessions SET node_id = 'node-a' WHERE id = $1")
+        .bind(id)
+        .execute(a.state.store.pool())
+        .await
+        .unwrap();
+    eventually("B lets the session go", || async {
+        b.state.hub.live_count() == 0
+    })
+    .await;
+    con.frame("session_removed", Some(id)).await;
+    // Its customer is sent away to resume (and reach the owner); nothing was written for it.
+    assert_eq!(cus.close_code().await, Some(1012));
+    let d = a
+        .get(&format!("/api/v1/sessions/{id}"), &token)
+        .await
+        .expect(200);
+    assert_eq!(d["status"], "Connecting");
 }

@@ -2344,3 +2344,196 @@ async fn a_full_disk_fails_the_recording_not_the_session() {
     phone.pc.close().await.ok();
     tech.pc.close().await.ok();
 }
+
+/// One gauge's value on a server's `/metrics`.
+async fn gauge(s: &TestServer, name: &str) -> f64 {
+    let metrics = s.metrics().await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
+/// A node on PostgreSQL (`url`: the database of the first node; a fresh one when `None`) whose
+/// sessions stay on the node that creates them, whatever the loads.
+async fn pg_node(id: &'static str, url: Option<String>) -> Option<TestServer> {
+    start_on(Backend::Postgres, move |c| {
+        c.cluster.node_id = id.into();
+        c.cluster.placement = lens::config::Placement::Local;
+        if let Some(url) = url {
+            c.database_url = url;
+        }
+    })
+    .await
+}
+
+/// Several nodes on one PostgreSQL (issue 15): the customer's socket on node A, the console's on
+/// node B, the session and its room on node C. Signaling is routed to C; both peers' media goes to
+/// C's SFU, whose candidates their SDP carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_flows_with_the_customer_the_console_and_the_room_on_three_nodes() {
+    let Some(a) = pg_node("node-a", None).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let b = pg_node("node-b", Some(url.clone())).await.unwrap();
+    let c = pg_node("node-c", Some(url)).await.unwrap();
+    let runtime = default_runtime().unwrap();
+    let (_, _, token) = technician_with(&a, "three-nodes@example.com", |_| {}).await;
+    let (mut con, _) = console(&b, &token).await;
+    let (id, pin) = create_pin(&c, &token).await;
+    let (mut cus, joined) = customer(&a, &pin).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    ready_and_picked_up(&mut con, &mut cus, id).await;
+    let mut phone = phone_media(&runtime, &mut cus).await;
+    let mut tech = console_media(&runtime, &mut con, id, TAG_TECH1_AUDIO, 0x3333).await;
+    tech.inbox.wait_for(TAG_VIDEO, 20, "video via C").await;
+    tech.inbox
+        .wait_for(TAG_CUSTOMER_AUDIO, 20, "customer audio via C")
+        .await;
+    phone
+        .peer
+        .inbox
+        .wait_for(TAG_TECH1_AUDIO, 20, "technician audio via C")
+        .await;
+    // The room is on C alone, both peers connected to it.
+    assert_eq!(gauge(&c, "lens_media_rooms").await, 1.0);
+    assert_eq!(gauge(&c, "lens_media_peers_connected").await, 2.0);
+    for other in [&a, &b] {
+        assert_eq!(gauge(other, "lens_media_rooms").await, 0.0);
+    }
+
+    // Hold stops the media both ways; resume brings it back.
+    let r = con.request(json!({"type": "hold", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.status("On Hold").await;
+    let r = con
+        .request(json!({"type": "resume", "session_id": id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.status("Active").await;
+    tech.inbox
+        .wait_for(TAG_VIDEO, 10, "video after resume")
+        .await;
+    phone
+        .peer
+        .inbox
+        .wait_for(TAG_TECH1_AUDIO, 10, "technician audio after resume")
+        .await;
+    // The technician mutes the customer: its audio stops at the console.
+    let r = con
+        .request(json!({"type": "mute", "session_id": id, "target": "customer", "kind": "audio", "muted": true}))
+        .await;
+    let at = Instant::now();
+    assert_eq!(r["type"], "ok", "{r}");
+    // The routed reply comes a bus trip after the owner acted; allow for it.
+    tech.inbox
+        .assert_stopped(TAG_CUSTOMER_AUDIO, at, "customer muted through B")
+        .await;
+    // Chat across both routes, then the end.
+    cus.request(json!({"type": "chat", "text": "over three nodes"}))
+        .await;
+    con.until("the customer's line", |v| {
+        v["type"] == "chat" && v["text"] == "over three nodes"
+    })
+    .await;
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    assert_eq!(
+        cus.frame("ended", None).await["status"],
+        "Closed by technician"
+    );
+    phone.peer.pc.close().await.ok();
+    tech.pc.close().await.ok();
+}
+
+/// Failover (issue 15): the node that holds the session (C, the real binary) is killed with
+/// SIGKILL mid-session; another node takes the session over, the customer resumes through its
+/// socket on A, the phone offers again and the console answers the new offer: media flows again
+/// through the new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_flows_again_through_another_node_after_the_owner_is_killed() {
+    let Some(a) = pg_node("node-a", None).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let b = pg_node("node-b", Some(url.clone())).await.unwrap();
+    let c_addr = free_addr();
+    let dir = a.dir.path().join("node-c");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut c = spawn(
+        &dir,
+        c_addr,
+        &[
+            ("LENS_DATABASE_URL", url.as_str()),
+            ("LENS_CLUSTER_NODE_ID", "node-c"),
+            ("LENS_CLUSTER_PLACEMENT", "local"),
+        ],
+    )
+    .await;
+    let runtime = default_runtime().unwrap();
+    let (_, _, token) = technician_with(&a, "failover-media@example.com", |_| {}).await;
+    let (mut con, _) = console(&b, &token).await;
+    let created = common::call(
+        c_addr,
+        reqwest::Method::POST,
+        "/api/v1/sessions",
+        Some(&token),
+        json!({"method": "pin"}),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let (mut cus, joined) = customer(&a, created["pin"].as_str().unwrap()).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    let resume_token = joined["resume_token"].as_str().unwrap().to_string();
+    ready_and_picked_up(&mut con, &mut cus, id).await;
+    let phone = phone_media(&runtime, &mut cus).await;
+    let mut tech = console_media(&runtime, &mut con, id, TAG_TECH1_AUDIO, 0x3333).await;
+    tech.inbox.wait_for(TAG_VIDEO, 10, "video via C").await;
+
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    let killed = Instant::now();
+    phone.peer.pc.close().await.ok();
+    tech.pc.close().await.ok();
+    // The customer resumes on the socket it has (a try that reaches the dead owner gets
+    // node_unavailable), then offers from a new peer connection; the console answers the new
+    // owner's offer.
+    loop {
+        let r = cus
+            .request(json!({"type": "resume", "resume_token": resume_token}))
+            .await;
+        if r["type"] == "ok" {
+            break;
+        }
+        assert_eq!(r["code"], "node_unavailable", "{r}");
+        assert!(killed.elapsed() < Duration::from_secs(60), "{r}");
+    }
+    cus.status("Active").await;
+    let mut phone = phone_media(&runtime, &mut cus).await;
+    let mut tech = console_media(&runtime, &mut con, id, TAG_TECH1_AUDIO, 0x4444).await;
+    tech.inbox
+        .wait_for(TAG_VIDEO, 10, "video after the takeover")
+        .await;
+    tech.inbox
+        .wait_for(TAG_CUSTOMER_AUDIO, 10, "customer audio after the takeover")
+        .await;
+    phone
+        .peer
+        .inbox
+        .wait_for(TAG_TECH1_AUDIO, 10, "technician audio after the takeover")
+        .await;
+    eprintln!(
+        "media flowed again {:?} after the SIGKILL",
+        killed.elapsed()
+    );
+    let owner: (String,) = sqlx::query_as("SELECT node_id FROM sessions WHERE id = $1")
+        .bind(id)
+        .fetch_one(a.state.store.pool())
+        .await
+        .unwrap();
+    let owner = if owner.0 == "node-a" { &a } else { &b };
+    assert_eq!(gauge(owner, "lens_media_rooms").await, 1.0);
+    phone.peer.pc.close().await.ok();
+    tech.pc.close().await.ok();
+}

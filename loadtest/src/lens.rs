@@ -252,9 +252,11 @@ pub struct Technician {
     pub token: String,
 }
 
-/// Runs one session from PIN to end; the set-up time and media go into `stats`.
+/// Runs one session from PIN to end; the set-up time and media go into `stats`. The console and
+/// the API calls go to `api`, the phone's socket to `phone_api` (another node: routed signaling).
 pub async fn session(
     api: Arc<Api>,
+    phone_api: Arc<Api>,
     tech: Arc<Technician>,
     media: Arc<Media>,
     stats: Arc<Stats>,
@@ -267,7 +269,7 @@ pub async fn session(
 
     // The customer types the PIN: the set-up clock starts.
     let t0 = Instant::now();
-    let mut cus = api.ws("/ws/customer").await?;
+    let mut cus = phone_api.ws("/ws/customer").await?;
     let joined = cus
         .request(json!({"type": "join", "v": 1, "code": pin,
                         "device": {"platform": "Android 15", "model": "loadtest", "app": "lens-loadtest"}}))

@@ -92,8 +92,8 @@ impl Target {
 #[derive(clap::Args, Clone)]
 struct RunArgs {
     /// The Lens server's base URL; several nodes on one PostgreSQL as a comma-separated list
-    /// (session i goes to node i mod n: its technician and customer both, since sessions are not
-    /// yet routed between nodes).
+    /// (session i: its technician's console on node i mod n, its phone's socket on the next node,
+    /// so that the phone's signaling is routed; the session goes where the nodes place it).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
     /// The server's pid, for CPU and memory from /proc (default: whoever listens on the URL's port).
@@ -452,7 +452,7 @@ async fn one_session(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let email = format!("lt-tech-{i}@loadtest.invalid");
-    let (api, token) = {
+    let (api, phone_api, token) = {
         let b = backend.lock().await;
         match &*b {
             Backend::Udp { addr, .. } => {
@@ -473,17 +473,19 @@ async fn one_session(
             } => {
                 let exists = existing.contains(&email);
                 let api = apis[i % apis.len()].clone();
+                let phone_api = apis[(i + 1) % apis.len()].clone();
                 let (admin, group) = (admin.clone(), *group);
                 drop(b);
                 let token = api
                     .technician_token(&admin, group, &email, password, exists)
                     .await?;
-                (api, token)
+                (api, phone_api, token)
             }
         }
     };
     lens::session(
         api,
+        phone_api,
         Arc::new(lens::Technician { token }),
         media,
         stats,

@@ -405,6 +405,14 @@ impl Desk {
         self.technicians.get(&technician)
     }
 
+    /// Lets go of a session without deciding anything about it (another server took it over):
+    /// no transition, no effect.
+    pub fn remove(&mut self, id: SessionId) -> Option<Session> {
+        let s = self.sessions.get(&id).cloned();
+        self.forget(id);
+        s
+    }
+
     /// Adds a new session, or one restored from the store after a restart. Final sessions are
     /// not kept.
     pub fn insert(&mut self, session: Session) {

@@ -96,6 +96,16 @@ async fn create_session(
             e.to_string(),
         )
     })?;
+    // Several nodes: the session (and its room) goes to the least-loaded serving node.
+    if let Some(router) = state.hub.router()
+        && let Some(node) = crate::sessions::route::placement(&state).await
+    {
+        let body = serde_json::to_value(&body).unwrap_or_default();
+        return match router.create_on(&node, caller.user.id, &body).await {
+            Ok(created) => Ok((StatusCode::CREATED, Json(created))),
+            Err(e) => Err(protocol_error(e)),
+        };
+    }
     match state.hub.create_session(&caller.user, &body, None).await {
         Ok(created) => Ok((StatusCode::CREATED, Json(created))),
         Err(e) => Err(protocol_error(e)),

@@ -11,7 +11,7 @@ use signaling::protocol::{
     ChatFrom, ConsoleRequest, ErrorCode, HelloOk, MediaKind, MuteTarget, PROTOCOL_VERSION,
     ServerFrame, TechnicianInfo, TechnicianStatus, parse_console,
 };
-use signaling::session::{Command, TransferTarget};
+use signaling::session::{Command, SessionId, TransferTarget, UserId};
 use signaling::tools::ToolUse;
 
 use super::customer::SOCKET_MAX_MESSAGE;
@@ -36,12 +36,29 @@ async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
     hub.metrics().websocket_opened("console");
     let mut socket = Socket::open(socket);
     let mut me: Option<(User, u64)> = None;
+    // With several nodes: this console's connection number on the bus.
+    let mut routed: Option<i64> = None;
     while let Some(request) = socket.next(parse_console, me.is_some()).await {
         let tx = &socket.tx;
         match &me {
-            None => me = hello(&hub, &state, addr, tx, request).await,
-            Some((user, _)) => handle(&hub, &state, user, tx, request).await,
+            None => {
+                me = hello(&hub, &state, addr, tx, request).await;
+                if let (Some((user, _)), Some(router)) = (&me, hub.router()) {
+                    routed = Some(router.open_console(user.id, tx.clone()));
+                }
+            }
+            Some((user, _)) => {
+                if let Some(conn) = routed
+                    && route(&hub, &state, conn, &socket.last, &request).await
+                {
+                    continue;
+                }
+                handle(&hub, &state, user, tx, request).await
+            }
         }
+    }
+    if let (Some(conn), Some(router)) = (routed, hub.router()) {
+        router.close(conn);
     }
     if let Some((user, conn)) = me
         && hub.console_detach(user.id, conn)
@@ -53,6 +70,65 @@ async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
         tracing::warn!(error = %e, "cannot record the technician's status");
     }
     hub.metrics().websocket_closed("console");
+    socket.finish().await;
+}
+
+/// Sends a console's request to the node that must decide it, when that is another node: the
+/// owner of the session it names, or for `create_session` the node placement chooses. True when
+/// forwarded (the answer comes back through the bus).
+async fn route(
+    hub: &Arc<Hub>,
+    state: &AppState,
+    conn: i64,
+    text: &str,
+    request: &ConsoleRequest,
+) -> bool {
+    let Some(router) = hub.router() else {
+        return false;
+    };
+    let target = match request {
+        ConsoleRequest::Status { value, .. } => {
+            // Every node's desk hears it; this node answers.
+            router.console_status(conn, *value);
+            None
+        }
+        ConsoleRequest::CreateSession { .. } => super::route::placement(state).await,
+        _ => match request.session_id() {
+            // Read every time (a primary-key lookup): a session taken over from a dead node has
+            // a new owner.
+            Some(id) if !hub.holds(id) => hub.store().session_node(id).await.ok().flatten(),
+            _ => None,
+        },
+    };
+    let Some(node) = target.filter(|n| n != router.node_id()) else {
+        return false;
+    };
+    router.ensure_mirror(conn, &node);
+    router.forward(conn, &node, text, request.id())
+}
+
+/// The mirror of a console of another node: the technician present on this node, its sessions
+/// here listed to it, and the requests its home forwards decided here.
+pub(crate) async fn run_mirror(state: AppState, technician: UserId, mut socket: Socket) {
+    let hub = state.hub.clone();
+    let user = match hub.store().user(technician).await {
+        Ok(u) if u.enabled && u.role == Role::Technician && u.group_id.is_some() => u,
+        _ => {
+            socket.finish().await;
+            return;
+        }
+    };
+    let group = user.group_id.unwrap_or_default();
+    let (conn, sessions, _, _) =
+        hub.console_attach(user.id, group, &user.nickname, socket.tx.clone());
+    for session in sessions {
+        send(&socket.tx, &ServerFrame::Session { session });
+    }
+    hub.reoffer_console(user.id);
+    while let Some(request) = socket.next(parse_console, true).await {
+        handle(&hub, &state, &user, &socket.tx, request).await;
+    }
+    hub.console_detach(user.id, conn);
     socket.finish().await;
 }
 
@@ -185,6 +261,57 @@ fn act(
     }
 }
 
+/// A command that makes the session the technician's Active one. With several nodes the
+/// one-Active rule rests on the store: the claim is taken first (a previous session's release may
+/// still be on its way: a second's grace), and given back if the desk refuses the command.
+async fn act_active(
+    hub: &Hub,
+    tx: &Outbound,
+    id: String,
+    session: SessionId,
+    me: UserId,
+    command: Command,
+) {
+    let Some(router) = hub.router().filter(|_| hub.holds(session)) else {
+        return act(hub, tx, id, session, command);
+    };
+    let mut claimed = false;
+    for _ in 0..10 {
+        match hub
+            .store()
+            .claim_active(me, session, router.node_id())
+            .await
+        {
+            Ok(true) => {
+                claimed = true;
+                break;
+            }
+            Ok(false) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim the technician's Active session");
+                let frame = ServerFrame::error(Some(id), ErrorCode::Internal, "internal error");
+                return send(tx, &frame);
+            }
+        }
+    }
+    if !claimed {
+        let frame = ServerFrame::error(
+            Some(id),
+            ErrorCode::OneActiveSession,
+            "you already have an Active session (on another node)",
+        );
+        return send(tx, &frame);
+    }
+    if let Err(r) = hub.apply_replying(session, command, Some((tx, &id))) {
+        send(tx, &refusal_frame(Some(id), &r));
+        if !hub.is_active_for(me, session)
+            && let Err(e) = hub.store().release_active(me, session).await
+        {
+            tracing::warn!(error = %e, "cannot release a refused claim");
+        }
+    }
+}
+
 async fn handle(
     hub: &Arc<Hub>,
     state: &AppState,
@@ -206,13 +333,15 @@ async fn handle(
         }
         ConsoleRequest::Ping { id } => send(tx, &ServerFrame::Pong { id }),
         ConsoleRequest::Pickup { id, session_id } => {
-            act(hub, tx, id, session_id, Command::Pickup { technician: me })
+            let command = Command::Pickup { technician: me };
+            act_active(hub, tx, id, session_id, me, command).await
         }
         ConsoleRequest::Hold { id, session_id } => {
             act(hub, tx, id, session_id, Command::Hold { technician: me })
         }
         ConsoleRequest::Resume { id, session_id } => {
-            act(hub, tx, id, session_id, Command::Resume { technician: me })
+            let command = Command::Resume { technician: me };
+            act_active(hub, tx, id, session_id, me, command).await
         }
         ConsoleRequest::End { id, session_id } => act(
             hub,

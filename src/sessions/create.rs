@@ -13,7 +13,7 @@ use crate::store::sessions::SessionRow;
 use crate::store::{Role, StoreError, User};
 
 /// What the creator gets back.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Created {
     pub id: i64,
     /// PIN code sessions: the 6 digits the customer enters.

@@ -40,22 +40,90 @@ struct Joined {
 }
 
 async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
+    state.hub.metrics().websocket_opened("customer");
+    run_socket(state.clone(), addr, Socket::open(socket), true).await;
+    state.hub.metrics().websocket_closed("customer");
+}
+
+/// A customer socket: a client's own (`routable`: carried to the session's owner node when that
+/// is another node), or one hosted here for a client of another node.
+pub(crate) async fn run_socket(state: AppState, addr: IpAddr, mut socket: Socket, routable: bool) {
     let hub = state.hub.clone();
-    hub.metrics().websocket_opened("customer");
-    let mut socket = Socket::open(socket);
     let mut joined: Option<Joined> = None;
-    while let Some(request) = socket.next(parse_customer, joined.is_some()).await {
+    // (connection, owner node) once this socket is carried to another node.
+    let mut routed: Option<(i64, String)> = None;
+    while let Some(request) = socket
+        .next(parse_customer, joined.is_some() || routed.is_some())
+        .await
+    {
         let tx = &socket.tx;
+        if let (Some((conn, owner)), Some(router)) = (&routed, hub.router()) {
+            if router.forward(*conn, owner, &socket.last, request.id()) {
+                continue;
+            }
+            routed = None;
+        }
         match &joined {
-            None => joined = first_frame(&hub, &state, addr, tx, request).await,
+            None => {
+                if routable
+                    && let Some(router) = hub.router()
+                    && let Some(owner) = owner_elsewhere(&hub, router, &request).await
+                {
+                    let conn = router.open_customer(&owner, addr, tx.clone());
+                    if router.forward(conn, &owner, &socket.last, request.id()) {
+                        routed = Some((conn, owner));
+                    }
+                    continue;
+                }
+                joined = first_frame(&hub, &state, addr, tx, request).await
+            }
             Some(j) => handle(&hub, j.session, tx, request).await,
         }
     }
     if let Some(j) = joined {
         hub.customer_gone(j.session, j.conn);
     }
-    hub.metrics().websocket_closed("customer");
+    if let (Some((conn, _)), Some(router)) = (routed, hub.router()) {
+        router.close(conn);
+    }
     socket.finish().await;
+}
+
+/// The other node that holds the session a `join` code or `resume` token opens, if any.
+async fn owner_elsewhere(
+    hub: &Hub,
+    router: &super::route::Router,
+    request: &CustomerRequest,
+) -> Option<String> {
+    let (pin, hash) = match request {
+        CustomerRequest::Join { code, .. } => {
+            if hub.find_code(code).is_ok() {
+                return None;
+            }
+            let code = code.trim();
+            (code.to_string(), crate::auth::token_hash(code))
+        }
+        CustomerRequest::Resume { resume_token, .. } => {
+            let hash = crate::auth::token_hash(resume_token);
+            if hub.knows_resume(&hash) {
+                return None;
+            }
+            (String::new(), hash)
+        }
+        _ => return None,
+    };
+    let node = hub.store().code_node(&pin, &hash).await.ok()??;
+    if node == router.node_id() {
+        // Being taken over by this node: the store says so before the hub holds it.
+        for _ in 0..20 {
+            if hub.find_code(&pin).is_ok() || hub.knows_resume(&hash) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        return None;
+    }
+    Some(node)
 }
 
 /// `join` or `resume`; anything else first is `not_authenticated`.

@@ -10,6 +10,7 @@ pub mod console;
 pub mod create;
 pub mod customer;
 pub mod outbox;
+pub mod route;
 pub mod timings;
 pub mod tools;
 
@@ -185,6 +186,9 @@ enum WriteJob {
     Chat(SessionId, ChatRow),
     Transmitted(SessionId, u64),
     Tool(SessionId, signaling::tools::ToolUse),
+    Bus(crate::store::bus::BusMessage),
+    /// Claims on this session as a technician's one Active session, but the one kept (if any).
+    Release(SessionId, Option<UserId>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -223,6 +227,8 @@ pub struct Hub {
     post_triggers: mpsc::UnboundedSender<PostTrigger>,
     post_trigger_rx: Mutex<Option<mpsc::UnboundedReceiver<PostTrigger>>>,
     pub post_wake: Arc<Notify>,
+    /// Routed signaling between nodes (PostgreSQL only; set once the node starts).
+    router: std::sync::OnceLock<Arc<route::Router>>,
 }
 
 /// Refusals, as protocol error codes.
@@ -265,6 +271,7 @@ impl Hub {
             post_triggers,
             post_trigger_rx: Mutex::new(Some(post_trigger_rx)),
             post_wake: Arc::new(Notify::new()),
+            router: std::sync::OnceLock::new(),
         });
         tokio::spawn(write_loop(store, jobs));
         hub
@@ -272,6 +279,29 @@ impl Hub {
 
     pub fn now(&self) -> Millis {
         self.clock.now()
+    }
+
+    /// Routes signaling through the store from now on (several nodes on PostgreSQL).
+    pub fn set_router(&self, router: Arc<route::Router>) {
+        let _ = self.router.set(router);
+    }
+
+    pub(crate) fn router(&self) -> Option<&Arc<route::Router>> {
+        self.router.get()
+    }
+
+    pub fn node(&self) -> &crate::cluster::Node {
+        &self.node
+    }
+
+    /// Whether this node holds a live session.
+    pub fn holds(&self, id: SessionId) -> bool {
+        self.lock().desk.get(id).is_some()
+    }
+
+    /// A bus message committed after everything the hub handed to the writer so far.
+    pub(crate) fn bus_out(&self, m: crate::store::bus::BusMessage) {
+        let _ = self.writer.send(WriteJob::Bus(m));
     }
 
     /// The Post-to-URL triggers, for the one task that turns them into deliveries.
@@ -651,6 +681,16 @@ impl Hub {
             };
             let rows = events.remove(id).unwrap_or_default();
             let _ = self.writer.send(WriteJob::Transitions(*id, state, rows));
+            if self.router.get().is_some() {
+                // The one-Active rule across nodes: claims on this session go with the state
+                // that ends them (same transaction), but that of a technician it is Active for.
+                let keep = inner
+                    .desk
+                    .get(*id)
+                    .and_then(|s| s.technician_id)
+                    .filter(|t| inner.desk.active_session_of(*t) == Some(*id));
+                let _ = self.writer.send(WriteJob::Release(*id, keep));
+            }
         }
         let mut redirects: HashMap<SessionId, String> = HashMap::new();
         for e in &out.effects {
@@ -956,6 +996,16 @@ impl Hub {
         Ok((conn, audio))
     }
 
+    /// Whether a resume token (its hash) opens a live session of this node.
+    pub(crate) fn knows_resume(&self, resume_hash: &str) -> bool {
+        self.lock().resumes.contains_key(resume_hash)
+    }
+
+    /// Whether `id` is the technician's Active session on this node.
+    pub(crate) fn is_active_for(&self, technician: UserId, id: SessionId) -> bool {
+        self.lock().desk.active_session_of(technician) == Some(id)
+    }
+
     /// Whether a resume token belonged to a session that has ended.
     pub(crate) fn resume_ended(&self, resume_hash: &str) -> bool {
         self.lock().expired.contains_key(resume_hash)
@@ -1114,6 +1164,11 @@ impl Hub {
             .technician_presence(technician, group, false, now);
         self.after(&mut inner, out, now);
         true
+    }
+
+    /// A connected technician's status here.
+    pub(crate) fn console_status(&self, technician: UserId) -> Option<TechnicianStatus> {
+        self.lock().consoles.get(&technician).map(|c| c.status)
     }
 
     pub(crate) fn set_console_status(&self, technician: UserId, status: TechnicianStatus) {
@@ -1297,6 +1352,44 @@ impl Hub {
         self.after(&mut inner, out, now);
     }
 
+    /// The live sessions on this node's desk.
+    pub fn held(&self) -> Vec<SessionId> {
+        self.lock().desk.sessions().map(|s| s.id).collect()
+    }
+
+    /// Fencing (several nodes): another node took this session over while this one could not
+    /// reach the store. This node lets it go without writing anything: its room closes, its
+    /// customer socket here closes (the client resumes and reaches the new owner), and consoles
+    /// attached here stop listing it (the new owner's events reach them).
+    pub fn relinquish(&self, id: SessionId) {
+        let mut inner = self.lock();
+        if inner.desk.remove(id).is_none() {
+            return;
+        }
+        self.media.stop(id);
+        if let Some(live) = inner.live.remove(&id) {
+            for tech in &live.audience {
+                send_console(
+                    &inner,
+                    *tech,
+                    &ServerFrame::SessionRemoved { session_id: id },
+                );
+            }
+            if let Some(pin) = &live.pin {
+                inner.pins.remove(pin);
+            }
+            if let Some(h) = &live.link_hash {
+                inner.links.remove(h);
+            }
+            if let Some(h) = &live.resume_hash {
+                inner.resumes.remove(h);
+            }
+        }
+        if let Some(c) = inner.customers.remove(&id) {
+            close(&c.tx, 1012);
+        }
+    }
+
     pub fn live_count(&self) -> usize {
         self.lock().desk.len()
     }
@@ -1311,6 +1404,12 @@ impl Hub {
         } else {
             self.store.live_sessions().await?
         };
+        self.restore_rows(rows).await
+    }
+
+    /// Puts stored live sessions on this node's desk: after a restart, or taken over from a dead
+    /// node (issue 15: failover). Their clients come back with their resume tokens.
+    pub async fn restore_rows(&self, rows: Vec<SessionRow>) -> anyhow::Result<usize> {
         let now = self.now();
         let mut count = 0;
         for row in rows {
@@ -1353,6 +1452,20 @@ impl Hub {
             if let Some(h) = &row.resume_token_hash {
                 inner.resumes.insert(h.clone(), row.id);
             }
+            // Its room comes back (empty) for a session in a technician's hands, so that the
+            // phone's new offer and the console's new answer have somewhere to go.
+            let in_hands = match status {
+                Status::Reconnecting => session.before_reconnecting,
+                s => Some(s),
+            };
+            if let (Some(t), Some(st @ (Status::Active | Status::OnHold))) =
+                (row.technician_id, in_hands)
+            {
+                self.media.start(row.id, t, policy.audio);
+                if st == Status::OnHold {
+                    self.media.hold(row.id);
+                }
+            }
             inner.desk.insert(session);
             inner.live.insert(
                 row.id,
@@ -1392,6 +1505,14 @@ impl Hub {
                 Command::CustomerConnection { connected: false },
                 now,
             ) {
+                self.after(&mut inner, out, now);
+            }
+            // Taken over from a dead node: its technician's console may be attached here already
+            // (a console is mirrored on every node), and stays so.
+            if let Some(t) = row.technician_id
+                && let Some(group) = inner.consoles.get(&t).map(|c| c.group_id)
+            {
+                let out = inner.desk.technician_presence(t, group, true, now);
                 self.after(&mut inner, out, now);
             }
             count += 1;
@@ -1549,9 +1670,17 @@ pub const SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60
 /// One protocol socket (customer or console): frames in, parsed; frames out through a bounded
 /// queue and a writer task that also pings.
 pub struct Socket {
-    stream: futures_util::stream::SplitStream<axum::extract::ws::WebSocket>,
+    inbound: Inbound,
     pub tx: Outbound,
     writer: tokio::task::JoinHandle<()>,
+    /// The text of the last frame [`Socket::next`] returned (what a home forwards to an owner).
+    pub last: String,
+}
+
+/// Where a socket's frames come from: the client's WebSocket, or (a hosted socket) the bus.
+enum Inbound {
+    Ws(futures_util::stream::SplitStream<axum::extract::ws::WebSocket>),
+    Bus(mpsc::UnboundedReceiver<String>),
 }
 
 impl Socket {
@@ -1560,7 +1689,27 @@ impl Socket {
         let (sink, stream) = socket.split();
         let (tx, rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
         let writer = tokio::spawn(write_socket(sink, rx));
-        Socket { stream, tx, writer }
+        Socket {
+            inbound: Inbound::Ws(stream),
+            tx,
+            writer,
+            last: String::new(),
+        }
+    }
+
+    /// A socket of another node run here: frames from the bus, `tx` drained by `writer`. Its
+    /// liveness is the home's business (the home pings the client and says when it left).
+    pub(crate) fn hosted(
+        frames: mpsc::UnboundedReceiver<String>,
+        tx: Outbound,
+        writer: tokio::task::JoinHandle<()>,
+    ) -> Socket {
+        Socket {
+            inbound: Inbound::Bus(frames),
+            tx,
+            writer,
+            last: String::new(),
+        }
     }
 
     /// The next request; malformed frames are answered with error frames here. `None` when the
@@ -1574,8 +1723,23 @@ impl Socket {
         use futures_util::StreamExt;
         use signaling::protocol::ErrorCode;
         loop {
-            let Ok(Some(Ok(message))) =
-                tokio::time::timeout(SILENCE_LIMIT, self.stream.next()).await
+            let stream = match &mut self.inbound {
+                Inbound::Ws(stream) => stream,
+                Inbound::Bus(frames) => {
+                    let text = frames.recv().await?;
+                    match parse(&text) {
+                        Ok(request) => {
+                            self.last = text;
+                            return Some(request);
+                        }
+                        Err(e) => {
+                            send(&self.tx, &e.frame());
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Ok(Some(Ok(message))) = tokio::time::timeout(SILENCE_LIMIT, stream.next()).await
             else {
                 return None;
             };
@@ -1592,7 +1756,11 @@ impl Socket {
                 _ => continue,
             };
             match parse(text.as_str()) {
-                Ok(request) => return Some(request),
+                Ok(request) => {
+                    self.last.clear();
+                    self.last.push_str(text.as_str());
+                    return Some(request);
+                }
                 Err(e) => {
                     send(&self.tx, &e.frame());
                     if e.code == ErrorCode::UnsupportedVersion && !authenticated {
@@ -1640,6 +1808,8 @@ async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
                     i64::try_from(bytes).unwrap_or(i64::MAX),
                 )),
                 WriteJob::Tool(id, used) => writes.push(SessionWrite::Tool(id, used)),
+                WriteJob::Bus(m) => writes.push(SessionWrite::Bus(m)),
+                WriteJob::Release(id, keep) => writes.push(SessionWrite::Release(id, keep)),
                 WriteJob::Flush(done) => flushed.push(done),
             }
         }

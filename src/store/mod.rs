@@ -4,6 +4,7 @@
 //! placeholders work on both. Times are UTC milliseconds (`i64`), flags are `BIGINT` 0/1 (the Any driver decodes no SQLite boolean).
 
 pub mod audit;
+pub mod bus;
 pub mod groups;
 pub mod integrations;
 pub mod logins;

@@ -172,6 +172,11 @@ pub enum SessionWrite {
     Transmitted(i64, i64),
     /// One use of a technician's tool on the live picture, counted on the session.
     Tool(i64, signaling::tools::ToolUse),
+    /// Frames for a client socket on another node (routed signaling): committed with the state
+    /// they report, the addressee woken at the commit.
+    Bus(super::bus::BusMessage),
+    /// Claims on a session as a technician's one Active session go, but the kept technician's.
+    Release(i64, Option<i64>),
 }
 
 impl Store {
@@ -228,6 +233,12 @@ impl Store {
                         }
                     };
                     sqlx::query(sql).bind(*id).execute(&mut *tx).await?;
+                }
+                SessionWrite::Bus(m) => {
+                    super::bus::send_in(&mut tx, self.backend(), std::slice::from_ref(m)).await?
+                }
+                SessionWrite::Release(session, keep) => {
+                    super::bus::release_others_in(&mut tx, *session, *keep).await?
                 }
             }
         }
@@ -339,6 +350,26 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(session_from).collect()
+    }
+
+    /// Takes over the live sessions of node `dead` for node `me`, if `dead` is dead by the
+    /// database's clock (no heartbeat for 10 s). Row by row the update is atomic: when several
+    /// nodes try at once, each session goes to exactly one of them.
+    pub async fn adopt_sessions(&self, dead: &str, me: &str) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE sessions SET node_id = $2 WHERE ended_at IS NULL AND node_id = $1 AND EXISTS \
+             (SELECT 1 FROM nodes n WHERE n.id = $1 AND n.heartbeat_at < \
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) - {}) RETURNING {}",
+            super::nodes::DEAD_AFTER_MS,
+            session_columns!()
+        )))
+        .bind(dead)
+        .bind(me)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = rows.iter().map(session_from).collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
     }
 
     pub async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>> {

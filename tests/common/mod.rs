@@ -130,6 +130,11 @@ pub async fn start_on(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Opti
         .expect("background tasks");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // TCP_NODELAY as `lens serve` sets it: a reply and the event after it wait for no delayed ACK.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let router = app::router(state.clone());
     let task = tokio::spawn(async move {
         let _ = axum::serve(
@@ -351,7 +356,8 @@ impl Ws {
 
     pub async fn connect_to(addr: SocketAddr, path: &str) -> Ws {
         let url = format!("ws://{addr}{path}");
-        let (stream, _) = tokio_tungstenite::connect_async(url)
+        // Without Nagle: a request waits for no delayed ACK (as the server's own sockets).
+        let (stream, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .expect("websocket connect");
         Ws {
