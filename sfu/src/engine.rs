@@ -161,6 +161,10 @@ struct Peer {
     /// Packets were written into its send streams since its last timeout: str0m sends them
     /// only after one (its pacer's snapshot), which the end of the batch feeds.
     written: bool,
+    /// A keyframe request waits in str0m for its next timeout pass; the peer's next received
+    /// datagram runs one (an RTP/RTCP receive alone no longer does:
+    /// `set_timeout_on_media_receive(false)`).
+    keyframe_pending: bool,
 }
 
 impl Drop for Peer {
@@ -209,6 +213,7 @@ impl Peer {
             lost: false,
             reported: false,
             written: false,
+            keyframe_pending: false,
         }
     }
 
@@ -354,6 +359,7 @@ impl Peer {
         match api.stream_rx_by_mid(mid, None) {
             Some(stream) => {
                 stream.request_keyframe(kind);
+                self.keyframe_pending = true;
                 true
             }
             None => false,
@@ -904,6 +910,12 @@ impl Engine {
             if let Err(e) = peer.rtc.handle_input(input) {
                 add(&self.metrics.garbage_dropped, 1);
                 tracing::debug!(session_id = session, ?role, error = %e, "peer rejected input");
+            }
+            if peer.keyframe_pending {
+                peer.keyframe_pending = false;
+                if let Err(e) = peer.rtc.handle_input(Input::Timeout(arrival)) {
+                    tracing::debug!(session_id = session, error = %e, "peer timeout failed");
+                }
             }
         }
         // Only the peer that got the datagram is polled now (str0m holds one received RTP

@@ -572,6 +572,9 @@ fn rtc_config(shard: usize) -> RtcConfig {
     let mut config = Rtc::builder()
         .set_local_ice_credentials(shard::credentials(shard))
         .set_rtp_mode(true)
+        // The engine feeds each peer's timeouts itself (at its deadline, once per batch for the
+        // peers a batch touched): a receive need not run str0m's full timeout pass as well.
+        .set_timeout_on_media_receive(false)
         .set_send_buffer_video(RTX_BUFFER_PACKETS)
         .set_stats_interval(Some(STATS_INTERVAL))
         .set_nack_config(

@@ -56,6 +56,8 @@ pub struct RtcConfig {
     pub(crate) sctp_max_buffered_amount: usize,
     pub(crate) sctp_max_message_size: u32,
     pub(crate) rtp_mode: bool,
+    // lens: see `set_timeout_on_media_receive`.
+    pub(crate) timeout_on_media_receive: bool,
     pub(crate) enable_raw_packets: bool,
     pub(crate) dtls_version: DtlsVersion,
     pub(crate) vp9_packetizer_mode: Vp9PacketizerMode,
@@ -764,6 +766,40 @@ impl RtcConfig {
         self
     }
 
+    // lens: opt-in, so that a caller that drives the clock itself does not pay a full timeout
+    // pass (ICE, SCTP, every stream, stats) per received media packet.
+    /// Whether [`Rtc::handle_input()`][crate::Rtc::handle_input] with an
+    /// [`Input::Receive`][crate::Input::Receive] of an RTP or RTCP packet also runs a full
+    /// timeout pass at the receive time (as an [`Input::Timeout`][crate::Input::Timeout] would).
+    ///
+    /// Defaults to `true`. With `false` a received RTP/RTCP packet is handled and the clock moved
+    /// forward to its receive time, but timers only run on `Input::Timeout`: the caller must feed
+    /// `Input::Timeout` whenever the time [`Rtc::poll_output()`][crate::Rtc::poll_output] returned
+    /// as [`Output::Timeout`][crate::Output::Timeout] has passed, and after API calls whose work
+    /// happens in the timeout pass (e.g. a keyframe request). STUN and DTLS still run the pass
+    /// (ICE's triggered checks and DTLS flights are sent from it). A server that handles a batch
+    /// of datagrams and then drives each peer's timers once per batch saves one timeout pass per
+    /// media packet.
+    ///
+    /// ```
+    /// # use str0m::RtcConfig;
+    /// let config = RtcConfig::new().set_timeout_on_media_receive(false);
+    /// assert!(!config.timeout_on_media_receive());
+    /// assert!(RtcConfig::new().timeout_on_media_receive());
+    /// ```
+    pub fn set_timeout_on_media_receive(mut self, enabled: bool) -> Self {
+        self.timeout_on_media_receive = enabled;
+
+        self
+    }
+
+    // lens: getter of the option above.
+    /// Whether a received RTP/RTCP packet also runs a timeout pass, see
+    /// [`RtcConfig::set_timeout_on_media_receive()`].
+    pub fn timeout_on_media_receive(&self) -> bool {
+        self.timeout_on_media_receive
+    }
+
     /// Checks if RTP mode is set.
     ///
     /// ```
@@ -932,6 +968,7 @@ impl Default for RtcConfig {
             sctp_max_buffered_amount: crate::sctp::DEFAULT_MAX_BUFFERED_AMOUNT,
             sctp_max_message_size: crate::sctp::LOCAL_MAX_MESSAGE_SIZE,
             rtp_mode: false,
+            timeout_on_media_receive: true,
             enable_raw_packets: false,
             dtls_version: DtlsVersion::Dtls12,
             vp9_packetizer_mode: Vp9PacketizerMode::default(),

@@ -930,6 +930,8 @@ pub struct Rtc {
     send_addr: Option<SendAddr>,
     need_init_time: bool,
     last_now: Instant,
+    // lens: `RtcConfig::set_timeout_on_media_receive`.
+    timeout_on_media_receive: bool,
     peer_bytes_rx: u64,
     peer_bytes_tx: u64,
     change_counter: usize,
@@ -1308,6 +1310,7 @@ impl Rtc {
             send_addr: None,
             need_init_time: true,
             last_now: start,
+            timeout_on_media_receive: config.timeout_on_media_receive,
             peer_bytes_rx: 0,
             peer_bytes_tx: 0,
             change_counter: 0,
@@ -2037,8 +2040,23 @@ impl Rtc {
         match input {
             Input::Timeout(now) => self.do_handle_timeout(now)?,
             Input::Receive(recv_time, r) => {
+                // lens: STUN and DTLS keep their timeout pass (ICE answers a check with a
+                // triggered check, DTLS moves to its next flight, in that pass).
+                let media = matches!(
+                    r.contents.inner,
+                    DatagramRecvInner::Rtp(_) | DatagramRecvInner::Rtcp(_)
+                );
                 self.do_handle_receive(recv_time, r)?;
-                self.do_handle_timeout(recv_time)?;
+                if self.timeout_on_media_receive || !media {
+                    self.do_handle_timeout(recv_time)?;
+                } else {
+                    // lens: the caller runs the timers (`set_timeout_on_media_receive(false)`);
+                    // only the clock moves, never backwards, as in `do_handle_timeout`.
+                    self.init_time(recv_time);
+                    if recv_time > self.last_now {
+                        self.last_now = recv_time;
+                    }
+                }
             }
         }
         Ok(())
