@@ -175,6 +175,13 @@ impl Drop for Peer {
 }
 
 impl Peer {
+    /// Hands str0m the clock (a timeout pass); a failure is only logged, as for any input.
+    fn feed_clock(&mut self, now: Instant, session: SessionId) {
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!(session_id = session, error = %e, "peer timeout failed");
+        }
+    }
+
     fn new(
         rtc: Rtc,
         counters: Arc<PeerCounters>,
@@ -913,9 +920,7 @@ impl Engine {
             }
             if peer.keyframe_pending {
                 peer.keyframe_pending = false;
-                if let Err(e) = peer.rtc.handle_input(Input::Timeout(arrival)) {
-                    tracing::debug!(session_id = session, error = %e, "peer timeout failed");
-                }
+                peer.feed_clock(arrival, session);
             }
         }
         // Only the peer that got the datagram is polled now (str0m holds one received RTP
@@ -1142,9 +1147,7 @@ fn feed_due_timeouts(room: &mut Room, session: SessionId, now: Instant, written:
         let due = peer.next_timeout <= now || (written && peer.written);
         if due {
             peer.written = false;
-            if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
-                tracing::debug!(session_id = session, error = %e, "peer timeout failed");
-            }
+            peer.feed_clock(now, session);
         }
     }
 }
@@ -1266,9 +1269,7 @@ fn poll_peer(
                 if t <= now && inline_timeouts < inline {
                     inline_timeouts += 1;
                     peer.written = false;
-                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
-                        tracing::debug!(session_id = session, error = %e, "peer timeout failed");
-                    }
+                    peer.feed_clock(now, session);
                     continue;
                 }
                 peer.next_timeout = t;
