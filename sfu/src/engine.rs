@@ -1133,7 +1133,11 @@ impl Engine {
                 emit(self.events.as_ref(), session, role, false);
             }
         }
-        self.schedule(session);
+        // A room polled for one datagram is touched, and `end_batch` drives and schedules it
+        // once for the whole batch: scheduling it here too would be a lookup per datagram.
+        if only.is_none() {
+            self.schedule(session);
+        }
     }
 }
 
