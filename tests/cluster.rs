@@ -1031,3 +1031,78 @@ async fn a_node_lets_go_of_a_session_another_node_took_over() {
         .expect(200);
     assert_eq!(d["status"], "Connecting");
 }
+
+/// Drain (issue 15): a customer whose socket is on the draining node itself has it closed with
+/// 1012 once its session moved; it resumes through another node and finds the session as it was
+/// (Active, no `reoffer`: its resume leads to a fresh offer anyway), and the session's events show
+/// no Reconnecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_socket_on_the_draining_node_is_closed_with_1012_and_resumes_elsewhere() {
+    let Some(a) = pg_node("stay", None).await else {
+        return;
+    };
+    let (_, _, token) = technician_with(&a, "local-drain@example.com", |_| {}).await;
+    let (mut p, addr) = spawn_node(&a, "leaving", "600").await;
+    let (mut con, _) = console(&a, &token).await;
+    let created = call(
+        addr,
+        Method::POST,
+        "/api/v1/sessions",
+        Some(&token),
+        json!({"method": "pin"}),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let mut cus = Ws::connect_to(addr, "/ws/customer").await;
+    let joined = cus
+        .request(json!({"type": "join", "v": 1, "code": created["pin"]}))
+        .await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    let resume_token = joined["resume_token"].as_str().unwrap().to_string();
+    cus.request(json!({"type": "ready"})).await;
+    con.session_status(id, "Waiting").await;
+    let r = con
+        .request(json!({"type": "pickup", "session_id": id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.status("Active").await;
+
+    signal(&p, libc::SIGTERM);
+    assert_eq!(cus.close_code().await, Some(1012));
+    let (status, _) = exited(&mut p, Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    let mut cus = Ws::connect(&a, "/ws/customer").await;
+    let resumed = cus
+        .request(json!({"type": "resume", "resume_token": resume_token}))
+        .await;
+    assert_eq!(resumed["type"], "ok", "{resumed}");
+    assert_eq!(resumed["status"], "Active", "{resumed}");
+    cus.request(json!({"type": "chat", "text": "after the move"}))
+        .await;
+    con.until("the line after the move", |v| {
+        v["type"] == "chat" && v["text"] == "after the move"
+    })
+    .await;
+    assert!(
+        cus.backlog.iter().all(|v| v["type"] != "reoffer"),
+        "{:?}",
+        cus.backlog
+    );
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.frame("ended", None).await;
+    let d = a
+        .get(&format!("/api/v1/sessions/{id}"), &token)
+        .await
+        .expect(200);
+    let path: Vec<&str> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        path,
+        ["Connecting", "Waiting", "Active", "Closed by technician"]
+    );
+}
