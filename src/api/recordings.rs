@@ -268,7 +268,7 @@ pub struct RecordingListItem {
 
 #[utoipa::path(get, path = "/api/v1/recordings", tag = "recordings", security(("bearer" = [])),
     params(RecordingsQuery),
-    responses((status = 200, description = "The recordings of the groups the caller manages, newest first", body = Vec<RecordingListItem>),
+    responses((status = 200, description = "The recordings of the groups the caller manages, newest sessions first, the files of one session together", body = Vec<RecordingListItem>),
               (status = 400, description = "Bad request", body = ErrorBody),
               (status = 403, description = "Not an administrator", body = ErrorBody)))]
 /// Recordings by group and technician, for the admin center's Recordings view.

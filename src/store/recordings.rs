@@ -209,8 +209,9 @@ pub struct RecordingListRow {
 }
 
 impl Store {
-    /// Recordings newest first, optionally of one group, of one technician's sessions, of one
-    /// session.
+    /// Recordings of the newest sessions first, the files of one session together in the order
+    /// they were written (a session moved to another node goes on in a second file), optionally
+    /// of one group, of one technician's sessions, of one session.
     pub async fn recordings(
         &self,
         group_id: Option<i64>,
@@ -238,7 +239,7 @@ impl Store {
             n += 1;
             sql.push_str(&format!(" AND session_id = ${n}"));
         }
-        sql.push_str(" ORDER BY id DESC");
+        sql.push_str(" ORDER BY session_id DESC, id");
         // Only placeholders are added to the text; the values are bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         if let Some(g) = group_id {
