@@ -410,6 +410,11 @@ pub async fn until_stopped(state: crate::app::AppState) {
     {
         tracing::warn!("stopping with recordings still being written");
     }
+    if let Some(router) = state.hub.router() {
+        router.close_clients();
+        // The close frames go out before the process does.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     node.stopped(&state.store).await;
     tracing::info!("shutting down");
     exit_on_next_signal(signals);

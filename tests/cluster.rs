@@ -1035,7 +1035,7 @@ async fn a_node_lets_go_of_a_session_another_node_took_over() {
 /// Drain (issue 15): a customer whose socket is on the draining node itself has it closed with
 /// 1012 once its session moved; it resumes through another node and finds the session as it was
 /// (Active, no `reoffer`: its resume leads to a fresh offer anyway), and the session's events show
-/// no Reconnecting.
+/// no Reconnecting. A console on the draining node is closed with 1012 before the node exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_socket_on_the_draining_node_is_closed_with_1012_and_resumes_elsewhere() {
     let Some(a) = pg_node("stay", None).await else {
@@ -1067,8 +1067,17 @@ async fn a_customer_socket_on_the_draining_node_is_closed_with_1012_and_resumes_
     assert_eq!(r["type"], "ok", "{r}");
     cus.status("Active").await;
 
+    // The technician has a second console open on the leaving node.
+    let mut con2 = Ws::connect_to(addr, "/ws/console").await;
+    let hello = con2
+        .request(json!({"type": "hello", "v": 1, "token": token}))
+        .await;
+    assert_eq!(hello["type"], "ok", "{hello}");
+
     signal(&p, libc::SIGTERM);
     assert_eq!(cus.close_code().await, Some(1012));
+    // Once the node holds nothing, its other client sockets close with 1012 too.
+    assert_eq!(con2.close_code().await, Some(1012));
     let (status, _) = exited(&mut p, Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}");
     let mut cus = Ws::connect(&a, "/ws/customer").await;

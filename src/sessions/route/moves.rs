@@ -162,6 +162,15 @@ impl Router {
         }
     }
 
+    /// The node is about to exit after a drain: the client sockets it carries to other nodes
+    /// (consoles, customers of sessions held elsewhere) are closed with 1012, so that the clients
+    /// reconnect through another node at once.
+    pub fn close_clients(&self) {
+        for p in lock(&self.proxies).values() {
+            close(&p.tx, 1012);
+        }
+    }
+
     /// Drain: moves every live session of this node to the least-loaded serving node, one at a
     /// time, until the process exits. With no other serving node, the sessions stay and it
     /// looks again.
