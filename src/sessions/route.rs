@@ -134,7 +134,19 @@ impl Router {
         // A drain (SIGTERM, or asked through any node) moves this node's live sessions away.
         let mover = router.clone();
         tokio::spawn(async move {
-            mover.state.node.drain_requested().await;
+            let node = mover.state.node.clone();
+            node.drain_requested().await;
+            // The registry says `draining` now rather than at the next heartbeat, so that nodes
+            // draining at the same time do not pick this one.
+            let load = i64::try_from(mover.state.hub.live_count()).unwrap_or(i64::MAX);
+            if let Err(e) = mover
+                .state
+                .store
+                .node_heartbeat(&node.id, node.epoch(), load, true)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot mark this node draining in the registry");
+            }
             mover.move_out().await;
         });
         router
