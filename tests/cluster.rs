@@ -1115,3 +1115,72 @@ async fn a_customer_socket_on_the_draining_node_is_closed_with_1012_and_resumes_
         ["Connecting", "Waiting", "Active", "Closed by technician"]
     );
 }
+
+/// Drain (issue 15): a Waiting session moves with its status; the customer's socket, carried from
+/// the node it reached to the draining node, is re-homed to the new owner (here the very node it
+/// reached) without the customer noticing, and since its phone never offered there is no
+/// `reoffer`: it offers after the pickup as always.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_session_moves_with_its_carried_customer_socket_and_no_reoffer() {
+    let Some(a) = pg_node("stay", None).await else {
+        return;
+    };
+    let (_, _, token) = technician_with(&a, "waiting-drain@example.com", |_| {}).await;
+    let (mut p, addr) = spawn_node(&a, "leaving", "600").await;
+    let (mut con, _) = console(&a, &token).await;
+    let created = call(
+        addr,
+        Method::POST,
+        "/api/v1/sessions",
+        Some(&token),
+        json!({"method": "pin"}),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let (mut cus, joined) = customer(&a, created["pin"].as_str().unwrap()).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    cus.request(json!({"type": "ready"})).await;
+    con.session_status(id, "Waiting").await;
+    cus.backlog.clear();
+
+    signal(&p, libc::SIGTERM);
+    let (status, _) = exited(&mut p, Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    eventually("the session moved here", || async {
+        a.state.hub.live_count() == 1
+    })
+    .await;
+    // The customer's socket reaches the new owner: its chat arrives, its status is still Waiting.
+    let r = cus
+        .request(json!({"type": "chat", "text": "still waiting"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    con.until("the waiting customer's line", |v| {
+        v["type"] == "chat" && v["text"] == "still waiting"
+    })
+    .await;
+    let r = con
+        .request(json!({"type": "pickup", "session_id": id}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.status("Active").await;
+    cus.ping().await;
+    assert!(
+        cus.backlog
+            .iter()
+            .all(|v| v["type"] != "reoffer" && v["status"] != "Reconnecting"),
+        "{:?}",
+        cus.backlog
+    );
+    let d = a
+        .get(&format!("/api/v1/sessions/{id}"), &token)
+        .await
+        .expect(200);
+    let path: Vec<&str> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(path, ["Connecting", "Waiting", "Active"]);
+}

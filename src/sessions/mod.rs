@@ -136,6 +136,9 @@ pub struct MovedSession {
     pub transfer_comment: Option<String>,
     /// The plain link of a Pending link session (shown to its technician until it is used).
     pub link: Option<String>,
+    /// The phone had offered on the old node: it must offer again here (`reoffer`).
+    #[serde(default)]
+    pub customer_media: bool,
 }
 
 /// A live session's details beyond the state machine.
@@ -1500,6 +1503,7 @@ impl Hub {
             ),
             frozen: live.as_ref().is_some_and(|l| l.frozen),
             transfer_comment: live.as_ref().and_then(|l| l.transfer_comment.clone()),
+            customer_media: live.as_ref().is_some_and(|l| l.customer_media),
             link: live.and_then(|l| l.link),
         };
         Some((moved, customer.filter(|c| !c.hosted).map(|c| c.tx)))
@@ -1636,10 +1640,18 @@ impl Hub {
                     None,
                 ),
             };
-            let reoffer = match how {
-                Restored::Restart => None,
-                Restored::TakenOver => Some(ReofferReason::NodeFailed),
-                Restored::Moved(_) => Some(ReofferReason::NodeMoved),
+            // Only a phone that has a peer connection to the old node is asked to offer again: one
+            // still Waiting offers after its pickup anyway.
+            let had_media = matches!(
+                in_hands,
+                Some(Status::Active | Status::OnHold | Status::Transferring)
+            );
+            let reoffer = match (how, moved) {
+                (Restored::Restart, _) => None,
+                (Restored::TakenOver, _) => had_media.then_some(ReofferReason::NodeFailed),
+                (Restored::Moved(_), m) => m
+                    .is_some_and(|m| m.customer_media)
+                    .then_some(ReofferReason::NodeMoved),
             };
             inner.desk.insert(session);
             inner.live.insert(
