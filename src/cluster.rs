@@ -2,8 +2,9 @@
 //!
 //! Every `lens serve` registers a row in `nodes` and writes a heartbeat every 2 s; a node whose
 //! heartbeat is older than 10 s is dead. A node is `serving` or `draining`: draining (SIGTERM with
-//! PostgreSQL, or `POST /api/v1/nodes/{id}/drain` on any node) means no new sessions here, and the
-//! process exits once it holds no live session or after `cluster.drain_limit_seconds`. A node that
+//! PostgreSQL, or `POST /api/v1/nodes/{id}/drain` on any node) means no new sessions here, its live
+//! sessions move to the serving nodes (`sessions::route`), and the process exits once it holds no
+//! live session or after `cluster.drain_limit_seconds`. A node that
 //! cannot reach its store, or whose row a later start of the same id took over (fenced), is
 //! unhealthy and takes no new session either. On SQLite the store has exactly this one node.
 

@@ -165,8 +165,9 @@ pub struct ClusterConfig {
     pub node_id: String,
     /// Where the other nodes reach this node's HTTP API. Empty: `http://<listen>`.
     pub internal_url: String,
-    /// A draining node (SIGTERM with PostgreSQL, or `POST /api/v1/nodes/{id}/drain`) exits once it
-    /// holds no live session or after this many seconds, whichever comes first.
+    /// A draining node (SIGTERM with PostgreSQL, or `POST /api/v1/nodes/{id}/drain`) moves its live
+    /// sessions to the serving nodes and exits once it holds none or after this many seconds,
+    /// whichever comes first.
     pub drain_limit_seconds: u32,
     /// Where a new session (and its room) goes: `least_loaded` (the serving node with the fewest
     /// live sessions; ties stay on the node that was asked) or `local` (always the node asked, for
