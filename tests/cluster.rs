@@ -922,6 +922,16 @@ async fn the_sessions_of_a_node_killed_with_sigkill_are_taken_over_and_resumed()
     c.child.kill().unwrap();
     c.child.wait().unwrap();
     let killed = Instant::now();
+    // A request meanwhile gets `node_unavailable`; the socket stays carried (to be re-homed).
+    let asked = cus
+        .send(json!({"type": "chat", "text": "anyone there?"}))
+        .await;
+    let r = cus
+        .until_within("the unanswered chat", Duration::from_secs(15), |v| {
+            v["id"] == asked.as_str()
+        })
+        .await;
+    assert_eq!(r["code"], "node_unavailable", "{r}");
     // Within the 10 s that make C dead and a sweep, A or B takes the session (Reconnecting), and
     // A carries the customer's socket there: the session is whole again with nobody doing
     // anything, and the phone is told to offer again.

@@ -350,10 +350,14 @@ impl Router {
                         .filter(|(_, (at, _))| at.elapsed() >= ROUTE_TIMEOUT)
                         .map(|(id, (_, node))| (id.clone(), node.clone()))
                         .collect();
-                    // A customer socket whose owner went silent is no longer carried: its next
-                    // frame (a new join or resume) looks for the session's owner again. (Not
-                    // when the silent node is one it was re-homed away from.)
-                    if p.technician.is_none() && late.iter().any(|(_, n)| p.nodes.contains(n)) {
+                    // A customer socket whose owner went silent before it joined is no longer
+                    // carried: its next frame (a new join or resume) looks for the session's owner
+                    // again. A joined one stays carried: the node that takes its session over (or
+                    // the one a drain moved it to) announces it, and it is re-homed there.
+                    if p.technician.is_none()
+                        && p.session.is_none()
+                        && late.iter().any(|(_, n)| p.nodes.contains(n))
+                    {
                         dropped.push(*conn);
                     }
                     for (id, node) in late {
