@@ -289,7 +289,16 @@ async fn act_active(
             Ok(false) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim the technician's Active session");
-                let frame = ServerFrame::error(Some(id), ErrorCode::Internal, "internal error");
+                // The claim lives in the store: while it is down, say so (a retry may succeed).
+                let frame = if e.is_unavailable() {
+                    ServerFrame::error(
+                        Some(id),
+                        ErrorCode::NodeUnavailable,
+                        "the store does not answer; try again shortly",
+                    )
+                } else {
+                    ServerFrame::error(Some(id), ErrorCode::Internal, "internal error")
+                };
                 return send(tx, &frame);
             }
         }
@@ -642,9 +651,20 @@ async fn handle(
             let Some(body) = request.create_session() else {
                 return;
             };
+            if let Err(e) = hub.taking_sessions() {
+                return send(tx, &e.with_id(id).frame());
+            }
             // The technician's current record: group moves and disables apply at once.
             let current = match hub.store().user(me).await {
                 Ok(u) => u,
+                Err(e) if e.is_unavailable() => {
+                    let frame = ServerFrame::error(
+                        Some(id),
+                        ErrorCode::NodeUnavailable,
+                        "the store does not answer; try again shortly",
+                    );
+                    return send(tx, &frame);
+                }
                 Err(_) => {
                     send(
                         tx,

@@ -1813,13 +1813,44 @@ async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
                 WriteJob::Flush(done) => flushed.push(done),
             }
         }
-        if !writes.is_empty()
-            && let Err(e) = store.write_sessions(&writes).await
-        {
-            tracing::error!(error = %e, jobs = writes.len(), "could not append session events");
+        if !writes.is_empty() {
+            write_until_stored(&store, &writes).await;
         }
         for done in flushed {
             let _ = done.send(());
+        }
+    }
+}
+
+/// Writes one batch, retrying while the store is unavailable (PostgreSQL restarting, the network
+/// to it down): what the hub decided meanwhile waits here in order, behind this batch, and is
+/// stored once the store answers. A batch the store refuses for another reason is logged and
+/// dropped, as retrying it would fail the same way and hold up everything after it.
+async fn write_until_stored(store: &Store, writes: &[crate::store::sessions::SessionWrite]) {
+    let mut wait = std::time::Duration::from_millis(100);
+    let mut failed_since: Option<std::time::Instant> = None;
+    loop {
+        match store.write_sessions(writes).await {
+            Ok(()) => {
+                if let Some(since) = failed_since {
+                    tracing::warn!(jobs = writes.len(), after = ?since.elapsed(),
+                        "the store answers again: session events stored");
+                }
+                return;
+            }
+            Err(e) if e.is_unavailable() => {
+                if failed_since.is_none() {
+                    tracing::error!(error = %e, jobs = writes.len(),
+                        "the store is unavailable: session events wait and are retried");
+                    failed_since = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = writes.len(), "could not append session events");
+                return;
+            }
         }
     }
 }
