@@ -353,15 +353,18 @@ impl Store {
     }
 
     /// Takes over the live sessions of node `dead` for node `me`, if `dead` is dead by the
-    /// database's clock (no heartbeat for 10 s). Row by row the update is atomic: when several
+    /// database's clock (no heartbeat for 10 s while the database was up: a PostgreSQL restart
+    /// kills no node). Row by row the update is atomic: when several
     /// nodes try at once, each session goes to exactly one of them.
     pub async fn adopt_sessions(&self, dead: &str, me: &str) -> Result<Vec<SessionRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE sessions SET node_id = $2 WHERE ended_at IS NULL AND node_id = $1 AND EXISTS \
              (SELECT 1 FROM nodes n WHERE n.id = $1 AND n.heartbeat_at < \
-             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) - {}) RETURNING {}",
-            super::nodes::DEAD_AFTER_MS,
-            session_columns!()
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) - {dead} \
+             AND {up} < CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) - {dead}) RETURNING {}",
+            session_columns!(),
+            dead = super::nodes::DEAD_AFTER_MS,
+            up = super::nodes::db_up_since(super::Backend::Postgres),
         )))
         .bind(dead)
         .bind(me)
