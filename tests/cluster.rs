@@ -630,6 +630,46 @@ async fn two_technicians_on_two_nodes_pick_up_the_same_session_200_times_and_one
     eprintln!("pickup races won: A {} / B {}", wins[0], wins[1]);
 }
 
+/// The limit on wrong codes per address holds across nodes (counted in PostgreSQL): ten wrong
+/// codes from one address spread over two nodes, five on each, and the eleventh attempt is
+/// refused on both, even with the right code, as on one node (`tests/sessions.rs`), with a
+/// `retry_after`. Each node's own count alone (five) would not have refused it.
+#[tokio::test]
+async fn wrong_codes_from_one_address_over_two_nodes_hit_the_limit_of_one_node() {
+    let Some(a) = pg_node("guess-a", None).await else {
+        return;
+    };
+    let b = pg_node("guess-b", Some(&a.state.config.database_url))
+        .await
+        .unwrap();
+    let (_, _, token) = technician_with(&a, "guessed@example.com", |_| {}).await;
+    let created = b
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let pin = created["pin"].as_str().unwrap().to_string();
+    let wrong = if pin == "000000" { "000001" } else { "000000" };
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (_, r) = customer(node, wrong).await;
+        assert_eq!(r["code"], "code_invalid", "attempt {i}: {r}");
+    }
+    // On A the right code is B's session (the join is routed to B, which checks the count).
+    for node in [&a, &b] {
+        let (_, r) = customer(node, &pin).await;
+        assert_eq!(r["code"], "too_many_attempts", "{r}");
+        let wait = r["retry_after"].as_u64().unwrap();
+        assert!((1..=61).contains(&wait), "{r}");
+    }
+    for node in [&a, &b] {
+        let metrics = node.metrics().await;
+        assert!(
+            metrics.contains(r#"lens_code_attempts_total{outcome="invalid"} 5"#),
+            "{metrics}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_one_active_rule_and_pin_uniqueness_hold_across_nodes() {
     let Some((a, b, c)) = three_nodes().await else {

@@ -6,6 +6,7 @@
 //! order, through one writer task), tells every party what changed, and hands effects to the media
 //! plan and the outbox. One scheduler task sleeps until the desk's next deadline.
 
+mod attempts;
 pub mod console;
 pub mod create;
 pub mod customer;
@@ -266,7 +267,7 @@ impl Hub {
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
             writer,
-            code_attempts: Throttle::new(attempts, std::time::Duration::from_secs(60)),
+            code_attempts: Throttle::new(attempts, attempts::WINDOW),
             outbox_wake: Arc::new(Notify::new()),
             post_triggers,
             post_trigger_rx: Mutex::new(Some(post_trigger_rx)),

@@ -3,6 +3,7 @@
 //! Queries are written once in the SQL both dialects share and run through sqlx's `Any` driver; `$1`
 //! placeholders work on both. Times are UTC milliseconds (`i64`), flags are `BIGINT` 0/1 (the Any driver decodes no SQLite boolean).
 
+pub mod attempts;
 pub mod audit;
 pub mod bus;
 pub mod groups;

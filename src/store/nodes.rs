@@ -58,7 +58,7 @@ pub(crate) fn db_up_since(backend: Backend) -> &'static str {
 }
 
 /// The database's clock in Unix milliseconds, as SQL (the same expression on every node).
-fn db_now(backend: Backend) -> &'static str {
+pub(crate) fn db_now(backend: Backend) -> &'static str {
     match backend {
         Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
         Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
