@@ -670,6 +670,58 @@ async fn wrong_codes_from_one_address_over_two_nodes_hit_the_limit_of_one_node()
     }
 }
 
+/// A console's `hello` lists the whole queue of its technician, whichever node holds each
+/// session: one Pending on the node it reached, and one Waiting on another node, with what the
+/// console shows of them (the PIN while Pending, the phone, audio).
+#[tokio::test]
+async fn a_consoles_hello_lists_the_queue_of_every_node() {
+    let Some(a) = pg_node("queue-a", None).await else {
+        return;
+    };
+    let b = pg_node("queue-b", Some(&a.state.config.database_url))
+        .await
+        .unwrap();
+    let (_, _, token) = technician_with(&a, "queue@example.com", |_| {}).await;
+    let here = a
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let there = b
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let (here, there_id) = (here["id"].as_i64().unwrap(), there["id"].as_i64().unwrap());
+    let (mut cus, joined) = customer(&b, there["pin"].as_str().unwrap()).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    assert_eq!(cus.request(json!({"type": "ready"})).await["type"], "ok");
+    eventually("B stored the session Waiting", || async {
+        let d = b
+            .get(&format!("/api/v1/sessions/{there_id}"), &token)
+            .await
+            .expect(200);
+        d["status"] == "Waiting"
+    })
+    .await;
+    let (_con, hello) = console(&a, &token).await;
+    let listed: Vec<(i64, &str)> = hello["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["id"].as_i64().unwrap(), v["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [(here, "Pending"), (there_id, "Waiting")],
+        "{hello}"
+    );
+    let remote = &hello["sessions"][1];
+    assert_eq!(remote["device"]["platform"], "Android", "{remote}");
+    assert_eq!(remote["audio"], true, "{remote}");
+    assert!(remote["waiting_seconds"].is_u64(), "{remote}");
+    assert!(remote.get("pin").is_none(), "{remote}");
+    assert!(hello["sessions"][0]["pin"].is_string(), "{hello}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_one_active_rule_and_pin_uniqueness_hold_across_nodes() {
     let Some((a, b, c)) = three_nodes().await else {

@@ -201,8 +201,11 @@ async fn hello(
         return None;
     }
     let group = user.group_id.unwrap_or_default();
-    let (conn, sessions, status, first) =
+    let (conn, mut sessions, status, first) =
         hub.console_attach(user.id, group, &user.nickname, tx.clone());
+    // The whole queue: also the sessions other nodes hold.
+    sessions.extend(hub.queue_elsewhere(user.id, group).await);
+    sessions.sort_by_key(|v| v.id);
     if first
         && let Err(e) = hub
             .store()

@@ -11,6 +11,7 @@ pub mod console;
 pub mod create;
 pub mod customer;
 pub mod outbox;
+mod queue;
 pub mod route;
 pub mod timings;
 pub mod tools;

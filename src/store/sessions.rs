@@ -338,6 +338,32 @@ impl Store {
         rows.iter().map(session_from).collect()
     }
 
+    /// The live sessions of a technician's queue (its own, and its group's unassigned ones) held
+    /// by live nodes other than `me` (a console's `hello` across nodes).
+    pub async fn live_queue_elsewhere(
+        &self,
+        technician: i64,
+        group: i64,
+        me: &str,
+    ) -> Result<Vec<SessionRow>> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE ended_at IS NULL AND node_id <> $3 \
+             AND (technician_id = $1 OR (technician_id IS NULL AND group_id = $2)) \
+             AND EXISTS (SELECT 1 FROM nodes n WHERE n.id = sessions.node_id \
+             AND n.heartbeat_at >= {} - {}) ORDER BY id",
+            session_columns!(),
+            super::nodes::db_now(self.backend()),
+            super::nodes::DEAD_AFTER_MS,
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(technician)
+            .bind(group)
+            .bind(me)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(session_from).collect()
+    }
+
     /// The live sessions a node held (and those stored before nodes existed): what it restores
     /// when several nodes share the store.
     pub async fn live_sessions_of(&self, node_id: &str) -> Result<Vec<SessionRow>> {
