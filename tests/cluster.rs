@@ -630,23 +630,32 @@ async fn two_technicians_on_two_nodes_pick_up_the_same_session_200_times_and_one
     eprintln!("pickup races won: A {} / B {}", wins[0], wins[1]);
 }
 
+/// Two nodes on one fresh PostgreSQL database: `<prefix>-a` and `<prefix>-b`.
+async fn two_nodes(prefix: &str) -> Option<(TestServer, TestServer)> {
+    let a = pg_node(&format!("{prefix}-a"), None).await?;
+    let url = a.state.config.database_url.clone();
+    let b = pg_node(&format!("{prefix}-b"), Some(&url)).await.unwrap();
+    Some((a, b))
+}
+
+/// A PIN session created through `s`'s API: the `201` body.
+async fn new_pin(s: &TestServer, token: &str) -> Value {
+    s.post("/api/v1/sessions", token, json!({"method": "pin"}))
+        .await
+        .expect(201)
+}
+
 /// The limit on wrong codes per address holds across nodes (counted in PostgreSQL): ten wrong
 /// codes from one address spread over two nodes, five on each, and the eleventh attempt is
 /// refused on both, even with the right code, as on one node (`tests/sessions.rs`), with a
 /// `retry_after`. Each node's own count alone (five) would not have refused it.
 #[tokio::test]
 async fn wrong_codes_from_one_address_over_two_nodes_hit_the_limit_of_one_node() {
-    let Some(a) = pg_node("guess-a", None).await else {
+    let Some((a, b)) = two_nodes("guess").await else {
         return;
     };
-    let b = pg_node("guess-b", Some(&a.state.config.database_url))
-        .await
-        .unwrap();
     let (_, _, token) = technician_with(&a, "guessed@example.com", |_| {}).await;
-    let created = b
-        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
-        .await
-        .expect(201);
+    let created = new_pin(&b, &token).await;
     let pin = created["pin"].as_str().unwrap().to_string();
     let wrong = if pin == "000000" { "000001" } else { "000000" };
     for i in 0..10 {
@@ -675,21 +684,11 @@ async fn wrong_codes_from_one_address_over_two_nodes_hit_the_limit_of_one_node()
 /// console shows of them (the PIN while Pending, the phone, audio).
 #[tokio::test]
 async fn a_consoles_hello_lists_the_queue_of_every_node() {
-    let Some(a) = pg_node("queue-a", None).await else {
+    let Some((a, b)) = two_nodes("queue").await else {
         return;
     };
-    let b = pg_node("queue-b", Some(&a.state.config.database_url))
-        .await
-        .unwrap();
     let (_, _, token) = technician_with(&a, "queue@example.com", |_| {}).await;
-    let here = a
-        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
-        .await
-        .expect(201);
-    let there = b
-        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
-        .await
-        .expect(201);
+    let (here, there) = (new_pin(&a, &token).await, new_pin(&b, &token).await);
     let (here, there_id) = (here["id"].as_i64().unwrap(), there["id"].as_i64().unwrap());
     let (mut cus, joined) = customer(&b, there["pin"].as_str().unwrap()).await;
     assert_eq!(joined["type"], "ok", "{joined}");
