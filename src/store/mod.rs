@@ -69,11 +69,13 @@ impl StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => true,
-            // SQLSTATE class 08 (connection exception); 57P01-57P03 (admin shutdown, crash
-            // shutdown, cannot connect now).
-            sqlx::Error::Database(db) => db
-                .code()
-                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+            // SQLSTATE classes 08 (connection exception), 28 (the login refused: a role locked
+            // out, a password being changed) and 53 (too many connections, out of memory or
+            // disk); 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                ["08", "28", "53"].iter().any(|class| c.starts_with(class))
+                    || matches!(&*c, "57P01" | "57P02" | "57P03")
+            }),
             _ => false,
         }
     }
