@@ -2385,9 +2385,10 @@ async fn health_becomes(addr: std::net::SocketAddr, status: u16, code: &str) {
 /// customer's socket on A (routed to B), the console on B. While the store is down, media keeps
 /// flowing both ways, both nodes answer `/healthz` 503 `store_unavailable` and refuse new
 /// sessions, and what the console does on B is decided at once and stored once the store is back.
-/// Afterwards routed signaling works again, neither node took the other's session or sockets for
-/// dead (nobody could beat while the store was down), and the store holds the whole session: its
-/// events and chat from before, during and after the outage, in one row.
+/// B is kept out 5 s longer after the restart (its role refused): A must not take it for dead
+/// meanwhile (nobody could beat while the store was down). Afterwards routed signaling works
+/// again, and the store holds the whole session: its events and chat from before, during and
+/// after the outage, in one row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_restarted_mid_session_media_goes_on_and_nothing_stored_is_lost() {
     let Some(pg) = common::pg::OwnPostgres::start() else {
@@ -2402,6 +2403,9 @@ async fn postgresql_restarted_mid_session_media_goes_on_and_nothing_stored_is_lo
     })
     .await
     .unwrap();
+    // B logs in as a role of its own, so that it can be kept out for a while after the restart.
+    pg.psql("CREATE ROLE lens_b LOGIN SUPERUSER");
+    let b_url = pg.url_as("lens_b");
     let b_addr = free_addr();
     let dir = a.dir.path().join("pg-b");
     std::fs::create_dir_all(&dir).unwrap();
@@ -2409,7 +2413,7 @@ async fn postgresql_restarted_mid_session_media_goes_on_and_nothing_stored_is_lo
         &dir,
         b_addr,
         &[
-            ("LENS_DATABASE_URL", pg.url.as_str()),
+            ("LENS_DATABASE_URL", b_url.as_str()),
             ("LENS_CLUSTER_NODE_ID", "pg-b"),
             ("LENS_CLUSTER_PLACEMENT", "local"),
         ],
@@ -2449,6 +2453,8 @@ async fn postgresql_restarted_mid_session_media_goes_on_and_nothing_stored_is_lo
     })
     .await;
 
+    // Connections B already has are not affected; new ones are refused until LOGIN again.
+    pg.psql("ALTER ROLE lens_b NOLOGIN");
     pg.down();
     let down = Instant::now();
     health_becomes(a.addr, 503, "store_unavailable").await;
@@ -2500,9 +2506,16 @@ async fn postgresql_restarted_mid_session_media_goes_on_and_nothing_stored_is_lo
     pg.up();
     let back = Instant::now();
     health_becomes(a.addr, 200, "").await;
+    let a_back = back.elapsed();
+    // B stays cut off a few more seconds: A checks the registry meanwhile, sees B's heartbeat
+    // from before the outage, and must still not take B for dead (PostgreSQL was up for less
+    // than 10 s; A itself reached it again less than 10 s ago).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(a.state.hub.live_count(), 0, "A took B's session over");
+    pg.psql("ALTER ROLE lens_b LOGIN");
     health_becomes(b_addr, 200, "").await;
     eprintln!(
-        "PostgreSQL down {outage:?}; both nodes healthy {:?} after it started",
+        "PostgreSQL down {outage:?}; A healthy {a_back:?} and B {:?} after it started",
         back.elapsed()
     );
     // The hold reaches the customer through the bus once it is written.

@@ -106,25 +106,27 @@ impl OwnPostgres {
             ],
         );
         pg.up();
-        pg.run(
+        pg.psql("CREATE DATABASE lens");
+        Some(pg)
+    }
+
+    /// Runs one SQL command as the superuser, over the Unix socket.
+    pub fn psql(&self, sql: &str) {
+        let port = self.port.to_string();
+        let socket = self.socket_dir();
+        self.run(
             "psql",
             &[
-                "-X",
-                "-q",
-                "-h",
-                &pg.socket_dir(),
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                "CREATE DATABASE lens",
+                "-X", "-q", "-h", &socket, "-p", &port, "-U", "postgres", "-d", "postgres", "-c",
+                sql,
             ]
             .map(std::ffi::OsStr::new),
         );
-        Some(pg)
+    }
+
+    /// The database `lens` for another role (trust: no password).
+    pub fn url_as(&self, role: &str) -> String {
+        format!("postgres://{role}@127.0.0.1:{}/lens", self.port)
     }
 
     fn socket_dir(&self) -> String {
