@@ -1092,6 +1092,8 @@ async fn a_node_lets_go_of_a_session_another_node_took_over() {
         .execute(a.state.store.pool())
         .await
         .unwrap();
+    // B, not knowing yet, acts on it: what it decides is not stored over A's session (fenced).
+    cus.send(json!({"type": "ready"})).await;
     eventually("B lets the session go", || async {
         b.state.hub.live_count() == 0
     })
@@ -1103,5 +1105,6 @@ async fn a_node_lets_go_of_a_session_another_node_took_over() {
         .get(&format!("/api/v1/sessions/{id}"), &token)
         .await
         .expect(200);
-    assert_eq!(d["status"], "Connecting");
+    assert_eq!(d["status"], "Connecting", "{d}");
+    assert_eq!(d["events"].as_array().unwrap().len(), 1, "{d}");
 }

@@ -275,7 +275,8 @@ impl Hub {
             post_wake: Arc::new(Notify::new()),
             router: std::sync::OnceLock::new(),
         });
-        tokio::spawn(write_loop(store, jobs));
+        let owner = hub.node.shares_store().then(|| hub.node.id.clone());
+        tokio::spawn(write_loop(store, jobs, owner));
         hub
     }
 
@@ -1792,7 +1793,11 @@ fn send_console(inner: &Inner, technician: UserId, frame: &ServerFrame) {
 
 /// Appends to the store in the order decisions were made, a batch of queued jobs per
 /// transaction so that the store keeps up with a busy hub.
-async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
+async fn write_loop(
+    store: Store,
+    mut jobs: mpsc::UnboundedReceiver<WriteJob>,
+    owner: Option<String>,
+) {
     use crate::store::sessions::SessionWrite;
     let mut batch = Vec::with_capacity(256);
     while jobs.recv_many(&mut batch, 256).await > 0 {
@@ -1816,7 +1821,7 @@ async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
             }
         }
         if !writes.is_empty() {
-            write_until_stored(&store, &writes).await;
+            write_until_stored(&store, &writes, owner.as_deref()).await;
         }
         for done in flushed {
             let _ = done.send(());
@@ -1828,11 +1833,15 @@ async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
 /// to it down): what the hub decided meanwhile waits here in order, behind this batch, and is
 /// stored once the store answers. A batch the store refuses for another reason is logged and
 /// dropped, as retrying it would fail the same way and hold up everything after it.
-async fn write_until_stored(store: &Store, writes: &[crate::store::sessions::SessionWrite]) {
+async fn write_until_stored(
+    store: &Store,
+    writes: &[crate::store::sessions::SessionWrite],
+    owner: Option<&str>,
+) {
     let mut wait = std::time::Duration::from_millis(100);
     let mut failed_since: Option<std::time::Instant> = None;
     loop {
-        match store.write_sessions(writes).await {
+        match store.write_sessions(writes, owner).await {
             Ok(()) => {
                 if let Some(since) = failed_since {
                     tracing::warn!(jobs = writes.len(), after = ?since.elapsed(),

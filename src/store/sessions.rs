@@ -180,13 +180,15 @@ pub enum SessionWrite {
 }
 
 impl Store {
-    /// Writes a batch of the hub's writes in one transaction, in order.
-    pub async fn write_sessions(&self, writes: &[SessionWrite]) -> Result<()> {
+    /// Writes a batch of the hub's writes in one transaction, in order. `owner`: the node whose
+    /// hub wrote them (several nodes); its state changes of a session another node holds now are
+    /// not stored (fencing: a node cut off from the store writes late what it decided meanwhile).
+    pub async fn write_sessions(&self, writes: &[SessionWrite], owner: Option<&str>) -> Result<()> {
         let mut tx = self.begin().await?;
         for w in writes {
             match w {
                 SessionWrite::Transitions(id, state, events) => {
-                    transitions_in(&mut tx, *id, state, events).await?
+                    transitions_in(&mut tx, *id, state, events, owner).await?
                 }
                 SessionWrite::Touch(id, at) => {
                     sqlx::query("UPDATE sessions SET last_activity = $1 WHERE id = $2")
@@ -476,7 +478,7 @@ impl Store {
         events: &[EventRow],
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        transitions_in(&mut tx, id, state, events).await?;
+        transitions_in(&mut tx, id, state, events, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -761,22 +763,37 @@ async fn transitions_in(
     id: i64,
     state: &SessionState,
     events: &[EventRow],
+    owner: Option<&str>,
 ) -> Result<()> {
-    sqlx::query(
+    let fence = if owner.is_some() {
+        " AND (node_id IS NULL OR node_id = $10)"
+    } else {
+        ""
+    };
+    let sql = format!(
         "UPDATE sessions SET status = $1, status_since = $2, before_reconnecting = $3, last_activity = $4, \
-         ever_active = $5, technician_id = $6, group_id = $7, ended_at = $8 WHERE id = $9",
-    )
-    .bind(&state.status)
-    .bind(state.status_since)
-    .bind(&state.before_reconnecting)
-    .bind(state.last_activity)
-    .bind(i64::from(state.ever_active))
-    .bind(state.technician_id)
-    .bind(state.group_id)
-    .bind(state.ended_at)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
+         ever_active = $5, technician_id = $6, group_id = $7, ended_at = $8 WHERE id = $9{fence}"
+    );
+    let mut update = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&state.status)
+        .bind(state.status_since)
+        .bind(&state.before_reconnecting)
+        .bind(state.last_activity)
+        .bind(i64::from(state.ever_active))
+        .bind(state.technician_id)
+        .bind(state.group_id)
+        .bind(state.ended_at)
+        .bind(id);
+    if let Some(owner) = owner {
+        update = update.bind(owner);
+    }
+    if update.execute(&mut **tx).await?.rows_affected() == 0 && owner.is_some() {
+        tracing::warn!(
+            session_id = id,
+            "another node holds this session now: this node's late state change is not stored"
+        );
+        return Ok(());
+    }
     if state.ended_at.is_some() {
         // A dead session's codes are free for reuse.
         sqlx::query("UPDATE sessions SET pin = NULL, link_token_hash = NULL, resume_token_hash = NULL WHERE id = $1")
