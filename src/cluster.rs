@@ -16,7 +16,7 @@ use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::store::nodes::{HEARTBEAT_MS, NodeRegistration};
+use crate::store::nodes::{DEAD_AFTER_MS, HEARTBEAT_MS, NodeRegistration};
 use crate::store::{Backend, Store};
 
 /// Why a node takes no new session (and `/healthz` answers 503), if it does not.
@@ -48,6 +48,8 @@ pub struct Node {
     epoch: AtomicI64,
     draining: watch::Sender<bool>,
     store_ok: AtomicBool,
+    /// Since when this node's store calls have succeeded without a break (None while they fail).
+    reachable_since: std::sync::Mutex<Option<std::time::Instant>>,
     fenced: AtomicBool,
     metrics: NodeMetrics,
 }
@@ -178,6 +180,12 @@ impl Node {
             epoch: AtomicI64::new(0),
             draining: watch::channel(false).0,
             store_ok: AtomicBool::new(true),
+            // Registering at start proved the store reachable: judge the others at once.
+            reachable_since: std::sync::Mutex::new(Some(
+                std::time::Instant::now()
+                    .checked_sub(Duration::from_millis(DEAD_AFTER_MS as u64))
+                    .unwrap_or_else(std::time::Instant::now),
+            )),
             fenced: AtomicBool::new(false),
             metrics,
         })
@@ -240,6 +248,26 @@ impl Node {
     pub fn store_reachable(&self, ok: bool) {
         self.store_ok.store(ok, Ordering::Relaxed);
         self.metrics.store_reachable.set(i64::from(ok));
+        let mut since = self
+            .reachable_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match (ok, *since) {
+            (true, None) => *since = Some(std::time::Instant::now()),
+            (false, Some(_)) => *since = None,
+            _ => {}
+        }
+    }
+
+    /// Whether this node may judge other nodes dead (and take over their sessions, close the
+    /// sockets it hosts for them): only after reaching the store without a break for
+    /// [`DEAD_AFTER_MS`]. A node that was itself cut off from the store saw no heartbeat of the
+    /// others meanwhile; they are given the same 10 s to beat again as any node.
+    pub fn judges_others(&self) -> bool {
+        self.reachable_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() >= Duration::from_millis(DEAD_AFTER_MS as u64))
     }
 
     /// Writes the heartbeat every 2 s with the node's load, and picks up a drain asked through

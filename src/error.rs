@@ -119,6 +119,15 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict("email_taken", "a user with this email already exists")
             }
             StoreError::Conflict(what) => ApiError::conflict("conflict", what),
+            // PostgreSQL restarting or out of reach: a retry may well succeed, unlike a 500.
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "the store is unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store does not answer; try again shortly",
+                )
+            }
             other => ApiError::internal(other),
         }
     }

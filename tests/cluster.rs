@@ -645,6 +645,97 @@ async fn two_technicians_on_two_nodes_pick_up_the_same_session_200_times_and_one
     eprintln!("pickup races won: A {} / B {}", wins[0], wins[1]);
 }
 
+/// Two nodes on one fresh PostgreSQL database: `<prefix>-a` and `<prefix>-b`.
+async fn two_nodes(prefix: &str) -> Option<(TestServer, TestServer)> {
+    let a = pg_node(&format!("{prefix}-a"), None).await?;
+    let url = a.state.config.database_url.clone();
+    let b = pg_node(&format!("{prefix}-b"), Some(&url)).await.unwrap();
+    Some((a, b))
+}
+
+/// A PIN session created through `s`'s API: the `201` body.
+async fn new_pin(s: &TestServer, token: &str) -> Value {
+    s.post("/api/v1/sessions", token, json!({"method": "pin"}))
+        .await
+        .expect(201)
+}
+
+/// The limit on wrong codes per address holds across nodes (counted in PostgreSQL): ten wrong
+/// codes from one address spread over two nodes, five on each, and the eleventh attempt is
+/// refused on both, even with the right code, as on one node (`tests/sessions.rs`), with a
+/// `retry_after`. Each node's own count alone (five) would not have refused it.
+#[tokio::test]
+async fn wrong_codes_from_one_address_over_two_nodes_hit_the_limit_of_one_node() {
+    let Some((a, b)) = two_nodes("guess").await else {
+        return;
+    };
+    let (_, _, token) = technician_with(&a, "guessed@example.com", |_| {}).await;
+    let created = new_pin(&b, &token).await;
+    let pin = created["pin"].as_str().unwrap().to_string();
+    let wrong = if pin == "000000" { "000001" } else { "000000" };
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (_, r) = customer(node, wrong).await;
+        assert_eq!(r["code"], "code_invalid", "attempt {i}: {r}");
+    }
+    // On A the right code is B's session (the join is routed to B, which checks the count).
+    for node in [&a, &b] {
+        let (_, r) = customer(node, &pin).await;
+        assert_eq!(r["code"], "too_many_attempts", "{r}");
+        let wait = r["retry_after"].as_u64().unwrap();
+        assert!((1..=61).contains(&wait), "{r}");
+    }
+    for node in [&a, &b] {
+        let metrics = node.metrics().await;
+        assert!(
+            metrics.contains(r#"lens_code_attempts_total{outcome="invalid"} 5"#),
+            "{metrics}"
+        );
+    }
+}
+
+/// A console's `hello` lists the whole queue of its technician, whichever node holds each
+/// session: one Pending on the node it reached, and one Waiting on another node, with what the
+/// console shows of them (the PIN while Pending, the phone, audio).
+#[tokio::test]
+async fn a_consoles_hello_lists_the_queue_of_every_node() {
+    let Some((a, b)) = two_nodes("queue").await else {
+        return;
+    };
+    let (_, _, token) = technician_with(&a, "queue@example.com", |_| {}).await;
+    let (here, there) = (new_pin(&a, &token).await, new_pin(&b, &token).await);
+    let (here, there_id) = (here["id"].as_i64().unwrap(), there["id"].as_i64().unwrap());
+    let (mut cus, joined) = customer(&b, there["pin"].as_str().unwrap()).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    assert_eq!(cus.request(json!({"type": "ready"})).await["type"], "ok");
+    eventually("B stored the session Waiting", || async {
+        let d = b
+            .get(&format!("/api/v1/sessions/{there_id}"), &token)
+            .await
+            .expect(200);
+        d["status"] == "Waiting"
+    })
+    .await;
+    let (_con, hello) = console(&a, &token).await;
+    let listed: Vec<(i64, &str)> = hello["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["id"].as_i64().unwrap(), v["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [(here, "Pending"), (there_id, "Waiting")],
+        "{hello}"
+    );
+    let remote = &hello["sessions"][1];
+    assert_eq!(remote["device"]["platform"], "Android", "{remote}");
+    assert_eq!(remote["audio"], true, "{remote}");
+    assert!(remote["waiting_seconds"].is_u64(), "{remote}");
+    assert!(remote.get("pin").is_none(), "{remote}");
+    assert!(hello["sessions"][0]["pin"].is_string(), "{hello}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_one_active_rule_and_pin_uniqueness_hold_across_nodes() {
     let Some((a, b, c)) = three_nodes().await else {
@@ -1028,6 +1119,8 @@ async fn a_node_lets_go_of_a_session_another_node_took_over() {
         .execute(a.state.store.pool())
         .await
         .unwrap();
+    // B, not knowing yet, acts on it: what it decides is not stored over A's session (fenced).
+    cus.send(json!({"type": "ready"})).await;
     eventually("B lets the session go", || async {
         b.state.hub.live_count() == 0
     })
@@ -1039,7 +1132,8 @@ async fn a_node_lets_go_of_a_session_another_node_took_over() {
         .get(&format!("/api/v1/sessions/{id}"), &token)
         .await
         .expect(200);
-    assert_eq!(d["status"], "Connecting");
+    assert_eq!(d["status"], "Connecting", "{d}");
+    assert_eq!(d["events"].as_array().unwrap().len(), 1, "{d}");
 }
 
 /// Drain (issue 15): a customer whose socket is on the draining node itself has it closed with

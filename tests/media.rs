@@ -2361,6 +2361,261 @@ async fn a_full_disk_fails_the_recording_not_the_session() {
     tech.pc.close().await.ok();
 }
 
+/// The largest gap between consecutive packets of `tag` in `got`, and how many there were.
+fn gaps(got: &[Arrival], tag: u8) -> (usize, Duration) {
+    let at: Vec<Instant> = got
+        .iter()
+        .filter(|(_, p)| p[0] == tag)
+        .map(|(at, _)| *at)
+        .collect();
+    let widest = at
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(Duration::MAX);
+    (at.len(), widest)
+}
+
+/// Waits until `addr`'s `/healthz` answers `status` (and, for a 503, the error `code`).
+async fn health_becomes(addr: std::net::SocketAddr, status: u16, code: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .unwrap();
+        let got = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if got == status && (status == 200 || body["error"]["code"] == code) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr}: /healthz still {got} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// PostgreSQL stopped for 12 s mid-session, then started again (issue 15), on a cluster of the
+/// test's own: node A in-process, node B the real binary. The session and its room are on B, the
+/// customer's socket on A (routed to B), the console on B. While the store is down, media keeps
+/// flowing both ways, both nodes answer `/healthz` 503 `store_unavailable` and refuse new
+/// sessions, and what the console does on B is decided at once and stored once the store is back.
+/// B is kept out 5 s longer after the restart (its role refused): A must not take it for dead
+/// meanwhile (nobody could beat while the store was down). Afterwards routed signaling works
+/// again, and the store holds the whole session: its events and chat from before, during and
+/// after the outage, in one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_restarted_mid_session_media_goes_on_and_nothing_stored_is_lost() {
+    let Some(pg) = common::pg::OwnPostgres::start() else {
+        return;
+    };
+    // The backend follows the URL: A is a PostgreSQL node on the test's own server.
+    let url = pg.url.clone();
+    let a = start_on(Backend::Sqlite, move |c| {
+        c.database_url = url;
+        c.cluster.node_id = "pg-a".into();
+        c.cluster.placement = lens::config::Placement::Local;
+    })
+    .await
+    .unwrap();
+    // B logs in as a role of its own, so that it can be kept out for a while after the restart.
+    pg.psql("CREATE ROLE lens_b LOGIN SUPERUSER");
+    let b_url = pg.url_as("lens_b");
+    let b_addr = free_addr();
+    let dir = a.dir.path().join("pg-b");
+    std::fs::create_dir_all(&dir).unwrap();
+    let _b = spawn(
+        &dir,
+        b_addr,
+        &[
+            ("LENS_DATABASE_URL", b_url.as_str()),
+            ("LENS_CLUSTER_NODE_ID", "pg-b"),
+            ("LENS_CLUSTER_PLACEMENT", "local"),
+        ],
+    )
+    .await;
+    let runtime = default_runtime().unwrap();
+    let (_, _, token) = technician_with(&a, "pg-restart@example.com", |_| {}).await;
+    let mut con = Ws::connect_to(b_addr, "/ws/console").await;
+    let hello = con
+        .request(json!({"type": "hello", "v": 1, "token": token}))
+        .await;
+    assert_eq!(hello["type"], "ok", "{hello}");
+    let created = common::call(
+        b_addr,
+        reqwest::Method::POST,
+        "/api/v1/sessions",
+        Some(&token),
+        json!({"method": "pin"}),
+    )
+    .await;
+    let id = created["id"].as_i64().expect("session created on B");
+    let (mut cus, joined) = customer(&a, created["pin"].as_str().unwrap()).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    ready_and_picked_up(&mut con, &mut cus, id).await;
+    let mut phone = phone_media(&runtime, &mut cus).await;
+    let mut tech = console_media(&runtime, &mut con, id, TAG_TECH1_AUDIO, 0x3333).await;
+    tech.inbox.wait_for(TAG_VIDEO, 10, "video via B").await;
+    phone
+        .peer
+        .inbox
+        .wait_for(TAG_TECH1_AUDIO, 10, "technician audio via B")
+        .await;
+    let r = cus.request(json!({"type": "chat", "text": "before"})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    con.until("the line before", |v| {
+        v["type"] == "chat" && v["text"] == "before"
+    })
+    .await;
+
+    // Connections B already has are not affected; new ones are refused until LOGIN again.
+    pg.psql("ALTER ROLE lens_b NOLOGIN");
+    pg.down();
+    let down = Instant::now();
+    health_becomes(a.addr, 503, "store_unavailable").await;
+    health_becomes(b_addr, 503, "store_unavailable").await;
+    let refused = con
+        .request(json!({"type": "create_session", "method": "pin"}))
+        .await;
+    assert_eq!(refused["code"], "node_unavailable", "{refused}");
+    let refused = common::call(
+        b_addr,
+        reqwest::Method::POST,
+        "/api/v1/sessions",
+        Some(&token),
+        json!({"method": "pin"}),
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], "store_unavailable", "{refused}");
+    // Media goes on: packets every 20 ms each way; no gap of a second in any stream.
+    let window = Duration::from_secs(5);
+    let (at_tech, at_phone) =
+        tokio::join!(tech.inbox.collect(window), phone.peer.inbox.collect(window));
+    for (got, tag, what) in [
+        (&at_tech, TAG_VIDEO, "video"),
+        (&at_tech, TAG_CUSTOMER_AUDIO, "customer audio"),
+        (&at_phone, TAG_TECH1_AUDIO, "technician audio"),
+    ] {
+        let (n, widest) = gaps(got, tag);
+        eprintln!("during the outage: {n} {what} packets in {window:?}, widest gap {widest:?}");
+        assert!(
+            n >= 100,
+            "{what}: {n} packets in {window:?} without the store"
+        );
+        assert!(
+            widest < Duration::from_secs(1),
+            "{what}: a gap of {widest:?}"
+        );
+    }
+    // The console's requests on the owner are decided without the store; stored later.
+    let r = con
+        .request(json!({"type": "chat", "session_id": id, "text": "during"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let r = con.request(json!({"type": "hold", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    con.session_status(id, "On Hold").await;
+    // Longer than a node's time to be judged dead (10 s without a heartbeat).
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(down.elapsed())).await;
+    let outage = down.elapsed();
+    pg.up();
+    let back = Instant::now();
+    health_becomes(a.addr, 200, "").await;
+    let a_back = back.elapsed();
+    // B stays cut off a few more seconds: A checks the registry meanwhile, sees B's heartbeat
+    // from before the outage, and must still not take B for dead (PostgreSQL was up for less
+    // than 10 s; A itself reached it again less than 10 s ago).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(a.state.hub.live_count(), 0, "A took B's session over");
+    pg.psql("ALTER ROLE lens_b LOGIN");
+    health_becomes(b_addr, 200, "").await;
+    eprintln!(
+        "PostgreSQL down {outage:?}; A healthy {a_back:?} and B {:?} after it started",
+        back.elapsed()
+    );
+    // The hold reaches the customer through the bus once it is written.
+    cus.status("On Hold").await;
+    // Resume claims the technician's one Active session in the store: it works again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = con
+            .request(json!({"type": "resume", "session_id": id}))
+            .await;
+        if r["type"] == "ok" {
+            break;
+        }
+        assert_eq!(r["code"], "node_unavailable", "{r}");
+        assert!(Instant::now() < deadline, "resume still refused: {r}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    cus.status("Active").await;
+    tech.inbox
+        .wait_for(TAG_VIDEO, 10, "video after the resume")
+        .await;
+    // The customer's socket is still carried from A to B (B closed no hosted socket).
+    let r = cus.request(json!({"type": "chat", "text": "after"})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    con.until("the line after", |v| {
+        v["type"] == "chat" && v["text"] == "after"
+    })
+    .await;
+    let r = cus
+        .request(json!({"type": "mute", "kind": "audio", "muted": true}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    assert_eq!(
+        cus.frame("ended", None).await["status"],
+        "Closed by technician"
+    );
+
+    // Everything stored: one row, owned by B all along, never Reconnecting.
+    let pool = a.state.store.pool();
+    let rows: Vec<(i64, String, Option<String>, Option<i64>)> =
+        sqlx::query_as("SELECT id, status, node_id, ended_at FROM sessions")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, id);
+    assert_eq!(rows[0].1, "Closed by technician");
+    assert_eq!(rows[0].2.as_deref(), Some("pg-b"));
+    assert!(rows[0].3.is_some());
+    let detail = a
+        .get(&format!("/api/v1/sessions/{id}"), &token)
+        .await
+        .expect(200);
+    let to: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        to,
+        [
+            "Connecting",
+            "Waiting",
+            "Active",
+            "On Hold",
+            "Active",
+            "Closed by technician"
+        ],
+        "{detail}"
+    );
+    let lines: Vec<&str> = detail["chat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, ["before", "during", "after"], "{detail}");
+    phone.peer.pc.close().await.ok();
+    tech.pc.close().await.ok();
+}
+
 /// One gauge's value on a server's `/metrics`.
 async fn gauge(s: &TestServer, name: &str) -> f64 {
     let metrics = s.metrics().await;

@@ -201,8 +201,11 @@ async fn hello(
         return None;
     }
     let group = user.group_id.unwrap_or_default();
-    let (conn, sessions, status, first) =
+    let (conn, mut sessions, status, first) =
         hub.console_attach(user.id, group, &user.nickname, tx.clone());
+    // The whole queue: also the sessions other nodes hold.
+    sessions.extend(hub.queue_elsewhere(user.id, group).await);
+    sessions.sort_by_key(|v| v.id);
     if first
         && let Err(e) = hub
             .store()
@@ -289,7 +292,16 @@ async fn act_active(
             Ok(false) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim the technician's Active session");
-                let frame = ServerFrame::error(Some(id), ErrorCode::Internal, "internal error");
+                // The claim lives in the store: while it is down, say so (a retry may succeed).
+                let frame = if e.is_unavailable() {
+                    ServerFrame::error(
+                        Some(id),
+                        ErrorCode::NodeUnavailable,
+                        "the store does not answer; try again shortly",
+                    )
+                } else {
+                    ServerFrame::error(Some(id), ErrorCode::Internal, "internal error")
+                };
                 return send(tx, &frame);
             }
         }
@@ -642,9 +654,20 @@ async fn handle(
             let Some(body) = request.create_session() else {
                 return;
             };
+            if let Err(e) = hub.taking_sessions() {
+                return send(tx, &e.with_id(id).frame());
+            }
             // The technician's current record: group moves and disables apply at once.
             let current = match hub.store().user(me).await {
                 Ok(u) => u,
+                Err(e) if e.is_unavailable() => {
+                    let frame = ServerFrame::error(
+                        Some(id),
+                        ErrorCode::NodeUnavailable,
+                        "the store does not answer; try again shortly",
+                    );
+                    return send(tx, &frame);
+                }
                 Err(_) => {
                     send(
                         tx,

@@ -33,6 +33,21 @@ fn invalid(message: impl Into<String>) -> ProtocolError {
 }
 
 impl Hub {
+    /// `node_unavailable` while this node takes no new session (draining, fenced, or its store
+    /// down: then asked before anything waits on the store).
+    pub fn taking_sessions(&self) -> Result<(), ProtocolError> {
+        if self.node.accepting() {
+            return Ok(());
+        }
+        Err(ProtocolError::new(
+            ErrorCode::NodeUnavailable,
+            format!(
+                "this server takes no new sessions ({}); connect again to reach another",
+                self.node.health().as_str()
+            ),
+        ))
+    }
+
     /// Creates a session. `reply`: the console socket and request id to answer `ok` on before the
     /// new session is announced to the consoles (PROTOCOL.md §1: replies come before events).
     pub async fn create_session(
@@ -51,15 +66,7 @@ impl Hub {
             ProtocolError::new(ErrorCode::NotAllowed, "you are in no technician group")
         })?;
         body.validate()?;
-        if !self.node.accepting() {
-            return Err(ProtocolError::new(
-                ErrorCode::NodeUnavailable,
-                format!(
-                    "this server takes no new sessions ({}); connect again to reach another",
-                    self.node.health().as_str()
-                ),
-            ));
-        }
+        self.taking_sessions()?;
         let settings = crate::api::settings::load_group(self.store(), group_id)
             .await
             .map_err(|_| {

@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::State;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
@@ -182,7 +181,7 @@ async fn first_frame(
                 return None;
             }
             let key = addr.to_string();
-            if let Err(wait) = hub.code_attempts.check(&key, Instant::now()) {
+            if let Err(wait) = hub.code_attempts_check(&key).await {
                 hub.metrics().code_attempt("throttled");
                 let mut frame = ServerFrame::error(
                     Some(id),
@@ -204,7 +203,7 @@ async fn first_frame(
                     {
                         Ok(key_id) => Some(key_id),
                         Err(why) => {
-                            hub.code_attempts.fail(&key, Instant::now());
+                            hub.code_attempt_failed(&key).await;
                             tracing::info!(%addr, why, "customer API key refused");
                             send(
                                 tx,
@@ -218,7 +217,7 @@ async fn first_frame(
             let session = match hub.find_code(&code) {
                 Ok(s) => s,
                 Err(expired) => {
-                    hub.code_attempts.fail(&key, Instant::now());
+                    hub.code_attempt_failed(&key).await;
                     hub.metrics()
                         .code_attempt(if expired { "expired" } else { "invalid" });
                     // The code itself is never logged.
@@ -286,7 +285,7 @@ async fn first_frame(
                 }
                 Err(r) => {
                     // A session that is no longer Pending: its code is used.
-                    hub.code_attempts.fail(&key, Instant::now());
+                    hub.code_attempt_failed(&key).await;
                     hub.metrics().code_attempt("invalid");
                     let _ = r;
                     send(
@@ -303,7 +302,7 @@ async fn first_frame(
         }
         CustomerRequest::Resume { id, resume_token } => {
             let key = addr.to_string();
-            if let Err(wait) = hub.code_attempts.check(&key, Instant::now()) {
+            if let Err(wait) = hub.code_attempts_check(&key).await {
                 let mut frame = ServerFrame::error(
                     Some(id),
                     ErrorCode::TooManyAttempts,
@@ -351,7 +350,7 @@ async fn first_frame(
                 }
                 None => {
                     // Resume tokens are guessed like codes: failures count toward the same limit.
-                    hub.code_attempts.fail(&key, Instant::now());
+                    hub.code_attempt_failed(&key).await;
                     send(
                         tx,
                         &ServerFrame::error(

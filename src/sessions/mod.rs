@@ -6,10 +6,12 @@
 //! order, through one writer task), tells every party what changed, and hands effects to the media
 //! plan and the outbox. One scheduler task sleeps until the desk's next deadline.
 
+mod attempts;
 pub mod console;
 pub mod create;
 pub mod customer;
 pub mod outbox;
+mod queue;
 pub mod route;
 pub mod timings;
 pub mod tools;
@@ -300,14 +302,15 @@ impl Hub {
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
             writer,
-            code_attempts: Throttle::new(attempts, std::time::Duration::from_secs(60)),
+            code_attempts: Throttle::new(attempts, attempts::WINDOW),
             outbox_wake: Arc::new(Notify::new()),
             post_triggers,
             post_trigger_rx: Mutex::new(Some(post_trigger_rx)),
             post_wake: Arc::new(Notify::new()),
             router: std::sync::OnceLock::new(),
         });
-        tokio::spawn(write_loop(store, jobs));
+        let owner = hub.node.shares_store().then(|| hub.node.id.clone());
+        tokio::spawn(write_loop(store, jobs, owner));
         hub
     }
 
@@ -1983,7 +1986,11 @@ fn send_console(inner: &Inner, technician: UserId, frame: &ServerFrame) {
 
 /// Appends to the store in the order decisions were made, a batch of queued jobs per
 /// transaction so that the store keeps up with a busy hub.
-async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
+async fn write_loop(
+    store: Store,
+    mut jobs: mpsc::UnboundedReceiver<WriteJob>,
+    owner: Option<String>,
+) {
     use crate::store::sessions::SessionWrite;
     let mut batch = Vec::with_capacity(256);
     while jobs.recv_many(&mut batch, 256).await > 0 {
@@ -2006,13 +2013,48 @@ async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
                 WriteJob::Flush(done) => flushed.push(done),
             }
         }
-        if !writes.is_empty()
-            && let Err(e) = store.write_sessions(&writes).await
-        {
-            tracing::error!(error = %e, jobs = writes.len(), "could not append session events");
+        if !writes.is_empty() {
+            write_until_stored(&store, &writes, owner.as_deref()).await;
         }
         for done in flushed {
             let _ = done.send(());
+        }
+    }
+}
+
+/// Writes one batch, retrying while the store is unavailable (PostgreSQL restarting, the network
+/// to it down): what the hub decided meanwhile waits here in order, behind this batch, and is
+/// stored once the store answers. A batch the store refuses for another reason is logged and
+/// dropped, as retrying it would fail the same way and hold up everything after it.
+async fn write_until_stored(
+    store: &Store,
+    writes: &[crate::store::sessions::SessionWrite],
+    owner: Option<&str>,
+) {
+    let mut wait = std::time::Duration::from_millis(100);
+    let mut failed_since: Option<std::time::Instant> = None;
+    loop {
+        match store.write_sessions(writes, owner).await {
+            Ok(()) => {
+                if let Some(since) = failed_since {
+                    tracing::warn!(jobs = writes.len(), after = ?since.elapsed(),
+                        "the store answers again: session events stored");
+                }
+                return;
+            }
+            Err(e) if e.is_unavailable() => {
+                if failed_since.is_none() {
+                    tracing::error!(error = %e, jobs = writes.len(),
+                        "the store is unavailable: session events wait and are retried");
+                    failed_since = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = writes.len(), "could not append session events");
+                return;
+            }
         }
     }
 }

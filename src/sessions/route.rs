@@ -392,7 +392,9 @@ impl Router {
         let Ok(nodes) = self.state.store.nodes().await else {
             return;
         };
-        if self.state.node.accepting() {
+        // After an outage of its own, this node gives the others 10 s to beat again first.
+        let judges = self.state.node.judges_others();
+        if self.state.node.accepting() && judges {
             for dead in nodes.iter().filter(|n| !n.alive() && n.id != self.me) {
                 self.adopt(&dead.id).await;
             }
@@ -410,6 +412,9 @@ impl Router {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot check the sessions' owners"),
+        }
+        if !judges {
+            return;
         }
         let alive: HashSet<&str> = nodes
             .iter()

@@ -3,6 +3,7 @@
 //! Queries are written once in the SQL both dialects share and run through sqlx's `Any` driver; `$1`
 //! placeholders work on both. Times are UTC milliseconds (`i64`), flags are `BIGINT` 0/1 (the Any driver decodes no SQLite boolean).
 
+pub mod attempts;
 pub mod audit;
 pub mod bus;
 pub mod groups;
@@ -53,6 +54,33 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// The store could not be reached or is restarting (connection lost or refused, pool timed
+    /// out, PostgreSQL shutting down or starting): the same write may succeed later, so it is
+    /// retried rather than lost. Any other error (a constraint, bad SQL) would fail again.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Db(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE classes 08 (connection exception), 28 (the login refused: a role locked
+            // out, a password being changed) and 53 (too many connections, out of memory or
+            // disk); 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                ["08", "28", "53"].iter().any(|class| c.starts_with(class))
+                    || matches!(&*c, "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        }
+    }
+}
+
 impl Store {
     /// Connects and applies the migrations of the backend the URL names.
     pub async fn open(url: &str) -> Result<Store> {
@@ -75,6 +103,9 @@ impl Store {
         let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
             .max_connections(max)
+            // While PostgreSQL is down a call fails after this rather than sqlx's 30 s: requests
+            // get a prompt `store_unavailable`, and the writers retry on their own.
+            .acquire_timeout(std::time::Duration::from_secs(if sqlite { 30 } else { 5 }))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {

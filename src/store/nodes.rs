@@ -34,16 +34,31 @@ pub struct NodeRow {
     pub heartbeat_at: i64,
     /// The database's clock when the row was read.
     pub read_at: i64,
+    /// When the database server last started (0 on SQLite).
+    pub store_up_since: i64,
 }
 
 impl NodeRow {
+    /// A node is dead when it has not beaten for [`DEAD_AFTER_MS`] *while the store was up*: in
+    /// the first 10 s after PostgreSQL (re)started no node could have beaten, so none is dead yet.
     pub fn alive(&self) -> bool {
         self.heartbeat_at >= self.read_at - DEAD_AFTER_MS
+            || self.store_up_since >= self.read_at - DEAD_AFTER_MS
+    }
+}
+
+/// When the database server started, in Unix milliseconds, as SQL.
+pub(crate) fn db_up_since(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => {
+            "CAST(EXTRACT(EPOCH FROM pg_postmaster_start_time()) * 1000 AS BIGINT)"
+        }
+        Backend::Sqlite => "0",
     }
 }
 
 /// The database's clock in Unix milliseconds, as SQL (the same expression on every node).
-fn db_now(backend: Backend) -> &'static str {
+pub(crate) fn db_now(backend: Backend) -> &'static str {
     match backend {
         Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
         Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
@@ -125,8 +140,9 @@ impl Store {
     pub async fn nodes(&self) -> Result<Vec<NodeRow>> {
         let sql = format!(
             "SELECT id, epoch, internal_url, media_address, udp_port, tcp_port, state, load, started_at, \
-             heartbeat_at, {} AS read_at FROM nodes ORDER BY id",
-            db_now(self.backend())
+             heartbeat_at, {} AS read_at, {} AS store_up_since FROM nodes ORDER BY id",
+            db_now(self.backend()),
+            db_up_since(self.backend())
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.pool())
@@ -145,6 +161,7 @@ impl Store {
                     started_at: r.try_get("started_at")?,
                     heartbeat_at: r.try_get("heartbeat_at")?,
                     read_at: r.try_get("read_at")?,
+                    store_up_since: r.try_get("store_up_since")?,
                 })
             })
             .collect()

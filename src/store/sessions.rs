@@ -180,13 +180,15 @@ pub enum SessionWrite {
 }
 
 impl Store {
-    /// Writes a batch of the hub's writes in one transaction, in order.
-    pub async fn write_sessions(&self, writes: &[SessionWrite]) -> Result<()> {
+    /// Writes a batch of the hub's writes in one transaction, in order. `owner`: the node whose
+    /// hub wrote them (several nodes); its state changes of a session another node holds now are
+    /// not stored (fencing: a node cut off from the store writes late what it decided meanwhile).
+    pub async fn write_sessions(&self, writes: &[SessionWrite], owner: Option<&str>) -> Result<()> {
         let mut tx = self.begin().await?;
         for w in writes {
             match w {
                 SessionWrite::Transitions(id, state, events) => {
-                    transitions_in(&mut tx, *id, state, events).await?
+                    transitions_in(&mut tx, *id, state, events, owner).await?
                 }
                 SessionWrite::Touch(id, at) => {
                     sqlx::query("UPDATE sessions SET last_activity = $1 WHERE id = $2")
@@ -338,6 +340,32 @@ impl Store {
         rows.iter().map(session_from).collect()
     }
 
+    /// The live sessions of a technician's queue (its own, and its group's unassigned ones) held
+    /// by live nodes other than `me` (a console's `hello` across nodes).
+    pub async fn live_queue_elsewhere(
+        &self,
+        technician: i64,
+        group: i64,
+        me: &str,
+    ) -> Result<Vec<SessionRow>> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE ended_at IS NULL AND node_id <> $3 \
+             AND (technician_id = $1 OR (technician_id IS NULL AND group_id = $2)) \
+             AND EXISTS (SELECT 1 FROM nodes n WHERE n.id = sessions.node_id \
+             AND n.heartbeat_at >= {} - {}) ORDER BY id",
+            session_columns!(),
+            super::nodes::db_now(self.backend()),
+            super::nodes::DEAD_AFTER_MS,
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(technician)
+            .bind(group)
+            .bind(me)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(session_from).collect()
+    }
+
     /// The live sessions a node held (and those stored before nodes existed): what it restores
     /// when several nodes share the store.
     pub async fn live_sessions_of(&self, node_id: &str) -> Result<Vec<SessionRow>> {
@@ -400,15 +428,18 @@ impl Store {
     }
 
     /// Takes over the live sessions of node `dead` for node `me`, if `dead` is dead by the
-    /// database's clock (no heartbeat for 10 s). Row by row the update is atomic: when several
+    /// database's clock (no heartbeat for 10 s while the database was up: a PostgreSQL restart
+    /// kills no node). Row by row the update is atomic: when several
     /// nodes try at once, each session goes to exactly one of them.
     pub async fn adopt_sessions(&self, dead: &str, me: &str) -> Result<Vec<SessionRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE sessions SET node_id = $2 WHERE ended_at IS NULL AND node_id = $1 AND EXISTS \
              (SELECT 1 FROM nodes n WHERE n.id = $1 AND n.heartbeat_at < \
-             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) - {}) RETURNING {}",
-            super::nodes::DEAD_AFTER_MS,
-            session_columns!()
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) - {dead} \
+             AND {up} < CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) - {dead}) RETURNING {}",
+            session_columns!(),
+            dead = super::nodes::DEAD_AFTER_MS,
+            up = super::nodes::db_up_since(super::Backend::Postgres),
         )))
         .bind(dead)
         .bind(me)
@@ -494,7 +525,7 @@ impl Store {
         events: &[EventRow],
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        transitions_in(&mut tx, id, state, events).await?;
+        transitions_in(&mut tx, id, state, events, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -779,22 +810,37 @@ async fn transitions_in(
     id: i64,
     state: &SessionState,
     events: &[EventRow],
+    owner: Option<&str>,
 ) -> Result<()> {
-    sqlx::query(
+    let fence = if owner.is_some() {
+        " AND (node_id IS NULL OR node_id = $10)"
+    } else {
+        ""
+    };
+    let sql = format!(
         "UPDATE sessions SET status = $1, status_since = $2, before_reconnecting = $3, last_activity = $4, \
-         ever_active = $5, technician_id = $6, group_id = $7, ended_at = $8 WHERE id = $9",
-    )
-    .bind(&state.status)
-    .bind(state.status_since)
-    .bind(&state.before_reconnecting)
-    .bind(state.last_activity)
-    .bind(i64::from(state.ever_active))
-    .bind(state.technician_id)
-    .bind(state.group_id)
-    .bind(state.ended_at)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
+         ever_active = $5, technician_id = $6, group_id = $7, ended_at = $8 WHERE id = $9{fence}"
+    );
+    let mut update = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&state.status)
+        .bind(state.status_since)
+        .bind(&state.before_reconnecting)
+        .bind(state.last_activity)
+        .bind(i64::from(state.ever_active))
+        .bind(state.technician_id)
+        .bind(state.group_id)
+        .bind(state.ended_at)
+        .bind(id);
+    if let Some(owner) = owner {
+        update = update.bind(owner);
+    }
+    if update.execute(&mut **tx).await?.rows_affected() == 0 && owner.is_some() {
+        tracing::warn!(
+            session_id = id,
+            "another node holds this session now: this node's late state change is not stored"
+        );
+        return Ok(());
+    }
     if state.ended_at.is_some() {
         // A dead session's codes are free for reuse.
         sqlx::query("UPDATE sessions SET pin = NULL, link_token_hash = NULL, resume_token_hash = NULL WHERE id = $1")

@@ -2,6 +2,8 @@
 //! when `LENS_TEST_POSTGRES_URL` is set and the test asks for it), driven over HTTP with reqwest.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::net::SocketAddr;
 
 use lens::app::{self, AppState};
