@@ -1113,6 +1113,16 @@ async fn a_node_lets_go_of_a_session_another_node_took_over() {
     let (mut cus, ok) = customer(&b, created["pin"].as_str().unwrap()).await;
     assert_eq!(ok["type"], "ok", "{ok}");
     con.session_status(id, "Connecting").await;
+    // B's writer stores a status a few milliseconds after the console hears of it.
+    eventually("B stored Connecting", || async {
+        let status: String = sqlx::query_scalar("SELECT status FROM sessions WHERE id = $1")
+            .bind(id)
+            .fetch_one(a.state.store.pool())
+            .await
+            .unwrap();
+        status == "Connecting"
+    })
+    .await;
     // As if A had taken the session over while B was cut off from the store.
     sqlx::query("UPDATE sessions SET node_id = 'node-a' WHERE id = $1")
         .bind(id)
