@@ -54,6 +54,7 @@ impl AppState {
             store.clone(),
             media.sfu().clone(),
             &metrics.registry,
+            &node,
         )
         .await?;
         media.set_recorder(recorder.clone());

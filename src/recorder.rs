@@ -95,6 +95,8 @@ pub struct RecorderService {
     config: Arc<Config>,
     sfu: sfu::SfuHandle,
     spool: Arc<Spool>,
+    /// Stored with each recording: which node's recorder writes it.
+    node_id: String,
     uploader: Uploader,
     metrics: RecordingMetrics,
     /// Sessions being recorded: dropping the sender (or sending) ends the recording.
@@ -127,6 +129,7 @@ impl RecorderService {
         store: Store,
         sfu: sfu::SfuHandle,
         registry: &Registry,
+        node: &crate::cluster::Node,
     ) -> anyhow::Result<Arc<RecorderService>> {
         let rc = &config.recording;
         let spool = Arc::new(
@@ -142,7 +145,10 @@ impl RecorderService {
             })
             .map_err(|e| anyhow::anyhow!("recording spool (recordings_dir): {e}"))?,
         );
-        close_interrupted(&store, &config, &spool).await?;
+        // With several nodes, the others' open recordings are theirs to close.
+        let node_id = node.id.clone();
+        let mine = node.shares_store().then_some(node_id.as_str());
+        close_interrupted(&store, &config, &spool, mine).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let uploader = Uploader::start(spool.clone(), tx);
         let service = Arc::new(RecorderService {
@@ -151,6 +157,7 @@ impl RecorderService {
             sfu,
             spool,
             uploader,
+            node_id,
             metrics: RecordingMetrics::new(registry),
             active: Mutex::new(HashMap::new()),
             writing: Default::default(),
@@ -315,12 +322,12 @@ impl RecorderService {
                 new_row.status = RecordingStatus::Failed;
                 new_row.last_error = Some(format!("screen recording location: {e}"));
                 new_row.ended_at = Some(started);
-                self.store.insert_recording(&new_row).await?;
+                self.store.insert_recording(&new_row, &self.node_id).await?;
                 self.metrics.failed.inc();
                 return Ok(());
             }
         };
-        let id = self.store.insert_recording(&new_row).await?;
+        let id = self.store.insert_recording(&new_row, &self.node_id).await?;
         let fail = |error: String| async move {
             self.metrics.failed.inc();
             tracing::error!(session_id = session, recording = id, %error, "recording: failed; the session goes on");
@@ -515,8 +522,13 @@ impl RecorderService {
 pub const INTERRUPTED: &str =
     "the server stopped during the session: the file ends at its last fragment";
 
-async fn close_interrupted(store: &Store, config: &Config, spool: &Spool) -> anyhow::Result<()> {
-    for row in store.recordings_in_progress().await? {
+async fn close_interrupted(
+    store: &Store,
+    config: &Config,
+    spool: &Spool,
+    node: Option<&str>,
+) -> anyhow::Result<()> {
+    for row in store.recordings_in_progress(node).await? {
         let file = local_file(config, spool, &row);
         let size = file
             .as_deref()

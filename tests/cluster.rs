@@ -1298,3 +1298,48 @@ async fn a_waiting_session_moves_with_its_carried_customer_socket_and_no_reoffer
         .collect();
     assert_eq!(path, ["Connecting", "Waiting", "Active"]);
 }
+
+/// A node starting closes the recordings its own earlier run left open (cut off by a stop), not
+/// those another live node is still writing.
+#[tokio::test]
+async fn a_starting_node_closes_only_its_own_interrupted_recordings() {
+    let Some(a) = pg_node("rec-a", None).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let (_, _, token) = technician_with(&a, "recorded@example.com", |_| {}).await;
+    let created = a
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let session = created["id"].as_i64().unwrap();
+    let mut ids = Vec::new();
+    for node in ["rec-a", "rec-b"] {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO recordings (session_id, group_id, location, file_name, deferred, \
+             size_bytes, duration_ms, codecs, status, attempts, started_at, updated_at, node_id) \
+             VALUES ($1, 1, 'local', $2, 0, 0, 0, '', 'recording', 0, 0, 0, $3) RETURNING id",
+        )
+        .bind(session)
+        .bind(format!("by-{node}"))
+        .bind(node)
+        .fetch_one(a.state.store.pool())
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    // rec-b starts again after a stop: its own open recording is closed, rec-a's is left alone.
+    let _b = pg_node("rec-b", Some(&url)).await.unwrap();
+    let status = |id: i64| {
+        let pool = a.state.store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM recordings WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(status(ids[0]).await, "recording");
+    assert_ne!(status(ids[1]).await, "recording");
+}

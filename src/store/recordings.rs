@@ -104,11 +104,13 @@ pub struct RecordingUpdate {
 }
 
 impl Store {
-    pub async fn insert_recording(&self, r: &RecordingRow) -> Result<i64> {
+    /// Stores a new recording written by `node`'s recorder.
+    pub async fn insert_recording(&self, r: &RecordingRow, node: &str) -> Result<i64> {
         let row = sqlx::query(
             "INSERT INTO recordings (session_id, group_id, location, file_name, deferred, size_bytes, \
-             duration_ms, codecs, status, last_error, attempts, started_at, ended_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+             duration_ms, codecs, status, last_error, attempts, started_at, ended_at, updated_at, \
+             node_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
         )
         .bind(r.session_id)
         .bind(r.group_id)
@@ -124,6 +126,7 @@ impl Store {
         .bind(r.started_at)
         .bind(r.ended_at)
         .bind(r.updated_at)
+        .bind(node)
         .fetch_one(self.pool())
         .await?;
         Ok(row.try_get("id")?)
@@ -189,14 +192,31 @@ impl Store {
     }
 
     /// Recordings still `recording`: at start, the ones a stopped server left behind.
-    pub async fn recordings_in_progress(&self) -> Result<Vec<RecordingRow>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            recording_columns!(),
-            " FROM recordings WHERE status = 'recording' ORDER BY id"
-        ))
-        .fetch_all(self.pool())
-        .await?;
+    /// Recordings still marked as being written: all of them (`node` None: one node, whatever
+    /// its id was), or those of `node` and of no node (several nodes: others may be writing theirs).
+    pub async fn recordings_in_progress(&self, node: Option<&str>) -> Result<Vec<RecordingRow>> {
+        let rows = match node {
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    recording_columns!(),
+                    " FROM recordings WHERE status = 'recording' ORDER BY id"
+                ))
+                .fetch_all(self.pool())
+                .await?
+            }
+            Some(node) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    recording_columns!(),
+                    " FROM recordings WHERE status = 'recording' \
+                     AND (node_id = $1 OR node_id IS NULL) ORDER BY id"
+                ))
+                .bind(node)
+                .fetch_all(self.pool())
+                .await?
+            }
+        };
         rows.iter().map(from_row).collect()
     }
 }
