@@ -236,6 +236,10 @@ pub struct RecordingConfig {
     pub network_mount_root: String,
     /// New spooled recordings are refused while the spool (`<recordings_dir>/spool`) holds this.
     pub spool_max_bytes: u64,
+    /// Several nodes: a folder every node mounts (same path on each). Each node spools into
+    /// `<dir>/<node id>` instead of `<recordings_dir>/spool`, and takes over the pending uploads of
+    /// a node whose process is gone. Empty: each node's spool is its own.
+    pub shared_spool_dir: String,
     /// Upload attempts before a recording is marked failed (an API retry starts over).
     pub upload_max_attempts: u32,
     /// First retry delay; doubles per attempt up to `upload_backoff_max_seconds`.
@@ -254,6 +258,7 @@ impl Default for RecordingConfig {
             file_name_pattern: "{date}/{session_id}_{technician}_{start}".into(),
             network_mount_root: String::new(),
             spool_max_bytes: 20 * 1024 * 1024 * 1024,
+            shared_spool_dir: String::new(),
             upload_max_attempts: 10,
             upload_backoff_seconds: 30,
             upload_backoff_max_seconds: 3600,
@@ -384,6 +389,7 @@ pub const KEYS: &[&str] = &[
     "recording.file_name_pattern",
     "recording.network_mount_root",
     "recording.spool_max_bytes",
+    "recording.shared_spool_dir",
     "recording.upload_max_attempts",
     "recording.upload_backoff_seconds",
     "recording.upload_backoff_max_seconds",

@@ -6,12 +6,13 @@
 //! it runs); the recordings table follows each step.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use recording::recorder::RecorderConfig;
-use recording::spool::{Spool, SpoolConfig, UploadEvent, Uploader};
+use recording::spool::{Job, JobState, Spool, SpoolConfig, UploadEvent, Uploader};
 use recording::{Codec, Location, Recorder, RtpPacket, SenderReport, Source};
 use tokio::sync::{mpsc, oneshot};
 
@@ -95,6 +96,8 @@ pub struct RecorderService {
     config: Arc<Config>,
     sfu: sfu::SfuHandle,
     spool: Arc<Spool>,
+    /// Held while the node runs (shared spool folder): a free lock means the node is gone.
+    _spool_lock: Option<std::fs::File>,
     /// Stored with each recording: which node's recorder writes it.
     node_id: String,
     uploader: Uploader,
@@ -112,6 +115,59 @@ pub enum RetryError {
     /// Not failed, or nothing left to upload.
     Conflict(String),
     BadLocation(String),
+}
+
+/// How often a node with a shared spool folder looks for the spools of gone nodes.
+const SPOOL_SWEEP: Duration = Duration::from_secs(5);
+/// How long a starting node waits for its spool folder's lock (held by a node taking its
+/// leftovers over, briefly; or by a second process with the same node id, for good).
+const SPOOL_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+fn open_lock(dir: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(".lock"))
+}
+
+/// This node's spool folder, and with a shared spool root the lock it holds there while it runs.
+async fn own_spool(
+    config: &Config,
+    node_id: &str,
+) -> anyhow::Result<(PathBuf, Option<std::fs::File>)> {
+    let shared = &config.recording.shared_spool_dir;
+    if shared.is_empty() {
+        return Ok((config.recordings_dir().join("spool"), None));
+    }
+    if !node_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        || node_id.starts_with('.')
+    {
+        anyhow::bail!(
+            "recording.shared_spool_dir: the node id {node_id:?} is a folder name there: use letters, digits, '-', '_' or '.'"
+        );
+    }
+    let dir = Path::new(shared).join(node_id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("recording.shared_spool_dir {}: {e}", dir.display()))?;
+    let lock = open_lock(&dir)
+        .map_err(|e| anyhow::anyhow!("recording.shared_spool_dir {}: {e}", dir.display()))?;
+    let deadline = tokio::time::Instant::now() + SPOOL_LOCK_WAIT;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok((dir, Some(lock))),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => anyhow::bail!(
+                "recording.shared_spool_dir: cannot lock {} ({e}); is another process running with node id {node_id:?}?",
+                dir.display()
+            ),
+        }
+    }
 }
 
 fn spool_id(recording_id: i64) -> String {
@@ -132,9 +188,10 @@ impl RecorderService {
         node: &crate::cluster::Node,
     ) -> anyhow::Result<Arc<RecorderService>> {
         let rc = &config.recording;
+        let (spool_dir, spool_lock) = own_spool(&config, &node.id).await?;
         let spool = Arc::new(
             Spool::open(SpoolConfig {
-                dir: config.recordings_dir().join("spool"),
+                dir: spool_dir,
                 max_bytes: rc.spool_max_bytes,
                 max_attempts: rc.upload_max_attempts,
                 backoff_base: Duration::from_secs(rc.upload_backoff_seconds),
@@ -156,6 +213,7 @@ impl RecorderService {
             config,
             sfu,
             spool,
+            _spool_lock: spool_lock,
             uploader,
             node_id,
             metrics: RecordingMetrics::new(registry),
@@ -167,7 +225,101 @@ impl RecorderService {
             .spool_bytes
             .set(service.spool.usage() as i64);
         tokio::spawn(service.clone().follow_uploads(rx));
+        if !service.config.recording.shared_spool_dir.is_empty() {
+            tokio::spawn(service.clone().take_over_spools());
+        }
         Ok(service)
+    }
+
+    /// With a shared spool folder: every [`SPOOL_SWEEP`], moves the spooled recordings of nodes
+    /// whose process is gone (their lock is free) into this node's spool and uploads them here.
+    async fn take_over_spools(self: Arc<Self>) {
+        let root = PathBuf::from(&self.config.recording.shared_spool_dir);
+        loop {
+            tokio::time::sleep(SPOOL_SWEEP).await;
+            let me = self.clone();
+            let root = root.clone();
+            let taken = tokio::task::spawn_blocking(move || me.move_orphaned_spools(&root))
+                .await
+                .unwrap_or_default();
+            // Each gone node's lock is held until its rows name this node: a node coming back
+            // meanwhile waits for it before it closes what it thinks it left open.
+            for (from, jobs, _lock) in taken {
+                self.adopt_spooled(&from, &jobs).await;
+            }
+        }
+    }
+
+    /// Moves each unlocked node folder's jobs (file first, then job) into this node's spool,
+    /// holding that folder's lock meanwhile; returns the jobs moved per node, with its lock.
+    fn move_orphaned_spools(&self, root: &Path) -> Vec<(String, Vec<Job>, std::fs::File)> {
+        let Ok(dirs) = std::fs::read_dir(root) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        for dir in dirs.flatten() {
+            let from = dir.file_name().to_string_lossy().into_owned();
+            let path = dir.path();
+            if from == self.node_id || !path.is_dir() {
+                continue;
+            }
+            // A live node holds its folder's lock for as long as it runs.
+            let Ok(lock) = open_lock(&path) else { continue };
+            if lock.try_lock().is_err() {
+                continue;
+            }
+            let other = Spool::open(SpoolConfig {
+                dir: path.clone(),
+                ..self.spool.config.clone()
+            });
+            let Ok(other) = other else { continue };
+            let mut moved = Vec::new();
+            for job in other.jobs() {
+                let file = std::fs::rename(other.file_path(&job.id), self.spool.file_path(&job.id));
+                let json = file.and_then(|_| {
+                    std::fs::rename(
+                        path.join(format!("{}.json", job.id)),
+                        self.spool.config.dir.join(format!("{}.json", job.id)),
+                    )
+                });
+                match json {
+                    Ok(()) => moved.push(job),
+                    Err(e) => {
+                        tracing::error!(node = %from, recording = %job.id, error = %e, "recording: cannot move a gone node's spooled recording")
+                    }
+                }
+            }
+            if !moved.is_empty() {
+                taken.push((from, moved, lock));
+            }
+        }
+        taken
+    }
+
+    /// The moved recordings are this node's now: their rows name it (so the next take-over, or
+    /// a retry through this node, finds them), those cut off while being written are closed, and
+    /// every one not failed for good is uploaded from here.
+    async fn adopt_spooled(&self, from: &str, jobs: &[Job]) {
+        let stored = match close_interrupted(&self.store, &self.config, &self.spool, Some(from)).await
+        {
+            Ok(()) => self
+                .store
+                .recordings_to_node(from, &self.node_id)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            // The files are here now: upload them anyway (their rows follow the upload events).
+            tracing::error!(node = %from, error = %e, "recording: cannot mark a gone node's recordings as this node's");
+        }
+        self.metrics.spool_bytes.set(self.spool.usage() as i64);
+        for job in jobs {
+            if job.state != JobState::Failed {
+                self.uploader.enqueue(&job.id);
+            }
+        }
+        tracing::warn!(node = %from, recordings = jobs.len(), "recording: took over the spooled recordings of a gone node");
     }
 
     /// A session's media started (not a transfer): record it if its technician's group says so.
@@ -293,6 +445,22 @@ impl RecorderService {
             &group_name,
             started,
         );
+        // A session recorded again (moved to another node, or after a restart) within the same
+        // second, or under a pattern without `{start}`, must not overwrite its first file.
+        let taken: Vec<String> = self
+            .store
+            .recordings_of_session(session)
+            .await?
+            .into_iter()
+            .map(|r| r.file_name)
+            .collect();
+        let file_name = (1..)
+            .map(|n| match n {
+                1 => file_name.clone(),
+                n => format!("{file_name}_{n}"),
+            })
+            .find(|name| !taken.contains(name))
+            .unwrap_or(file_name);
         let parsed = parse_location(&self.config, loc_text);
         let deferred =
             sr.effective_deferred_upload() || parsed.as_ref().is_ok_and(|l| l.is_remote());

@@ -1343,3 +1343,108 @@ async fn a_starting_node_closes_only_its_own_interrupted_recordings() {
     assert_eq!(status(ids[0]).await, "recording");
     assert_ne!(status(ids[1]).await, "recording");
 }
+
+/// A spooled recording of the test's own making in `node`'s folder of a shared spool root, with
+/// its row: `rec-<id>` to be copied into `dest` as `<name>.mp4`. Returns the row id.
+async fn spooled_recording(
+    a: &TestServer,
+    root: &std::path::Path,
+    node: &str,
+    dest: &std::path::Path,
+    name: &str,
+    session: i64,
+) -> i64 {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO recordings (session_id, group_id, location, file_name, deferred, \
+         size_bytes, duration_ms, codecs, status, attempts, started_at, updated_at, node_id) \
+         VALUES ($1, 1, $2, $3, 1, 0, 0, '', 'recording', 0, 0, 0, $4) RETURNING id",
+    )
+    .bind(session)
+    .bind(dest.display().to_string())
+    .bind(name)
+    .bind(node)
+    .fetch_one(a.state.store.pool())
+    .await
+    .unwrap();
+    let spool = recording::spool::Spool::open(recording::spool::SpoolConfig {
+        dir: root.join(node),
+        max_bytes: u64::MAX,
+        max_attempts: 3,
+        backoff_base: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(1),
+        network_root: None,
+    })
+    .unwrap();
+    let location = recording::Location::parse(&dest.display().to_string(), None).unwrap();
+    let mut file = spool
+        .begin(&format!("rec-{id}"), &location, &format!("{name}.mp4"))
+        .unwrap();
+    std::io::Write::write_all(&mut file, format!("bytes of {name}").as_bytes()).unwrap();
+    id
+}
+
+/// Recording spools on a shared folder (issue 15): a node whose process is gone (its folder's lock
+/// is free) has its spooled recordings, one cut off while being written, moved into a live node's
+/// spool and uploaded from there; the rows name the live node. A folder whose lock is held (its
+/// node runs) is left alone.
+#[tokio::test]
+async fn the_spooled_recordings_of_a_gone_node_are_uploaded_by_a_live_one() {
+    let Some(a) = pg_node("spool-a", None).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let (_, _, token) = technician_with(&a, "spooled@example.com", |_| {}).await;
+    let created = a
+        .post("/api/v1/sessions", &token, json!({"method": "pin"}))
+        .await
+        .expect(201);
+    let session = created["id"].as_i64().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let gone = spooled_recording(&a, root.path(), "gone-x", dest.path(), "gone", session).await;
+    let alive = spooled_recording(&a, root.path(), "alive-y", dest.path(), "alive", session).await;
+    // alive-y's process runs: it holds its folder's lock.
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(root.path().join("alive-y/.lock"))
+        .unwrap();
+    held.lock().unwrap();
+
+    let shared = root.path().display().to_string();
+    let _b = start_on(Backend::Postgres, move |c| {
+        c.cluster.node_id = "spool-b".into();
+        c.database_url = url;
+        c.recording.shared_spool_dir = shared;
+    })
+    .await
+    .unwrap();
+    let row = |id: i64| {
+        let pool = a.state.store.pool().clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT status, node_id FROM recordings WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    eventually("the gone node's recording uploaded by spool-b", || async {
+        row(gone).await.0 == "uploaded"
+    })
+    .await;
+    assert_eq!(row(gone).await.1.as_deref(), Some("spool-b"));
+    assert_eq!(
+        std::fs::read_to_string(dest.path().join("gone.mp4")).unwrap(),
+        "bytes of gone"
+    );
+    assert!(!root.path().join(format!("gone-x/rec-{gone}.json")).exists());
+    // The live node's recording stays in its folder, untouched.
+    assert_eq!(row(alive).await, ("recording".into(), Some("alive-y".into())));
+    assert!(root.path().join(format!("alive-y/rec-{alive}.mp4")).exists());
+    assert!(!dest.path().join("alive.mp4").exists());
+}

@@ -192,6 +192,18 @@ impl Store {
     }
 
     /// Recordings still `recording`: at start, the ones a stopped server left behind.
+    /// The recordings of `from` not uploaded yet now belong to `to`, which took over its spool.
+    pub async fn recordings_to_node(&self, from: &str, to: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE recordings SET node_id = $1 WHERE node_id = $2 AND status <> 'uploaded'",
+        )
+        .bind(to)
+        .bind(from)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Recordings still marked as being written: all of them (`node` None: one node, whatever
     /// its id was), or those of `node` and of no node (several nodes: others may be writing theirs).
     pub async fn recordings_in_progress(&self, node: Option<&str>) -> Result<Vec<RecordingRow>> {
