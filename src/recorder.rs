@@ -300,15 +300,15 @@ impl RecorderService {
     /// a retry through this node, finds them), those cut off while being written are closed, and
     /// every one not failed for good is uploaded from here.
     async fn adopt_spooled(&self, from: &str, jobs: &[Job]) {
-        let stored = match close_interrupted(&self.store, &self.config, &self.spool, Some(from)).await
-        {
-            Ok(()) => self
-                .store
-                .recordings_to_node(from, &self.node_id)
-                .await
-                .map_err(anyhow::Error::from),
-            Err(e) => Err(e),
-        };
+        let stored =
+            match close_interrupted(&self.store, &self.config, &self.spool, Some(from)).await {
+                Ok(()) => self
+                    .store
+                    .recordings_to_node(from, &self.node_id)
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
         if let Err(e) = stored {
             // The files are here now: upload them anyway (their rows follow the upload events).
             tracing::error!(node = %from, error = %e, "recording: cannot mark a gone node's recordings as this node's");

@@ -1444,7 +1444,14 @@ async fn the_spooled_recordings_of_a_gone_node_are_uploaded_by_a_live_one() {
     );
     assert!(!root.path().join(format!("gone-x/rec-{gone}.json")).exists());
     // The live node's recording stays in its folder, untouched.
-    assert_eq!(row(alive).await, ("recording".into(), Some("alive-y".into())));
-    assert!(root.path().join(format!("alive-y/rec-{alive}.mp4")).exists());
+    assert_eq!(
+        row(alive).await,
+        ("recording".into(), Some("alive-y".into()))
+    );
+    assert!(
+        root.path()
+            .join(format!("alive-y/rec-{alive}.mp4"))
+            .exists()
+    );
     assert!(!dest.path().join("alive.mp4").exists());
 }
