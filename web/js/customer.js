@@ -58,6 +58,8 @@ const state = {
   /** What the server says flows. */
   mute: { customer_audio: true, customer_video: true, technician_audio: true },
   over: false,
+  /** `reoffer` frames received: a new owner of the session that found this page by itself. */
+  reoffers: 0,
   /** The status line shown while nothing more specific applies. */
   statusKey: "customer.status.connecting",
   /** @type {Record<string, string | number>} */
@@ -223,6 +225,13 @@ function onEvent(f) {
     case "ended":
       finish(f.status, f.survey, f.redirect_url);
       break;
+    case "reoffer":
+      // The session's room now lives on another node (drained or taken over after a failure,
+      // §5): a new peer connection, since that node has another DTLS fingerprint. The socket,
+      // camera and microphone stay.
+      state.reoffers += 1;
+      if (mayOffer()) startMedia().catch(failMedia);
+      break;
     default:
       break; // Later servers may add events: ignored.
   }
@@ -316,7 +325,29 @@ async function openCamera() {
   });
 }
 
-/** Offers the camera (and microphone) to the server once the session is Active (§3.2 step 5). */
+/** Whether the session is in a status where the phone's media is negotiated. */
+function mayOffer() {
+  return !state.over && ["Active", "On Hold", "Reconnecting"].includes(state.status ?? "");
+}
+
+/** Whether the error says the node that held the session is gone (§9 `node_unavailable`). */
+function ownerGone(/** @type {unknown} */ e) {
+  return e instanceof ProtocolError && (e.code === "node_unavailable" || e.code === "not_authenticated");
+}
+
+/**
+ * The `a=fingerprint` line of an SDP: the DTLS certificate of the node that answered.
+ * @param {string | undefined} sdp
+ */
+function fingerprint(sdp) {
+  return /^a=fingerprint:(.+)$/m.exec(sdp ?? "")?.[1]?.trim() ?? "";
+}
+
+/**
+ * Offers the camera (and microphone) to the server from a new peer connection: once the session
+ * is Active (§3.2 step 5), after a resume when the old one failed, and on `reoffer`. A newer call
+ * supersedes an older one still under way (its errors are then nobody's concern).
+ */
 async function startMedia() {
   const socket = state.socket;
   const camera = state.camera;
@@ -324,6 +355,25 @@ async function startMedia() {
   state.pc?.close();
   const pc = peerConnection(state.iceServers, state.iceTransportPolicy);
   state.pc = pc;
+  try {
+    await negotiateNew(pc, socket, camera);
+  } catch (e) {
+    if (pc !== state.pc) return;
+    if (ownerGone(e) && mayOffer()) {
+      resumeHere();
+      return;
+    }
+    throw e;
+  }
+}
+
+/**
+ * Sets up a new peer connection and makes its first offer.
+ * @param {RTCPeerConnection} pc
+ * @param {Socket} socket
+ * @param {MediaStream} camera
+ */
+async function negotiateNew(pc, socket, camera) {
   const video = camera.getVideoTracks()[0];
   const videoTx = pc.addTransceiver(video, { direction: "sendonly", streams: [camera] });
   state.videoSender = videoTx.sender;
@@ -341,8 +391,6 @@ async function startMedia() {
       }
     });
   }
-  const mayOffer = () =>
-    !state.over && ["Active", "On Hold", "Reconnecting"].includes(state.status ?? "");
   pc.addEventListener("connectionstatechange", () => {
     if (pc === state.pc && pc.connectionState === "failed" && mayOffer()) {
       // The server answers an offer from a new peer connection with a fresh media session.
@@ -379,6 +427,11 @@ async function startMedia() {
       sdp: pc.localDescription?.sdp ?? offer.sdp,
     });
     if (pc !== state.pc) return;
+    if (iceRestart && fingerprint(ok.sdp) !== fingerprint(pc.remoteDescription?.sdp)) {
+      // Another node answered (the room moved while we were restarting): its DTLS certificate
+      // differs, which a running peer connection cannot take. Offer from a new one instead.
+      throw new Error("the media node changed");
+    }
     await pc.setRemoteDescription({ type: "answer", sdp: ok.sdp });
     offered(undefined);
   };
@@ -393,7 +446,11 @@ async function startMedia() {
     }
     restarting = true;
     negotiate(true)
-      .catch(() => (pc === state.pc && mayOffer() ? startMedia() : undefined))
+      .catch((e) => {
+        if (pc !== state.pc || !mayOffer()) return undefined;
+        // The node that held the room is gone: find its new owner through a resume first.
+        return ownerGone(e) ? resumeHere() : startMedia();
+      })
       .catch(failMedia)
       .finally(() => (restarting = false));
   });
@@ -438,6 +495,57 @@ async function onSocketClosed(socket, code) {
         finish("Disconnected", undefined, undefined);
         return;
       }
+    }
+  }
+}
+
+/** Set while resumeHere runs: one loop at a time. */
+let resuming = false;
+
+/**
+ * The node that held the session did not answer (it died, or this socket is no longer carried
+ * to it): `resume` on the socket we have, with the back-off of a dropped socket, until a node
+ * holds the session again (§3.3, §9 `node_unavailable`); then offer from a new peer connection.
+ * A `reoffer` meanwhile (the new owner found us first) ends the loop.
+ */
+async function resumeHere() {
+  if (resuming) return;
+  resuming = true;
+  const reoffers = state.reoffers;
+  let offer = false;
+  try {
+    offer = await resumeOnThisSocket(reoffers);
+  } finally {
+    resuming = false;
+  }
+  if (offer && state.reoffers === reoffers && mayOffer()) await startMedia();
+}
+
+/**
+ * The loop of resumeHere; true when the session is back and the phone should offer.
+ * @param {number} reoffers `state.reoffers` when the loop began
+ */
+async function resumeOnThisSocket(reoffers) {
+  for (let attempt = 0; ; attempt++) {
+    await new Promise((r) => setTimeout(r, Math.min(1000 * 2 ** attempt, 5000)));
+    const socket = state.socket;
+    // Over, superseded by a `reoffer`, or the socket closed (onSocketClosed resumes on a new one).
+    if (state.over || state.reoffers !== reoffers || !socket || socket.ws.readyState !== WebSocket.OPEN) return false;
+    try {
+      const ok = await socket.request({ type: "resume", resume_token: state.resumeToken });
+      state.resumeToken = ok.resume_token;
+      state.iceServers = ok.ice_servers ?? state.iceServers;
+      state.iceTransportPolicy = ok.ice_transport_policy;
+      const pc = state.pc;
+      onStatus(ok.status);
+      return pc === state.pc; // false when onStatus already offered from a new one
+    } catch (e) {
+      if (e instanceof ProtocolError && (e.code === "session_ended" || e.code === "resume_invalid")) {
+        finish("Disconnected", undefined, undefined);
+        return false;
+      }
+      // The socket is carried to a live owner again: a fresh offer is all it takes.
+      if (e instanceof ProtocolError && e.code === "already_authenticated") return true;
     }
   }
 }
