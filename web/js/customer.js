@@ -352,7 +352,10 @@ async function startMedia() {
   const socket = state.socket;
   const camera = state.camera;
   if (!socket || !camera) return;
-  state.pc?.close();
+  // The old connection is closed only once the new offer is answered (or refused): closed first,
+  // the server could see the phone's media lost (Reconnecting) before the new offer arrives, and
+  // would then not offer the console a connection for the new one.
+  const old = state.pc;
   const pc = peerConnection(state.iceServers, state.iceTransportPolicy);
   state.pc = pc;
   try {
@@ -364,6 +367,8 @@ async function startMedia() {
       return;
     }
     throw e;
+  } finally {
+    old?.close();
   }
 }
 
