@@ -379,6 +379,11 @@ pub async fn until_stopped(state: crate::app::AppState) {
         }
         _ = node.drain_requested() => {}
     }
+    // With other nodes on the store, the live sessions move to them (issue 15); the node exits
+    // once none is left here.
+    if let Some(router) = state.hub.router() {
+        tokio::spawn(router.clone().move_out());
+    }
     let limit = Duration::from_secs(u64::from(state.config.cluster.drain_limit_seconds));
     let empty = async {
         while state.hub.live_count() > 0 {

@@ -944,8 +944,21 @@ pub enum ServerFrame {
         host: String,
         at: String,
     },
+    /// The session's media room now lives on another node (customer socket): close the old peer
+    /// connection and offer again from a new one, keeping the socket, camera and microphone.
+    Reoffer { reason: ReofferReason },
     /// Reply to `ping`.
     Pong { id: String },
+}
+
+/// Why a customer is asked to offer again (`reoffer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReofferReason {
+    /// A draining node moved the session to this one.
+    NodeMoved,
+    /// The node that held the session died; this one took it over.
+    NodeFailed,
 }
 
 impl ServerFrame {
@@ -2034,11 +2047,22 @@ mod tests {
                 survey: Some(json!({"url": "https://example.org/s"})),
                 redirect_url: None,
             },
+            ServerFrame::Reoffer {
+                reason: ReofferReason::NodeMoved,
+            },
             ServerFrame::Pong { id: "p".into() },
         ] {
             let back: ServerFrame = serde_json::from_str(&f.to_text()).unwrap();
             assert_eq!(back, f);
         }
+    }
+
+    #[test]
+    fn reoffer_reads_as_agreed() {
+        let f = ServerFrame::Reoffer {
+            reason: ReofferReason::NodeFailed,
+        };
+        assert_eq!(f.to_text(), r#"{"type":"reoffer","reason":"node_failed"}"#);
     }
 
     #[test]

@@ -41,13 +41,25 @@ struct Joined {
 
 async fn run(state: AppState, addr: IpAddr, socket: WebSocket) {
     state.hub.metrics().websocket_opened("customer");
-    run_socket(state.clone(), addr, Socket::open(socket), true).await;
+    run_socket(state.clone(), addr, Socket::open(socket), Carried::Own).await;
     state.hub.metrics().websocket_closed("customer");
 }
 
-/// A customer socket: a client's own (`routable`: carried to the session's owner node when that
-/// is another node), or one hosted here for a client of another node.
-pub(crate) async fn run_socket(state: AppState, addr: IpAddr, mut socket: Socket, routable: bool) {
+/// Whose a customer socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Carried {
+    /// The client's own socket here: carried to the session's owner node when that is another.
+    Own,
+    /// A socket of another node run here.
+    Hosted,
+    /// A socket of another node run here because its session moved here: its first frame is the
+    /// home's `resume` on the client's behalf, and the phone is told to offer again.
+    Rehomed,
+}
+
+/// A customer socket: a client's own, or one hosted here for a client of another node.
+pub(crate) async fn run_socket(state: AppState, addr: IpAddr, mut socket: Socket, how: Carried) {
+    let routable = how == Carried::Own;
     let hub = state.hub.clone();
     let mut joined: Option<Joined> = None;
     // (connection, owner node) once this socket is carried to another node.
@@ -75,7 +87,7 @@ pub(crate) async fn run_socket(state: AppState, addr: IpAddr, mut socket: Socket
                     }
                     continue;
                 }
-                joined = first_frame(&hub, &state, addr, tx, request).await
+                joined = first_frame(&hub, &state, addr, tx, request, how).await
             }
             Some(j) => handle(&hub, j.session, tx, request).await,
         }
@@ -133,7 +145,9 @@ async fn first_frame(
     addr: IpAddr,
     tx: &Outbound,
     request: CustomerRequest,
+    how: Carried,
 ) -> Option<Joined> {
+    let hosted = how != Carried::Own;
     match request {
         CustomerRequest::Join {
             id,
@@ -231,7 +245,14 @@ async fn first_frame(
                 locale: d.locale.unwrap_or_default(),
                 device_id: d.device_id.unwrap_or_default(),
             });
-            match hub.join(session, tx.clone(), ip.clone(), device, resume_hash.clone()) {
+            match hub.join(
+                session,
+                tx.clone(),
+                ip.clone(),
+                device,
+                resume_hash.clone(),
+                hosted,
+            ) {
                 Ok((conn, audio)) => {
                     hub.metrics().code_attempt("ok");
                     if let Some(key_id) = api_key_id
@@ -295,7 +316,7 @@ async fn first_frame(
                 return None;
             }
             let hash = crate::auth::token_hash(&resume_token);
-            match hub.resume_customer(&hash, tx.clone()) {
+            match hub.resume_customer(&hash, tx.clone(), hosted, how == Carried::Rehomed) {
                 Some((session, conn, status, audio)) => {
                     let ok = JoinOk {
                         session_id: session,

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use signaling::protocol::{
-    ChatFrom, CodeMethod, DeviceInfo, ServerFrame, SessionView, TechnicianRef, TechnicianStatus,
+    ChatFrom, CodeMethod, DeviceInfo, ReofferReason, ServerFrame, SessionView, TechnicianRef,
+    TechnicianStatus,
 };
 use signaling::session::{
     Actor, Command, Desk, Effect, Millis, NoTechnicianAvailable, Output, Policy, Reason, Refusal,
@@ -106,11 +107,35 @@ impl SessionPolicy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MuteState {
     pub customer_audio: bool,
     pub customer_video: bool,
     pub technician_audio: bool,
+}
+
+/// How stored live sessions come onto this node's desk ([`Hub::restore_rows`]).
+pub enum Restored {
+    /// This node restarted: sockets are gone, the clients resume.
+    Restart,
+    /// Taken over from a dead node: as after a restart, and a phone whose socket another node
+    /// carries is told to offer again.
+    TakenOver,
+    /// Moved here by a draining node, which handed over what the store does not hold.
+    Moved(Vec<MovedSession>),
+}
+
+/// What a draining node hands over with a live session besides its stored row (issue 15).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MovedSession {
+    pub session_id: SessionId,
+    pub customer_connected: bool,
+    pub technician_connected: bool,
+    pub mute: MuteState,
+    pub frozen: bool,
+    pub transfer_comment: Option<String>,
+    /// The plain link of a Pending link session (shown to its technician until it is used).
+    pub link: Option<String>,
 }
 
 /// A live session's details beyond the state machine.
@@ -143,6 +168,10 @@ struct Live {
     tools: signaling::tools::Budget,
     /// The technician froze the picture (the customer shows a still).
     frozen: bool,
+    /// The session came from another node (a drain moved it, or a dead node's session was taken
+    /// over): its phone must offer again from a new peer connection, told by `reoffer` once its
+    /// socket is here and the room takes an offer.
+    reoffer: Option<ReofferReason>,
 }
 
 struct ConsoleConn {
@@ -159,6 +188,8 @@ struct Console {
 struct CustomerConn {
     id: u64,
     tx: Outbound,
+    /// A socket of another node run here (its home re-homes it when the session moves).
+    hosted: bool,
 }
 
 #[derive(Default)]
@@ -454,11 +485,23 @@ impl Hub {
     /// The phone may offer (or re-offer, e.g. an ICE restart after a network change) while the
     /// session is Active or On Hold, or Reconnecting from one of them.
     pub(crate) fn takes_customer_offer(&self, id: SessionId) -> bool {
-        let media = |s: Option<Status>| matches!(s, Some(Status::Active | Status::OnHold));
-        self.lock().desk.get(id).is_some_and(|s| {
-            media(Some(s.status))
-                || (s.status == Status::Reconnecting && media(s.before_reconnecting))
-        })
+        self.lock().desk.get(id).is_some_and(offer_status)
+    }
+
+    /// Sends a moved session's phone `reoffer` (PROTOCOL.md §3.4) when it is due: the session
+    /// came from another node, its customer socket is here and its room takes an offer.
+    fn send_reoffer(&self, inner: &mut Inner, id: SessionId) {
+        let due = inner.desk.get(id).is_some_and(offer_status);
+        let (Some(live), Some(c)) = (inner.live.get_mut(&id), inner.customers.get(&id)) else {
+            return;
+        };
+        if !due {
+            return;
+        }
+        if let Some(reason) = live.reoffer.take() {
+            tracing::info!(session_id = id, ?reason, "asking the phone to offer again");
+            send(&c.tx, &ServerFrame::Reoffer { reason });
+        }
     }
 
     /// The phone's media path went down or came back (ICE): `Reconnecting` and back.
@@ -511,6 +554,8 @@ impl Hub {
         let mut inner = self.lock();
         if let Some(live) = inner.live.get_mut(&id) {
             live.customer_media = true;
+            // The phone offered here: whatever moved it, its media is on this node's room now.
+            live.reoffer = None;
         }
         self.offer_console(&inner, id);
     }
@@ -701,6 +746,8 @@ impl Hub {
         for id in touched {
             let ended = finals.get(&id).map(|st| (*st, redirects.remove(&id)));
             self.publish(inner, id, now, ended);
+            // A moved session whose phone waited (e.g. Transferring) takes an offer now.
+            self.send_reoffer(inner, id);
         }
         for e in &out.effects {
             match e {
@@ -938,6 +985,7 @@ impl Hub {
                 chat_lines: 0,
                 tools: signaling::tools::Budget::new(now),
                 frozen: false,
+                reoffer: None,
             },
         );
         self.metrics
@@ -968,6 +1016,7 @@ impl Hub {
         customer_ip: Option<String>,
         device: Option<DeviceInfo>,
         resume_hash: String,
+        hosted: bool,
     ) -> Result<(u64, bool), Refusal> {
         let now = self.now();
         let mut inner = self.lock();
@@ -992,7 +1041,14 @@ impl Hub {
         self.after(&mut inner, out, now);
         // Registered after the Connecting transition went out: the join reply, which the caller
         // sends next, carries that status (PROTOCOL.md §1: the reply comes first).
-        inner.customers.insert(id, CustomerConn { id: conn, tx });
+        inner.customers.insert(
+            id,
+            CustomerConn {
+                id: conn,
+                tx,
+                hosted,
+            },
+        );
         Ok((conn, audio))
     }
 
@@ -1017,11 +1073,14 @@ impl Hub {
         self.lock().ended_resumes.get(resume_hash).copied()
     }
 
-    /// A customer's new socket after a drop. Returns the connection id, the status and audio flag.
+    /// A customer's new socket after a drop, or (`rehomed`) the socket a home node carried here
+    /// after the session moved. Returns the connection id, the status and audio flag.
     pub(crate) fn resume_customer(
         &self,
         resume_hash: &str,
         tx: Outbound,
+        hosted: bool,
+        rehomed: bool,
     ) -> Option<(SessionId, u64, String, bool)> {
         let now = self.now();
         let mut inner = self.lock();
@@ -1029,8 +1088,19 @@ impl Hub {
         let conn = inner.next_conn;
         inner.next_conn += 1;
         // The old socket, if it still looks open, is replaced (PROTOCOL.md §3.3).
-        if let Some(old) = inner.customers.insert(id, CustomerConn { id: conn, tx }) {
+        if let Some(old) = inner.customers.insert(
+            id,
+            CustomerConn {
+                id: conn,
+                tx,
+                hosted,
+            },
+        ) {
             close(&old.tx, 4000);
+        }
+        // A phone that resumes on a new socket offers again anyway (§3.3): no `reoffer`.
+        if !rehomed && let Some(live) = inner.live.get_mut(&id) {
+            live.reoffer = None;
         }
         if let Ok(out) = inner
             .desk
@@ -1038,6 +1108,7 @@ impl Hub {
         {
             self.after(&mut inner, out, now);
         }
+        self.send_reoffer(&mut inner, id);
         let status = inner.desk.get(id)?.status.as_str().to_string();
         let audio = inner.live.get(&id).is_some_and(|l| l.policy.audio);
         Some((id, conn, status, audio))
@@ -1390,6 +1461,67 @@ impl Hub {
         }
     }
 
+    /// Drain (several nodes): takes a live session off this node's desk, without writing
+    /// anything, to hand it to another node. Its room closes (the recording's file ends here; the
+    /// new owner starts the next one); consoles keep listing it (the new owner's events follow);
+    /// a customer socket carried here from another node stays open until its home re-homes it.
+    /// Returns what the store does not hold, and this node's own customer socket, which the
+    /// caller closes (1012) once the store names the new owner.
+    pub fn hand_over(&self, id: SessionId) -> Option<(MovedSession, Option<Outbound>)> {
+        let mut inner = self.lock();
+        let s = inner.desk.remove(id)?;
+        if let Some(bytes) = self.media.stop(id) {
+            let _ = self.writer.send(WriteJob::Transmitted(id, bytes));
+        }
+        let live = inner.live.remove(&id);
+        if let Some(live) = &live {
+            if let Some(pin) = &live.pin {
+                inner.pins.remove(pin);
+            }
+            if let Some(h) = &live.link_hash {
+                inner.links.remove(h);
+            }
+            if let Some(h) = &live.resume_hash {
+                inner.resumes.remove(h);
+            }
+        }
+        let customer = inner.customers.remove(&id);
+        let moved = MovedSession {
+            session_id: id,
+            customer_connected: s.customer_connected,
+            technician_connected: s.technician_connected,
+            mute: live.as_ref().map_or(
+                MuteState {
+                    customer_audio: true,
+                    customer_video: true,
+                    technician_audio: true,
+                },
+                |l| l.mute,
+            ),
+            frozen: live.as_ref().is_some_and(|l| l.frozen),
+            transfer_comment: live.as_ref().and_then(|l| l.transfer_comment.clone()),
+            link: live.and_then(|l| l.link),
+        };
+        Some((moved, customer.filter(|c| !c.hosted).map(|c| c.tx)))
+    }
+
+    /// A moved session whose customer did not come back (its home node died with the move):
+    /// the session treats the customer as gone, as for a dropped socket.
+    pub fn customer_missing(&self, id: SessionId) {
+        let now = self.now();
+        let mut inner = self.lock();
+        if inner.customers.contains_key(&id) {
+            return;
+        }
+        if let Ok(out) =
+            inner
+                .desk
+                .handle(id, Command::CustomerConnection { connected: false }, now)
+        {
+            self.after(&mut inner, out, now);
+        }
+    }
+
     pub fn live_count(&self) -> usize {
         self.lock().desk.len()
     }
@@ -1404,15 +1536,24 @@ impl Hub {
         } else {
             self.store.live_sessions().await?
         };
-        self.restore_rows(rows).await
+        self.restore_rows(rows, &Restored::Restart).await
     }
 
-    /// Puts stored live sessions on this node's desk: after a restart, or taken over from a dead
-    /// node (issue 15: failover). Their clients come back with their resume tokens.
-    pub async fn restore_rows(&self, rows: Vec<SessionRow>) -> anyhow::Result<usize> {
+    /// Puts stored live sessions on this node's desk: after a restart, taken over from a dead
+    /// node (issue 15: failover), or moved here by a draining node. Their clients come back with
+    /// their resume tokens, or (a socket carried by another node) are re-homed here.
+    pub async fn restore_rows(
+        &self,
+        rows: Vec<SessionRow>,
+        how: &Restored,
+    ) -> anyhow::Result<usize> {
         let now = self.now();
         let mut count = 0;
         for row in rows {
+            let moved = match how {
+                Restored::Moved(m) => m.iter().find(|m| m.session_id == row.id),
+                _ => None,
+            };
             let Some(status) = Status::parse(&row.status) else {
                 continue;
             };
@@ -1435,8 +1576,11 @@ impl Hub {
                 status_since: row.status_since,
                 last_activity: row.last_activity,
                 before_reconnecting: row.before_reconnecting.as_deref().and_then(Status::parse),
-                customer_connected: status == Status::Connecting,
-                technician_connected: false,
+                // A moved session keeps its status: its customer and console are still there
+                // (re-homed, or resuming within the grace period).
+                customer_connected: moved
+                    .map_or(status == Status::Connecting, |m| m.customer_connected),
+                technician_connected: moved.is_some_and(|m| m.technician_connected),
                 // Media does not survive a restart; the phone offers again.
                 customer_media_lost: false,
                 technician_media_lost: false,
@@ -1465,7 +1609,38 @@ impl Hub {
                 if st == Status::OnHold {
                     self.media.hold(row.id);
                 }
+                if let Some(m) = moved {
+                    use signaling::protocol::MediaKind;
+                    let plan = [
+                        (true, MediaKind::Audio, m.mute.customer_audio),
+                        (true, MediaKind::Video, m.mute.customer_video),
+                        (false, MediaKind::Audio, m.mute.technician_audio),
+                    ];
+                    for (customer, kind, flowing) in plan {
+                        if !flowing {
+                            self.media.set_flowing(row.id, customer, kind, false);
+                        }
+                    }
+                }
             }
+            let (mute, frozen, transfer_comment, link) = match moved {
+                Some(m) => (m.mute, m.frozen, m.transfer_comment.clone(), m.link.clone()),
+                None => (
+                    MuteState {
+                        customer_audio: true,
+                        customer_video: true,
+                        technician_audio: true,
+                    },
+                    false,
+                    None,
+                    None,
+                ),
+            };
+            let reoffer = match how {
+                Restored::Restart => None,
+                Restored::TakenOver => Some(ReofferReason::NodeFailed),
+                Restored::Moved(_) => Some(ReofferReason::NodeMoved),
+            };
             inner.desk.insert(session);
             inner.live.insert(
                 row.id,
@@ -1476,35 +1651,35 @@ impl Hub {
                     tracking_id: row.tracking_id.clone(),
                     policy,
                     pin: row.pin.clone(),
-                    link: None,
+                    link,
                     link_hash: row.link_token_hash.clone(),
                     resume_hash: row.resume_token_hash.clone(),
                     device: device_of(&row),
                     customer_ip: (!row.customer_ip.is_empty()).then(|| row.customer_ip.clone()),
                     seq,
                     ever_active: row.ever_active,
-                    transfer_comment: None,
+                    transfer_comment,
                     shown_alarm: None,
                     customer_media: false,
-                    mute: MuteState {
-                        customer_audio: true,
-                        customer_video: true,
-                        technician_audio: true,
-                    },
+                    mute,
                     audience: HashSet::new(),
                     chat_lines,
                     tools: signaling::tools::Budget::new(now),
-                    frozen: false,
+                    frozen,
+                    reoffer,
                 },
             );
-            if matches!(
-                status,
-                Status::Waiting | Status::Active | Status::OnHold | Status::Transferring
-            ) && let Ok(out) = inner.desk.handle(
-                row.id,
-                Command::CustomerConnection { connected: false },
-                now,
-            ) {
+            if moved.is_none()
+                && matches!(
+                    status,
+                    Status::Waiting | Status::Active | Status::OnHold | Status::Transferring
+                )
+                && let Ok(out) = inner.desk.handle(
+                    row.id,
+                    Command::CustomerConnection { connected: false },
+                    now,
+                )
+            {
                 self.after(&mut inner, out, now);
             }
             // Taken over from a dead node: its technician's console may be attached here already
@@ -1552,6 +1727,12 @@ fn mute_frame(session_id: Option<SessionId>, m: MuteState) -> ServerFrame {
         customer_video: m.customer_video,
         technician_audio: m.technician_audio,
     }
+}
+
+/// A status in which the phone offers: Active or On Hold, or Reconnecting from one of them.
+fn offer_status(s: &Session) -> bool {
+    let media = |s: Option<Status>| matches!(s, Some(Status::Active | Status::OnHold));
+    media(Some(s.status)) || (s.status == Status::Reconnecting && media(s.before_reconnecting))
 }
 
 fn live_ever_active(live: &HashMap<SessionId, Live>, id: SessionId) -> bool {

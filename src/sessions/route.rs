@@ -29,6 +29,8 @@ use signaling::session::UserId;
 use tokio::sync::{Notify, mpsc};
 
 use super::{Outbound, Outgoing, Socket, close, send};
+
+mod moves;
 use crate::app::AppState;
 use crate::store::bus::{BUS_CHANNEL, BusMessage};
 
@@ -52,6 +54,12 @@ const CREATED: &str = "created";
 /// Owner → home.
 const FRAME_OUT: &str = "out";
 const CLOSE: &str = "close";
+/// Drain and failover (`moves`): a home carries a customer socket to its session's new owner;
+/// a draining node hands a session to another; a new owner tells every node which sessions it
+/// holds now.
+const REHOME_CUSTOMER: &str = "c_rehome";
+const TAKE: &str = "take";
+const MOVED: &str = "moved";
 
 /// A client socket of this node whose session (or part of whose queue) lives elsewhere.
 struct Proxy {
@@ -62,6 +70,14 @@ struct Proxy {
     nodes: HashSet<String>,
     /// A console's technician (for its mirrors).
     technician: Option<UserId>,
+    /// A customer socket: the client's address, and the session and resume token its owner's
+    /// `join`/`resume` reply named (to re-home the socket when the session moves).
+    addr: Option<IpAddr>,
+    session: Option<i64>,
+    resume_token: Option<String>,
+    /// The id of the `resume` a re-home sent on the client's behalf: its reply is not the
+    /// client's.
+    own_request: Option<String>,
 }
 
 /// A socket of another node run here.
@@ -149,6 +165,10 @@ impl Router {
                 pending: HashMap::new(),
                 nodes: HashSet::from([owner.to_string()]),
                 technician: None,
+                addr: Some(addr),
+                session: None,
+                resume_token: None,
+                own_request: None,
             },
         );
         self.send(owner, conn, OPEN_CUSTOMER, addr.to_string());
@@ -166,6 +186,10 @@ impl Router {
                 pending: HashMap::new(),
                 nodes: HashSet::new(),
                 technician: Some(technician),
+                addr: None,
+                session: None,
+                resume_token: None,
+                own_request: None,
             },
         );
         let router = self.clone();
@@ -210,17 +234,24 @@ impl Router {
     /// False when the socket is no longer carried (its owner did not answer in time): the caller
     /// handles the frame itself.
     pub fn forward(&self, conn: i64, node: &str, text: &str, request_id: Option<&str>) -> bool {
+        let mut node = node.to_string();
         {
             let mut proxies = lock(&self.proxies);
             let Some(p) = proxies.get_mut(&conn) else {
                 return false;
             };
+            // A customer socket goes to its session's owner now (it may have been re-homed).
+            if p.technician.is_none()
+                && let Some(owner) = p.nodes.iter().next()
+            {
+                node = owner.clone();
+            }
             if let Some(id) = request_id {
                 p.pending
-                    .insert(id.to_string(), (Instant::now(), node.to_string()));
+                    .insert(id.to_string(), (Instant::now(), node.clone()));
             }
         }
-        self.send(node, conn, FRAME_IN, text.to_string());
+        self.send(&node, conn, FRAME_IN, text.to_string());
         true
     }
 
@@ -273,10 +304,14 @@ impl Router {
             close(&p.tx, body.parse().unwrap_or(1000));
             return;
         }
-        if let Some(id) = answered(&body)
-            && let Some((sent, _)) = p.pending.remove(&id)
+        let id = answered(&body);
+        if let Some(id) = &id
+            && let Some((sent, _)) = p.pending.remove(id)
         {
             self.latency.observe(sent.elapsed().as_secs_f64());
+        }
+        if p.technician.is_none() && moves::own_reply(p, id.as_deref(), &body) {
+            return;
         }
         let _ = p.tx.try_send(Outgoing::Frame(Arc::from(body)));
     }
@@ -298,8 +333,9 @@ impl Router {
                         .map(|(id, (_, node))| (id.clone(), node.clone()))
                         .collect();
                     // A customer socket whose owner went silent is no longer carried: its next
-                    // frame (a new join or resume) looks for the session's owner again.
-                    if !late.is_empty() && p.technician.is_none() {
+                    // frame (a new join or resume) looks for the session's owner again. (Not
+                    // when the silent node is one it was re-homed away from.)
+                    if p.technician.is_none() && late.iter().any(|(_, n)| p.nodes.contains(n)) {
                         dropped.push(*conn);
                     }
                     for (id, node) in late {
@@ -433,9 +469,17 @@ impl Router {
             Ok(rows) if rows.is_empty() => {}
             Ok(rows) => {
                 let n = rows.len();
-                match self.state.hub.restore_rows(rows).await {
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                match self
+                    .state
+                    .hub
+                    .restore_rows(rows, &super::Restored::TakenOver)
+                    .await
+                {
                     Ok(_) => {
-                        tracing::warn!(dead_node = %dead, sessions = n, "took over the sessions of a dead node")
+                        tracing::warn!(dead_node = %dead, sessions = n, "took over the sessions of a dead node");
+                        // Customer sockets carried to the dead node come here now.
+                        self.announce(&ids).await;
                     }
                     Err(e) => {
                         tracing::error!(dead_node = %dead, error = %e, "cannot restore sessions taken over")
@@ -453,7 +497,7 @@ impl Router {
     fn host(&self, m: BusMessage) {
         let key = (m.from_node.clone(), m.conn);
         match m.kind.as_str() {
-            OPEN_CUSTOMER | OPEN_CONSOLE => {
+            OPEN_CUSTOMER | OPEN_CONSOLE | REHOME_CUSTOMER => {
                 let technician = if m.kind == OPEN_CONSOLE {
                     match m.body.parse::<UserId>() {
                         Ok(t) => Some(t),
@@ -484,7 +528,12 @@ impl Router {
                             .body
                             .parse()
                             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-                        tokio::spawn(super::customer::run_socket(state, addr, socket, false));
+                        let how = if m.kind == REHOME_CUSTOMER {
+                            super::customer::Carried::Rehomed
+                        } else {
+                            super::customer::Carried::Hosted
+                        };
+                        tokio::spawn(super::customer::run_socket(state, addr, socket, how));
                     }
                 }
             }
@@ -520,6 +569,11 @@ impl Router {
                 let router = self.clone();
                 tokio::spawn(async move { router.create_here(m).await });
             }
+            TAKE => {
+                let router = self.clone();
+                tokio::spawn(async move { router.take(m).await });
+            }
+            MOVED => self.moved(&m),
             _ => self.host(m),
         }
     }

@@ -352,6 +352,53 @@ impl Store {
         rows.iter().map(session_from).collect()
     }
 
+    /// A live session if node `node` owns it.
+    pub async fn live_session_on(&self, id: i64, node: &str) -> Result<Option<SessionRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = $1 AND node_id = $2 AND ended_at IS NULL"
+        ))
+        .bind(id)
+        .bind(node)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(session_from).transpose()
+    }
+
+    /// Drain: gives a live session of node `from` to the node `take` is addressed to, in one
+    /// transaction with `take` (which tells that node) and the technician's Active claim. False
+    /// when `from` no longer owns it (ended, or taken over meanwhile): nothing changes.
+    pub async fn move_session(
+        &self,
+        id: i64,
+        from: &str,
+        take: &super::bus::BusMessage,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE sessions SET node_id = $3 WHERE id = $1 AND node_id = $2 AND ended_at IS NULL",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(&take.to_node)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !moved {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE technician_active SET node_id = $2 WHERE session_id = $1")
+            .bind(id)
+            .bind(&take.to_node)
+            .execute(&mut *tx)
+            .await?;
+        super::bus::send_in(&mut tx, self.backend(), std::slice::from_ref(take)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Takes over the live sessions of node `dead` for node `me`, if `dead` is dead by the
     /// database's clock (no heartbeat for 10 s). Row by row the update is atomic: when several
     /// nodes try at once, each session goes to exactly one of them.

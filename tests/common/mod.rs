@@ -434,6 +434,32 @@ impl Ws {
         found
     }
 
+    /// As [`Ws::until`], for a frame that may take longer than 5 s (e.g. after a node died).
+    pub async fn until_within(
+        &mut self,
+        what: &str,
+        within: std::time::Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(i) = self.backlog.iter().position(&pred) {
+                return self.backlog.remove(i).unwrap_or_default();
+            }
+            use futures_util::StreamExt;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let msg = tokio::time::timeout(left, self.stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("waiting for {what}: nothing matched within {within:?}"))
+                .expect("socket closed")
+                .expect("socket error");
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                self.backlog
+                    .push_back(serde_json::from_str(&t).expect("JSON frame"));
+            }
+        }
+    }
+
     /// Sends a request and returns its reply (`ok` or `error`).
     pub async fn request(&mut self, frame: Value) -> Value {
         let id = self.send(frame).await;
