@@ -53,6 +53,8 @@ const state = {
   pc: null,
   /** @type {RTCRtpSender | null} */
   videoSender: null,
+  /** Restarts ICE on `pc` (set with it): an offer that also finds out whether the room moved. */
+  restartIce: () => {},
   micMuted: false,
   videoPaused: false,
   /** What the server says flows. */
@@ -444,11 +446,8 @@ async function negotiateNew(pc, socket, camera) {
   // the session goes on (Reconnecting, then Active) without a new media session. If the server
   // cannot take the restart, a new peer connection is made.
   let restarting = false;
-  pc.addEventListener("iceconnectionstatechange", () => {
-    const ice = pc.iceConnectionState;
-    if (pc !== state.pc || restarting || (ice !== "disconnected" && ice !== "failed") || !mayOffer()) {
-      return;
-    }
+  const restart = () => {
+    if (pc !== state.pc || restarting || !mayOffer()) return;
     restarting = true;
     negotiate(true)
       .catch((e) => {
@@ -458,6 +457,11 @@ async function negotiateNew(pc, socket, camera) {
       })
       .catch(failMedia)
       .finally(() => (restarting = false));
+  };
+  state.restartIce = restart;
+  pc.addEventListener("iceconnectionstatechange", () => {
+    const ice = pc.iceConnectionState;
+    if (ice === "disconnected" || ice === "failed") restart();
   });
   await negotiate(false);
 }
@@ -494,6 +498,11 @@ async function onSocketClosed(socket, code) {
     try {
       const ok = await connect({ type: "resume", resume_token: state.resumeToken });
       onStatus(ok.status);
+      // The socket's node may have been drained, and the session's room moved with it (no
+      // `reoffer` after a resume): an ICE restart now is answered by the room's node, and one
+      // with another DTLS fingerprint makes a new peer connection, seconds before ICE would
+      // notice the old node gone. On the same node it is a plain restart.
+      if (!isDead(state.pc) && mayOffer()) state.restartIce();
       return;
     } catch (e) {
       if (e instanceof ProtocolError && (e.code === "session_ended" || e.code === "resume_invalid")) {
