@@ -379,11 +379,6 @@ pub async fn until_stopped(state: crate::app::AppState) {
         }
         _ = node.drain_requested() => {}
     }
-    // With other nodes on the store, the live sessions move to them (issue 15); the node exits
-    // once none is left here.
-    if let Some(router) = state.hub.router() {
-        tokio::spawn(router.clone().move_out());
-    }
     let limit = Duration::from_secs(u64::from(state.config.cluster.drain_limit_seconds));
     let empty = async {
         while state.hub.live_count() > 0 {
@@ -403,6 +398,18 @@ pub async fn until_stopped(state: crate::app::AppState) {
         }
     }
     state.hub.flush().await;
+    // Recordings of sessions that moved away finish their file here first (a few seconds at most).
+    let finishing = async {
+        while state.recorder.active_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), finishing)
+        .await
+        .is_err()
+    {
+        tracing::warn!("stopping with recordings still being written");
+    }
     node.stopped(&state.store).await;
     tracing::info!("shutting down");
     exit_on_next_signal(signals);

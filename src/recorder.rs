@@ -99,6 +99,8 @@ pub struct RecorderService {
     metrics: RecordingMetrics,
     /// Sessions being recorded: dropping the sender (or sending) ends the recording.
     active: Mutex<HashMap<i64, oneshot::Sender<()>>>,
+    /// Recording tasks not finished yet (stopped ones included, while they close their file).
+    writing: std::sync::atomic::AtomicUsize,
 }
 
 /// Why a retry was refused.
@@ -151,6 +153,7 @@ impl RecorderService {
             uploader,
             metrics: RecordingMetrics::new(registry),
             active: Mutex::new(HashMap::new()),
+            writing: Default::default(),
         });
         service
             .metrics
@@ -174,14 +177,22 @@ impl RecorderService {
             Err(_) => return,
         }
         let me = self.clone();
+        me.writing.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::spawn(async move {
-            if let Err(e) = me.record(session, technician, stop_rx).await {
+            let result = me.record(session, technician, stop_rx).await;
+            me.writing.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            if let Err(e) = result {
                 tracing::error!(session_id = session, error = %e, "recording: failed");
             }
             if let Ok(mut a) = me.active.lock() {
                 a.remove(&session);
             }
         });
+    }
+
+    /// Recordings being written or closed now (a draining node waits for them before it exits).
+    pub fn active_count(&self) -> usize {
+        self.writing.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The session's media stopped: finish its recording.

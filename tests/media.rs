@@ -2543,3 +2543,184 @@ async fn media_flows_again_through_another_node_after_the_owner_is_killed() {
     phone.peer.pc.close().await.ok();
     tech.pc.close().await.ok();
 }
+
+/// Drain (issue 15): the node that holds the session (C, the real binary) gets SIGTERM
+/// mid-session. It moves the session to another node, which keeps its status; the customer's
+/// socket on A is re-homed there and the phone, told to offer again, does so from a new peer
+/// connection; the console answers the new owner's offer; media flows again; C exits. The session
+/// stays one session (one id, no Reconnecting, no Disconnected), and its recording continues in a
+/// second file listed with the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moves_on_with_its_status_when_its_node_drains_with_sigterm() {
+    let Some(a) = pg_node("node-a", None).await else {
+        return;
+    };
+    let url = a.state.config.database_url.clone();
+    let b = pg_node("node-b", Some(url.clone())).await.unwrap();
+    let c_addr = free_addr();
+    let dir = a.dir.path().join("node-c");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut c = spawn(
+        &dir,
+        c_addr,
+        &[
+            ("LENS_DATABASE_URL", url.as_str()),
+            ("LENS_CLUSTER_NODE_ID", "node-c"),
+            ("LENS_CLUSTER_PLACEMENT", "local"),
+        ],
+    )
+    .await;
+    let folder = tempfile::tempdir().unwrap();
+    let location = folder.path().to_str().unwrap().to_owned();
+    let runtime = default_runtime().unwrap();
+    let (_, _, token) = technician_with(&a, "drain-media@example.com", |doc| {
+        doc["screen_recording"] =
+            json!({"forced": true, "location": location, "deferred_upload": false});
+    })
+    .await;
+    let (mut con, _) = console(&b, &token).await;
+    let created = common::call(
+        c_addr,
+        reqwest::Method::POST,
+        "/api/v1/sessions",
+        Some(&token),
+        json!({"method": "pin"}),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let (mut cus, joined) = customer(&a, created["pin"].as_str().unwrap()).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    ready_and_picked_up(&mut con, &mut cus, id).await;
+    let phone = phone_media(&runtime, &mut cus).await;
+    let mut tech = console_media(&runtime, &mut con, id, TAG_TECH1_AUDIO, 0x3333).await;
+    tech.inbox.wait_for(TAG_VIDEO, 10, "video via C").await;
+    // The customer mutes its video before the move: the mute moves with the session.
+    let r = cus
+        .request(json!({"type": "mute", "kind": "video", "muted": true}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.backlog.clear();
+
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(
+        unsafe { libc::kill(c.child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let drained = Instant::now();
+    let (mut phone, reason) = reoffered(&runtime, &mut cus, phone, Duration::from_secs(30)).await;
+    assert_eq!(reason, "node_moved");
+    tech.pc.close().await.ok();
+    let mut tech = console_media(&runtime, &mut con, id, TAG_TECH1_AUDIO, 0x4444).await;
+    tech.inbox
+        .wait_for(TAG_CUSTOMER_AUDIO, 10, "customer audio after the move")
+        .await;
+    phone
+        .peer
+        .inbox
+        .wait_for(TAG_TECH1_AUDIO, 10, "technician audio after the move")
+        .await;
+    let gap = drained.elapsed();
+    // The video was muted on C: it stays muted on the new owner until the customer unmutes it.
+    let r = cus
+        .request(json!({"type": "mute", "kind": "video", "muted": false}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    tech.inbox
+        .wait_for(TAG_VIDEO, 10, "video after the move and the unmute")
+        .await;
+    eprintln!("drain: media flowed again {gap:?} after the SIGTERM");
+
+    // C exits once it holds nothing.
+    let exit_deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = c.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < exit_deadline, "node C did not exit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let pool = a.state.store.pool();
+    let owner: (String, String) =
+        sqlx::query_as("SELECT node_id, status FROM sessions WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(
+        ["node-a", "node-b"].contains(&owner.0.as_str()),
+        "{owner:?}"
+    );
+    assert_eq!(owner.1, "Active");
+    // The customer never saw the session leave Active.
+    assert!(
+        cus.backlog
+            .iter()
+            .all(|v| v["type"] != "status" || v["status"] == "Active"),
+        "{:?}",
+        cus.backlog
+    );
+
+    let r = con.request(json!({"type": "end", "session_id": id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    cus.frame("ended", None).await;
+    let events: Vec<(String, String)> = sqlx::query_as(
+        "SELECT from_status, to_status FROM session_events WHERE session_id = $1 ORDER BY seq",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let path: Vec<&str> = events.iter().map(|(_, to)| to.as_str()).collect();
+    assert_eq!(
+        path,
+        ["Connecting", "Waiting", "Active", "Closed by technician"],
+        "{events:?}"
+    );
+    let seqs: Vec<(i64,)> =
+        sqlx::query_as("SELECT seq FROM session_events WHERE session_id = $1 ORDER BY seq")
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        seqs.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (1..=seqs.len() as i64).collect::<Vec<_>>()
+    );
+
+    // Two files of one session, listed together, both complete.
+    let m = a.master().await;
+    let path = format!("/api/v1/sessions/{id}/recordings");
+    let deadline = Instant::now() + ARRIVAL;
+    let list = loop {
+        let list = a.get(&path, &m).await.expect(200);
+        let done = list
+            .as_array()
+            .is_some_and(|l| l.len() == 2 && l.iter().all(|r| r["status"] == "uploaded"));
+        if done {
+            break list;
+        }
+        assert!(Instant::now() < deadline, "recordings: {list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for r in list.as_array().unwrap() {
+        assert_eq!(r["session_id"], id);
+        assert!(r["size_bytes"].as_i64().unwrap() > 0, "{r}");
+        assert!(
+            folder
+                .path()
+                .join(r["file_name"].as_str().unwrap())
+                .exists(),
+            "{r}"
+        );
+    }
+    assert_ne!(list[0]["file_name"], list[1]["file_name"]);
+    // The Recordings list, filtered to the session (its report row's link), has both.
+    let listed = a
+        .get(&format!("/api/v1/recordings?session_id={id}"), &m)
+        .await
+        .expect(200);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    phone.peer.pc.close().await.ok();
+    tech.pc.close().await.ok();
+}

@@ -131,6 +131,12 @@ impl Router {
         tokio::spawn(send_loop(state.store.clone(), queue));
         tokio::spawn(router.clone().listen());
         tokio::spawn(router.clone().watch());
+        // A drain (SIGTERM, or asked through any node) moves this node's live sessions away.
+        let mover = router.clone();
+        tokio::spawn(async move {
+            mover.state.node.drain_requested().await;
+            mover.move_out().await;
+        });
         router
     }
 
