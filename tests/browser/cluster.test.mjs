@@ -318,6 +318,16 @@ test("three nodes: the customer on A, the console on B, the room on C; C killed,
   // Transfer to Tom, whose console is on A.
   const desk2 = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   await instrument(desk2);
+  if (process.env.DEBUG_PAGES) {
+    const t = () => Date.now() % 100000;
+    desk2.on("page", (p) =>
+      p.on("websocket", (ws) => {
+        ws.on("framereceived", (f) => !/"(pong|candidate)"/.test(String(f.payload)) && console.log(`[tom ${t()}] < ${String(f.payload).slice(0, 160)}`));
+        ws.on("framesent", (f) => !/"(ping|candidate)"/.test(String(f.payload)) && console.log(`[tom ${t()}] > ${String(f.payload).slice(0, 160)}`));
+        ws.on("close", () => console.log(`[tom ${t()}] socket closed`));
+      }),
+    );
+  }
   const tomPage = await consoleLogin(desk2, viaA.url, { email: "tom@example.com", password: ada.password });
   await adaPage.getByRole("button", { name: "Transfer" }).click();
   const transfer = adaPage.getByRole("dialog", { name: "Transfer the session" });

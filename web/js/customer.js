@@ -429,10 +429,12 @@ async function negotiateNew(pc, socket, camera) {
     }
     const offer = await pc.createOffer({ iceRestart });
     await pc.setLocalDescription(offer);
-    const ok = await (state.socket ?? socket).request({
+    const request = (state.socket ?? socket).request({
       type: "offer",
       sdp: pc.localDescription?.sdp ?? offer.sdp,
     });
+    // A restart follows a lost connection: its node may be the one that is gone.
+    const ok = await (iceRestart ? answerSoon(request) : request);
     if (pc !== state.pc) return;
     if (iceRestart && fingerprint(ok.sdp) !== fingerprint(pc.remoteDescription?.sdp)) {
       // Another node answered (the room moved while we were restarting): its DTLS certificate
@@ -489,7 +491,7 @@ async function connect(first) {
  * @param {number} code
  */
 async function onSocketClosed(socket, code) {
-  if (socket !== state.socket || state.over || !state.resumeToken) return;
+  if (socket !== state.socket || state.over || !state.resumeToken || resuming) return;
   if (code === 4000) return; // replaced by a newer socket of ours
   setStatus("customer.status.reconnecting");
   liveBadge.hidden = true;
@@ -515,12 +517,37 @@ async function onSocketClosed(socket, code) {
 
 /** Set while resumeHere runs: one loop at a time. */
 let resuming = false;
+/**
+ * How long a node may take to answer an ICE restart's offer, or resumeHere's `resume`, before the
+ * page takes the session's node for gone and tries a new socket: the server's own limit for a
+ * routed request (4 s) would take most of the 15 s that a failover may cost (issue 15), and
+ * these answers take a few hundred milliseconds even on a loaded node.
+ */
+const ANSWER_TIMEOUT_MS = 1500;
 
 /**
- * The node that held the session did not answer (it died, or this socket is no longer carried
- * to it): `resume` on the socket we have, with the back-off of a dropped socket, until a node
- * holds the session again (§3.3, §9 `node_unavailable`); then offer from a new peer connection.
- * A `reoffer` meanwhile (the new owner found us first) ends the loop.
+ * `promise`, or a `node_unavailable` ProtocolError after ANSWER_TIMEOUT_MS.
+ * @template T
+ * @param {Promise<T>} promise
+ * @returns {Promise<T>}
+ */
+function answerSoon(promise) {
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
+  const late = new Promise((_, fail) => {
+    timer = setTimeout(() => fail(new ProtocolError("node_unavailable", "no answer from the session's node")), ANSWER_TIMEOUT_MS);
+  });
+  return /** @type {Promise<T>} */ (Promise.race([promise, late]).finally(() => clearTimeout(timer)));
+}
+
+/**
+ * The node that held the session is gone (an offer got `node_unavailable`, or this socket is no
+ * longer carried to it): `resume` on a new socket every second or so until a node holds the
+ * session again (§3.3, §9 `node_unavailable`), then offer from a new peer connection. A new
+ * socket each time, and no answer awaited longer than ANSWER_TIMEOUT_MS: the node the socket
+ * reaches looks the session's owner up afresh, so the first try after another node took the
+ * session over succeeds, instead of waiting out a try routed to the dead node just before. A
+ * `reoffer` meanwhile (the new owner found us first) ends the loop.
  */
 async function resumeHere() {
   if (resuming) return;
@@ -528,39 +555,28 @@ async function resumeHere() {
   const reoffers = state.reoffers;
   let offer = false;
   try {
-    offer = await resumeOnThisSocket(reoffers);
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 700));
+      if (state.over || state.reoffers !== reoffers) return;
+      const old = state.socket;
+      state.socket = null; // its close is ours: onSocketClosed leaves it alone
+      old?.close();
+      try {
+        const ok = await answerSoon(connect({ type: "resume", resume_token: state.resumeToken }));
+        const pc = state.pc;
+        onStatus(ok.status);
+        offer = pc === state.pc; // false when onStatus already offered from a new one
+        return;
+      } catch (e) {
+        if (e instanceof ProtocolError && (e.code === "session_ended" || e.code === "resume_invalid")) {
+          finish("Disconnected", undefined, undefined);
+          return;
+        }
+      }
+    }
   } finally {
     resuming = false;
-  }
-  if (offer && state.reoffers === reoffers && mayOffer()) await startMedia();
-}
-
-/**
- * The loop of resumeHere; true when the session is back and the phone should offer.
- * @param {number} reoffers `state.reoffers` when the loop began
- */
-async function resumeOnThisSocket(reoffers) {
-  for (let attempt = 0; ; attempt++) {
-    await new Promise((r) => setTimeout(r, Math.min(1000 * 2 ** attempt, 5000)));
-    const socket = state.socket;
-    // Over, superseded by a `reoffer`, or the socket closed (onSocketClosed resumes on a new one).
-    if (state.over || state.reoffers !== reoffers || !socket || socket.ws.readyState !== WebSocket.OPEN) return false;
-    try {
-      const ok = await socket.request({ type: "resume", resume_token: state.resumeToken });
-      state.resumeToken = ok.resume_token;
-      state.iceServers = ok.ice_servers ?? state.iceServers;
-      state.iceTransportPolicy = ok.ice_transport_policy;
-      const pc = state.pc;
-      onStatus(ok.status);
-      return pc === state.pc; // false when onStatus already offered from a new one
-    } catch (e) {
-      if (e instanceof ProtocolError && (e.code === "session_ended" || e.code === "resume_invalid")) {
-        finish("Disconnected", undefined, undefined);
-        return false;
-      }
-      // The socket is carried to a live owner again: a fresh offer is all it takes.
-      if (e instanceof ProtocolError && e.code === "already_authenticated") return true;
-    }
+    if (offer && state.reoffers === reoffers && mayOffer()) startMedia().catch(failMedia);
   }
 }
 
