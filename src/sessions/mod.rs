@@ -1694,6 +1694,9 @@ impl Hub {
                 let out = inner.desk.technician_presence(t, group, true, now);
                 self.after(&mut inner, out, now);
             }
+            // Its consoles here are its audience from now on: a moved session makes no
+            // transition that would publish it, and its end would otherwise reach no console.
+            self.publish(&mut inner, row.id, now, None);
             count += 1;
         }
         self.wake.notify_one();
