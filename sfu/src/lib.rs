@@ -175,6 +175,8 @@ pub enum SfuError {
     UnknownSession(SessionId),
     #[error("session {0} has no pending offer to the technician")]
     NoPendingOffer(SessionId),
+    #[error("session {0}: this answer is for an earlier offer to the technician (ignored)")]
+    StaleAnswer(SessionId),
     #[error(
         "session {0}: the peer connection this offer renegotiates is gone; offer from a new one"
     )]
@@ -784,6 +786,18 @@ impl SfuHandle {
                 .records
                 .get_mut(&session)
                 .ok_or(SfuError::UnknownSession(session))?;
+            let wanted = record
+                .pending_technician
+                .as_ref()
+                .ok_or(SfuError::NoPendingOffer(session))?
+                .video_mid;
+            // Two offers in a row (a console's `hello` and the phone's new peer connection, say)
+            // may cross the console's answer to the first: that answer names the first offer's
+            // mids. It is refused, and the pending (newer) offer stays for its own answer.
+            let mid = format!("a=mid:{wanted}");
+            if !sdp.lines().any(|l| l.trim_end() == mid) {
+                return Err(SfuError::StaleAnswer(session));
+            }
             let pending = record
                 .pending_technician
                 .take()

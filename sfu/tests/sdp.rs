@@ -10,7 +10,7 @@
 use std::io::Cursor;
 
 use rtc_sdp::SessionDescription;
-use sfu::{CustomerAnswer, Sfu, SfuConfig, SfuHandle, VideoCodec};
+use sfu::{CustomerAnswer, Sfu, SfuConfig, SfuError, SfuHandle, VideoCodec};
 
 const FINGERPRINT: &str = "sha-256 6B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08";
 
@@ -470,4 +470,34 @@ fn the_fmtp_check_refuses_what_the_issue_saw() {
         caught.is_err(),
         "a session-level direction passed the check"
     );
+}
+
+/// Two offers to the console in a row (its `hello` and the phone's new peer connection after a
+/// drain): the console's answer to the first arrives when the second is pending. It is refused
+/// and the second offer stays pending for its own answer (the console answers each offer it gets).
+#[tokio::test]
+async fn an_answer_to_an_earlier_console_offer_leaves_the_newer_one_pending() {
+    let sfu = sfu(&[]);
+    sfu.start(7, true).unwrap();
+    ready(
+        sfu.customer_offer(7, &chromium_offer("VP8", "EsAw"))
+            .unwrap(),
+    );
+    let first = sfu.technician_offer(7).unwrap();
+    let second = sfu.technician_offer(7).unwrap();
+    let answer = |offer: &str| {
+        let mut console = str0m::RtcConfig::new().build(std::time::Instant::now());
+        let offer = str0m::change::SdpOffer::from_sdp_string(offer).unwrap();
+        console
+            .sdp_api()
+            .accept_offer(offer)
+            .unwrap()
+            .to_sdp_string()
+    };
+    let stale = sfu.technician_answer(7, &answer(&first)).unwrap_err();
+    assert!(matches!(stale, SfuError::StaleAnswer(7)), "{stale}");
+    sfu.technician_answer(7, &answer(&second)).unwrap();
+    // Answered: nothing is pending any more.
+    let again = sfu.technician_answer(7, &answer(&second)).unwrap_err();
+    assert!(matches!(again, SfuError::NoPendingOffer(7)), "{again}");
 }

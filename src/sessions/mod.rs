@@ -468,7 +468,11 @@ impl Hub {
             return;
         };
         let phone_up = inner.live.get(&id).is_some_and(|l| l.customer_media);
-        if !phone_up || !matches!(s.status, Status::Active | Status::OnHold) {
+        // Also while Reconnecting from Active or On Hold: nothing offers the console again when
+        // the status comes back, so a console that said `hello`, or a phone that offered from a
+        // new peer connection, during a socket's reconnect (a drain, a phone's new network)
+        // would otherwise stay without the phone's video.
+        if !phone_up || !offer_status(s) {
             return;
         }
         if let Ok(sdp) = self.media.technician_offer(id) {
@@ -1705,6 +1709,9 @@ impl Hub {
                 let out = inner.desk.technician_presence(t, group, true, now);
                 self.after(&mut inner, out, now);
             }
+            // Its consoles here are its audience from now on: a moved session makes no
+            // transition that would publish it, and its end would otherwise reach no console.
+            self.publish(&mut inner, row.id, now, None);
             count += 1;
         }
         self.wake.notify_one();

@@ -7,6 +7,7 @@ import "./ice_tcp.mjs";
 import "./media.mjs";
 import "./pages.mjs";
 import "./recording.mjs";
+import "./reoffer.mjs";
 import "./surveys.mjs";
 import "./tools.mjs";
 import "./voices.mjs";

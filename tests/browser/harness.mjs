@@ -46,7 +46,8 @@ export async function freePort() {
  * @param {{config?: string, env?: Record<string, string>}} [options] `config`: the text of a
  *   configuration file (TOML) to start with; `env`: more variables, over the defaults (e.g. a fixed
  *   LENS_MEDIA_UDP_PORT for a test that impairs the media port)
- * @returns {Promise<{url: string, stop: () => Promise<void>, log: () => string}>}
+ * @returns {Promise<{url: string, stop: () => Promise<void>, log: () => string,
+ *   child: import("node:child_process").ChildProcess, exited: Promise<unknown>}>}
  */
 export async function startServer(options = {}) {
   const bin = lensBinary();
@@ -96,8 +97,11 @@ export async function startServer(options = {}) {
   return {
     url,
     log: () => output,
+    // For the tests that kill or drain a node themselves (cluster.test.mjs).
+    child,
+    exited,
     stop: async () => {
-      child.kill("SIGTERM");
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
       if (child.exitCode === null) child.kill("SIGKILL");
       rmSync(dir, { recursive: true, force: true });

@@ -161,6 +161,8 @@ function onEvent(f) {
       }
       break;
     case "offer":
+      // A fresh offer for a session that already has a peer connection (the room moved to another
+      // node, a transfer, a console reconnect) is answered from a new one that replaces it.
       // Each offer brings fresh TURN credentials (those of `hello` may have expired by now).
       if (f.ice_servers) state.iceServers = f.ice_servers;
       if (f.ice_servers) state.iceTransportPolicy = f.ice_transport_policy;
@@ -214,6 +216,9 @@ async function answer(entry, sdp) {
   let answered = () => {};
   trickle(pc, new Promise((r) => (answered = r)), (c) => socket.send({ type: "candidate", session_id: id, ...c }));
   await pc.setRemoteDescription({ type: "offer", sdp });
+  // A newer offer for this session (its room moved to another node meanwhile) replaced this peer
+  // connection while we awaited: that one answers, this one stays closed.
+  if (entry.pc !== pc) return;
   const audioTx = pc.getTransceivers().find((tx) => tx.receiver.track.kind === "audio");
   if (audioTx) {
     if (!entry.mic) {
@@ -232,6 +237,7 @@ async function answer(entry, sdp) {
   }
   const local = await pc.createAnswer();
   await pc.setLocalDescription(local);
+  if (entry.pc !== pc) return;
   socket.send({ type: "answer", session_id: id, sdp: pc.localDescription?.sdp ?? local.sdp });
   answered(undefined);
   render();

@@ -53,11 +53,15 @@ const state = {
   pc: null,
   /** @type {RTCRtpSender | null} */
   videoSender: null,
+  /** Restarts ICE on `pc` (set with it): an offer that also finds out whether the room moved. */
+  restartIce: () => {},
   micMuted: false,
   videoPaused: false,
   /** What the server says flows. */
   mute: { customer_audio: true, customer_video: true, technician_audio: true },
   over: false,
+  /** `reoffer` frames received: a new owner of the session that found this page by itself. */
+  reoffers: 0,
   /** The status line shown while nothing more specific applies. */
   statusKey: "customer.status.connecting",
   /** @type {Record<string, string | number>} */
@@ -223,6 +227,13 @@ function onEvent(f) {
     case "ended":
       finish(f.status, f.survey, f.redirect_url);
       break;
+    case "reoffer":
+      // The session's room now lives on another node (drained or taken over after a failure,
+      // §5): a new peer connection, since that node has another DTLS fingerprint. The socket,
+      // camera and microphone stay.
+      state.reoffers += 1;
+      if (mayOffer()) startMedia().catch(failMedia);
+      break;
     default:
       break; // Later servers may add events: ignored.
   }
@@ -316,14 +327,60 @@ async function openCamera() {
   });
 }
 
-/** Offers the camera (and microphone) to the server once the session is Active (§3.2 step 5). */
+/** Whether the session is in a status where the phone's media is negotiated. */
+function mayOffer() {
+  return !state.over && ["Active", "On Hold", "Reconnecting"].includes(state.status ?? "");
+}
+
+/** Whether the error says the node that held the session is gone (§9 `node_unavailable`). */
+function ownerGone(/** @type {unknown} */ e) {
+  return e instanceof ProtocolError && (e.code === "node_unavailable" || e.code === "not_authenticated");
+}
+
+/**
+ * The `a=fingerprint` line of an SDP: the DTLS certificate of the node that answered.
+ * @param {string | undefined} sdp
+ */
+function fingerprint(sdp) {
+  return /^a=fingerprint:(.+)$/m.exec(sdp ?? "")?.[1]?.trim() ?? "";
+}
+
+/**
+ * Offers the camera (and microphone) to the server from a new peer connection: once the session
+ * is Active (§3.2 step 5), after a resume when the old one failed, and on `reoffer`. A newer call
+ * supersedes an older one still under way (its errors are then nobody's concern).
+ */
 async function startMedia() {
   const socket = state.socket;
   const camera = state.camera;
   if (!socket || !camera) return;
-  state.pc?.close();
+  // The old connection is closed only once the new offer is answered (or refused): closed first,
+  // the server could see the phone's media lost (Reconnecting) before the new offer arrives, and
+  // would then not offer the console a connection for the new one.
+  const old = state.pc;
   const pc = peerConnection(state.iceServers, state.iceTransportPolicy);
   state.pc = pc;
+  try {
+    await negotiateNew(pc, socket, camera);
+  } catch (e) {
+    if (pc !== state.pc) return;
+    if (ownerGone(e) && mayOffer()) {
+      resumeHere();
+      return;
+    }
+    throw e;
+  } finally {
+    old?.close();
+  }
+}
+
+/**
+ * Sets up a new peer connection and makes its first offer.
+ * @param {RTCPeerConnection} pc
+ * @param {Socket} socket
+ * @param {MediaStream} camera
+ */
+async function negotiateNew(pc, socket, camera) {
   const video = camera.getVideoTracks()[0];
   const videoTx = pc.addTransceiver(video, { direction: "sendonly", streams: [camera] });
   state.videoSender = videoTx.sender;
@@ -341,8 +398,6 @@ async function startMedia() {
       }
     });
   }
-  const mayOffer = () =>
-    !state.over && ["Active", "On Hold", "Reconnecting"].includes(state.status ?? "");
   pc.addEventListener("connectionstatechange", () => {
     if (pc === state.pc && pc.connectionState === "failed" && mayOffer()) {
       // The server answers an offer from a new peer connection with a fresh media session.
@@ -374,11 +429,18 @@ async function startMedia() {
     }
     const offer = await pc.createOffer({ iceRestart });
     await pc.setLocalDescription(offer);
-    const ok = await (state.socket ?? socket).request({
+    const request = (state.socket ?? socket).request({
       type: "offer",
       sdp: pc.localDescription?.sdp ?? offer.sdp,
     });
+    // A restart follows a lost connection: its node may be the one that is gone.
+    const ok = await (iceRestart ? answerSoon(request) : request);
     if (pc !== state.pc) return;
+    if (iceRestart && fingerprint(ok.sdp) !== fingerprint(pc.remoteDescription?.sdp)) {
+      // Another node answered (the room moved while we were restarting): its DTLS certificate
+      // differs, which a running peer connection cannot take. Offer from a new one instead.
+      throw new Error("the media node changed");
+    }
     await pc.setRemoteDescription({ type: "answer", sdp: ok.sdp });
     offered(undefined);
   };
@@ -386,16 +448,22 @@ async function startMedia() {
   // the session goes on (Reconnecting, then Active) without a new media session. If the server
   // cannot take the restart, a new peer connection is made.
   let restarting = false;
-  pc.addEventListener("iceconnectionstatechange", () => {
-    const ice = pc.iceConnectionState;
-    if (pc !== state.pc || restarting || (ice !== "disconnected" && ice !== "failed") || !mayOffer()) {
-      return;
-    }
+  const restart = () => {
+    if (pc !== state.pc || restarting || !mayOffer()) return;
     restarting = true;
     negotiate(true)
-      .catch(() => (pc === state.pc && mayOffer() ? startMedia() : undefined))
+      .catch((e) => {
+        if (pc !== state.pc || !mayOffer()) return undefined;
+        // The node that held the room is gone: find its new owner through a resume first.
+        return ownerGone(e) ? resumeHere() : startMedia();
+      })
       .catch(failMedia)
       .finally(() => (restarting = false));
+  };
+  state.restartIce = restart;
+  pc.addEventListener("iceconnectionstatechange", () => {
+    const ice = pc.iceConnectionState;
+    if (ice === "disconnected" || ice === "failed") restart();
   });
   await negotiate(false);
 }
@@ -423,7 +491,7 @@ async function connect(first) {
  * @param {number} code
  */
 async function onSocketClosed(socket, code) {
-  if (socket !== state.socket || state.over || !state.resumeToken) return;
+  if (socket !== state.socket || state.over || !state.resumeToken || resuming) return;
   if (code === 4000) return; // replaced by a newer socket of ours
   setStatus("customer.status.reconnecting");
   liveBadge.hidden = true;
@@ -432,6 +500,11 @@ async function onSocketClosed(socket, code) {
     try {
       const ok = await connect({ type: "resume", resume_token: state.resumeToken });
       onStatus(ok.status);
+      // The socket's node may have been drained, and the session's room moved with it (no
+      // `reoffer` after a resume): an ICE restart now is answered by the room's node, and one
+      // with another DTLS fingerprint makes a new peer connection, seconds before ICE would
+      // notice the old node gone. On the same node it is a plain restart.
+      if (!isDead(state.pc) && mayOffer()) state.restartIce();
       return;
     } catch (e) {
       if (e instanceof ProtocolError && (e.code === "session_ended" || e.code === "resume_invalid")) {
@@ -439,6 +512,71 @@ async function onSocketClosed(socket, code) {
         return;
       }
     }
+  }
+}
+
+/** Set while resumeHere runs: one loop at a time. */
+let resuming = false;
+/**
+ * How long a node may take to answer an ICE restart's offer, or resumeHere's `resume`, before the
+ * page takes the session's node for gone and tries a new socket: the server's own limit for a
+ * routed request (4 s) would take most of the 15 s that a failover may cost (issue 15), and
+ * these answers take a few hundred milliseconds even on a loaded node.
+ */
+const ANSWER_TIMEOUT_MS = 1500;
+
+/**
+ * `promise`, or a `node_unavailable` ProtocolError after ANSWER_TIMEOUT_MS.
+ * @template T
+ * @param {Promise<T>} promise
+ * @returns {Promise<T>}
+ */
+function answerSoon(promise) {
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
+  const late = new Promise((_, fail) => {
+    timer = setTimeout(() => fail(new ProtocolError("node_unavailable", "no answer from the session's node")), ANSWER_TIMEOUT_MS);
+  });
+  return /** @type {Promise<T>} */ (Promise.race([promise, late]).finally(() => clearTimeout(timer)));
+}
+
+/**
+ * The node that held the session is gone (an offer got `node_unavailable`, or this socket is no
+ * longer carried to it): `resume` on a new socket every second or so until a node holds the
+ * session again (§3.3, §9 `node_unavailable`), then offer from a new peer connection. A new
+ * socket each time, and no answer awaited longer than ANSWER_TIMEOUT_MS: the node the socket
+ * reaches looks the session's owner up afresh, so the first try after another node took the
+ * session over succeeds, instead of waiting out a try routed to the dead node just before. A
+ * `reoffer` meanwhile (the new owner found us first) ends the loop.
+ */
+async function resumeHere() {
+  if (resuming) return;
+  resuming = true;
+  const reoffers = state.reoffers;
+  let offer = false;
+  try {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 700));
+      if (state.over || state.reoffers !== reoffers) return;
+      const old = state.socket;
+      state.socket = null; // its close is ours: onSocketClosed leaves it alone
+      old?.close();
+      try {
+        const ok = await answerSoon(connect({ type: "resume", resume_token: state.resumeToken }));
+        const pc = state.pc;
+        onStatus(ok.status);
+        offer = pc === state.pc; // false when onStatus already offered from a new one
+        return;
+      } catch (e) {
+        if (e instanceof ProtocolError && (e.code === "session_ended" || e.code === "resume_invalid")) {
+          finish("Disconnected", undefined, undefined);
+          return;
+        }
+      }
+    }
+  } finally {
+    resuming = false;
+    if (offer && state.reoffers === reoffers && mayOffer()) startMedia().catch(failMedia);
   }
 }
 
