@@ -214,7 +214,7 @@ pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse
 }
 
 /// The media metrics: (name, help, type). Names get the registry's `lens_` prefix.
-const MEDIA_METRICS: [(&str, &str, MetricType); 19] = [
+const MEDIA_METRICS: [(&str, &str, MetricType); 20] = [
     (
         "media_rooms",
         "Sessions with media in the SFU",
