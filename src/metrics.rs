@@ -214,7 +214,7 @@ pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse
 }
 
 /// The media metrics: (name, help, type). Names get the registry's `lens_` prefix.
-const MEDIA_METRICS: [(&str, &str, MetricType); 19] = [
+const MEDIA_METRICS: [(&str, &str, MetricType); 20] = [
     (
         "media_rooms",
         "Sessions with media in the SFU",
@@ -310,6 +310,11 @@ const MEDIA_METRICS: [(&str, &str, MetricType); 19] = [
         "Frames on the ICE-TCP port dropped: garbage (empty, too long, no binding request first) or their shard's queue full",
         MetricType::COUNTER,
     ),
+    (
+        "media_udp_batched_datagrams_total",
+        "Datagrams on the media port sent in UDP GSO sends (way=gso_sent) or received coalesced by UDP GRO (way=gro_received)",
+        MetricType::COUNTER,
+    ),
 ];
 
 struct MediaCollector {
@@ -329,6 +334,7 @@ impl MediaCollector {
                     "media_tcp_connections_total" => vec!["outcome".to_owned()],
                     "media_tcp_connections_open" => vec!["state".to_owned()],
                     "media_tcp_frames_dropped_total" => vec!["reason".to_owned()],
+                    "media_udp_batched_datagrams_total" => vec!["way".to_owned()],
                     _ => vec![],
                 };
                 prometheus::core::Desc::new(
@@ -394,7 +400,7 @@ impl prometheus::core::Collector for MediaCollector {
         let mut latency_metric = Metric::default();
         latency_metric.set_histogram(latency);
         let tcp = &m.tcp;
-        let values: [Vec<Metric>; 19] = [
+        let values: [Vec<Metric>; 20] = [
             vec![number(MetricType::GAUGE, m.rooms, &[])],
             vec![number(MetricType::GAUGE, m.peers_connected, &[])],
             vec![number(MetricType::COUNTER, m.rtp_forwarded_packets, &[])],
@@ -470,6 +476,14 @@ impl prometheus::core::Collector for MediaCollector {
                     MetricType::COUNTER,
                     tcp.queue_drops,
                     &[("reason", "queue_full")],
+                ),
+            ],
+            vec![
+                number(MetricType::COUNTER, m.gso_datagrams, &[("way", "gso_sent")]),
+                number(
+                    MetricType::COUNTER,
+                    m.gro_datagrams,
+                    &[("way", "gro_received")],
                 ),
             ],
         ];

@@ -755,6 +755,10 @@ async fn video_reaches_the_technician_unchanged_and_opus_flows_both_ways() {
     value("lens_media_garbage_datagrams_total");
     value("lens_media_send_failures_total");
     value("lens_media_shard_queue_drops_total");
+    // The kernel batching counters are there (how much of the traffic they cover depends on
+    // how packets fall into batches).
+    value(r#"lens_media_udp_batched_datagrams_total{way="gso_sent"}"#);
+    value(r#"lens_media_udp_batched_datagrams_total{way="gro_received"}"#);
     // media.shards = 0: one engine shard per available core.
     assert_eq!(value("lens_media_shards"), sfu::default_shards() as f64);
     // The media socket got the default 8 MiB buffers or the kernel's cap (Linux doubles both).

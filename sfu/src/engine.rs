@@ -656,6 +656,9 @@ impl Engine {
             if flushed.failed > 0 {
                 add(&self.metrics.send_failures, flushed.failed as u64);
             }
+            if flushed.segmented > 0 {
+                add(&self.metrics.gso_datagrams, flushed.segmented as u64);
+            }
         }
         if !self.forwarded.is_empty() {
             let now = Instant::now();

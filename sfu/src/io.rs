@@ -2,8 +2,11 @@
 //! one `recvmmsg`, and what driving the affected sessions produced is sent with one `sendmmsg`
 //! (Linux, through `nix`). Consecutive datagrams to the same destination with the same size (a
 //! video frame's packets to one console) go out as one UDP GSO send (`UDP_SEGMENT`) when the
-//! kernel takes it; the first refusal turns GSO off for the shard. Elsewhere: one `recv_from` /
-//! `send_to` per datagram, same interface.
+//! kernel takes it; the first refusal turns GSO off for the shard. On receive, a socket with
+//! `UDP_GRO` on may be handed several datagrams of one source coalesced into one (a NIC's GRO
+//! merging a burst, or a sender's GSO send over loopback, which arrives whole): they are split
+//! back into datagrams here, so nothing above this module sees the difference. Elsewhere: one
+//! `recv_from` / `send_to` per datagram, same interface.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -16,24 +19,45 @@ pub(crate) const RECV_BATCH: usize = 32;
 pub(crate) const MAX_DATAGRAM: usize = 2048;
 /// Segments in one GSO send at most (the kernel's limit is 64, and 64 KiB in all).
 const MAX_GSO_SEGMENTS: usize = 32;
+/// A receive slot when GRO is on: the kernel coalesces up to 64 KiB of one flow into one
+/// datagram, and would cut a longer one short at the slot's end (the rest lost).
+const GRO_SLOT: usize = 65_536;
 
-/// Buffers for one `recvmmsg`: `RECV_BATCH` datagrams of at most `MAX_DATAGRAM` bytes.
+/// Buffers for one `recvmmsg`: `RECV_BATCH` slots of `MAX_DATAGRAM` bytes (of `GRO_SLOT` with
+/// GRO on: the pages a slot does not fill are never touched, so the larger buffer costs address
+/// space, not memory).
 pub(crate) struct RecvBatch {
     buf: Vec<u8>,
-    /// Length and source of each datagram received by the last `recv`.
-    received: Vec<(usize, SocketAddr)>,
+    slot: usize,
+    /// Start, length and source of each datagram received by the last `recv` (a coalesced
+    /// datagram counts as the datagrams it holds).
+    received: Vec<(usize, usize, SocketAddr)>,
+    /// Datagrams that arrived coalesced (GRO), since the counter was last taken.
+    coalesced: usize,
     #[cfg(target_os = "linux")]
     headers: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
 }
 
 impl RecvBatch {
-    pub(crate) fn new() -> Self {
+    /// `gro`: the socket has `UDP_GRO` on ([`crate::socket::enable_gro`]).
+    pub(crate) fn new(gro: bool) -> Self {
+        let slot = if gro { GRO_SLOT } else { MAX_DATAGRAM };
         RecvBatch {
-            buf: vec![0; RECV_BATCH * MAX_DATAGRAM],
+            buf: vec![0; RECV_BATCH * slot],
+            slot,
             received: Vec::with_capacity(RECV_BATCH),
+            coalesced: 0,
             #[cfg(target_os = "linux")]
-            headers: nix::sys::socket::MultiHeaders::preallocate(RECV_BATCH, None),
+            headers: nix::sys::socket::MultiHeaders::preallocate(
+                RECV_BATCH,
+                gro.then(|| nix::cmsg_space!(i32)),
+            ),
         }
+    }
+
+    /// How many datagrams arrived coalesced since the last call (for the metrics).
+    pub(crate) fn take_coalesced(&mut self) -> usize {
+        std::mem::take(&mut self.coalesced)
     }
 
     /// The datagrams of the last `recv`.
@@ -43,22 +67,23 @@ impl RecvBatch {
 
     /// The `i`-th datagram of the last `recv`.
     pub(crate) fn datagram(&self, i: usize) -> (&[u8], SocketAddr) {
-        let (len, source) = self.received[i];
-        (&self.buf[i * MAX_DATAGRAM..][..len], source)
+        let (start, len, source) = self.received[i];
+        (&self.buf[start..][..len], source)
     }
 
     /// Reads what is waiting (up to `RECV_BATCH` datagrams) without blocking; `WouldBlock` when
     /// nothing is.
     #[cfg(target_os = "linux")]
     pub(crate) fn recv(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
-        use nix::sys::socket::{MsgFlags, recvmmsg};
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmmsg};
         use std::io::IoSliceMut;
         use std::os::fd::AsRawFd;
 
         self.received.clear();
+        let slot = self.slot;
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
             .buf
-            .chunks_exact_mut(MAX_DATAGRAM)
+            .chunks_exact_mut(slot)
             .map(|chunk| [IoSliceMut::new(chunk)])
             .collect();
         let results = recvmmsg(
@@ -69,13 +94,36 @@ impl RecvBatch {
             None,
         )
         .map_err(std::io::Error::from)?;
-        for msg in results {
+        for (i, msg) in results.enumerate() {
             // A datagram without a usable source address cannot be answered: skipped.
             let Some(source) = msg.address.as_ref().and_then(to_socket_addr) else {
                 continue;
             };
-            // Truncated datagrams (over MAX_DATAGRAM) are left for the demultiplexer to reject.
-            self.received.push((msg.bytes.min(MAX_DATAGRAM), source));
+            let start = i * slot;
+            // Truncated datagrams (over the slot) are left for the demultiplexer to reject.
+            let len = msg.bytes.min(slot);
+            // GRO: datagrams of one size from one source, the last maybe shorter.
+            let segment = msg
+                .cmsgs()
+                .into_iter()
+                .flatten()
+                .find_map(|c| match c {
+                    ControlMessageOwned::UdpGroSegments(size) => usize::try_from(size).ok(),
+                    _ => None,
+                })
+                .filter(|size| *size > 0 && *size < len);
+            match segment {
+                Some(size) => {
+                    let mut offset = 0;
+                    while offset < len {
+                        let n = size.min(len - offset);
+                        self.received.push((start + offset, n, source));
+                        self.coalesced += 1;
+                        offset += n;
+                    }
+                }
+                None => self.received.push((start, len, source)),
+            }
         }
         if self.received.is_empty() {
             return Err(std::io::ErrorKind::WouldBlock.into());
@@ -87,9 +135,10 @@ impl RecvBatch {
     pub(crate) fn recv(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
         self.received.clear();
         while self.received.len() < RECV_BATCH {
-            let slot = &mut self.buf[self.received.len() * MAX_DATAGRAM..][..MAX_DATAGRAM];
+            let start = self.received.len() * self.slot;
+            let slot = &mut self.buf[start..][..self.slot];
             match socket.recv_from(slot) {
-                Ok((n, source)) => self.received.push((n, source)),
+                Ok((n, source)) => self.received.push((start, n, source)),
                 Err(e) if self.received.is_empty() => return Err(e),
                 Err(_) => break,
             }
@@ -128,6 +177,8 @@ pub(crate) struct Outbox {
 pub(crate) struct Flushed {
     pub(crate) datagrams: usize,
     pub(crate) failed: usize,
+    /// Of `datagrams`, those sent inside GSO sends.
+    pub(crate) segmented: usize,
 }
 
 impl Outbox {
@@ -171,7 +222,12 @@ impl Outbox {
                 None
             };
             let (taken, ok) = match sent {
-                Some(ok) => (run, ok),
+                Some(ok) => {
+                    if ok {
+                        flushed.segmented += run;
+                    }
+                    (run, ok)
+                }
                 None => self.send_many(socket, start),
             };
             for q in &self.queue[start..start + taken] {
@@ -372,7 +428,7 @@ mod tests {
 
         for (receiver, to) in [(&a, to_a), (&b, to_b)] {
             receiver.set_nonblocking(true).unwrap();
-            let mut batch = RecvBatch::new();
+            let mut batch = RecvBatch::new(false);
             let mut got = Vec::new();
             // Loopback delivers within the send call; a few reads in case of a split.
             for _ in 0..10 {
@@ -387,5 +443,47 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "to {to}");
         }
+    }
+
+    /// On loopback a GSO send reaches a `UDP_GRO` socket whole (one datagram with the segment
+    /// size attached; checked on this project's kernel 6.x): the batch splits it back into the
+    /// datagrams that were sent, in order, next to ones that arrived alone.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_coalesced_datagram_is_split_back_into_the_datagrams_sent() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(crate::socket::enable_gro(&receiver));
+        receiver.set_nonblocking(true).unwrap();
+        let to = receiver.local_addr().unwrap();
+        let sent = [
+            (to, 1100, 1),
+            (to, 1100, 2),
+            (to, 1100, 3),
+            (to, 700, 4),
+            (to, 90, 5),
+            (to, 1100, 6),
+            (to, 1100, 7),
+        ];
+        let mut out = outbox(&sent);
+        let flushed = out.flush(&socket);
+        assert_eq!((flushed.datagrams, flushed.failed), (sent.len(), 0));
+        assert_eq!(
+            flushed.segmented, 6,
+            "two GSO runs: 4 + 2, the 90 bytes alone"
+        );
+
+        let mut batch = RecvBatch::new(true);
+        let mut got = Vec::new();
+        let mut coalesced = 0;
+        for _ in 0..10 {
+            if batch.recv(&receiver).is_ok() {
+                coalesced += batch.take_coalesced();
+                got.extend(batch.datagrams().map(|(d, _)| d.to_vec()));
+            }
+        }
+        let want: Vec<Vec<u8>> = sent.iter().map(|s| vec![s.2; s.1]).collect();
+        assert_eq!(got, want);
+        assert_eq!(coalesced, 6, "the GSO runs arrived coalesced");
     }
 }

@@ -28,6 +28,10 @@ pub(crate) struct EngineMetrics {
     pub(crate) send_failures: AtomicU64,
     pub(crate) shard_queue_drops: AtomicU64,
     pub(crate) peers_lost: AtomicU64,
+    /// Datagrams sent inside UDP GSO sends (several datagrams, one system call).
+    pub(crate) gso_datagrams: AtomicU64,
+    /// Datagrams received coalesced by UDP GRO (split again before use).
+    pub(crate) gro_datagrams: AtomicU64,
     /// Per bucket (not cumulative); the last one is +Inf.
     latency_buckets: [AtomicU64; FORWARD_LATENCY_BOUNDS.len() + 1],
     latency_sum_ns: AtomicU64,
@@ -92,6 +96,8 @@ impl EngineMetrics {
             send_failures: sum(|m| &m.send_failures),
             shard_queue_drops: sum(|m| &m.shard_queue_drops),
             peers_lost: sum(|m| &m.peers_lost),
+            gso_datagrams: sum(|m| &m.gso_datagrams),
+            gro_datagrams: sum(|m| &m.gro_datagrams),
             shards: shards.len() as u64,
             recv_buffer_bytes: 0,
             send_buffer_bytes: 0,
@@ -138,6 +144,10 @@ pub struct MetricsSnapshot {
     /// Times a connected peer's media was reported lost: silent for `lost_after`, or its TCP
     /// connection closed.
     pub peers_lost: u64,
+    /// Datagrams sent in UDP GSO sends (one `sendmsg` for a run of datagrams of one size to one
+    /// destination), and datagrams received coalesced by UDP GRO.
+    pub gso_datagrams: u64,
+    pub gro_datagrams: u64,
     /// Engine shards (threads) forwarding media.
     pub shards: u64,
     /// The media socket's kernel buffers as granted (Linux reports twice the usable size).

@@ -271,6 +271,7 @@ pub(crate) fn spawn(
         own: Vec::with_capacity(crate::io::RECV_BATCH),
     });
     let reader = sender.clone();
+    let gro = crate::socket::enable_gro(&socket);
     let thread = std::thread::Builder::new().name("sfu-shard-0".into());
     threads.insert(
         0,
@@ -290,7 +291,7 @@ pub(crate) fn spawn(
                         let source = Source::Socket {
                             socket,
                             reader,
-                            batch: RecvBatch::new(),
+                            batch: RecvBatch::new(gro),
                             dispatcher,
                         };
                         run(engine, command_rx, tcp_rx, source).await
@@ -366,6 +367,10 @@ impl Source {
                     // clears the registered socket's readiness.
                     match socket.try_io(Interest::READABLE, || batch.recv(reader)) {
                         Ok(_) => {
+                            let coalesced = batch.take_coalesced();
+                            if coalesced > 0 {
+                                add(&engine.metrics().gro_datagrams, coalesced as u64);
+                            }
                             dispatch(engine, dispatcher.as_mut(), batch);
                             engine.end_batch();
                             engine.flush();

@@ -36,6 +36,13 @@ pub struct Dtls {
     /// the backend's fragmenter; outgoing records larger than the warn
     /// threshold log a warning.
     mtu: RangeInclusive<usize>,
+
+    // lens: the timeout the instance last answered `poll_output` with, while nothing has
+    // been handed to it since. The instance is sans-IO: without input (a datagram,
+    // application data, a timeout, close) its answer cannot change, so `Rtc::poll_output`,
+    // which polls DTLS on every call, gets it from here instead of a call through the
+    // provider's instance (~2 % of a media server's instructions per forwarded packet).
+    settled: Option<Instant>,
 }
 
 pub(crate) fn is_would_block(error: &DtlsError) -> bool {
@@ -79,6 +86,7 @@ impl Dtls {
             active_state: None,
             pending_packets: VecDeque::new(),
             mtu,
+            settled: None,
         })
     }
 
@@ -94,6 +102,7 @@ impl Dtls {
 
     /// Set whether this instance is active (client) or passive (server).
     pub fn set_active(&mut self, active: bool) {
+        self.settled = None; // lens
         self.active_state = Some(active);
         self.instance.set_active(active)
     }
@@ -133,7 +142,16 @@ impl Dtls {
             return DtlsOutput::Timeout(not_happening());
         }
 
+        // lens: nothing handed to the instance since it last said when it wants the clock.
+        if let Some(t) = self.settled {
+            return DtlsOutput::Timeout(t);
+        }
+
         let next = self.instance.poll_output(buf);
+
+        if let DtlsOutput::Timeout(t) = next {
+            self.settled = Some(t); // lens
+        }
 
         if let DtlsOutput::Packet(packet) = next {
             if packet.len() > self.mtu_warn() {
@@ -154,6 +172,7 @@ impl Dtls {
 
     /// Handle an incoming DTLS packet.
     pub fn handle_receive(&mut self, packet: &[u8]) -> Result<(), DtlsError> {
+        self.settled = None; // lens
         if !self.is_inited() {
             debug!("Ignoring DTLS datagram prior to DTLS start");
             return Ok(());
@@ -173,6 +192,8 @@ impl Dtls {
             ))
         }
 
+        self.settled = None; // lens
+
         // Don't rely on the inner instance for proper pre-init behavior.
         if !self.is_inited() {
             return Err(make_handshake_pending_err());
@@ -191,6 +212,7 @@ impl Dtls {
 
     /// Handle a timeout event.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsError> {
+        self.settled = None; // lens
         if !self.is_inited() {
             return Ok(());
         }
@@ -202,6 +224,7 @@ impl Dtls {
 
     /// Initiate graceful shutdown by sending a close_notify alert.
     pub fn close(&mut self) -> Result<(), DtlsError> {
+        self.settled = None; // lens
         self.instance
             .close()
             .map_err(|e| DtlsError::CryptoError(CryptoError::Other(format!("DTLS error: {}", e))))

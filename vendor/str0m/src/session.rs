@@ -1252,13 +1252,17 @@ impl Session {
         let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
         let twcc = twcc_enabled.then_some(&mut self.twcc);
 
-        let receipt = stream.poll_packet(now, exts, twcc, params, buf)?;
+        // lens: the header and the payload are written once, straight into the datagram
+        // (unless every packet is kept whole for the raw-packet log).
+        let header_only = self.raw_packets.is_none();
+        let receipt = stream.poll_packet_parts(now, exts, twcc, params, buf, header_only)?;
 
         let PacketReceipt {
             header,
             seq_no,
             is_padding,
             payload_size,
+            payload,
         } = receipt;
 
         trace!(payload_size, is_padding, "Poll RTP: {:?}", header);
@@ -1276,7 +1280,13 @@ impl Session {
             raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.clone())));
         }
 
-        let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);
+        let protected = match &payload {
+            // lens: see above.
+            Some(payload) => {
+                srtp_tx.protect_rtp_parts(&buf[..header.header_len], payload, &header, *seq_no)
+            }
+            None => srtp_tx.protect_rtp(buf, &header, *seq_no),
+        };
 
         if twcc_enabled {
             let packet_id = if let Some(cluster) = cluster_id {
@@ -1557,6 +1567,8 @@ pub struct PacketReceipt {
     pub seq_no: SeqNo,
     pub is_padding: bool,
     pub payload_size: usize,
+    // lens: set when `buf` holds only the header (see `StreamTx::poll_packet_parts`).
+    pub payload: Option<Arc<[u8]>>,
 }
 
 /// Find the PayloadParams for the given Pt, either when the Pt is the main Pt for the Codec or

@@ -11,7 +11,8 @@ use crate::rtp_::{Bitrate, DataSize, MidRid, TwccClusterId};
 /// A null pacer that doesn't pace.
 #[derive(Debug, Default)]
 pub struct NullPacer {
-    last_sends: HashMap<MidRid, Instant>,
+    // lens: looked up twice per sent packet; foldhash, not SipHash (see streams/mod.rs).
+    last_sends: HashMap<MidRid, Instant, foldhash::fast::RandomState>,
     /// Snapshots from the last `handle_timeout`. `poll_queue` counts off
     /// each packet it hands out.
     queue_states: Vec<QueueState>,

@@ -714,22 +714,25 @@ impl Extension {
                 Some(13)
             }
             RtpStreamId => {
+                // lens: bytes without the UTF-8 check per packet.
                 let v = ev.rid?;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
+                let v = v.trimmed_bytes();
+                buf[..v.len()].copy_from_slice(v);
+                Some(v.len())
             }
             RepairedRtpStreamId => {
+                // lens: bytes without the UTF-8 check per packet.
                 let v = ev.rid_repair?;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
+                let v = v.trimmed_bytes();
+                buf[..v.len()].copy_from_slice(v);
+                Some(v.len())
             }
             RtpMid => {
+                // lens: bytes without the UTF-8 check per packet.
                 let v = ev.mid?;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
+                let v = v.trimmed_bytes();
+                buf[..v.len()].copy_from_slice(v);
+                Some(v.len())
             }
             FrameMarking => {
                 let v = ev.frame_mark?;

@@ -23,6 +23,23 @@ macro_rules! str_id {
             pub const fn from_array(a: [u8; $num]) -> $id {
                 $id(a)
             }
+
+            // lens: the bytes `Deref` gives (trimmed of whitespace) without its UTF-8 check
+            // and `str::trim`, for the RTP header extension written into every outgoing
+            // packet (~1.6 % of a media server's instructions per packet). Ids are ASCII
+            // (random alphanumerics, or `From<&str>`'s mapping); any other content takes
+            // the `Deref` path, so the result is the same for every id.
+            pub(crate) fn trimmed_bytes(&self) -> &[u8] {
+                if !self.0.is_ascii() {
+                    let s: &str = self;
+                    return s.as_bytes();
+                }
+                // str::trim's whitespace within ASCII: \t \n \x0B \x0C \r and space.
+                let ws = |b: &u8| matches!(*b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ');
+                let start = self.0.iter().position(|b| !ws(b)).unwrap_or(self.0.len());
+                let end = self.0.iter().rposition(|b| !ws(b)).map_or(start, |e| e + 1);
+                &self.0[start..end]
+            }
         }
 
         impl fmt::Display for $id {
@@ -370,5 +387,36 @@ impl MidRid {
 
     pub fn special_equals(&self, other: &MidRid) -> bool {
         self.0 == other.0 && (self.1.is_none() || self.1 == other.1)
+    }
+}
+
+// lens: `trimmed_bytes` is what `Deref` gives, for every kind of id content.
+#[cfg(test)]
+mod lens_test {
+    use super::*;
+
+    #[test]
+    fn trimmed_bytes_are_the_deref_bytes() {
+        let mids = [
+            Mid::new(),
+            Mid::from("0"),
+            Mid::from("video"),
+            Mid::from("a b"),
+            Mid::from_array(*b" \t spaced\x0b      "),
+            Mid::from_array(*b"                "),
+        ];
+        for mid in mids {
+            let s: &str = &mid;
+            assert_eq!(mid.trimmed_bytes(), s.as_bytes(), "{mid:?}");
+        }
+        let mut nbsp = [b' '; 16];
+        nbsp[..3].copy_from_slice("\u{a0}x".as_bytes());
+        let mid = Mid::from_array(nbsp);
+        let s: &str = &mid;
+        assert_eq!(mid.trimmed_bytes(), s.as_bytes());
+        for rid in [Rid::new(), Rid::from("hi"), Rid::from_array(*b"  lo    ")] {
+            let s: &str = &rid;
+            assert_eq!(rid.trimmed_bytes(), s.as_bytes(), "{rid:?}");
+        }
     }
 }

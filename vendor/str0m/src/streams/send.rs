@@ -559,6 +559,8 @@ impl StreamTx {
         (self.ssrc.is_probe() || self.rtx.is_some()) && self.pt_for_padding.is_some()
     }
 
+    // lens: kept for str0m's own tests; the session polls `poll_packet_parts`.
+    #[cfg(test)]
     pub(crate) fn poll_packet(
         &mut self,
         now: Instant,
@@ -566,6 +568,23 @@ impl StreamTx {
         twcc: Option<&mut u64>,
         params: &[PayloadParams],
         buf: &mut Vec<u8>,
+    ) -> Option<PacketReceipt> {
+        self.poll_packet_parts(now, exts, twcc, params, buf, false)
+    }
+
+    // lens: `header_only`: a regular packet whose payload goes out unchanged (no VP8 patch)
+    // is not copied into `buf`: `buf` starts with its header (`header.header_len` bytes; its
+    // length stays at the scratch size, so the next call need not zero it again) and the
+    // receipt carries the payload, for the SRTP context to encrypt straight into the datagram
+    // (`SrtpContext::protect_rtp_parts`). Other packets are written whole, as before.
+    pub(crate) fn poll_packet_parts(
+        &mut self,
+        now: Instant,
+        exts: &ExtensionMap,
+        twcc: Option<&mut u64>,
+        params: &[PayloadParams],
+        buf: &mut Vec<u8>,
+        header_only: bool,
     ) -> Option<PacketReceipt> {
         let mid = self.midrid.mid();
         let rid = self.midrid.rid();
@@ -734,7 +753,14 @@ impl StreamTx {
 
         let pkt = &next.pkt;
 
+        // lens: see `poll_packet_parts`.
+        let mut payload = None;
+
         let body_len = match next.kind {
+            NextPacketKind::Regular if header_only && pkt.vp8_patch.is_none() => {
+                payload = Some(pkt.payload.clone());
+                pkt.payload.len()
+            }
             NextPacketKind::Regular | NextPacketKind::Resend(_) => {
                 let body_len = pkt.payload.len();
                 if let Some(patch) = pkt.vp8_patch.as_ref() {
@@ -766,7 +792,9 @@ impl StreamTx {
             }
         };
 
-        buf.truncate(header_len + body_len);
+        if payload.is_none() {
+            buf.truncate(header_len + body_len);
+        }
 
         #[cfg(feature = "_internal_dont_use_log_stats")]
         {
@@ -821,6 +849,7 @@ impl StreamTx {
             seq_no,
             is_padding,
             payload_size: body_len,
+            payload,
         })
     }
 
