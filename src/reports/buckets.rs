@@ -164,7 +164,14 @@ mod tests {
             "America/New_York",
             "America/St_Johns",
         ];
-        let dailies = [(540, 1020), (570, 1035), (1320, 120), (0, 1440), (600, 600), (61, 62)];
+        let dailies = [
+            (540, 1020),
+            (570, 1035),
+            (1320, 120),
+            (0, 1440),
+            (600, 600),
+            (61, 62),
+        ];
         for zone in zones {
             let tz: Tz = zone.parse().unwrap();
             for (f, t) in dailies {
@@ -203,14 +210,22 @@ mod tests {
                                 assert!(covered(x), "{zone} {d:?} {x} kept but not covered");
                             }
                             if whole(x) {
-                                assert!(d.contains(x, tz), "{zone} {d:?} {x} read whole but not kept");
+                                assert!(
+                                    d.contains(x, tz),
+                                    "{zone} {d:?} {x} read whole but not kept"
+                                );
                             }
                         }
                         at += 60_000;
                     }
                     // The parts do not overlap.
-                    let mut all: Vec<(i64, i64)> =
-                        c.days.iter().chain(&c.hours).chain(&c.scan).copied().collect();
+                    let mut all: Vec<(i64, i64)> = c
+                        .days
+                        .iter()
+                        .chain(&c.hours)
+                        .chain(&c.scan)
+                        .copied()
+                        .collect();
                     all.sort_unstable();
                     for w in all.windows(2) {
                         assert!(w[0].1 <= w[1].0, "{zone} overlapping parts {all:?}");
@@ -238,14 +253,24 @@ mod tests {
             to_min: 1020,
         };
         let tz: Tz = "Australia/Sydney".parse().unwrap();
-        let c = cover(ms("2025-12-06T13:00:00Z"), ms("2026-12-06T13:00:00Z"), Some(d), tz);
+        let c = cover(
+            ms("2025-12-06T13:00:00Z"),
+            ms("2026-12-06T13:00:00Z"),
+            Some(d),
+            tz,
+        );
         assert!(c.scan.is_empty(), "{:?}", c.scan);
         assert!(c.days.is_empty());
         assert_eq!(c.hours.len(), 365);
         assert!(c.hours.iter().all(|&(a, b)| b - a == 8 * HOUR));
         // Kolkata (+05:30): each day's first and last half hour are scanned.
         let tz: Tz = "Asia/Kolkata".parse().unwrap();
-        let c = cover(ms("2025-12-06T18:30:00Z"), ms("2026-12-06T18:30:00Z"), Some(d), tz);
+        let c = cover(
+            ms("2025-12-06T18:30:00Z"),
+            ms("2026-12-06T18:30:00Z"),
+            Some(d),
+            tz,
+        );
         // And the window's half-hour edges.
         assert_eq!(c.scan.len(), 2 * 365 + 2);
         assert!(c.hours.iter().all(|&(a, b)| b - a == 7 * HOUR));

@@ -783,10 +783,17 @@ async fn technician_sums(
     only: Option<&[&PersonRow]>,
 ) -> Result<HashMap<i64, TimingSums>, StoreError> {
     let ids = only.map(|people| id_list(people.iter().map(|p| &p.id)));
-    let mut sums =
-        stored_sums(store, req, Pick::Handled, SumKey::Technician, ids.as_deref()).await?;
+    let mut sums = stored_sums(
+        store,
+        req,
+        Pick::Handled,
+        SumKey::Technician,
+        ids.as_deref(),
+    )
+    .await?;
     for x in live(store, req).await? {
-        if x.t.handled() && only.is_none_or(|people| people.iter().any(|p| p.id == x.technician())) {
+        if x.t.handled() && only.is_none_or(|people| people.iter().any(|p| p.id == x.technician()))
+        {
             sums.entry(x.technician()).or_default().add(&x.t);
         }
     }
@@ -795,7 +802,10 @@ async fn technician_sums(
 
 /// The number of sessions of `pick`, live sessions included.
 async fn count(store: &Store, req: &Request, pick: Pick) -> Result<i64, StoreError> {
-    Ok(sums(store, req, pick, SumKey::One).await?.get(&0).map_or(0, |t| t.sessions))
+    Ok(sums(store, req, pick, SumKey::One)
+        .await?
+        .get(&0)
+        .map_or(0, |t| t.sessions))
 }
 
 /// The one group of ungrouped sums.

@@ -107,7 +107,9 @@ async fn check(store: &Store) {
     let mut nonempty = 0;
     for case in 0..160u64 {
         let mut rng = Rng(0x9E37_79B9 ^ (case + 1).wrapping_mul(0x1000_0001));
-        let tz: Tz = ZONES[rng.below(ZONES.len() as u64) as usize].parse().unwrap();
+        let tz: Tz = ZONES[rng.below(ZONES.len() as u64) as usize]
+            .parse()
+            .unwrap();
         // Windows from minutes to the whole store and beyond, at odd instants.
         let from = start - 86_400_000 + rng.below(72 * 86_400_000) as i64;
         let to = from
@@ -180,8 +182,7 @@ async fn check(store: &Store) {
             nonempty += 1;
         }
         assert_eq!(
-            stored,
-            scanned,
+            stored, scanned,
             "case {case}: {tz} {from}..{to} daily {daily:?} all {} {pick:?} {key:?} only {only:?}",
             req.scope.all
         );

@@ -743,7 +743,8 @@ pub(crate) async fn write_session_timings(
 }
 
 /// The bucket spans (migration 0019): a UTC hour and a UTC day.
-const SPANS: &str = "(SELECT CAST(3600000 AS BIGINT) AS span UNION ALL SELECT CAST(86400000 AS BIGINT)) p";
+const SPANS: &str =
+    "(SELECT CAST(3600000 AS BIGINT) AS span UNION ALL SELECT CAST(86400000 AS BIGINT)) p";
 
 /// Adds the timing rows matching `filter` (on `t`, numbers only) to their buckets of both spans
 /// (creating them): sums are added, maxima kept. In PostgreSQL two transactions adding to one
@@ -1142,8 +1143,14 @@ impl Store {
             ),
             None => (String::new(), "session_timings t WHERE"),
         };
-        self.sums_query(&format!("{with}SELECT {{select}} AS k, {} FROM {from} {filter}", columns.join(", ")), key)
-            .await
+        self.sums_query(
+            &format!(
+                "{with}SELECT {{select}} AS k, {} FROM {from} {filter}",
+                columns.join(", ")
+            ),
+            key,
+        )
+        .await
     }
 
     /// The same sums read from the buckets of `span` (migration 0019) whose start lies in
