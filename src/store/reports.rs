@@ -1136,12 +1136,27 @@ impl Store {
             max_of(wait),
             sum_of("t.transfers"),
         ];
-        let (with, from) = match ranges {
-            Some(r) => (
+        // The ranges: SQLite reads a table of them in order (CROSS JOIN), each from the index on
+        // `created_at`. PostgreSQL would join such a table to every row of the window (a nested
+        // loop over a sequential scan, seconds for a year's daily ranges): there the ranges are
+        // OR-ed, which it reads as one bitmap of index ranges.
+        let (with, from) = match (ranges, self.backend()) {
+            (Some(r), super::Backend::Sqlite) => (
                 ranges_cte(r),
-                "r CROSS JOIN session_timings t WHERE t.created_at >= r.a AND t.created_at < r.b AND",
+                "r CROSS JOIN session_timings t WHERE t.created_at >= r.a AND t.created_at < r.b AND"
+                    .to_owned(),
             ),
-            None => (String::new(), "session_timings t WHERE"),
+            (Some(r), super::Backend::Postgres) => {
+                let any: Vec<String> = r
+                    .iter()
+                    .map(|(a, b)| format!("(t.created_at >= {a} AND t.created_at < {b})"))
+                    .collect();
+                (
+                    String::new(),
+                    format!("session_timings t WHERE ({}) AND", any.join(" OR ")),
+                )
+            }
+            (None, _) => (String::new(), "session_timings t WHERE".to_owned()),
         };
         self.sums_query(
             &format!(
@@ -1177,13 +1192,19 @@ impl Store {
             max_of("b.longest_missed_wait"),
             sum_of("b.transfers"),
         ];
-        // CROSS JOIN: SQLite reads the ranges in order and each from the primary key.
+        // Every bucket start listed: both stores look each one up in the primary key (a join
+        // with a table of ranges made PostgreSQL scan every bucket once per range).
+        let starts: Vec<String> = ranges
+            .iter()
+            .flat_map(|&(a, b)| (a..b).step_by(usize::try_from(span).unwrap_or(1)))
+            .map(|at| at.to_string())
+            .collect();
         self.sums_query(
             &format!(
-                "{}SELECT {{select}} AS k, {} FROM r CROSS JOIN session_buckets b WHERE b.span = {span} \
-                 AND b.at >= r.a AND b.at < r.b AND {filter}",
-                ranges_cte(ranges),
-                columns.join(", ")
+                "SELECT {{select}} AS k, {} FROM session_buckets b WHERE b.span = {span} \
+                 AND b.at IN ({}) AND {filter}",
+                columns.join(", "),
+                starts.join(",")
             ),
             key,
         )
