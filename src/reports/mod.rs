@@ -5,11 +5,15 @@
 //! A report is built as a [`Table`] of display-ready cells (times in the chosen zone, durations
 //! h:mm:ss); `format` renders a table as JSON, HTML, SpreadsheetML 2003, TSV or XLSX.
 
+pub mod buckets;
 pub mod export;
 pub mod format;
 pub mod params;
 pub mod seed;
 pub mod timings;
+
+#[cfg(test)]
+mod sums_tests;
 
 use std::collections::{HashMap, HashSet};
 
@@ -297,13 +301,13 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
             with_total(session_list(req, &dir, &l.sessions), l.total)
         }
         (Area::Session, true) => {
-            let handled = sums(store, req, Pick::Handled, None).await?;
+            let handled = sums(store, req, Pick::Handled, SumKey::One).await?;
             let missed = count(store, req, Pick::Missed).await?;
             whole(session_summary(&first(&handled), missed))
         }
         (Area::Performance, _) => {
             let owners = if dir.people.values().any(|p| p.deleted_at.is_some()) {
-                sums(store, req, Pick::Any, Some(OWNER)).await?
+                sums(store, req, Pick::Any, SumKey::Owner).await?
             } else {
                 HashMap::new()
             };
@@ -334,7 +338,7 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
             with_total(missed_list(req, &dir, &l.sessions), l.total)
         }
         (Area::MissedSessions, true) => whole(missed_summary(&first(
-            &sums(store, req, Pick::Missed, None).await?,
+            &sums(store, req, Pick::Missed, SumKey::One).await?,
         ))),
         (Area::FailedSessions, false) | (Area::FailedSessionsExtended, _) => {
             let l = listed(Pick::Failed).await?;
@@ -343,7 +347,7 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
             with_total(failed_list(req, &dir, &l.sessions, extended), l.total)
         }
         (Area::FailedSessions, true) => whole(failed_summary(&first(
-            &sums(store, req, Pick::Failed, None).await?,
+            &sums(store, req, Pick::Failed, SumKey::One).await?,
         ))),
         (Area::CustomFields, _) => {
             let l = listed(Pick::Handled).await?;
@@ -495,20 +499,53 @@ impl Pick {
 /// The technician a session's rows name (`Timed::technician`), as SQL over `session_timings t`
 /// (as indexed by `session_timings_technician`).
 const TECHNICIAN: &str = "COALESCE(t.technician_id, t.created_by)";
-/// A session's owner (0: none), as SQL: `sums` groups by this key only.
-const OWNER: &str = "COALESCE(t.technician_id, 0)";
+/// The same over `session_buckets b` (whose technician_id is 0 for none).
+const BUCKET_TECHNICIAN: &str =
+    "CASE WHEN b.technician_id = 0 THEN b.created_by ELSE b.technician_id END";
+
+/// How stored sums are grouped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SumKey {
+    /// One group (key 0).
+    One,
+    /// By the technician a session's rows name.
+    Technician,
+    /// By the session's owner (0: none).
+    Owner,
+}
+
+impl SumKey {
+    fn scan(self) -> Option<&'static str> {
+        match self {
+            SumKey::One => None,
+            SumKey::Technician => Some(TECHNICIAN),
+            SumKey::Owner => Some("COALESCE(t.technician_id, 0)"),
+        }
+    }
+
+    fn bucket(self) -> Option<&'static str> {
+        match self {
+            SumKey::One => None,
+            SumKey::Technician => Some(BUCKET_TECHNICIAN),
+            SumKey::Owner => Some("b.technician_id"),
+        }
+    }
+
+    /// The same for a live session.
+    fn of(self, x: &Timed) -> i64 {
+        match self {
+            SumKey::One => 0,
+            SumKey::Technician => x.technician(),
+            SumKey::Owner => x.s.technician_id.unwrap_or(0),
+        }
+    }
+}
 
 /// The SQL condition selecting the sessions of the window, the scope and the daily range, over a
 /// table aliased `t` with the session columns `created_at`, `created_by`, `technician_id` and
 /// `group_id` (`session_timings` or `sessions`). Only numbers are written into it.
 fn session_filter(req: &Request) -> String {
-    session_filter_on(req, "t.created_at")
-}
-
-/// `session_filter` with the window on `created` (`+t.created_at` keeps SQLite from choosing the
-/// window's range index, so it walks an index in the order a grouping needs instead of sorting).
-fn session_filter_on(req: &Request, created: &str) -> String {
-    let mut w = format!("{created} >= {} AND {created} < {}", req.from, req.to);
+    let mut w = format!("t.created_at >= {} AND t.created_at < {}", req.from, req.to);
     if !req.scope.all {
         let groups = id_list(&req.scope.groups);
         let users = id_list(&req.scope.users);
@@ -625,7 +662,12 @@ async fn timed(store: &Store, req: &Request, pick: Pick) -> Result<Listed, Store
     let live_ids: Vec<i64> = live.iter().map(|x| x.s.id).collect();
     let (total, ended, live) = match req.page {
         Some(page) => {
-            let total = store.report_timed_count(&filter).await? as u64 + live.len() as u64;
+            // Counted from the buckets (exact, as a scan of the window would count).
+            let total = stored_sums(store, req, pick, SumKey::One, None)
+                .await?
+                .get(&0)
+                .map_or(0, |t| t.sessions) as u64
+                + live.len() as u64;
             // The database merges the live ids into the page, in id order.
             let ids = store.report_timed_page(&filter, &live_ids, page).await?;
             let ended: Vec<String> = ids
@@ -658,28 +700,77 @@ async fn timed(store: &Store, req: &Request, pick: Pick) -> Result<Listed, Store
     })
 }
 
-/// Sums of the sessions of `pick`, by `key` (one group without), live sessions included.
+/// Sums of the ended sessions of `pick` by `key`, of the technicians `only` (ids) if given:
+/// read from the buckets wholly inside the window and the daily range, the rest of the window
+/// scanned (`buckets::cover`), which adds up to a scan of the whole window.
+async fn stored_sums(
+    store: &Store,
+    req: &Request,
+    pick: Pick,
+    key: SumKey,
+    only: Option<&str>,
+) -> Result<HashMap<i64, TimingSums>, StoreError> {
+    let mut sums: HashMap<i64, TimingSums> = HashMap::new();
+    // Every ended session lies within the buckets' bounds: the window is cut to them, so that
+    // a window of centuries walks the hours of the data only.
+    let Some((lo, hi)) = store.report_bucket_bounds().await? else {
+        return Ok(sums);
+    };
+    let cover = buckets::cover(
+        req.from.max(lo),
+        req.to.min(hi + buckets::HOUR),
+        req.daily,
+        req.tz,
+    );
+    let mut add = |rows: Vec<(i64, TimingSums)>| {
+        for (k, t) in rows {
+            sums.entry(k).or_default().merge(&t);
+        }
+    };
+    let mut bucket_filter = if req.scope.all {
+        String::from("1 = 1")
+    } else {
+        let groups = id_list(&req.scope.groups);
+        let users = id_list(&req.scope.users);
+        format!(
+            "(b.group_id IN ({groups}) OR b.technician_id IN ({users}) OR b.created_by IN ({users}))"
+        )
+    };
+    let mut scan_filter = picked_filter(req, pick);
+    if let Some(c) = pick.column() {
+        bucket_filter.push_str(&format!(" AND b.{c} = 1"));
+    }
+    if let Some(ids) = only {
+        bucket_filter.push_str(&format!(" AND {BUCKET_TECHNICIAN} IN ({ids})"));
+        scan_filter.push_str(&format!(" AND {TECHNICIAN} IN ({ids})"));
+    }
+    for (span, ranges) in [(buckets::DAY, &cover.days), (buckets::HOUR, &cover.hours)] {
+        if !ranges.is_empty() {
+            add(store
+                .report_bucket_sums(span, ranges, &bucket_filter, key.bucket())
+                .await?);
+        }
+    }
+    if !cover.scan.is_empty() {
+        add(store
+            .report_timed_sums(&scan_filter, key.scan(), Some(&cover.scan))
+            .await?);
+    }
+    Ok(sums)
+}
+
+/// Sums of the sessions of `pick`, by `key`, live sessions included.
 async fn sums(
     store: &Store,
     req: &Request,
     pick: Pick,
-    key: Option<&str>,
+    key: SumKey,
 ) -> Result<HashMap<i64, TimingSums>, StoreError> {
-    let filter = picked_filter(req, pick);
-    let mut sums: HashMap<i64, TimingSums> = store
-        .report_timed_sums(&filter, key)
-        .await?
-        .into_iter()
-        .collect();
+    let mut sums = stored_sums(store, req, pick, key, None).await?;
     for x in live(store, req).await? {
-        if !pick.keep(&x.t) {
-            continue;
+        if pick.keep(&x.t) {
+            sums.entry(key.of(&x)).or_default().add(&x.t);
         }
-        let k = match key {
-            Some(_) => x.s.technician_id.unwrap_or(0),
-            None => 0,
-        };
-        sums.entry(k).or_default().add(&x.t);
     }
     Ok(sums)
 }
@@ -691,48 +782,30 @@ async fn technician_sums(
     req: &Request,
     only: Option<&[&PersonRow]>,
 ) -> Result<HashMap<i64, TimingSums>, StoreError> {
-    let filter = match only {
-        // Every technician's. SQLite (no statistics) would take the window's range index and
-        // sort: `+` hides the range, so it walks `session_timings_technician` in technician
-        // order. PostgreSQL knows the window is nearly the whole table and sums it in parallel
-        // by hash, but with `+` it cannot estimate the rows and sorts them on disk (0.44 s
-        // against 0.79 s at a million sessions): there the plain column.
-        None => format!(
-            "{} AND t.handled = 1",
-            session_filter_on(
-                req,
-                match store.backend() {
-                    crate::store::Backend::Sqlite => "+t.created_at",
-                    crate::store::Backend::Postgres => "t.created_at",
-                }
-            )
-        ),
-        // A few technicians': the index's range of each, within the window.
-        Some(people) => format!(
-            "{} AND t.handled = 1 AND {TECHNICIAN} IN ({})",
-            session_filter(req),
-            id_list(people.iter().map(|p| &p.id))
-        ),
-    };
-    let mut sums: HashMap<i64, TimingSums> = store
-        .report_technician_sums(&filter, TECHNICIAN)
-        .await?
-        .into_iter()
-        .collect();
+    let ids = only.map(|people| id_list(people.iter().map(|p| &p.id)));
+    let mut sums = stored_sums(
+        store,
+        req,
+        Pick::Handled,
+        SumKey::Technician,
+        ids.as_deref(),
+    )
+    .await?;
     for x in live(store, req).await? {
-        if x.t.handled() {
+        if x.t.handled() && only.is_none_or(|people| people.iter().any(|p| p.id == x.technician()))
+        {
             sums.entry(x.technician()).or_default().add(&x.t);
         }
     }
     Ok(sums)
 }
 
-/// The number of sessions of `pick`, live sessions included (ended ones: from the index alone).
+/// The number of sessions of `pick`, live sessions included.
 async fn count(store: &Store, req: &Request, pick: Pick) -> Result<i64, StoreError> {
-    let filter = picked_filter(req, pick);
-    let live = live(store, req).await?;
-    Ok(store.report_timed_count(&filter).await?
-        + live.iter().filter(|x| pick.keep(&x.t)).count() as i64)
+    Ok(sums(store, req, pick, SumKey::One)
+        .await?
+        .get(&0)
+        .map_or(0, |t| t.sessions))
 }
 
 /// The one group of ungrouped sums.
@@ -1516,9 +1589,19 @@ async fn transfers(
     if let Some(key) = keyed {
         event.push_str(&format!(" AND {}", after_key("e.session_id", "e.seq", key)));
     }
-    let (total, keys) = store
-        .report_transfers(&filter, &event, req.page, keyed.is_none())
+    // Over every transfer of the window (the whole organization, no daily range: a transfer
+    // counts as its session does), the total is the stored sessions' transfers, from the
+    // buckets; otherwise the events themselves are counted.
+    let from_sums = keyed.is_none() && req.scope.all && req.daily.is_none();
+    let (mut total, keys) = store
+        .report_transfers(&filter, &event, req.page, keyed.is_none() && !from_sums)
         .await?;
+    if from_sums {
+        total = sums(store, req, Pick::Any, SumKey::One)
+            .await?
+            .get(&0)
+            .map_or(0, |t| t.transfers) as u64;
+    }
     let next = match (keyed, req.page, keys.last()) {
         (Some(_), Some(p), Some(last)) if keys.len() as u64 >= p.limit => Some(*last),
         _ => None,

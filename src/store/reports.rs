@@ -669,6 +669,16 @@ pub(crate) async fn write_session_timings(
             .map(|(s, now)| timing_values(s, &Timings::of(&s.events, *now)))
             .collect();
         // Ids and computed numbers only.
+        // Rows being replaced (never on the hub's path, where a session ends once, nor in the
+        // backfill, which writes missing rows only): their buckets are rebuilt from the rows
+        // that stay, before the new rows are added to them.
+        let replaced: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT created_at FROM session_timings WHERE session_id IN ({})",
+            ids.join(",")
+        )))
+        .persistent(false)
+        .fetch_all(&mut **tx)
+        .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM session_timings WHERE session_id IN ({})",
             ids.join(",")
@@ -676,10 +686,20 @@ pub(crate) async fn write_session_timings(
         .persistent(false)
         .execute(&mut **tx)
         .await?;
+        if !replaced.is_empty() {
+            rebuild_buckets(tx, replaced.iter().map(|r| r.0)).await?;
+        }
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO session_timings ({TIMING_COLUMNS}) VALUES {}",
             values.join(",")
         )))
+        .persistent(false)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(add_to_buckets(&format!(
+            "t.session_id IN ({})",
+            ids.join(",")
+        ))))
         .persistent(false)
         .execute(&mut **tx)
         .await?;
@@ -718,6 +738,81 @@ pub(crate) async fn write_session_timings(
             .execute(&mut **tx)
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// The bucket spans (migration 0019): a UTC hour and a UTC day.
+const SPANS: &str =
+    "(SELECT CAST(3600000 AS BIGINT) AS span UNION ALL SELECT CAST(86400000 AS BIGINT)) p";
+
+/// Adds the timing rows matching `filter` (on `t`, numbers only) to their buckets of both spans
+/// (creating them): sums are added, maxima kept. In PostgreSQL two transactions adding to one
+/// bucket serialize on its row.
+fn add_to_buckets(filter: &str) -> String {
+    let bigger = |c: &str| {
+        format!(
+            "{c} = CASE WHEN excluded.{c} > session_buckets.{c} THEN excluded.{c} ELSE session_buckets.{c} END"
+        )
+    };
+    let added: Vec<String> = [
+        "sessions",
+        "connecting",
+        "waiting",
+        "active",
+        "work",
+        "hold",
+        "transfer",
+        "reconnecting",
+        "total",
+        "missed_wait",
+        "transfers",
+    ]
+    .iter()
+    .map(|c| format!("{c} = session_buckets.{c} + excluded.{c}"))
+    .chain([bigger("longest"), bigger("longest_missed_wait")])
+    .collect();
+    format!(
+        "INSERT INTO session_buckets (span, at, group_id, technician_id, created_by, joined, handled, \
+         missed, failed, sessions, connecting, waiting, active, work, hold, transfer, reconnecting, total, \
+         longest, missed_wait, longest_missed_wait, transfers) \
+         SELECT p.span, t.created_at - (((t.created_at % p.span) + p.span) % p.span), t.group_id, \
+         COALESCE(t.technician_id, 0), t.created_by, t.joined, t.handled, t.missed, t.failed, COUNT(*), \
+         SUM(t.connecting), SUM(t.waiting), SUM(t.active), SUM(t.work), SUM(t.hold), SUM(t.transfer), \
+         SUM(t.reconnecting), SUM(t.total), MAX(t.total), COALESCE(SUM(t.end_at - t.waiting_start), 0), \
+         COALESCE(MAX(t.end_at - t.waiting_start), 0), SUM(t.transfers) \
+         FROM session_timings t CROSS JOIN {SPANS} WHERE {filter} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9 \
+         ON CONFLICT (span, at, group_id, technician_id, created_by, joined, handled, missed, failed) \
+         DO UPDATE SET {}",
+        added.join(", ")
+    )
+}
+
+/// Rebuilds, from the timing rows, every bucket holding one of the creation times `created`.
+async fn rebuild_buckets(tx: &mut super::Tx, created: impl Iterator<Item = i64>) -> Result<()> {
+    let mut hours: Vec<i64> = created
+        .map(|at| at - at.rem_euclid(crate::reports::buckets::HOUR))
+        .collect();
+    hours.sort_unstable();
+    hours.dedup();
+    for hour in hours {
+        let day = hour - hour.rem_euclid(crate::reports::buckets::DAY);
+        // The day's buckets hold the hour's: both rebuilt, the day's from the whole day.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM session_buckets WHERE (span = 3600000 AND at = {hour}) \
+             OR (span = 86400000 AND at = {day})"
+        )))
+        .persistent(false)
+        .execute(&mut **tx)
+        .await?;
+        let day_end = day + crate::reports::buckets::DAY;
+        sqlx::query(sqlx::AssertSqlSafe(add_to_buckets(&format!(
+            "t.created_at >= {day} AND t.created_at < {day_end} AND (p.span = 86400000 \
+             OR t.created_at - (((t.created_at % p.span) + p.span) % p.span) = {hour})"
+        ))))
+        .persistent(false)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }
@@ -791,6 +886,8 @@ pub struct TimingSums {
     pub longest: i64,
     pub missed_wait: i64,
     pub longest_missed_wait: i64,
+    /// Transfers (the sessions' Transferring events).
+    pub transfers: i64,
 }
 
 impl TimingSums {
@@ -809,6 +906,24 @@ impl TimingSums {
         self.longest = self.longest.max(t.total());
         self.missed_wait += t.missed_wait();
         self.longest_missed_wait = self.longest_missed_wait.max(t.missed_wait());
+        self.transfers += t.transfers;
+    }
+
+    /// Adds sums of other sessions (maxima: the larger).
+    pub fn merge(&mut self, o: &TimingSums) {
+        self.sessions += o.sessions;
+        self.connecting += o.connecting;
+        self.waiting += o.waiting;
+        self.active += o.active;
+        self.work += o.work;
+        self.hold += o.hold;
+        self.transfer += o.transfer;
+        self.reconnecting += o.reconnecting;
+        self.total += o.total;
+        self.longest = self.longest.max(o.longest);
+        self.missed_wait += o.missed_wait;
+        self.longest_missed_wait = self.longest_missed_wait.max(o.longest_missed_wait);
+        self.transfers += o.transfers;
     }
 }
 
@@ -966,18 +1081,6 @@ impl Store {
             .collect()
     }
 
-    /// How many ended sessions match `filter` (a condition on `t`, built by `crate::reports` from
-    /// numbers only).
-    pub async fn report_timed_count(&self, filter: &str) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM session_timings t WHERE {filter}"
-        )))
-        .persistent(false)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(n)
-    }
-
     /// The ids of one page: ended sessions matching `filter` merged with `live`, in creation
     /// order (then id). Without live sessions the database walks `session_timings_report` in
     /// that order and stops at the page's end.
@@ -1008,80 +1111,129 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
-    /// Performance's sums (sessions, waiting, active, work, total, longest) of the ended sessions
-    /// matching `filter`, by `key`: only columns of the `session_timings_technician` index.
-    pub async fn report_technician_sums(
-        &self,
-        filter: &str,
-        key: &str,
-    ) -> Result<Vec<(i64, TimingSums)>> {
-        let rows: Vec<(i64, i64, i64, i64, i64, i64, i64)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {key}, COUNT(*), {}, {}, {}, {}, CAST(COALESCE(MAX(t.total), 0) AS BIGINT) \
-                 FROM session_timings t WHERE {filter} GROUP BY {key}",
-                sum_of("t.waiting"),
-                sum_of("t.active"),
-                sum_of("t.work"),
-                sum_of("t.total"),
-            )))
-            .persistent(false)
-            .fetch_all(self.pool())
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(k, sessions, waiting, active, work, total, longest)| {
-                (
-                    k,
-                    TimingSums {
-                        sessions,
-                        waiting,
-                        active,
-                        work,
-                        total,
-                        longest,
-                        ..TimingSums::default()
-                    },
-                )
-            })
-            .collect())
-    }
-
     /// Sums of the ended sessions matching `filter`, grouped by `key` (an expression on `t`, or
-    /// a constant for one group).
+    /// a constant for one group); with `ranges`, only of those created in them (`[a, b)`, UTC
+    /// ms: the parts of a window its buckets do not cover).
     pub async fn report_timed_sums(
         &self,
         filter: &str,
         key: Option<&str>,
+        ranges: Option<&[(i64, i64)]>,
     ) -> Result<Vec<(i64, TimingSums)>> {
-        let sum = sum_of;
-        let max = |c: &str| format!("CAST(COALESCE(MAX({c}), 0) AS BIGINT)");
         let wait = "t.end_at - t.waiting_start";
         let columns = [
             "COUNT(*)".to_owned(),
-            sum("t.connecting"),
-            sum("t.waiting"),
-            sum("t.active"),
-            sum("t.work"),
-            sum("t.hold"),
-            sum("t.transfer"),
-            sum("t.reconnecting"),
-            sum("t.total"),
-            max("t.total"),
-            sum(wait),
-            max(wait),
+            sum_of("t.connecting"),
+            sum_of("t.waiting"),
+            sum_of("t.active"),
+            sum_of("t.work"),
+            sum_of("t.hold"),
+            sum_of("t.transfer"),
+            sum_of("t.reconnecting"),
+            sum_of("t.total"),
+            max_of("t.total"),
+            sum_of(wait),
+            max_of(wait),
+            sum_of("t.transfers"),
         ];
-        // Without a key: one row (all zero when nothing matches).
-        let (select, group) = match key {
-            Some(k) => (k, format!(" GROUP BY {k}")),
-            None => ("CAST(0 AS BIGINT)", String::new()),
+        // The ranges: SQLite reads a table of them in order (CROSS JOIN), each from the index on
+        // `created_at`. PostgreSQL would join such a table to every row of the window (a nested
+        // loop over a sequential scan, seconds for a year's daily ranges): there the ranges are
+        // OR-ed, which it reads as one bitmap of index ranges.
+        let (with, from) = match (ranges, self.backend()) {
+            (Some(r), super::Backend::Sqlite) => (
+                ranges_cte(r),
+                "r CROSS JOIN session_timings t WHERE t.created_at >= r.a AND t.created_at < r.b AND"
+                    .to_owned(),
+            ),
+            (Some(r), super::Backend::Postgres) => {
+                let any: Vec<String> = r
+                    .iter()
+                    .map(|(a, b)| format!("(t.created_at >= {a} AND t.created_at < {b})"))
+                    .collect();
+                (
+                    String::new(),
+                    format!("session_timings t WHERE ({}) AND", any.join(" OR ")),
+                )
+            }
+            (None, _) => (String::new(), "session_timings t WHERE".to_owned()),
         };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {select} AS k, {} FROM session_timings t WHERE {filter}{group}",
-            columns.join(", ")
-        )))
-        .persistent(false)
-        .fetch_all(self.pool())
+        self.sums_query(
+            &format!(
+                "{with}SELECT {{select}} AS k, {} FROM {from} {filter}",
+                columns.join(", ")
+            ),
+            key,
+        )
+        .await
+    }
+
+    /// The same sums read from the buckets of `span` (migration 0019) whose start lies in
+    /// `ranges`, for buckets matching `filter` (on `b`), grouped by `key` (on `b`).
+    pub async fn report_bucket_sums(
+        &self,
+        span: i64,
+        ranges: &[(i64, i64)],
+        filter: &str,
+        key: Option<&str>,
+    ) -> Result<Vec<(i64, TimingSums)>> {
+        let columns = [
+            sum_of("b.sessions"),
+            sum_of("b.connecting"),
+            sum_of("b.waiting"),
+            sum_of("b.active"),
+            sum_of("b.work"),
+            sum_of("b.hold"),
+            sum_of("b.transfer"),
+            sum_of("b.reconnecting"),
+            sum_of("b.total"),
+            max_of("b.longest"),
+            sum_of("b.missed_wait"),
+            max_of("b.longest_missed_wait"),
+            sum_of("b.transfers"),
+        ];
+        // Every bucket start listed: both stores look each one up in the primary key (a join
+        // with a table of ranges made PostgreSQL scan every bucket once per range).
+        let starts: Vec<String> = ranges
+            .iter()
+            .flat_map(|&(a, b)| (a..b).step_by(usize::try_from(span).unwrap_or(1)))
+            .map(|at| at.to_string())
+            .collect();
+        self.sums_query(
+            &format!(
+                "SELECT {{select}} AS k, {} FROM session_buckets b WHERE b.span = {span} \
+                 AND b.at IN ({}) AND {filter}",
+                columns.join(", "),
+                starts.join(",")
+            ),
+            key,
+        )
+        .await
+    }
+
+    /// The first and the last hour bucket's start (None: no ended session): every timing row
+    /// was created within them.
+    pub async fn report_bucket_bounds(&self) -> Result<Option<(i64, i64)>> {
+        let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MIN(at) FROM session_buckets WHERE span = 3600000), \
+             (SELECT MAX(at) FROM session_buckets WHERE span = 3600000)",
+        )
+        .fetch_one(self.pool())
         .await?;
+        Ok(lo.zip(hi))
+    }
+
+    /// Runs a sums query whose `{select}` is the key; without a key, one row (all zero when
+    /// nothing matches).
+    async fn sums_query(&self, sql: &str, key: Option<&str>) -> Result<Vec<(i64, TimingSums)>> {
+        let sql = match key {
+            Some(k) => format!("{} GROUP BY {k}", sql.replace("{select}", k)),
+            None => sql.replace("{select}", "CAST(0 AS BIGINT)"),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter()
             .map(|r| {
                 let v = |i: usize| r.try_get::<i64, _>(i + 1);
@@ -1100,11 +1252,23 @@ impl Store {
                         longest: v(9)?,
                         missed_wait: v(10)?,
                         longest_missed_wait: v(11)?,
+                        transfers: v(12)?,
                     },
                 ))
             })
             .collect()
     }
+}
+
+/// `WITH r(a, b) AS (VALUES ...)`: ranges as a table (numbers only).
+fn ranges_cte(ranges: &[(i64, i64)]) -> String {
+    let rows: Vec<String> = ranges.iter().map(|(a, b)| format!("({a}, {b})")).collect();
+    format!("WITH r(a, b) AS (VALUES {}) ", rows.join(", "))
+}
+
+/// A maximum as BIGINT, 0 when nothing matches.
+fn max_of(column: &str) -> String {
+    format!("CAST(COALESCE(MAX({column}), 0) AS BIGINT)")
 }
 
 /// An event with only what durations need (the rest empty).

@@ -1,0 +1,224 @@
+//! The Summaries' sums read from the buckets (`stored_sums`) against a scan of the whole window
+//! (`report_timed_sums` without ranges, the reports' answer before migration 0019), on a seeded
+//! store with rewritten sessions, for random windows, zones, daily ranges, units, picks and
+//! groupings, on SQLite and (with `LENS_TEST_POSTGRES_URL`) PostgreSQL.
+
+use std::collections::HashMap;
+
+use chrono_tz::Tz;
+
+use super::*;
+use crate::store::reports::write_session_timings;
+
+/// xorshift64*, seeded per case so a failure names its case.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+const ZONES: [&str; 8] = [
+    "UTC",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Australia/Sydney",
+    "Australia/Lord_Howe",
+    "America/New_York",
+    "America/St_Johns",
+    "Europe/London",
+];
+
+/// The sums without empty groups (a scan of nothing gives one row of zeros).
+fn nonzero(sums: HashMap<i64, TimingSums>) -> HashMap<i64, TimingSums> {
+    sums.into_iter().filter(|(_, t)| t.sessions > 0).collect()
+}
+
+async fn check(store: &Store) {
+    // Ten weeks of sessions ending at an instant that is no whole minute, ~5 an hour.
+    let now = 1_790_000_000_000 + 1_234_567;
+    let days = 70;
+    seed::seed(
+        store,
+        &seed::SeedOptions {
+            sessions: 8_000,
+            technicians: 12,
+            groups: 2,
+            days,
+            now,
+            password_hash: "not a hash".into(),
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    let start = now - i64::from(days) * 86_400_000;
+    let (first, last): (i64, i64) = sqlx::query_as("SELECT MIN(id), MAX(id) FROM sessions")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    // Rewritten sessions (their buckets rebuilt): some without an owner, some moved in time
+    // (to the other end of the window, to odd minutes) and to another creator.
+    let mut rng = Rng(0x5EED);
+    let mut rewritten = Vec::new();
+    for mut s in store.report_sessions_between(first, last).await.unwrap() {
+        match rng.below(40) {
+            0 => s.technician_id = None,
+            1 => s.created_at = start + rng.below(days as u64 * 86_400_000) as i64,
+            2 => s.created_by = s.technician_id.unwrap_or(s.created_by) + 1,
+            _ => continue,
+        }
+        let ended = s.ended_at.unwrap_or(now);
+        rewritten.push((s, ended));
+    }
+    assert!(rewritten.len() > 300, "{}", rewritten.len());
+    let mut tx = store.begin().await.unwrap();
+    write_session_timings(&mut tx, &rewritten).await.unwrap();
+    tx.commit().await.unwrap();
+    let people = store.report_people().await.unwrap();
+    let technicians: Vec<i64> = people
+        .iter()
+        .filter(|p| p.role == "technician")
+        .map(|p| p.id)
+        .collect();
+    let groups: Vec<i64> = store
+        .report_group_names()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.0)
+        .collect();
+    let picks = [
+        Pick::Any,
+        Pick::Joined,
+        Pick::Handled,
+        Pick::Missed,
+        Pick::Failed,
+    ];
+    let keys = [SumKey::One, SumKey::Technician, SumKey::Owner];
+    let mut nonempty = 0;
+    for case in 0..160u64 {
+        let mut rng = Rng(0x9E37_79B9 ^ (case + 1).wrapping_mul(0x1000_0001));
+        let tz: Tz = ZONES[rng.below(ZONES.len() as u64) as usize]
+            .parse()
+            .unwrap();
+        // Windows from minutes to the whole store and beyond, at odd instants.
+        let from = start - 86_400_000 + rng.below(72 * 86_400_000) as i64;
+        let to = from
+            + match rng.below(4) {
+                0 => rng.below(3 * 3_600_000) as i64,
+                1 => rng.below(3 * 86_400_000) as i64,
+                _ => rng.below(90 * 86_400_000) as i64,
+            };
+        let daily = match rng.below(3) {
+            0 => None,
+            _ => Some(Daily {
+                from_min: rng.below(1440) as u32,
+                to_min: rng.below(1440) as u32,
+            }),
+        };
+        let mut scope = Scope {
+            all: rng.below(2) == 0,
+            ..Scope::default()
+        };
+        if !scope.all {
+            for g in &groups {
+                if rng.below(3) == 0 {
+                    scope.groups.insert(*g);
+                }
+            }
+            for t in &technicians {
+                if rng.below(4) == 0 {
+                    scope.users.insert(*t);
+                }
+            }
+        }
+        let pick = picks[rng.below(picks.len() as u64) as usize];
+        let key = keys[rng.below(keys.len() as u64) as usize];
+        let only: Option<String> = (rng.below(4) == 0).then(|| {
+            id_list(
+                technicians
+                    .iter()
+                    .filter(|_| rng.below(3) == 0)
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let req = Request {
+            area: Area::Session,
+            list: ListType::Summary,
+            from,
+            to,
+            tz,
+            daily,
+            now,
+            scope,
+            field_names: Default::default(),
+            page: None,
+            survey_questions: None,
+        };
+        let stored = stored_sums(store, &req, pick, key, only.as_deref())
+            .await
+            .unwrap();
+        let mut filter = picked_filter(&req, pick);
+        if let Some(ids) = &only {
+            filter.push_str(&format!(" AND {TECHNICIAN} IN ({ids})"));
+        }
+        let scanned: HashMap<i64, TimingSums> = store
+            .report_timed_sums(&filter, key.scan(), None)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let (stored, scanned) = (nonzero(stored), nonzero(scanned));
+        if !scanned.is_empty() {
+            nonempty += 1;
+        }
+        assert_eq!(
+            stored, scanned,
+            "case {case}: {tz} {from}..{to} daily {daily:?} all {} {pick:?} {key:?} only {only:?}",
+            req.scope.all
+        );
+    }
+    // The cases are not vacuous.
+    assert!(nonempty > 100, "{nonempty} cases with sessions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_sums_equal_a_scan_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("lens.db").display());
+    check(&Store::open(&url).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_sums_equal_a_scan_on_postgres() {
+    use sqlx::Connection;
+    let base = match std::env::var("LENS_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("LENS_TEST_POSTGRES_URL is not set but CI=true: run ./scripts/test");
+            }
+            eprintln!("LENS_TEST_POSTGRES_URL not set: skipping the PostgreSQL variant");
+            return;
+        }
+    };
+    let name = format!("lens_t_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    // The name is ours (hex digits).
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&format!("/{name}"));
+    check(&Store::open(url.as_str()).await.unwrap()).await;
+}
