@@ -275,14 +275,7 @@ impl RecorderService {
             let Ok(other) = other else { continue };
             let mut moved = Vec::new();
             for job in other.jobs() {
-                let file = std::fs::rename(other.file_path(&job.id), self.spool.file_path(&job.id));
-                let json = file.and_then(|_| {
-                    std::fs::rename(
-                        path.join(format!("{}.json", job.id)),
-                        self.spool.config.dir.join(format!("{}.json", job.id)),
-                    )
-                });
-                match json {
+                match other.move_job(&job.id, &self.spool) {
                     Ok(()) => moved.push(job),
                     Err(e) => {
                         tracing::error!(node = %from, recording = %job.id, error = %e, "recording: cannot move a gone node's spooled recording")

@@ -181,6 +181,12 @@ impl Spool {
             .collect()
     }
 
+    /// Moves job `id` (its file, then its job) into `to`, a spool on the same file system.
+    pub fn move_job(&self, id: &str, to: &Spool) -> io::Result<()> {
+        std::fs::rename(self.file_path(id), to.file_path(id))?;
+        std::fs::rename(self.job_path(id), to.job_path(id))
+    }
+
     fn save(&self, job: &Job) -> io::Result<()> {
         let tmp = self.config.dir.join(format!("{}.json.tmp", job.id));
         {
