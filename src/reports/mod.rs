@@ -590,11 +590,17 @@ fn daily_sql(d: Daily, tz: Tz, column: &str, from: i64, to: i64) -> String {
     let day = 86_400_000i64;
     let of_day = format!("((({local} % {day}) + {day}) % {day})");
     let (a, b) = (i64::from(d.from_min) * 60_000, i64::from(d.to_min) * 60_000);
-    if d.from_min < d.to_min {
-        format!("({of_day} >= {a} AND {of_day} < {b})")
+    // One comparison: the time since the range's start (0 to a day) is under its length (which
+    // wraps past midnight when it ends before it starts). PostgreSQL estimates a pair of bounds
+    // on one expression at 0.5 % of the rows, a single one at a third (about the real share
+    // of a working day): with the pair it chose to sort every session of the window for a
+    // first page (200 ms at 1 M sessions) over walking the index in order and stopping (5 ms).
+    let length = if d.from_min < d.to_min {
+        b - a
     } else {
-        format!("({of_day} >= {a} OR {of_day} < {b})")
-    }
+        day - a + b
+    };
+    format!("((({of_day} + {}) % {day}) < {length})", day - a)
 }
 
 /// Live sessions of the window, the scope and the daily range, with their times computed now.
