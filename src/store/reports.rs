@@ -696,13 +696,13 @@ pub(crate) async fn write_session_timings(
         .persistent(false)
         .execute(&mut **tx)
         .await?;
-        sqlx::query(sqlx::AssertSqlSafe(add_to_buckets(&format!(
-            "t.session_id IN ({})",
-            ids.join(",")
-        ))))
-        .persistent(false)
-        .execute(&mut **tx)
-        .await?;
+        let added = format!("t.session_id IN ({})", ids.join(","));
+        for sql in [add_to_buckets(&added), add_to_transfer_buckets(&added)] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
+                .execute(&mut **tx)
+                .await?;
+        }
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM session_spans WHERE session_id IN ({})",
             ids.join(",")
@@ -788,6 +788,25 @@ fn add_to_buckets(filter: &str) -> String {
     )
 }
 
+/// Adds the transfers of the timing rows matching `filter` (on `t`, numbers only; their
+/// sessions' Transferring events) to their transfer buckets of both spans (migration 0021).
+fn add_to_transfer_buckets(filter: &str) -> String {
+    format!(
+        "INSERT INTO transfer_buckets (span, at, event_at, group_id, technician_id, created_by, \
+         event_group_id, event_technician_id, event_actor_id, transfers) \
+         SELECT p.span, t.created_at - (((t.created_at % p.span) + p.span) % p.span), \
+         CASE WHEN p.span = 3600000 THEN e.at - (((e.at % 3600000) + 3600000) % 3600000) ELSE 0 END, \
+         t.group_id, COALESCE(t.technician_id, 0), t.created_by, e.group_id, \
+         COALESCE(e.technician_id, 0), COALESCE(e.actor_id, 0), COUNT(*) \
+         FROM session_timings t JOIN session_events e ON e.session_id = t.session_id \
+         CROSS JOIN {SPANS} WHERE e.to_status = 'Transferring' AND {filter} \
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9 \
+         ON CONFLICT (span, at, event_at, group_id, technician_id, created_by, event_group_id, \
+         event_technician_id, event_actor_id) \
+         DO UPDATE SET transfers = transfer_buckets.transfers + excluded.transfers"
+    )
+}
+
 /// Rebuilds, from the timing rows, every bucket holding one of the creation times `created`.
 async fn rebuild_buckets(tx: &mut super::Tx, created: impl Iterator<Item = i64>) -> Result<()> {
     let mut hours: Vec<i64> = created
@@ -798,21 +817,26 @@ async fn rebuild_buckets(tx: &mut super::Tx, created: impl Iterator<Item = i64>)
     for hour in hours {
         let day = hour - hour.rem_euclid(crate::reports::buckets::DAY);
         // The day's buckets hold the hour's: both rebuilt, the day's from the whole day.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM session_buckets WHERE (span = 3600000 AND at = {hour}) \
-             OR (span = 86400000 AND at = {day})"
-        )))
-        .persistent(false)
-        .execute(&mut **tx)
-        .await?;
+        for table in ["session_buckets", "transfer_buckets"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE (span = 3600000 AND at = {hour}) \
+                 OR (span = 86400000 AND at = {day})"
+            )))
+            .persistent(false)
+            .execute(&mut **tx)
+            .await?;
+        }
         let day_end = day + crate::reports::buckets::DAY;
-        sqlx::query(sqlx::AssertSqlSafe(add_to_buckets(&format!(
+        let kept = format!(
             "t.created_at >= {day} AND t.created_at < {day_end} AND (p.span = 86400000 \
              OR t.created_at - (((t.created_at % p.span) + p.span) % p.span) = {hour})"
-        ))))
-        .persistent(false)
-        .execute(&mut **tx)
-        .await?;
+        );
+        for sql in [add_to_buckets(&kept), add_to_transfer_buckets(&kept)] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
+                .execute(&mut **tx)
+                .await?;
+        }
     }
     Ok(())
 }
@@ -973,14 +997,14 @@ impl Store {
 
     /// The transfers (session id, event seq) of the sessions matching `filter` (on `t`: their
     /// stored times, or the live sessions) whose transfer event matches `event` (on `e`), in
-    /// order: how many, and the page's. Both conditions are built from numbers only.
+    /// order: the page's (`report_transfer_count` counts them). Both conditions are built from
+    /// numbers only.
     pub async fn report_transfers(
         &self,
         filter: &str,
         event: &str,
         page: Option<Page>,
-        count: bool,
-    ) -> Result<(u64, Vec<(i64, i64)>)> {
+    ) -> Result<Vec<(i64, i64)>> {
         // CROSS JOIN: SQLite walks the transfers' partial index (few rows, in page order) and
         // looks each session up, rather than every session of the window.
         let union = format!(
@@ -990,17 +1014,6 @@ impl Store {
              WHERE t.id = e.session_id AND t.id IN ({LIVE_IDS}) AND e.to_status = 'Transferring' \
              AND {filter} AND {event}"
         );
-        let n = if count {
-            let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(*) FROM ({union}) c"
-            )))
-            .persistent(false)
-            .fetch_one(self.pool())
-            .await?;
-            n
-        } else {
-            0
-        };
         let limit = page.map_or_else(String::new, |p| {
             format!(" LIMIT {} OFFSET {}", p.limit, p.offset)
         });
@@ -1009,7 +1022,116 @@ impl Store {
                 .persistent(false)
                 .fetch_all(self.pool())
                 .await?;
-        Ok((n as u64, keys))
+        Ok(keys)
+    }
+
+    /// How many transfers of ended sessions `report_transfers` would list for `filter` and
+    /// `event`, of the sessions created in `ranges` (`[a, b)`, UTC ms: the parts of a window
+    /// the transfer buckets do not answer for).
+    pub async fn report_transfer_count(
+        &self,
+        filter: &str,
+        event: &str,
+        ranges: &[(i64, i64)],
+    ) -> Result<u64> {
+        if ranges.is_empty() {
+            return Ok(0);
+        }
+        // As in `report_timed_sums`: SQLite reads a table of the ranges in order, PostgreSQL
+        // one bitmap of OR-ed index ranges.
+        let (with, within) = match self.backend() {
+            super::Backend::Sqlite => (
+                ranges_cte(ranges),
+                "r CROSS JOIN session_timings t CROSS JOIN session_events e \
+                 WHERE t.created_at >= r.a AND t.created_at < r.b"
+                    .to_owned(),
+            ),
+            super::Backend::Postgres => {
+                let any: Vec<String> = ranges
+                    .iter()
+                    .map(|(a, b)| format!("(t.created_at >= {a} AND t.created_at < {b})"))
+                    .collect();
+                (
+                    String::new(),
+                    format!(
+                        "session_timings t CROSS JOIN session_events e WHERE ({})",
+                        any.join(" OR ")
+                    ),
+                )
+            }
+        };
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{with}SELECT COUNT(*) FROM {within} AND e.session_id = t.session_id \
+             AND e.to_status = 'Transferring' AND {filter} AND {event}"
+        )))
+        .persistent(false)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n as u64)
+    }
+
+    /// How many transfers of live sessions `report_transfers` would list.
+    pub async fn report_live_transfer_count(&self, filter: &str, event: &str) -> Result<u64> {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM session_events e CROSS JOIN sessions t \
+             WHERE t.id = e.session_id AND t.id IN ({LIVE_IDS}) AND e.to_status = 'Transferring' \
+             AND {filter} AND {event}"
+        )))
+        .persistent(false)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n as u64)
+    }
+
+    /// The transfers counted in the transfer buckets (migration 0021) of `span` whose creation
+    /// bucket starts at one of `starts` and (with `events`) whose event hour is one of
+    /// `events`, of the buckets matching `filter` (on `b`).
+    pub async fn report_transfer_bucket_sum(
+        &self,
+        span: i64,
+        starts: &[i64],
+        events: Option<&[i64]>,
+        filter: &str,
+    ) -> Result<u64> {
+        if starts.is_empty() || events.is_some_and(<[i64]>::is_empty) {
+            return Ok(0);
+        }
+        let events = events.map_or_else(String::new, |e| {
+            format!(" AND b.event_at IN ({})", id_list(e))
+        });
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM transfer_buckets b WHERE b.span = {span} AND b.at IN ({}){events} \
+             AND {filter}",
+            sum_of("b.transfers"),
+            id_list(starts)
+        )))
+        .persistent(false)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n as u64)
+    }
+
+    /// The creation hours among `starts` with a transfer (any, of the hour buckets) in one of
+    /// the event hours `events` or outside `[lo, hi)`.
+    pub async fn report_transfer_hours_with_events(
+        &self,
+        starts: &[i64],
+        events: &[i64],
+        (lo, hi): (i64, i64),
+    ) -> Result<Vec<i64>> {
+        if starts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT b.at FROM transfer_buckets b WHERE b.span = 3600000 \
+             AND b.at IN ({}) AND (b.event_at IN ({}) OR b.event_at < {lo} OR b.event_at >= {hi})",
+            id_list(starts),
+            id_list(events)
+        )))
+        .persistent(false)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// Live sessions (no end yet) created in `[from, to)`, with their events, in id order.
