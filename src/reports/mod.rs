@@ -744,10 +744,17 @@ async fn stored_sums(
         bucket_filter.push_str(&format!(" AND {BUCKET_TECHNICIAN} IN ({ids})"));
         scan_filter.push_str(&format!(" AND {TECHNICIAN} IN ({ids})"));
     }
+    // One sum of the whole organization: from the totals (migration 0022), a few rows per
+    // bucket rather than one per unit and creator.
+    let table = if req.scope.all && key == SumKey::One && only.is_none() {
+        "session_totals"
+    } else {
+        "session_buckets"
+    };
     for (span, ranges) in [(buckets::DAY, &cover.days), (buckets::HOUR, &cover.hours)] {
         if !ranges.is_empty() {
             add(store
-                .report_bucket_sums(span, ranges, &bucket_filter, key.bucket())
+                .report_bucket_sums(table, span, ranges, &bucket_filter, key.bucket())
                 .await?);
         }
     }
@@ -1011,9 +1018,38 @@ async fn console_times(
     users.sort_unstable();
     users.dedup();
     let statuses = store.report_console_statuses(&users, lo, hi).await?;
-    let in_sessions = in_sessions(store, req, spans, req.scope.all).await?;
+    // A span lies within its session (its events are not before its creation), so sessions
+    // created from `hi` on have none in `[lo, hi)`: the window ends there for the spans, which
+    // bounds the index range read (a page early in the window reads few).
+    let until_hi = Request {
+        to: req.to.min(hi),
+        ..req.clone()
+    };
+    let filter = format!(
+        "{} AND t.live_technician_id IN ({})",
+        session_filter(&until_hi),
+        id_list(&users)
+    );
+    let mut covered = store.report_session_spans(&filter, lo, hi).await?;
+    for x in live(store, req).await? {
+        for (t, a, b) in Timings::live_spans(&x.s.events, req.now) {
+            covered.entry(t).or_default().push((a, b));
+        }
+    }
+    // Each technician's intervals, sorted and merged into disjoint ones.
+    for intervals in covered.values_mut() {
+        intervals.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(intervals.len());
+        for &(a, b) in intervals.iter() {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        *intervals = merged;
+    }
     let empty = Vec::new();
-    for (span, in_sessions) in spans.iter_mut().zip(in_sessions) {
+    for span in spans.iter_mut() {
         let (a, b) = (span.start, span.end.unwrap_or(req.now));
         let history = statuses.get(&span.user).unwrap_or(&empty);
         // From the status in force at the login.
@@ -1032,193 +1068,16 @@ async fn console_times(
                 }
             }
         }
+        let mine: &[(i64, i64)] = covered.get(&span.user).map_or(&[], |v| v.as_slice());
+        let in_sessions: i64 = mine[mine.partition_point(|c| c.1 <= a)..]
+            .iter()
+            .take_while(|c| c.0 < b)
+            .map(|c| c.1.min(b) - c.0.max(a))
+            .filter(|d| *d > 0)
+            .sum();
         span.idle = (b - a) - in_sessions;
     }
     Ok(())
-}
-
-/// Each login's time in which its technician had one of the report's sessions live: from the
-/// idle buckets (`by_hour`, for reports of the whole organization) or from every span of the
-/// logins' users.
-async fn in_sessions(
-    store: &Store,
-    req: &Request,
-    spans: &[LoginSpan],
-    by_hour: bool,
-) -> Result<Vec<i64>, StoreError> {
-    let (Some(lo), Some(hi)) = (
-        spans.iter().map(|s| s.start).min(),
-        spans.iter().map(|s| s.end.unwrap_or(req.now)).max(),
-    ) else {
-        return Ok(Vec::new());
-    };
-    let mut users: Vec<i64> = spans.iter().map(|s| s.user).collect();
-    users.sort_unstable();
-    users.dedup();
-    // A span lies within its session (its events are not before its creation), so sessions
-    // created from `hi` on have none in `[lo, hi)`: the window ends there for the spans, which
-    // bounds the index range read (a page early in the window reads few).
-    let until_hi = Request {
-        to: req.to.min(hi),
-        ..req.clone()
-    };
-    let mut live_spans: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
-    for x in live(store, req).await? {
-        for (t, a, b) in Timings::live_spans(&x.s.events, req.now) {
-            live_spans.entry(t).or_default().push((a, b));
-        }
-    }
-    // Each login's time in the report's sessions.
-    Ok(if by_hour {
-        in_sessions_by_hour(store, &until_hi, spans, live_spans).await?
-    } else {
-        // Every span of the logins' users in their time (a unit's logins: few users).
-        let filter = format!(
-            "{} AND t.live_technician_id IN ({})",
-            session_filter(&until_hi),
-            id_list(&users)
-        );
-        let mut covered = store.report_session_spans(&filter, lo, hi).await?;
-        for (t, v) in live_spans {
-            covered.entry(t).or_default().extend(v);
-        }
-        merge_all(&mut covered);
-        spans
-            .iter()
-            .map(|s| {
-                let mine = covered.get(&s.user).map_or(&[][..], Vec::as_slice);
-                overlap(mine, s.start, s.end.unwrap_or(req.now))
-            })
-            .collect()
-    })
-}
-
-/// Each technician's intervals, sorted and merged into disjoint ones.
-fn merge_all(covered: &mut HashMap<i64, Vec<(i64, i64)>>) {
-    for intervals in covered.values_mut() {
-        intervals.sort_unstable();
-        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(intervals.len());
-        for &(a, b) in intervals.iter() {
-            match merged.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => merged.push((a, b)),
-            }
-        }
-        *intervals = merged;
-    }
-}
-
-/// How much of `[a, b)` the disjoint, sorted intervals `mine` cover.
-fn overlap(mine: &[(i64, i64)], a: i64, b: i64) -> i64 {
-    mine[mine.partition_point(|c| c.1 <= a)..]
-        .iter()
-        .take_while(|c| c.0 < b)
-        .map(|c| c.1.min(b) - c.0.max(a))
-        .filter(|d| *d > 0)
-        .sum()
-}
-
-/// Each login's time in which its technician had one of the report's sessions (of the whole
-/// organization: `req` is `console_times`'s, its window ending at the logins' end) live, from
-/// the idle buckets (migration 0022): an hour wholly within the login whose spans all belong to
-/// sessions the report selects (created within one stretch of time its window and daily range
-/// keep wholly), and that no live session touches, counts its stored coverage; the rest of the
-/// login is computed from the spans, read from the earliest start of the hour's spans on.
-async fn in_sessions_by_hour(
-    store: &Store,
-    req: &Request,
-    spans: &[LoginSpan],
-    mut live_spans: HashMap<i64, Vec<(i64, i64)>>,
-) -> Result<Vec<i64>, StoreError> {
-    const HOUR: i64 = buckets::HOUR;
-    merge_all(&mut live_spans);
-    // The stretches of creation time kept wholly, in order.
-    let kept_runs: Vec<(i64, i64)> = match req.daily.filter(|d| d.from_min != d.to_min) {
-        None => vec![(req.from, req.to)],
-        Some(d) => {
-            let c = buckets::cover(req.from, req.to, Some(d), req.tz);
-            let mut runs: Vec<(i64, i64)> = c.days.iter().chain(&c.hours).copied().collect();
-            runs.sort_unstable();
-            let mut merged: Vec<(i64, i64)> = Vec::with_capacity(runs.len());
-            for (a, b) in runs {
-                match merged.last_mut() {
-                    Some(last) if last.1 == a => last.1 = b,
-                    _ => merged.push((a, b)),
-                }
-            }
-            merged
-        }
-    };
-    let kept = |first: i64, last: i64| {
-        let i = kept_runs.partition_point(|r| r.1 <= first);
-        kept_runs.get(i).is_some_and(|r| r.0 <= first && last < r.1)
-    };
-    let end = |s: &LoginSpan| s.end.unwrap_or(req.now);
-    let ranges: Vec<(i64, i64, i64)> = spans
-        .iter()
-        .filter(|s| end(s) > s.start)
-        .map(|s| {
-            let b = end(s);
-            (
-                s.user,
-                s.start - s.start.rem_euclid(HOUR),
-                b + (-b).rem_euclid(HOUR),
-            )
-        })
-        .collect();
-    let rows: HashMap<(i64, i64), (i64, i64, i64, i64)> = store
-        .report_idle_buckets(&ranges)
-        .await?
-        .into_iter()
-        .map(|(t, h, covered, first, last, start)| ((t, h), (covered, first, last, start)))
-        .collect();
-    let mut result = vec![0i64; spans.len()];
-    // Login time read from the spans: (login, technician, earliest start, from, to).
-    let mut raw: Vec<(usize, i64, i64, i64, i64)> = Vec::new();
-    for (i, s) in spans.iter().enumerate() {
-        let (a, b) = (s.start, end(s));
-        let live = live_spans.get(&s.user).map_or(&[][..], Vec::as_slice);
-        let mut h = a - a.rem_euclid(HOUR);
-        while h < b {
-            let (x, y) = (a.max(h), b.min(h + HOUR));
-            let row = rows.get(&(s.user, h));
-            let live_here = overlap(live, h, h + HOUR) > 0;
-            let whole = x == h && y == h + HOUR;
-            if whole && !live_here && row.is_none_or(|r| kept(r.1, r.2)) {
-                result[i] += row.map_or(0, |r| r.0);
-            } else if row.is_some() || live_here {
-                let lower = row.map_or(x, |r| r.3);
-                match raw.last_mut() {
-                    Some(last) if last.0 == i && last.4 == x => {
-                        last.2 = last.2.min(lower);
-                        last.4 = y;
-                    }
-                    _ => raw.push((i, s.user, lower, x, y)),
-                }
-            }
-            h += HOUR;
-        }
-    }
-    let ranges: Vec<(i64, i64, i64, i64)> = raw
-        .iter()
-        .map(|&(_, u, lower, x, y)| (u, lower, x, y))
-        .collect();
-    let mut covered = if ranges.is_empty() {
-        HashMap::new()
-    } else {
-        store
-            .report_session_spans_in(&session_filter(req), &ranges)
-            .await?
-    };
-    for (t, v) in live_spans {
-        covered.entry(t).or_default().extend(v);
-    }
-    merge_all(&mut covered);
-    for (i, u, _, x, y) in raw {
-        let mine = covered.get(&u).map_or(&[][..], Vec::as_slice);
-        result[i] += overlap(mine, x, y);
-    }
-    Ok(result)
 }
 
 fn login(req: &Request, dir: &Directory, spans: &[LoginSpan], summary: bool) -> Rows {

@@ -313,60 +313,6 @@ impl Store {
         unfold(rows, |a, b| Some((a.parse().ok()?, b.parse().ok()?)))
     }
 
-    /// The idle buckets (migration 0022) of the hours `[a, b)` of technician `u`, for each
-    /// `(u, a, b)` of `ranges`.
-    pub async fn report_idle_buckets(&self, ranges: &[(i64, i64, i64)]) -> Result<Vec<IdleBucket>> {
-        let mut all = Vec::new();
-        // The ranges as a table each bucket is looked up from (in the primary key).
-        for part in ranges.chunks(2000) {
-            let values: Vec<String> = part
-                .iter()
-                .map(|(u, a, b)| format!("({u}, {a}, {b})"))
-                .collect();
-            let rows: Vec<IdleBucket> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "WITH r(u, a, b) AS (VALUES {}) SELECT i.technician_id, i.at, i.covered, \
-                 i.first_created, i.last_created, i.earliest_start FROM r CROSS JOIN idle_buckets i \
-                 WHERE i.technician_id = r.u AND i.at >= r.a AND i.at < r.b",
-                values.join(", ")
-            )))
-            .persistent(false)
-            .fetch_all(self.pool())
-            .await?;
-            all.extend(rows);
-        }
-        Ok(all)
-    }
-
-    /// The stored live spans (from, to) of the ended sessions matching `filter` (on `t`, from
-    /// numbers only) of technician `u` that start from `s` on and overlap `[a, b)`, for each
-    /// `(u, s, a, b)` of `ranges`, by technician (a span may be listed more than once).
-    pub async fn report_session_spans_in(
-        &self,
-        filter: &str,
-        ranges: &[(i64, i64, i64, i64)],
-    ) -> Result<HashMap<i64, Vec<(i64, i64)>>> {
-        let mut by: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
-        for part in ranges.chunks(2000) {
-            let values: Vec<String> = part
-                .iter()
-                .map(|(u, s, a, b)| format!("({u}, {s}, {a}, {b})"))
-                .collect();
-            let rows: Vec<(i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "WITH r(u, s, a, b) AS (VALUES {}) SELECT t.live_technician_id, t.start_at, t.end_at \
-                 FROM r CROSS JOIN session_spans t WHERE t.live_technician_id = r.u \
-                 AND t.start_at >= r.s AND t.start_at < r.b AND t.end_at > r.a AND {filter}",
-                values.join(", ")
-            )))
-            .persistent(false)
-            .fetch_all(self.pool())
-            .await?;
-            for (t, a, b) in rows {
-                by.entry(t).or_default().push((a, b));
-            }
-        }
-        Ok(by)
-    }
-
     /// Chat of the sessions with ids in `[first, last]`, by session then order.
     pub async fn report_chat(&self, first: i64, last: i64) -> Result<Vec<(i64, ChatRow)>> {
         let rows = sqlx::query(
@@ -751,20 +697,16 @@ pub(crate) async fn write_session_timings(
         .execute(&mut **tx)
         .await?;
         let added = format!("t.session_id IN ({})", ids.join(","));
-        for sql in [add_to_buckets(&added), add_to_transfer_buckets(&added)] {
+        for sql in [
+            add_to_buckets("session_buckets", &added),
+            add_to_buckets("session_totals", &added),
+            add_to_transfer_buckets(&added),
+        ] {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .persistent(false)
                 .execute(&mut **tx)
                 .await?;
         }
-        // The spans replaced and written: their technicians' idle buckets are rebuilt.
-        let mut touched: Vec<(i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT live_technician_id, start_at, end_at FROM session_spans WHERE session_id IN ({})",
-            ids.join(",")
-        )))
-        .persistent(false)
-        .fetch_all(&mut **tx)
-        .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM session_spans WHERE session_id IN ({})",
             ids.join(",")
@@ -772,25 +714,22 @@ pub(crate) async fn write_session_timings(
         .persistent(false)
         .execute(&mut **tx)
         .await?;
-        let written: Vec<(&ReportSession, Vec<(i64, i64, i64)>)> = chunk
+        let spans: Vec<String> = chunk
             .iter()
-            .map(|(s, now)| (s, Timings::live_spans(&s.events, *now)))
-            .collect();
-        touched.extend(written.iter().flat_map(|w| w.1.iter().copied()));
-        let spans: Vec<String> = written
-            .iter()
-            .flat_map(|(s, spans)| {
-                spans.iter().map(move |&(t, a, b)| {
-                    format!(
-                        "({},{},{},{},{},{t},{a},{b})",
-                        s.id,
-                        s.created_at,
-                        s.created_by,
-                        s.technician_id
-                            .map_or_else(|| "NULL".to_owned(), |v| v.to_string()),
-                        s.group_id
-                    )
-                })
+            .flat_map(|(s, now)| {
+                Timings::live_spans(&s.events, *now)
+                    .into_iter()
+                    .map(move |(t, a, b)| {
+                        format!(
+                            "({},{},{},{},{},{t},{a},{b})",
+                            s.id,
+                            s.created_at,
+                            s.created_by,
+                            s.technician_id
+                                .map_or_else(|| "NULL".to_owned(), |v| v.to_string()),
+                            s.group_id
+                        )
+                    })
             })
             .collect();
         for part in spans.chunks(400) {
@@ -803,97 +742,9 @@ pub(crate) async fn write_session_timings(
             .execute(&mut **tx)
             .await?;
         }
-        rebuild_idle_buckets(tx, &touched).await?;
     }
     Ok(())
 }
-
-/// Rebuilds the idle buckets (migration 0022) of the technicians of `touched` (spans removed
-/// or added: technician, start, end) over the hours from the first span's to the last's, from
-/// the stored spans.
-async fn rebuild_idle_buckets(tx: &mut super::Tx, touched: &[(i64, i64, i64)]) -> Result<()> {
-    use crate::reports::buckets::HOUR;
-    let touched: Vec<&(i64, i64, i64)> = touched.iter().filter(|s| s.2 > s.1).collect();
-    let (Some(first), Some(last)) = (
-        touched.iter().map(|s| s.1).min(),
-        touched.iter().map(|s| s.2).max(),
-    ) else {
-        return Ok(());
-    };
-    let (h0, h1) = (
-        first - first.rem_euclid(HOUR),
-        last + (-last).rem_euclid(HOUR),
-    );
-    let techs = id_list(touched.iter().map(|s| &s.0));
-    // The spans overlapping those hours start no earlier than the stored buckets' earliest
-    // start (spans there before) or than a span touched now.
-    let (earliest,): (Option<i64>,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT MIN(earliest_start) FROM idle_buckets WHERE technician_id IN ({techs}) \
-         AND at >= {h0} AND at < {h1}"
-    )))
-    .persistent(false)
-    .fetch_one(&mut **tx)
-    .await?;
-    let lower = earliest.map_or(first, |e| e.min(first));
-    let spans: Vec<(i64, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT live_technician_id, start_at, end_at, created_at FROM session_spans \
-         WHERE live_technician_id IN ({techs}) AND start_at >= {lower} AND start_at < {h1} \
-         AND end_at > {h0} AND end_at > start_at"
-    )))
-    .persistent(false)
-    .fetch_all(&mut **tx)
-    .await?;
-    // Per (technician, hour): the pieces (from, to) of the spans, and the bucket's other columns.
-    let mut hours: std::collections::BTreeMap<(i64, i64), (Vec<(i64, i64)>, i64, i64, i64)> =
-        std::collections::BTreeMap::new();
-    for (t, a, b, c) in spans {
-        let mut h = a.max(h0) - a.max(h0).rem_euclid(HOUR);
-        while h < b && h < h1 {
-            let e = hours.entry((t, h)).or_insert((Vec::new(), c, c, a));
-            e.0.push((a.max(h), b.min(h + HOUR)));
-            e.1 = e.1.min(c);
-            e.2 = e.2.max(c);
-            e.3 = e.3.min(a);
-            h += HOUR;
-        }
-    }
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM idle_buckets WHERE technician_id IN ({techs}) AND at >= {h0} AND at < {h1}"
-    )))
-    .persistent(false)
-    .execute(&mut **tx)
-    .await?;
-    let rows: Vec<String> = hours
-        .into_iter()
-        .map(|((t, h), (mut pieces, first_c, last_c, start))| {
-            pieces.sort_unstable();
-            let (mut covered, mut reached) = (0, i64::MIN);
-            for (x, y) in pieces {
-                let from = x.max(reached);
-                if y > from {
-                    covered += y - from;
-                }
-                reached = reached.max(y);
-            }
-            format!("({t},{h},{covered},{first_c},{last_c},{start})")
-        })
-        .collect();
-    for part in rows.chunks(400) {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO idle_buckets (technician_id, at, covered, first_created, last_created, \
-             earliest_start) VALUES {}",
-            part.join(",")
-        )))
-        .persistent(false)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// An idle bucket (migration 0022): technician, hour, covered, first and last creation time,
-/// earliest start.
-pub type IdleBucket = (i64, i64, i64, i64, i64, i64);
 
 /// The bucket spans (migration 0019): a UTC hour and a UTC day.
 const SPANS: &str =
@@ -901,12 +752,11 @@ const SPANS: &str =
 
 /// Adds the timing rows matching `filter` (on `t`, numbers only) to their buckets of both spans
 /// (creating them): sums are added, maxima kept. In PostgreSQL two transactions adding to one
-/// bucket serialize on its row.
-fn add_to_buckets(filter: &str) -> String {
+/// bucket serialize on its row. `table`: `session_buckets` (keyed by the unit columns too) or
+/// `session_totals` (migration 0022: by time and flags only).
+fn add_to_buckets(table: &str, filter: &str) -> String {
     let bigger = |c: &str| {
-        format!(
-            "{c} = CASE WHEN excluded.{c} > session_buckets.{c} THEN excluded.{c} ELSE session_buckets.{c} END"
-        )
+        format!("{c} = CASE WHEN excluded.{c} > {table}.{c} THEN excluded.{c} ELSE {table}.{c} END")
     };
     let added: Vec<String> = [
         "sessions",
@@ -922,20 +772,29 @@ fn add_to_buckets(filter: &str) -> String {
         "transfers",
     ]
     .iter()
-    .map(|c| format!("{c} = session_buckets.{c} + excluded.{c}"))
+    .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
     .chain([bigger("longest"), bigger("longest_missed_wait")])
     .collect();
+    let (unit, unit_select, groups) = if table == "session_totals" {
+        ("", "", "1, 2, 3, 4, 5, 6")
+    } else {
+        (
+            "group_id, technician_id, created_by, ",
+            "t.group_id, COALESCE(t.technician_id, 0), t.created_by, ",
+            "1, 2, 3, 4, 5, 6, 7, 8, 9",
+        )
+    };
     format!(
-        "INSERT INTO session_buckets (span, at, group_id, technician_id, created_by, joined, handled, \
+        "INSERT INTO {table} (span, at, {unit}joined, handled, \
          missed, failed, sessions, connecting, waiting, active, work, hold, transfer, reconnecting, total, \
          longest, missed_wait, longest_missed_wait, transfers) \
-         SELECT p.span, t.created_at - (((t.created_at % p.span) + p.span) % p.span), t.group_id, \
-         COALESCE(t.technician_id, 0), t.created_by, t.joined, t.handled, t.missed, t.failed, COUNT(*), \
+         SELECT p.span, t.created_at - (((t.created_at % p.span) + p.span) % p.span), {unit_select}\
+         t.joined, t.handled, t.missed, t.failed, COUNT(*), \
          SUM(t.connecting), SUM(t.waiting), SUM(t.active), SUM(t.work), SUM(t.hold), SUM(t.transfer), \
          SUM(t.reconnecting), SUM(t.total), MAX(t.total), COALESCE(SUM(t.end_at - t.waiting_start), 0), \
          COALESCE(MAX(t.end_at - t.waiting_start), 0), SUM(t.transfers) \
-         FROM session_timings t CROSS JOIN {SPANS} WHERE {filter} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9 \
-         ON CONFLICT (span, at, group_id, technician_id, created_by, joined, handled, missed, failed) \
+         FROM session_timings t CROSS JOIN {SPANS} WHERE {filter} GROUP BY {groups} \
+         ON CONFLICT (span, at, {unit}joined, handled, missed, failed) \
          DO UPDATE SET {}",
         added.join(", ")
     )
@@ -970,7 +829,7 @@ async fn rebuild_buckets(tx: &mut super::Tx, created: impl Iterator<Item = i64>)
     for hour in hours {
         let day = hour - hour.rem_euclid(crate::reports::buckets::DAY);
         // The day's buckets hold the hour's: both rebuilt, the day's from the whole day.
-        for table in ["session_buckets", "transfer_buckets"] {
+        for table in ["session_buckets", "session_totals", "transfer_buckets"] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE (span = 3600000 AND at = {hour}) \
                  OR (span = 86400000 AND at = {day})"
@@ -984,7 +843,11 @@ async fn rebuild_buckets(tx: &mut super::Tx, created: impl Iterator<Item = i64>)
             "t.created_at >= {day} AND t.created_at < {day_end} AND (p.span = 86400000 \
              OR t.created_at - (((t.created_at % p.span) + p.span) % p.span) = {hour})"
         );
-        for sql in [add_to_buckets(&kept), add_to_transfer_buckets(&kept)] {
+        for sql in [
+            add_to_buckets("session_buckets", &kept),
+            add_to_buckets("session_totals", &kept),
+            add_to_transfer_buckets(&kept),
+        ] {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .persistent(false)
                 .execute(&mut **tx)
@@ -1249,8 +1112,10 @@ impl Store {
         if starts.is_empty() || events.is_some_and(<[i64]>::is_empty) {
             return Ok(0);
         }
+        // `+`: the event hours are checked on each bucket, not looked up in the primary key
+        // (SQLite would seek every creation hour with every event hour: 3 s at a million).
         let events = events.map_or_else(String::new, |e| {
-            format!(" AND b.event_at IN ({})", id_list(e))
+            format!(" AND +b.event_at IN ({})", id_list(e))
         });
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM transfer_buckets b WHERE b.span = {span} AND b.at IN ({}){events} \
@@ -1443,10 +1308,12 @@ impl Store {
         .await
     }
 
-    /// The same sums read from the buckets of `span` (migration 0019) whose start lies in
-    /// `ranges`, for buckets matching `filter` (on `b`), grouped by `key` (on `b`).
+    /// The same sums read from the buckets of `span` in `table` (`session_buckets`, migration
+    /// 0019, or `session_totals`, 0022) whose start lies in `ranges`, for buckets matching
+    /// `filter` (on `b`), grouped by `key` (on `b`).
     pub async fn report_bucket_sums(
         &self,
+        table: &str,
         span: i64,
         ranges: &[(i64, i64)],
         filter: &str,
@@ -1476,7 +1343,7 @@ impl Store {
             .collect();
         self.sums_query(
             &format!(
-                "SELECT {{select}} AS k, {} FROM session_buckets b WHERE b.span = {span} \
+                "SELECT {{select}} AS k, {} FROM {table} b WHERE b.span = {span} \
                  AND b.at IN ({}) AND {filter}",
                 columns.join(", "),
                 starts.join(",")
