@@ -253,15 +253,21 @@ impl Store {
             .collect()
     }
 
+    /// The one number a counting statement (built from numbers only) answers.
+    async fn count_of(&self, sql: String) -> Result<u64> {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n as u64)
+    }
+
     /// How many logins match `filter` (as in `report_logins`).
     pub async fn report_login_count(&self, filter: &str) -> Result<u64> {
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        self.count_of(format!(
             "SELECT COUNT(*) FROM logins l WHERE l.event = 'login' AND {filter}"
-        )))
-        .persistent(false)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(n as u64)
+        ))
+        .await
     }
 
     /// The console statuses (at, status) of `users` in force in `[from, to)`, by user, oldest
@@ -1076,27 +1082,21 @@ impl Store {
                 )
             }
         };
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        self.count_of(format!(
             "{with}SELECT COUNT(*) FROM {within} AND e.session_id = t.session_id \
              AND e.to_status = 'Transferring' AND {filter} AND {event}"
-        )))
-        .persistent(false)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(n as u64)
+        ))
+        .await
     }
 
     /// How many transfers of live sessions `report_transfers` would list.
     pub async fn report_live_transfer_count(&self, filter: &str, event: &str) -> Result<u64> {
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        self.count_of(format!(
             "SELECT COUNT(*) FROM session_events e CROSS JOIN sessions t \
              WHERE t.id = e.session_id AND t.id IN ({LIVE_IDS}) AND e.to_status = 'Transferring' \
              AND {filter} AND {event}"
-        )))
-        .persistent(false)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(n as u64)
+        ))
+        .await
     }
 
     /// The transfers counted in the transfer buckets (migration 0021) of `span` whose creation
@@ -1117,16 +1117,13 @@ impl Store {
         let events = events.map_or_else(String::new, |e| {
             format!(" AND +b.event_at IN ({})", id_list(e))
         });
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        self.count_of(format!(
             "SELECT {} FROM transfer_buckets b WHERE b.span = {span} AND b.at IN ({}){events} \
              AND {filter}",
             sum_of("b.transfers"),
             id_list(starts)
-        )))
-        .persistent(false)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(n as u64)
+        ))
+        .await
     }
 
     /// The creation hours among `starts` with a transfer (any, of the hour buckets) in one of
@@ -1336,17 +1333,13 @@ impl Store {
         ];
         // Every bucket start listed: both stores look each one up in the primary key (a join
         // with a table of ranges made PostgreSQL scan every bucket once per range).
-        let starts: Vec<String> = ranges
-            .iter()
-            .flat_map(|&(a, b)| (a..b).step_by(usize::try_from(span).unwrap_or(1)))
-            .map(|at| at.to_string())
-            .collect();
+        let starts = crate::reports::buckets::starts(ranges, span);
         self.sums_query(
             &format!(
                 "SELECT {{select}} AS k, {} FROM {table} b WHERE b.span = {span} \
                  AND b.at IN ({}) AND {filter}",
                 columns.join(", "),
-                starts.join(",")
+                id_list(&starts)
             ),
             key,
         )
