@@ -703,16 +703,7 @@ pub(crate) async fn write_session_timings(
         .execute(&mut **tx)
         .await?;
         let added = format!("t.session_id IN ({})", ids.join(","));
-        for sql in [
-            add_to_buckets("session_buckets", &added),
-            add_to_buckets("session_totals", &added),
-            add_to_transfer_buckets(&added),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .persistent(false)
-                .execute(&mut **tx)
-                .await?;
-        }
+        add_to_all_buckets(tx, &added).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM session_spans WHERE session_id IN ({})",
             ids.join(",")
@@ -748,6 +739,22 @@ pub(crate) async fn write_session_timings(
             .execute(&mut **tx)
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// Adds the timing rows matching `filter` (on `t`, numbers only) to every bucket table: the
+/// session buckets (0019), the totals (0022) and the transfer buckets (0021).
+async fn add_to_all_buckets(tx: &mut super::Tx, filter: &str) -> Result<()> {
+    for sql in [
+        add_to_buckets("session_buckets", filter),
+        add_to_buckets("session_totals", filter),
+        add_to_transfer_buckets(filter),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -849,16 +856,7 @@ async fn rebuild_buckets(tx: &mut super::Tx, created: impl Iterator<Item = i64>)
             "t.created_at >= {day} AND t.created_at < {day_end} AND (p.span = 86400000 \
              OR t.created_at - (((t.created_at % p.span) + p.span) % p.span) = {hour})"
         );
-        for sql in [
-            add_to_buckets("session_buckets", &kept),
-            add_to_buckets("session_totals", &kept),
-            add_to_transfer_buckets(&kept),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .persistent(false)
-                .execute(&mut **tx)
-                .await?;
-        }
+        add_to_all_buckets(tx, &kept).await?;
     }
     Ok(())
 }
