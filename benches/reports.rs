@@ -5,7 +5,8 @@
 //! `lens dev seed`; without it a temporary SQLite store is seeded here), LENS_BENCH_SESSIONS
 //! (100000, for the temporary store), LENS_BENCH_RUNS (3: the best of them is printed),
 //! LENS_BENCH_TZ and LENS_BENCH_DAILY (e.g. `America/New_York` and `09:00-17:00`: the zone and
-//! daily time range of every report; UTC and none by default). Prints wall and CPU time (this
+//! daily time range of every report; UTC and none by default), RUST_LOG (e.g.
+//! `sqlx::query=debug`: every statement and its time, on stderr). Prints wall and CPU time (this
 //! process, all threads, from /proc: 10 ms ticks) and the load average. On PostgreSQL (a
 //! `postgres://` LENS_BENCH_DB on this machine) the CPU time of the database server's processes
 //! (the postmaster's children, found through `data_directory`) is printed beside ours.
@@ -83,6 +84,13 @@ fn load_average() -> String {
 }
 
 fn main() {
+    // RUST_LOG=sqlx::query=debug prints each statement with its time (where a report spends).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(run());
 }

@@ -97,6 +97,14 @@ pub fn cover(from: i64, to: i64, daily: Option<Daily>, tz: Tz) -> Cover {
     c
 }
 
+/// The starts of the buckets of `span` making up `ranges` (each a multiple of `span` long).
+pub fn starts(ranges: &[(i64, i64)], span: i64) -> Vec<i64> {
+    ranges
+        .iter()
+        .flat_map(|&(a, b)| (a..b).step_by(usize::try_from(span).unwrap_or(1)))
+        .collect()
+}
+
 /// Appends `[a, b)` (if not empty), joined to the last range when they touch.
 fn push(ranges: &mut Vec<(i64, i64)>, (a, b): (i64, i64)) {
     if a >= b {

@@ -750,10 +750,17 @@ async fn stored_sums(
         bucket_filter.push_str(&format!(" AND {BUCKET_TECHNICIAN} IN ({ids})"));
         scan_filter.push_str(&format!(" AND {TECHNICIAN} IN ({ids})"));
     }
+    // One sum of the whole organization: from the totals (migration 0022), a few rows per
+    // bucket rather than one per unit and creator.
+    let table = if req.scope.all && key == SumKey::One && only.is_none() {
+        "session_totals"
+    } else {
+        "session_buckets"
+    };
     for (span, ranges) in [(buckets::DAY, &cover.days), (buckets::HOUR, &cover.hours)] {
         if !ranges.is_empty() {
             add(store
-                .report_bucket_sums(span, ranges, &bucket_filter, key.bucket())
+                .report_bucket_sums(table, span, ranges, &bucket_filter, key.bucket())
                 .await?);
         }
     }
@@ -1565,16 +1572,10 @@ fn transferred(
     (columns, rows)
 }
 
-/// The Transferred Sessions reports: the database selects the page's transfers (the window,
-/// scope and daily range of the session, then of the transfer event); their sessions are read
-/// with their events to describe them.
-async fn transfers(
-    store: &Store,
-    req: &Request,
-    dir: &Directory,
-) -> Result<(Paged, Option<Key>), StoreError> {
-    let extended = req.area == Area::TransferredSessionsExtended;
-    let filter = session_filter(req);
+/// The conditions selecting a Transferred report's transfers: on the session (`t`, as
+/// `session_filter`) and on its transfer event (`e`: of the unit, in the daily range). Only
+/// numbers are written into them.
+fn transfer_filters(req: &Request) -> (String, String) {
     let mut event = String::from("1 = 1");
     if !req.scope.all {
         let groups = id_list(&req.scope.groups);
@@ -1591,23 +1592,36 @@ async fn transfers(
             daily_sql(d, req.tz, "e.at", req.from, until)
         ));
     }
+    (session_filter(req), event)
+}
+
+/// The Transferred Sessions reports: the database selects the page's transfers (the window,
+/// scope and daily range of the session, then of the transfer event); their sessions are read
+/// with their events to describe them.
+async fn transfers(
+    store: &Store,
+    req: &Request,
+    dir: &Directory,
+) -> Result<(Paged, Option<Key>), StoreError> {
+    let extended = req.area == Area::TransferredSessionsExtended;
+    let (filter, mut event) = transfer_filters(req);
     let keyed = req.page.and_then(|p| p.after);
     if let Some(key) = keyed {
         event.push_str(&format!(" AND {}", after_key("e.session_id", "e.seq", key)));
     }
+    let keys = store.report_transfers(&filter, &event, req.page).await?;
     // Over every transfer of the window (the whole organization, no daily range: a transfer
     // counts as its session does), the total is the stored sessions' transfers, from the
-    // buckets; otherwise the events themselves are counted.
-    let from_sums = keyed.is_none() && req.scope.all && req.daily.is_none();
-    let (mut total, keys) = store
-        .report_transfers(&filter, &event, req.page, keyed.is_none() && !from_sums)
-        .await?;
-    if from_sums {
-        total = sums(store, req, Pick::Any, SumKey::One)
+    // session buckets; otherwise from the transfer buckets.
+    let total = match keyed {
+        Some(_) => 0,
+        None if req.scope.all && req.daily.is_none() => sums(store, req, Pick::Any, SumKey::One)
             .await?
             .get(&0)
-            .map_or(0, |t| t.transfers) as u64;
-    }
+            .map_or(0, |t| t.transfers)
+            as u64,
+        None => transfer_count(store, req, &filter, &event).await?,
+    };
     let next = match (keyed, req.page, keys.last()) {
         (Some(_), Some(p), Some(last)) if keys.len() as u64 >= p.limit => Some(*last),
         _ => None,
@@ -1646,6 +1660,90 @@ async fn transfers(
         ),
         next,
     ))
+}
+
+/// How many transfers the Transferred reports list (`filter` on the session, `event` on its
+/// transfer event, from `transfer_filters`): the transfer buckets (migration 0021) whose
+/// creation hour (or day) the window and daily range keep wholly and, with a daily range, whose
+/// event hour it keeps wholly; the rest counted one by one. The live sessions' are counted too.
+async fn transfer_count(
+    store: &Store,
+    req: &Request,
+    filter: &str,
+    event: &str,
+) -> Result<u64, StoreError> {
+    let mut n = store.report_live_transfer_count(filter, event).await?;
+    // Every ended session's transfers lie in buckets within the session buckets' bounds.
+    let Some((lo, hi)) = store.report_bucket_bounds().await? else {
+        return Ok(n);
+    };
+    // A daily range of the whole day keeps every time (as `daily_sql` reads it).
+    let daily = req.daily.filter(|d| d.from_min != d.to_min);
+    let cover = buckets::cover(
+        req.from.max(lo),
+        req.to.min(hi + buckets::HOUR),
+        daily,
+        req.tz,
+    );
+    let bucket_filter = if req.scope.all {
+        String::from("1 = 1")
+    } else {
+        let groups = id_list(&req.scope.groups);
+        let users = id_list(&req.scope.users);
+        format!(
+            "(b.group_id IN ({groups}) OR b.technician_id IN ({users}) OR b.created_by IN ({users})) \
+             AND (b.event_group_id IN ({groups}) OR b.event_technician_id IN ({users}) \
+             OR b.event_actor_id IN ({users}))"
+        )
+    };
+    let mut scan = cover.scan.clone();
+    match daily {
+        None => {
+            for (span, ranges) in [(buckets::DAY, &cover.days), (buckets::HOUR, &cover.hours)] {
+                n += store
+                    .report_transfer_bucket_sum(
+                        span,
+                        &buckets::starts(ranges, span),
+                        None,
+                        &bucket_filter,
+                    )
+                    .await?;
+            }
+        }
+        Some(d) => {
+            let mut hours = buckets::starts(&cover.days, buckets::HOUR);
+            hours.extend(buckets::starts(&cover.hours, buckets::HOUR));
+            hours.sort_unstable();
+            // The event hours from the window's first hour to where `transfer_filters` stops
+            // reading the zone's offsets (events come after their session's creation, before now).
+            let until = req.to.max(req.now) + buckets::DAY;
+            let (ev_lo, ev_hi) = (
+                req.from.div_euclid(buckets::HOUR) * buckets::HOUR,
+                until.div_euclid(buckets::HOUR) * buckets::HOUR,
+            );
+            let events = buckets::cover(ev_lo, ev_hi, Some(d), req.tz);
+            let mut whole = buckets::starts(&events.days, buckets::HOUR);
+            whole.extend(buckets::starts(&events.hours, buckets::HOUR));
+            // Creation hours with a transfer in an hour the range keeps partly, or outside the
+            // hours classified: counted one by one.
+            let mut mixed = store
+                .report_transfer_hours_with_events(
+                    &hours,
+                    &buckets::starts(&events.scan, buckets::HOUR),
+                    (ev_lo, ev_hi),
+                )
+                .await?;
+            mixed.sort_unstable();
+            hours.retain(|h| mixed.binary_search(h).is_err());
+            n += store
+                .report_transfer_bucket_sum(buckets::HOUR, &hours, Some(&whole), &bucket_filter)
+                .await?;
+            scan.extend(mixed.iter().map(|&h| (h, h + buckets::HOUR)));
+            scan.sort_unstable();
+        }
+    }
+    n += store.report_transfer_count(filter, event, &scan).await?;
+    Ok(n)
 }
 
 async fn chatlog(

@@ -315,17 +315,27 @@ async fn seed_rows(
     summary.technicians = technicians.len() as u64;
 
     // Logins: each technician works weekdays, 8 hours, busy an hour and away half an hour.
+    // Sessions arrive around the clock, so the technicians work in shifts: each starts work at
+    // the same time of day every day (UTC midnight, not the seeder's clock, plus the shift),
+    // the shifts spread over the day, and each login falls at random within three hours of
+    // its shift's start. Any daily time range then finds the logins of its hours.
     let mut tx = store.begin().await?;
     let mut logins = batch("INSERT INTO logins (user_id, event, method, address, at)");
     let mut statuses = batch("INSERT INTO technician_status_events (user_id, at, status)");
+    let first_midnight = start.div_euclid(86_400_000) * 86_400_000;
     for day in 0..i64::from(o.days) {
-        let midnight = start + day * 86_400_000;
+        let midnight = first_midnight + day * 86_400_000;
         if (day + 3) % 7 >= 5 {
             continue;
         }
-        for (tech, _) in &technicians {
-            let login = midnight + rng.range(7 * 3_600_000, 10 * 3_600_000);
+        for (k, (tech, _)) in technicians.iter().enumerate() {
+            let shift = login_shift(k);
+            let login = midnight + shift + rng.range(0, 3 * 3_600_000);
             let logout = login + 8 * 3_600_000;
+            // The last day's late shifts would end after the seeded year.
+            if logout > o.now {
+                continue;
+            }
             logins
                 .push(
                     &mut tx,
@@ -553,6 +563,12 @@ async fn seed_rows(
             .await?;
     }
     Ok(summary)
+}
+
+/// When the shift of the `k`th technician starts, ms after UTC midnight: eight shifts three
+/// hours apart, the technicians dealt to them in turn.
+fn login_shift(k: usize) -> i64 {
+    (k % 8) as i64 * 3 * 3_600_000
 }
 
 async fn insert_group(

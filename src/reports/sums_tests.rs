@@ -1,7 +1,9 @@
 //! The Summaries' sums read from the buckets (`stored_sums`) against a scan of the whole window
-//! (`report_timed_sums` without ranges, the reports' answer before migration 0019), on a seeded
-//! store with rewritten sessions, for random windows, zones, daily ranges, units, picks and
-//! groupings, on SQLite and (with `LENS_TEST_POSTGRES_URL`) PostgreSQL.
+//! (`report_timed_sums` without ranges, the reports' answer before migration 0019), and the
+//! Transferred reports' count from the transfer buckets (`transfer_count`, migration 0021)
+//! against the transfers listed one by one, on a seeded store with rewritten sessions, for
+//! random windows, zones, daily ranges, units, picks and groupings, on SQLite and (with
+//! `LENS_TEST_POSTGRES_URL`) PostgreSQL.
 
 use std::collections::HashMap;
 
@@ -104,7 +106,7 @@ async fn check(store: &Store) {
         Pick::Failed,
     ];
     let keys = [SumKey::One, SumKey::Technician, SumKey::Owner];
-    let mut nonempty = 0;
+    let (mut nonempty, mut with_transfers) = (0, 0);
     for case in 0..160u64 {
         let mut rng = Rng(0x9E37_79B9 ^ (case + 1).wrapping_mul(0x1000_0001));
         let tz: Tz = ZONES[rng.below(ZONES.len() as u64) as usize]
@@ -186,9 +188,24 @@ async fn check(store: &Store) {
             "case {case}: {tz} {from}..{to} daily {daily:?} all {} {pick:?} {key:?} only {only:?}",
             req.scope.all
         );
+        // The Transferred reports' count from the transfer buckets (migration 0021) against
+        // the transfers listed one by one.
+        let (filter, event) = transfer_filters(&req);
+        let counted = transfer_count(store, &req, &filter, &event).await.unwrap();
+        let listed = store.report_transfers(&filter, &event, None).await.unwrap();
+        if !listed.is_empty() {
+            with_transfers += 1;
+        }
+        assert_eq!(
+            counted,
+            listed.len() as u64,
+            "case {case}: transfers, {tz} {from}..{to} daily {daily:?} all {}",
+            req.scope.all
+        );
     }
     // The cases are not vacuous.
     assert!(nonempty > 100, "{nonempty} cases with sessions");
+    assert!(with_transfers > 80, "{with_transfers} cases with transfers");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

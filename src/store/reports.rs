@@ -257,15 +257,21 @@ impl Store {
             .collect()
     }
 
+    /// The one number a counting statement (built from numbers only) answers.
+    async fn count_of(&self, sql: String) -> Result<u64> {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n as u64)
+    }
+
     /// How many logins match `filter` (as in `report_logins`).
     pub async fn report_login_count(&self, filter: &str) -> Result<u64> {
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        self.count_of(format!(
             "SELECT COUNT(*) FROM logins l WHERE l.event = 'login' AND {filter}"
-        )))
-        .persistent(false)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(n as u64)
+        ))
+        .await
     }
 
     /// The console statuses (at, status) of `users` in force in `[from, to)`, by user, oldest
@@ -700,13 +706,8 @@ pub(crate) async fn write_session_timings(
         .persistent(false)
         .execute(&mut **tx)
         .await?;
-        sqlx::query(sqlx::AssertSqlSafe(add_to_buckets(&format!(
-            "t.session_id IN ({})",
-            ids.join(",")
-        ))))
-        .persistent(false)
-        .execute(&mut **tx)
-        .await?;
+        let added = format!("t.session_id IN ({})", ids.join(","));
+        add_to_all_buckets(tx, &added).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM session_spans WHERE session_id IN ({})",
             ids.join(",")
@@ -746,18 +747,33 @@ pub(crate) async fn write_session_timings(
     Ok(())
 }
 
+/// Adds the timing rows matching `filter` (on `t`, numbers only) to every bucket table: the
+/// session buckets (0019), the totals (0022) and the transfer buckets (0021).
+async fn add_to_all_buckets(tx: &mut super::Tx, filter: &str) -> Result<()> {
+    for sql in [
+        add_to_buckets("session_buckets", filter),
+        add_to_buckets("session_totals", filter),
+        add_to_transfer_buckets(filter),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The bucket spans (migration 0019): a UTC hour and a UTC day.
 const SPANS: &str =
     "(SELECT CAST(3600000 AS BIGINT) AS span UNION ALL SELECT CAST(86400000 AS BIGINT)) p";
 
 /// Adds the timing rows matching `filter` (on `t`, numbers only) to their buckets of both spans
 /// (creating them): sums are added, maxima kept. In PostgreSQL two transactions adding to one
-/// bucket serialize on its row.
-fn add_to_buckets(filter: &str) -> String {
+/// bucket serialize on its row. `table`: `session_buckets` (keyed by the unit columns too) or
+/// `session_totals` (migration 0022: by time and flags only).
+fn add_to_buckets(table: &str, filter: &str) -> String {
     let bigger = |c: &str| {
-        format!(
-            "{c} = CASE WHEN excluded.{c} > session_buckets.{c} THEN excluded.{c} ELSE session_buckets.{c} END"
-        )
+        format!("{c} = CASE WHEN excluded.{c} > {table}.{c} THEN excluded.{c} ELSE {table}.{c} END")
     };
     let added: Vec<String> = [
         "sessions",
@@ -773,22 +789,50 @@ fn add_to_buckets(filter: &str) -> String {
         "transfers",
     ]
     .iter()
-    .map(|c| format!("{c} = session_buckets.{c} + excluded.{c}"))
+    .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
     .chain([bigger("longest"), bigger("longest_missed_wait")])
     .collect();
+    let (unit, unit_select, groups) = if table == "session_totals" {
+        ("", "", "1, 2, 3, 4, 5, 6")
+    } else {
+        (
+            "group_id, technician_id, created_by, ",
+            "t.group_id, COALESCE(t.technician_id, 0), t.created_by, ",
+            "1, 2, 3, 4, 5, 6, 7, 8, 9",
+        )
+    };
     format!(
-        "INSERT INTO session_buckets (span, at, group_id, technician_id, created_by, joined, handled, \
+        "INSERT INTO {table} (span, at, {unit}joined, handled, \
          missed, failed, sessions, connecting, waiting, active, work, hold, transfer, reconnecting, total, \
          longest, missed_wait, longest_missed_wait, transfers) \
-         SELECT p.span, t.created_at - (((t.created_at % p.span) + p.span) % p.span), t.group_id, \
-         COALESCE(t.technician_id, 0), t.created_by, t.joined, t.handled, t.missed, t.failed, COUNT(*), \
+         SELECT p.span, t.created_at - (((t.created_at % p.span) + p.span) % p.span), {unit_select}\
+         t.joined, t.handled, t.missed, t.failed, COUNT(*), \
          SUM(t.connecting), SUM(t.waiting), SUM(t.active), SUM(t.work), SUM(t.hold), SUM(t.transfer), \
          SUM(t.reconnecting), SUM(t.total), MAX(t.total), COALESCE(SUM(t.end_at - t.waiting_start), 0), \
          COALESCE(MAX(t.end_at - t.waiting_start), 0), SUM(t.transfers) \
-         FROM session_timings t CROSS JOIN {SPANS} WHERE {filter} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9 \
-         ON CONFLICT (span, at, group_id, technician_id, created_by, joined, handled, missed, failed) \
+         FROM session_timings t CROSS JOIN {SPANS} WHERE {filter} GROUP BY {groups} \
+         ON CONFLICT (span, at, {unit}joined, handled, missed, failed) \
          DO UPDATE SET {}",
         added.join(", ")
+    )
+}
+
+/// Adds the transfers of the timing rows matching `filter` (on `t`, numbers only; their
+/// sessions' Transferring events) to their transfer buckets of both spans (migration 0021).
+fn add_to_transfer_buckets(filter: &str) -> String {
+    format!(
+        "INSERT INTO transfer_buckets (span, at, event_at, group_id, technician_id, created_by, \
+         event_group_id, event_technician_id, event_actor_id, transfers) \
+         SELECT p.span, t.created_at - (((t.created_at % p.span) + p.span) % p.span), \
+         CASE WHEN p.span = 3600000 THEN e.at - (((e.at % 3600000) + 3600000) % 3600000) ELSE 0 END, \
+         t.group_id, COALESCE(t.technician_id, 0), t.created_by, e.group_id, \
+         COALESCE(e.technician_id, 0), COALESCE(e.actor_id, 0), COUNT(*) \
+         FROM session_timings t JOIN session_events e ON e.session_id = t.session_id \
+         CROSS JOIN {SPANS} WHERE e.to_status = 'Transferring' AND {filter} \
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9 \
+         ON CONFLICT (span, at, event_at, group_id, technician_id, created_by, event_group_id, \
+         event_technician_id, event_actor_id) \
+         DO UPDATE SET transfers = transfer_buckets.transfers + excluded.transfers"
     )
 }
 
@@ -802,21 +846,21 @@ async fn rebuild_buckets(tx: &mut super::Tx, created: impl Iterator<Item = i64>)
     for hour in hours {
         let day = hour - hour.rem_euclid(crate::reports::buckets::DAY);
         // The day's buckets hold the hour's: both rebuilt, the day's from the whole day.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM session_buckets WHERE (span = 3600000 AND at = {hour}) \
-             OR (span = 86400000 AND at = {day})"
-        )))
-        .persistent(false)
-        .execute(&mut **tx)
-        .await?;
+        for table in ["session_buckets", "session_totals", "transfer_buckets"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE (span = 3600000 AND at = {hour}) \
+                 OR (span = 86400000 AND at = {day})"
+            )))
+            .persistent(false)
+            .execute(&mut **tx)
+            .await?;
+        }
         let day_end = day + crate::reports::buckets::DAY;
-        sqlx::query(sqlx::AssertSqlSafe(add_to_buckets(&format!(
+        let kept = format!(
             "t.created_at >= {day} AND t.created_at < {day_end} AND (p.span = 86400000 \
              OR t.created_at - (((t.created_at % p.span) + p.span) % p.span) = {hour})"
-        ))))
-        .persistent(false)
-        .execute(&mut **tx)
-        .await?;
+        );
+        add_to_all_buckets(tx, &kept).await?;
     }
     Ok(())
 }
@@ -977,14 +1021,14 @@ impl Store {
 
     /// The transfers (session id, event seq) of the sessions matching `filter` (on `t`: their
     /// stored times, or the live sessions) whose transfer event matches `event` (on `e`), in
-    /// order: how many, and the page's. Both conditions are built from numbers only.
+    /// order: the page's (`report_transfer_count` counts them). Both conditions are built from
+    /// numbers only.
     pub async fn report_transfers(
         &self,
         filter: &str,
         event: &str,
         page: Option<Page>,
-        count: bool,
-    ) -> Result<(u64, Vec<(i64, i64)>)> {
+    ) -> Result<Vec<(i64, i64)>> {
         // CROSS JOIN: SQLite walks the transfers' partial index (few rows, in page order) and
         // looks each session up, rather than every session of the window.
         let ended = format!(
@@ -996,18 +1040,6 @@ impl Store {
              WHERE t.id = e.session_id AND t.id IN ({LIVE_IDS}) AND e.to_status = 'Transferring' \
              AND {filter} AND {event}"
         );
-        let union = format!("{ended} UNION ALL {live}");
-        let n = if count {
-            let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(*) FROM ({union}) c"
-            )))
-            .persistent(false)
-            .fetch_one(self.pool())
-            .await?;
-            n
-        } else {
-            0
-        };
         // A page: each side ordered and cut to the page's end first. PostgreSQL does not carry
         // the order into the sides of a UNION ALL: it joined every transfer of the window to
         // its session and sorted them (440 ms at 1 M sessions) where each side alone walks
@@ -1020,13 +1052,115 @@ impl Store {
                 p.offset,
                 end = p.offset + p.limit
             ),
-            None => format!("{union} ORDER BY 1, 2"),
+            None => format!("{ended} UNION ALL {live} ORDER BY 1, 2"),
         };
         let keys: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(query))
             .persistent(false)
             .fetch_all(self.pool())
             .await?;
-        Ok((n as u64, keys))
+        Ok(keys)
+    }
+
+    /// How many transfers of ended sessions `report_transfers` would list for `filter` and
+    /// `event`, of the sessions created in `ranges` (`[a, b)`, UTC ms: the parts of a window
+    /// the transfer buckets do not answer for).
+    pub async fn report_transfer_count(
+        &self,
+        filter: &str,
+        event: &str,
+        ranges: &[(i64, i64)],
+    ) -> Result<u64> {
+        if ranges.is_empty() {
+            return Ok(0);
+        }
+        // As in `report_timed_sums`: SQLite reads a table of the ranges in order, PostgreSQL
+        // one bitmap of OR-ed index ranges.
+        let (with, within) = match self.backend() {
+            super::Backend::Sqlite => (
+                ranges_cte(ranges),
+                "r CROSS JOIN session_timings t CROSS JOIN session_events e \
+                 WHERE t.created_at >= r.a AND t.created_at < r.b"
+                    .to_owned(),
+            ),
+            super::Backend::Postgres => {
+                let any: Vec<String> = ranges
+                    .iter()
+                    .map(|(a, b)| format!("(t.created_at >= {a} AND t.created_at < {b})"))
+                    .collect();
+                (
+                    String::new(),
+                    format!(
+                        "session_timings t CROSS JOIN session_events e WHERE ({})",
+                        any.join(" OR ")
+                    ),
+                )
+            }
+        };
+        self.count_of(format!(
+            "{with}SELECT COUNT(*) FROM {within} AND e.session_id = t.session_id \
+             AND e.to_status = 'Transferring' AND {filter} AND {event}"
+        ))
+        .await
+    }
+
+    /// How many transfers of live sessions `report_transfers` would list.
+    pub async fn report_live_transfer_count(&self, filter: &str, event: &str) -> Result<u64> {
+        self.count_of(format!(
+            "SELECT COUNT(*) FROM session_events e CROSS JOIN sessions t \
+             WHERE t.id = e.session_id AND t.id IN ({LIVE_IDS}) AND e.to_status = 'Transferring' \
+             AND {filter} AND {event}"
+        ))
+        .await
+    }
+
+    /// The transfers counted in the transfer buckets (migration 0021) of `span` whose creation
+    /// bucket starts at one of `starts` and (with `events`) whose event hour is one of
+    /// `events`, of the buckets matching `filter` (on `b`).
+    pub async fn report_transfer_bucket_sum(
+        &self,
+        span: i64,
+        starts: &[i64],
+        events: Option<&[i64]>,
+        filter: &str,
+    ) -> Result<u64> {
+        if starts.is_empty() || events.is_some_and(<[i64]>::is_empty) {
+            return Ok(0);
+        }
+        // `+`: the event hours are checked on each bucket, not looked up in the primary key
+        // (SQLite would seek every creation hour with every event hour: 3 s at a million).
+        let events = events.map_or_else(String::new, |e| {
+            format!(" AND +b.event_at IN ({})", id_list(e))
+        });
+        self.count_of(format!(
+            "SELECT {} FROM transfer_buckets b WHERE b.span = {span} AND b.at IN ({}){events} \
+             AND {filter}",
+            sum_of("b.transfers"),
+            id_list(starts)
+        ))
+        .await
+    }
+
+    /// The creation hours among `starts` with a transfer (any, of the hour buckets) in one of
+    /// the event hours `events` or outside `[lo, hi)`.
+    pub async fn report_transfer_hours_with_events(
+        &self,
+        starts: &[i64],
+        events: &[i64],
+        (lo, hi): (i64, i64),
+    ) -> Result<Vec<i64>> {
+        if starts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT b.at FROM transfer_buckets b WHERE b.span = 3600000 \
+             AND b.at IN ({}) AND (b.event_at IN ({}) OR b.event_at < {lo} OR b.event_at >= {hi})",
+            id_list(starts),
+            id_list(events)
+        )))
+        .persistent(false)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// Live sessions (no end yet) created in `[from, to)`, with their events, in id order.
@@ -1185,10 +1319,12 @@ impl Store {
         .await
     }
 
-    /// The same sums read from the buckets of `span` (migration 0019) whose start lies in
-    /// `ranges`, for buckets matching `filter` (on `b`), grouped by `key` (on `b`).
+    /// The same sums read from the buckets of `span` in `table` (`session_buckets`, migration
+    /// 0019, or `session_totals`, 0022) whose start lies in `ranges`, for buckets matching
+    /// `filter` (on `b`), grouped by `key` (on `b`).
     pub async fn report_bucket_sums(
         &self,
+        table: &str,
         span: i64,
         ranges: &[(i64, i64)],
         filter: &str,
@@ -1211,17 +1347,13 @@ impl Store {
         ];
         // Every bucket start listed: both stores look each one up in the primary key (a join
         // with a table of ranges made PostgreSQL scan every bucket once per range).
-        let starts: Vec<String> = ranges
-            .iter()
-            .flat_map(|&(a, b)| (a..b).step_by(usize::try_from(span).unwrap_or(1)))
-            .map(|at| at.to_string())
-            .collect();
+        let starts = crate::reports::buckets::starts(ranges, span);
         self.sums_query(
             &format!(
-                "SELECT {{select}} AS k, {} FROM session_buckets b WHERE b.span = {span} \
+                "SELECT {{select}} AS k, {} FROM {table} b WHERE b.span = {span} \
                  AND b.at IN ({}) AND {filter}",
                 columns.join(", "),
-                starts.join(",")
+                id_list(&starts)
             ),
             key,
         )
