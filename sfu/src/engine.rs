@@ -490,7 +490,7 @@ impl Room {
 /// What polling one peer produced that concerns the room.
 #[derive(Default)]
 struct Polled {
-    packets: Vec<(RtpPacket, PayloadParams)>,
+    packets: Vec<(Box<RtpPacket>, PayloadParams)>,
     connected: bool,
     keyframe_request: Option<KeyframeRequestKind>,
     /// Where the peer sent STUN: answers come from there, maybe before that address has sent
@@ -1196,7 +1196,7 @@ fn emit(
 /// Hands `from`'s packets to the other peer (when connected) and to the tap. The tap sees every
 /// packet the room lets through, also while the other peer is not (yet) connected.
 fn forward_all(
-    packets: &mut Vec<(RtpPacket, PayloadParams)>,
+    packets: &mut Vec<(Box<RtpPacket>, PayloadParams)>,
     from: PeerRole,
     source: Option<&Peer>,
     target: Option<&mut Peer>,
