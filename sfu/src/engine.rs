@@ -490,7 +490,7 @@ impl Room {
 /// What polling one peer produced that concerns the room.
 #[derive(Default)]
 struct Polled {
-    packets: Vec<(RtpPacket, PayloadParams)>,
+    packets: Vec<(Box<RtpPacket>, PayloadParams)>,
     connected: bool,
     keyframe_request: Option<KeyframeRequestKind>,
     /// Where the peer sent STUN: answers come from there, maybe before that address has sent
@@ -913,6 +913,7 @@ impl Engine {
             tracing::trace!(%source, "datagram for no peer");
             return;
         };
+        let mut drained = false;
         if let Some(peer) = self.rooms.get_mut(&session).and_then(|r| r.peer_mut(role)) {
             peer.counters.received(data.len());
             peer.last_heard = arrival;
@@ -924,12 +925,15 @@ impl Engine {
             if peer.keyframe_pending {
                 peer.keyframe_pending = false;
                 peer.feed_clock(arrival, session);
+                // The keyframe request goes out now, with the rest of the peer's output (as
+                // before per-datagram polls stopped at the packet).
+                drained = true;
             }
         }
         // Only the peer that got the datagram is polled now (str0m holds one received RTP
         // packet at a time); what it forwarded waits in the other peer's send stream until the
         // batch ends, so a batch costs each peer one timeout and one drain, not one per packet.
-        self.drive_polling(session, Some(role));
+        self.drive_polling(session, Some(role), !drained);
     }
 
     /// Ends a batch of input (one `recvmmsg`, one hand-over from shard 0, one TCP frame): each
@@ -993,12 +997,16 @@ impl Engine {
     /// Polls both peers of a room until neither has anything more to send, forwarding RTP
     /// between them.
     fn drive(&mut self, session: SessionId) {
-        self.drive_polling(session, None);
+        self.drive_polling(session, None, false);
     }
 
     /// `drive`, polling only `only`'s peer when given (and then leaving due timeouts to the end
     /// of the batch, for which the room is marked touched here: one lookup per datagram).
-    fn drive_polling(&mut self, session: SessionId, only: Option<PeerRole>) {
+    /// `until_packet` (with `only`): the peer is polled only until it hands out the received RTP
+    /// packet (str0m holds one at a time); the rest of its output (its timeout, anything an RTCP
+    /// packet caused) is drained once for the batch by `end_batch`. Polling on to the timeout
+    /// walked every part of the `Rtc` and recomputed its deadline for every packet.
+    fn drive_polling(&mut self, session: SessionId, only: Option<PeerRole>, until_packet: bool) {
         let Some(room) = self.rooms.get_mut(&session) else {
             return;
         };
@@ -1016,10 +1024,24 @@ impl Engine {
                 metrics: &self.metrics,
             };
             if let Some(peer) = room.customer.as_mut().filter(|_| poll_customer) {
-                poll_peer(peer, &mut out, &mut self.from_customer, session, inline);
+                poll_peer(
+                    peer,
+                    &mut out,
+                    &mut self.from_customer,
+                    session,
+                    inline,
+                    until_packet,
+                );
             }
             if let Some(peer) = room.technician.as_mut().filter(|_| poll_technician) {
-                poll_peer(peer, &mut out, &mut self.from_technician, session, inline);
+                poll_peer(
+                    peer,
+                    &mut out,
+                    &mut self.from_technician,
+                    session,
+                    inline,
+                    until_packet,
+                );
             }
             for (peer, role) in [
                 (room.customer.as_mut(), PeerRole::Customer),
@@ -1114,6 +1136,11 @@ impl Engine {
                 &mut self.forwarded,
                 |video| !room.held && !video && room.flow.technician_audio,
             );
+            if until_packet {
+                // The packet went into the other peer's send stream; both peers are drained
+                // when the batch ends.
+                break;
+            }
         }
         let dead = [room.customer.as_ref(), room.technician.as_ref()]
             .into_iter()
@@ -1196,7 +1223,7 @@ fn emit(
 /// Hands `from`'s packets to the other peer (when connected) and to the tap. The tap sees every
 /// packet the room lets through, also while the other peer is not (yet) connected.
 fn forward_all(
-    packets: &mut Vec<(RtpPacket, PayloadParams)>,
+    packets: &mut Vec<(Box<RtpPacket>, PayloadParams)>,
     from: PeerRole,
     source: Option<&Peer>,
     target: Option<&mut Peer>,
@@ -1246,13 +1273,15 @@ struct Out<'a> {
     metrics: &'a EngineMetrics,
 }
 
-/// Polls one peer until it wants the clock. Up to `inline` timeouts already due are fed at once.
+/// Polls one peer until it wants the clock (or, `until_packet`, until it hands out an RTP
+/// packet). Up to `inline` timeouts already due are fed at once.
 fn poll_peer(
     peer: &mut Peer,
     out: &mut Out<'_>,
     polled: &mut Polled,
     session: SessionId,
     inline: u32,
+    until_packet: bool,
 ) {
     let mut inline_timeouts = 0;
     loop {
@@ -1348,6 +1377,9 @@ fn poll_peer(
                     let pt = packet.header.payload_type;
                     if let Some(params) = peer.rtc.codec_config().find(|p| p.pt() == pt).copied() {
                         polled.packets.push((packet, params));
+                    }
+                    if until_packet {
+                        return;
                     }
                 }
                 _ => {}

@@ -241,7 +241,11 @@ impl Outbox {
             }
             start += taken;
         }
-        self.queue.clear();
+        // The buffers go back to str0m, which seals this shard's next SRTP packets into them
+        // (a pool per thread: no allocation and free per forwarded packet).
+        for q in self.queue.drain(..) {
+            str0m::net::recycle_datagram(q.contents);
+        }
         flushed
     }
 

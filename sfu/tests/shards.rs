@@ -46,7 +46,15 @@ async fn sessions_on_two_shards_forward_at_the_same_time() {
     sfu.stop(2);
     first.hang_up().await;
     second.hang_up().await;
-    let metrics = sfu.metrics();
+    // `stop` only sends each shard a command: under load a shard may take a moment to run it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut metrics = sfu.metrics();
+    while (metrics.rooms, metrics.peers_connected) != (0, 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        metrics = sfu.metrics();
+    }
     assert_eq!((metrics.rooms, metrics.peers_connected), (0, 0));
 }
 

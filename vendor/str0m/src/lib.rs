@@ -870,6 +870,8 @@ pub mod error;
 /// Network related types to get socket data in/out of [`Rtc`].
 pub mod net {
     pub use crate::io::{DatagramRecv, DatagramSend, Protocol, Receive, TcpType, Transmit};
+    // lens: reused send buffers.
+    pub use crate::io::recycle_datagram;
 }
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -987,7 +989,8 @@ pub enum Event {
     MediaAdded(MediaAdded),
 
     /// Incoming media data sent by the remote peer.
-    MediaData(MediaData),
+    // lens: boxed (see `RtpPacket`).
+    MediaData(Box<MediaData>),
 
     /// Changes to the media may be emitted.
     ///
@@ -1024,13 +1027,16 @@ pub enum Event {
     /// Statistics event for the Rtc instance
     ///
     /// Includes both media traffic (rtp payload) as well as all traffic
-    PeerStats(PeerStats),
+    // lens: boxed (see `RtpPacket`).
+    PeerStats(Box<PeerStats>),
 
     /// Aggregated statistics for each media (mid, rid) in the ingress direction
-    MediaIngressStats(MediaIngressStats),
+    // lens: boxed (see `RtpPacket`).
+    MediaIngressStats(Box<MediaIngressStats>),
 
     /// Aggregated statistics for each media (mid, rid) in the egress direction
-    MediaEgressStats(MediaEgressStats),
+    // lens: boxed (see `RtpPacket`).
+    MediaEgressStats(Box<MediaEgressStats>),
 
     /// A new estimate from the bandwidth estimation subsystem.
     EgressBitrateEstimate(BweKind),
@@ -1051,7 +1057,10 @@ pub enum Event {
     SenderFeedback(SenderFeedback),
 
     /// Incoming RTP data.
-    RtpPacket(RtpPacket),
+    // lens: boxed, as are the stats and media data below: `Output` carried this 408-byte value
+    // (and `MediaData`, 520) inline, so every `Output` — most of them a 96-byte `Transmit` or a
+    // timeout — was 520 bytes, moved several times per `poll_output`.
+    RtpPacket(Box<RtpPacket>),
 
     /// Incoming application-specific Payload-Specific Feedback (PSFB FMT=15, PT=206).
     ///
@@ -1866,9 +1875,11 @@ impl Rtc {
 
         if let Some(e) = self.stats.as_mut().and_then(|s| s.poll_output()) {
             return Ok(Some(match e {
-                StatsEvent::Peer(s) => Output::Event(Event::PeerStats(s)),
-                StatsEvent::MediaIngress(s) => Output::Event(Event::MediaIngressStats(s)),
-                StatsEvent::MediaEgress(s) => Output::Event(Event::MediaEgressStats(s)),
+                StatsEvent::Peer(s) => Output::Event(Event::PeerStats(Box::new(s))),
+                StatsEvent::MediaIngress(s) => {
+                    Output::Event(Event::MediaIngressStats(Box::new(s)))
+                }
+                StatsEvent::MediaEgress(s) => Output::Event(Event::MediaEgressStats(Box::new(s))),
             }));
         }
 

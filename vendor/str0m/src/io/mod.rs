@@ -27,6 +27,10 @@ pub const MAX_RTP_OVERHEAD: usize = 80;
 pub const MAX_DTLS_OVERHEAD: usize = 48;
 
 mod error;
+// lens: reused send buffers (see spare.rs).
+mod spare;
+pub(crate) use spare::datagram_buffer;
+pub use spare::recycle_datagram;
 pub use self::error::NetError;
 #[allow(unused_imports)]
 pub use self::error::StunError;

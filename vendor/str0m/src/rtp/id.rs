@@ -66,19 +66,14 @@ macro_rules! str_id {
 
         impl<'a> From<&'a str> for $id {
             fn from(v: &'a str) -> Self {
-                let v = v
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                    .collect::<String>();
-
-                let bytes = v.as_bytes();
-                let bytes = &bytes[0..$num.min(bytes.len())];
-
-                // pad with space.
+                // lens: written straight into the array, without the `String` 0.25 collected
+                // first (an allocation per received packet carrying a MID or RID extension).
+                // Same result: every char becomes one byte (ASCII alphanumerics kept, anything
+                // else `_`), the first `$num` of them, padded with space.
                 let mut array = [b' '; $num];
-
-                let max = bytes.len().min(array.len());
-                (&mut array[0..max]).copy_from_slice(bytes);
+                for (slot, c) in array.iter_mut().zip(v.chars()) {
+                    *slot = if c.is_ascii_alphanumeric() { c as u8 } else { b'_' };
+                }
 
                 $id(array)
             }
@@ -418,5 +413,40 @@ mod lens_test {
             let s: &str = &rid;
             assert_eq!(rid.trimmed_bytes(), s.as_bytes(), "{rid:?}");
         }
+    }
+
+    /// 0.25's conversion, kept here to check the one without a `String` against it.
+    fn from_str_as_0_25(v: &str) -> [u8; 16] {
+        let v = v
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect::<String>();
+        let bytes = v.as_bytes();
+        let bytes = &bytes[0..16.min(bytes.len())];
+        let mut array = [b' '; 16];
+        let max = bytes.len().min(array.len());
+        array[0..max].copy_from_slice(bytes);
+        array
+    }
+
+    #[test]
+    fn from_str_matches_0_25() {
+        let inputs = [
+            "",
+            "0",
+            "video",
+            "a b",
+            "exactly_sixteen_",
+            "longer than sixteen characters",
+            "ünïcødé-mid",
+            "\u{a0}x",
+            "日本語のミッド識別子です十六文字以上",
+            "tab\there",
+        ];
+        for v in inputs {
+            assert_eq!(Mid::from(v), Mid::from_array(from_str_as_0_25(v)), "{v:?}");
+        }
+        assert_eq!(Rid::from("a-b"), Rid::from_array(*b"a_b     "));
+        assert_eq!(Rid::from("abcdefghij"), Rid::from_array(*b"abcdefgh"));
     }
 }

@@ -362,7 +362,8 @@ impl SrtpContext {
         // The datagram: the header (the AAD), then room for the payload and the tag (and,
         // for AES-CM, the CTR scratch the cipher needs, cut off below).
         let datagram = |room: usize| {
-            let mut output = Vec::with_capacity(len + room);
+            // lens: a buffer handed back with `net::recycle_datagram` when there is one.
+            let mut output = crate::io::datagram_buffer(len + room);
             output.extend_from_slice(header_bytes);
             output.resize(len + room, 0);
             output
