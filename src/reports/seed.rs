@@ -33,7 +33,7 @@ pub struct SeedSummary {
 }
 
 /// xorshift64*: deterministic, dependency-free, plenty for test data.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -43,9 +43,14 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// In `[0, n)` (0 when `n` is 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
     /// Uniform in `[lo, hi)`.
     fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo).max(1) as u64) as i64
+        lo + self.below((hi - lo).max(1) as u64) as i64
     }
 }
 

@@ -9,24 +9,9 @@ use std::collections::HashMap;
 
 use chrono_tz::Tz;
 
+use super::seed::Rng;
 use super::*;
 use crate::store::reports::write_session_timings;
-
-/// xorshift64*, seeded per case so a failure names its case.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 const ZONES: [&str; 8] = [
     "UTC",
