@@ -92,6 +92,17 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The SQL condition keeping the rows of the unit, given a row's group, technician and
+    /// user (creator or actor) columns, as `session` does in Rust; None for everything. Only
+    /// numbers are written into it.
+    fn sql(&self, group: &str, technician: &str, user: &str) -> Option<String> {
+        (!self.all).then(|| {
+            let groups = id_list(&self.groups);
+            let users = id_list(&self.users);
+            format!("({group} IN ({groups}) OR {technician} IN ({users}) OR {user} IN ({users}))")
+        })
+    }
+
     fn session(&self, s: &ReportSession) -> bool {
         self.all
             || self.groups.contains(&s.group_id)
@@ -546,12 +557,11 @@ impl SumKey {
 /// `group_id` (`session_timings` or `sessions`). Only numbers are written into it.
 fn session_filter(req: &Request) -> String {
     let mut w = format!("t.created_at >= {} AND t.created_at < {}", req.from, req.to);
-    if !req.scope.all {
-        let groups = id_list(&req.scope.groups);
-        let users = id_list(&req.scope.users);
-        w.push_str(&format!(
-            " AND (t.group_id IN ({groups}) OR t.technician_id IN ({users}) OR t.created_by IN ({users}))"
-        ));
+    if let Some(unit) = req
+        .scope
+        .sql("t.group_id", "t.technician_id", "t.created_by")
+    {
+        w.push_str(&format!(" AND {unit}"));
     }
     if let Some(d) = req.daily {
         w.push_str(&format!(
@@ -733,15 +743,10 @@ async fn stored_sums(
             sums.entry(k).or_default().merge(&t);
         }
     };
-    let mut bucket_filter = if req.scope.all {
-        String::from("1 = 1")
-    } else {
-        let groups = id_list(&req.scope.groups);
-        let users = id_list(&req.scope.users);
-        format!(
-            "(b.group_id IN ({groups}) OR b.technician_id IN ({users}) OR b.created_by IN ({users}))"
-        )
-    };
+    let mut bucket_filter = req
+        .scope
+        .sql("b.group_id", "b.technician_id", "b.created_by")
+        .unwrap_or_else(|| String::from("1 = 1"));
     let mut scan_filter = picked_filter(req, pick);
     if let Some(c) = pick.column() {
         bucket_filter.push_str(&format!(" AND b.{c} = 1"));
@@ -1576,14 +1581,10 @@ fn transferred(
 /// `session_filter`) and on its transfer event (`e`: of the unit, in the daily range). Only
 /// numbers are written into them.
 fn transfer_filters(req: &Request) -> (String, String) {
-    let mut event = String::from("1 = 1");
-    if !req.scope.all {
-        let groups = id_list(&req.scope.groups);
-        let users = id_list(&req.scope.users);
-        event = format!(
-            "(e.group_id IN ({groups}) OR e.technician_id IN ({users}) OR e.actor_id IN ({users}))"
-        );
-    }
+    let mut event = req
+        .scope
+        .sql("e.group_id", "e.technician_id", "e.actor_id")
+        .unwrap_or_else(|| String::from("1 = 1"));
     if let Some(d) = req.daily {
         // Transfers happen after their session's creation, up to now.
         let until = req.to.max(req.now) + 86_400_000;
@@ -1685,16 +1686,19 @@ async fn transfer_count(
         daily,
         req.tz,
     );
-    let bucket_filter = if req.scope.all {
-        String::from("1 = 1")
-    } else {
-        let groups = id_list(&req.scope.groups);
-        let users = id_list(&req.scope.users);
-        format!(
-            "(b.group_id IN ({groups}) OR b.technician_id IN ({users}) OR b.created_by IN ({users})) \
-             AND (b.event_group_id IN ({groups}) OR b.event_technician_id IN ({users}) \
-             OR b.event_actor_id IN ({users}))"
-        )
+    // Of the unit twice: the session (as `session_filter`) and its transfer event (as
+    // `transfer_filters`).
+    let bucket_filter = match (
+        req.scope
+            .sql("b.group_id", "b.technician_id", "b.created_by"),
+        req.scope.sql(
+            "b.event_group_id",
+            "b.event_technician_id",
+            "b.event_actor_id",
+        ),
+    ) {
+        (Some(session), Some(event)) => format!("{session} AND {event}"),
+        _ => String::from("1 = 1"),
     };
     let mut scan = cover.scan.clone();
     match daily {
