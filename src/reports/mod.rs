@@ -953,6 +953,8 @@ struct LoginSpan {
     start: i64,
     end: Option<i64>,
     address: String,
+    /// The stored covered time of [start, end) (migration 0024), when the end is stored.
+    covered: Option<i64>,
     busy: i64,
     away: i64,
     idle: i64,
@@ -1004,6 +1006,7 @@ async fn login_spans(
             start: r.at,
             end: r.end,
             address: r.address,
+            covered: r.covered,
             busy: 0,
             away: 0,
             idle: 0,
@@ -1012,8 +1015,11 @@ async fn login_spans(
 }
 
 /// Busy, Away (console statuses) and Idle time of `spans`. Idle is login time in which the
-/// technician had none of the report's sessions (the window, scope and daily range) in a live
-/// status: the ended sessions' stored spans, the live sessions' computed from their events.
+/// technician had no session at all in a live status (the guide: "no sessions"; whatever the
+/// report's window, scope or daily range select), so a login's time in sessions is its own: kept
+/// on its row for the ended sessions (migration 0024). Live sessions' spans are computed from
+/// their events, and a login they overlap, or without a stored end, is covered here from the
+/// stored spans instead.
 async fn console_times(
     store: &Store,
     req: &Request,
@@ -1029,35 +1035,46 @@ async fn console_times(
     users.sort_unstable();
     users.dedup();
     let statuses = store.report_console_statuses(&users, lo, hi).await?;
-    // A span lies within its session (its events are not before its creation), so sessions
-    // created from `hi` on have none in `[lo, hi)`: the window ends there for the spans, which
-    // bounds the index range read (a page early in the window reads few).
-    let until_hi = Request {
-        to: req.to.min(hi),
-        ..req.clone()
-    };
-    let filter = format!(
-        "{} AND t.live_technician_id IN ({})",
-        session_filter(&until_hi),
-        id_list(&users)
-    );
-    let mut covered = store.report_session_spans(&filter, lo, hi).await?;
-    for x in live(store, req).await? {
-        for (t, a, b) in Timings::live_spans(&x.s.events, req.now) {
-            covered.entry(t).or_default().push((a, b));
+    // Every live session (few), whatever the report selects.
+    let mut live: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    for s in store.report_live_sessions(i64::MIN, i64::MAX).await? {
+        for (t, a, b) in Timings::live_spans(&s.events, req.now) {
+            live.entry(t).or_default().push((a, b));
         }
     }
-    // Each technician's intervals, sorted and merged into disjoint ones.
-    for intervals in covered.values_mut() {
-        intervals.sort_unstable();
-        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(intervals.len());
-        for &(a, b) in intervals.iter() {
-            match merged.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => merged.push((a, b)),
+    let live: HashMap<i64, Vec<(i64, i64)>> = live
+        .into_iter()
+        .map(|(t, v)| (t, Timings::merged(v)))
+        .collect();
+    let no_spans: &[(i64, i64)] = &[];
+    // Logins covered here: per user, one range over them.
+    let mut ranges: HashMap<i64, (i64, i64)> = HashMap::new();
+    for span in spans.iter_mut() {
+        let (a, b) = (span.start, span.end.unwrap_or(req.now));
+        let live_here = Timings::covered_within(live.get(&span.user).map_or(no_spans, |v| v), a, b);
+        match span.covered {
+            Some(covered) if live_here == 0 => span.idle = (b - a) - covered,
+            _ => {
+                span.covered = None;
+                let r = ranges.entry(span.user).or_insert((a, b));
+                *r = (r.0.min(a), r.1.max(b));
             }
         }
-        *intervals = merged;
+    }
+    if !ranges.is_empty() {
+        let ranges: Vec<(i64, i64, i64)> = ranges.into_iter().map(|(u, (a, b))| (u, a, b)).collect();
+        let stored = store.stored_cover(&ranges).await?;
+        let mut covered: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for (u, _, _) in &ranges {
+            let mut v: Vec<(i64, i64)> = stored.get(u).cloned().unwrap_or_default();
+            v.extend(live.get(u).map_or(no_spans, |v| v));
+            covered.insert(*u, Timings::merged(v));
+        }
+        for span in spans.iter_mut().filter(|s| s.covered.is_none()) {
+            let (a, b) = (span.start, span.end.unwrap_or(req.now));
+            let mine = covered.get(&span.user).map_or(no_spans, |v| v);
+            span.idle = (b - a) - Timings::covered_within(mine, a, b);
+        }
     }
     let empty = Vec::new();
     for span in spans.iter_mut() {
@@ -1079,14 +1096,6 @@ async fn console_times(
                 }
             }
         }
-        let mine: &[(i64, i64)] = covered.get(&span.user).map_or(&[], |v| v.as_slice());
-        let in_sessions: i64 = mine[mine.partition_point(|c| c.1 <= a)..]
-            .iter()
-            .take_while(|c| c.0 < b)
-            .map(|c| c.1.min(b) - c.0.max(a))
-            .filter(|d| *d > 0)
-            .sum();
-        span.idle = (b - a) - in_sessions;
     }
     Ok(())
 }

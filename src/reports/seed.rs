@@ -325,7 +325,9 @@ async fn seed_rows(
     // the shifts spread over the day, and each login falls at random within three hours of
     // its shift's start. Any daily time range then finds the logins of its hours.
     let mut tx = store.begin().await?;
-    let mut logins = batch("INSERT INTO logins (user_id, event, method, address, at)");
+    // Each login's end is written with it (migration 0024); its covered time is kept as the
+    // sessions' spans are written.
+    let mut logins = batch("INSERT INTO logins (user_id, event, method, address, at, end_at)");
     let mut statuses = batch("INSERT INTO technician_status_events (user_id, at, status)");
     let first_midnight = start.div_euclid(86_400_000) * 86_400_000;
     for day in 0..i64::from(o.days) {
@@ -344,13 +346,13 @@ async fn seed_rows(
             logins
                 .push(
                     &mut tx,
-                    &format!("({tech},'login','password','10.0.0.1',{login})"),
+                    &format!("({tech},'login','password','10.0.0.1',{login},{logout})"),
                 )
                 .await?;
             logins
                 .push(
                     &mut tx,
-                    &format!("({tech},'logout','password','10.0.0.1',{logout})"),
+                    &format!("({tech},'logout','password','10.0.0.1',{logout},NULL)"),
                 )
                 .await?;
             for (at, status) in [
@@ -621,7 +623,10 @@ mod tests {
                 "session_notes",
                 "session_id + technician_id + at + LENGTH(text)",
             ),
-            ("logins", "user_id + LENGTH(event) + LENGTH(address) + at"),
+            (
+                "logins",
+                "user_id + LENGTH(event) + LENGTH(address) + at + COALESCE(end_at, 5) + covered",
+            ),
             ("technician_status_events", "user_id + at + LENGTH(status)"),
             (
                 "session_timings",

@@ -11,7 +11,9 @@ use chrono_tz::Tz;
 
 use super::seed::Rng;
 use super::*;
+use crate::store::LoginEvent;
 use crate::store::reports::write_session_timings;
+use crate::store::sessions::EventRow;
 
 const ZONES: [&str; 8] = [
     "UTC",
@@ -52,30 +54,69 @@ async fn check(store: &Store) {
         .fetch_one(store.pool())
         .await
         .unwrap();
-    // Rewritten sessions (their buckets rebuilt): some without an owner, some moved in time
-    // (to the other end of the window, to odd minutes) and to another creator.
-    let mut rng = Rng(0x5EED);
-    let mut rewritten = Vec::new();
-    for mut s in store.report_sessions_between(first, last).await.unwrap() {
-        match rng.below(40) {
-            0 => s.technician_id = None,
-            1 => s.created_at = start + rng.below(days as u64 * 86_400_000) as i64,
-            2 => s.created_by = s.technician_id.unwrap_or(s.created_by) + 1,
-            _ => continue,
-        }
-        let ended = s.ended_at.unwrap_or(now);
-        rewritten.push((s, ended));
-    }
-    assert!(rewritten.len() > 300, "{}", rewritten.len());
-    let mut tx = store.begin().await.unwrap();
-    write_session_timings(&mut tx, &rewritten).await.unwrap();
-    tx.commit().await.unwrap();
     let people = store.report_people().await.unwrap();
     let technicians: Vec<i64> = people
         .iter()
         .filter(|p| p.role == "technician")
         .map(|p| p.id)
         .collect();
+    // Rewritten sessions (their buckets rebuilt): some without an owner, some moved in time
+    // (to the other end of the window, to odd minutes) and to another creator; some with
+    // other live spans (the logins they covered and now cover are covered again): given to
+    // another technician, or cut short.
+    let mut rng = Rng(0x5EED);
+    let mut rewritten = Vec::new();
+    // Every session's events and the instant its last event lasts to: the raw Idle Time's.
+    let mut events_of: HashMap<i64, (Vec<EventRow>, i64)> = HashMap::new();
+    for mut s in store.report_sessions_between(first, last).await.unwrap() {
+        let ended = s.ended_at.unwrap_or(now);
+        match rng.below(40) {
+            0 => s.technician_id = None,
+            1 => s.created_at = start + rng.below(days as u64 * 86_400_000) as i64,
+            2 => s.created_by = s.technician_id.unwrap_or(s.created_by) + 1,
+            3 => {
+                let other = technicians[rng.below(technicians.len() as u64) as usize];
+                for e in s.events.iter_mut().filter(|e| e.technician_id.is_some()) {
+                    e.technician_id = Some(other);
+                }
+            }
+            4 => {
+                let keep = s.events.len() / 2;
+                s.events.truncate(keep);
+            }
+            _ => {
+                events_of.insert(s.id, (s.events, ended));
+                continue;
+            }
+        }
+        events_of.insert(s.id, (s.events.clone(), ended));
+        rewritten.push((s, ended));
+    }
+    assert!(rewritten.len() > 300, "{}", rewritten.len());
+    // One at a time, as the hub writes them (a chunk's logins are covered again per
+    // technician over the chunk's whole range, which would hide a span left out).
+    for one in rewritten.chunks(1) {
+        let mut tx = store.begin().await.unwrap();
+        write_session_timings(&mut tx, one).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let live = live_sessions(store, &technicians, start, now, &mut rng).await;
+    events_of.extend(live);
+    // Logins recorded last: open ones (some before a seeded row: out of order) and some in
+    // the middle of the history, ending a seeded login early or ending at the next row.
+    for k in 0..8 {
+        let user = technicians[rng.below(technicians.len() as u64) as usize];
+        let (event, at) = match k % 4 {
+            0 | 1 => (LoginEvent::Login, now - rng.below(20 * 3_600_000) as i64),
+            2 => (LoginEvent::Logout, start + rng.below(days as u64 * 86_400_000) as i64),
+            _ => (LoginEvent::Login, start + rng.below(days as u64 * 86_400_000) as i64),
+        };
+        store
+            .record_login(user, event, "password", "10.0.0.9", at)
+            .await
+            .unwrap();
+    }
+    let raw = RawLogins::read(store, &events_of).await;
     let groups: Vec<i64> = store
         .report_group_names()
         .await
@@ -92,6 +133,7 @@ async fn check(store: &Store) {
     ];
     let keys = [SumKey::One, SumKey::Technician, SumKey::Owner];
     let (mut nonempty, mut with_transfers) = (0, 0);
+    let (mut kept, mut covered_raw, mut busy_logins) = (0usize, 0usize, 0usize);
     for case in 0..160u64 {
         let mut rng = Rng(0x9E37_79B9 ^ (case + 1).wrapping_mul(0x1000_0001));
         let tz: Tz = ZONES[rng.below(ZONES.len() as u64) as usize]
@@ -187,10 +229,140 @@ async fn check(store: &Store) {
             "case {case}: transfers, {tz} {from}..{to} daily {daily:?} all {}",
             req.scope.all
         );
+        // The Login report's ends and Idle Times (the stored ends and covered times, migration
+        // 0024) against the raw ones: each login ends at its user's next row and is idle
+        // outside the live spans of every session of its user. Performance's Total Login Time
+        // sums the same ends.
+        let mut spans = login_spans(store, &req, &login_filter(&req), None)
+            .await
+            .unwrap();
+        console_times(store, &req, &mut spans).await.unwrap();
+        let until = now.max(to);
+        for l in &spans {
+            let end = raw.end.get(&l.id).copied().flatten().filter(|e| *e < until);
+            let b = end.unwrap_or(now);
+            let mine = raw.spans.get(&l.user).map_or(&[][..], |v| v.as_slice());
+            let idle = (b - l.start) - Timings::covered_within(mine, l.start, b);
+            assert_eq!(
+                (l.end, l.idle),
+                (end, idle),
+                "case {case}: login {} of {} at {}, {tz} {from}..{to} daily {daily:?}",
+                l.id,
+                l.user,
+                l.start
+            );
+            kept += usize::from(l.covered.is_some());
+            covered_raw += usize::from(l.covered.is_none());
+            busy_logins += usize::from(idle < b - l.start);
+        }
     }
     // The cases are not vacuous.
     assert!(nonempty > 100, "{nonempty} cases with sessions");
     assert!(with_transfers > 80, "{with_transfers} cases with transfers");
+    assert!(
+        kept > 1000 && covered_raw > 5 && busy_logins > 1000,
+        "{kept} logins read as stored, {covered_raw} covered from the spans, {busy_logins} with sessions"
+    );
+}
+
+/// The raw truth of the Login report: each login row's end (the user's next row, in (at, id)
+/// order) and each technician's live spans merged, from every session's events.
+struct RawLogins {
+    end: HashMap<i64, Option<i64>>,
+    spans: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl RawLogins {
+    async fn read(store: &Store, events_of: &HashMap<i64, (Vec<EventRow>, i64)>) -> Self {
+        let rows: Vec<(i64, i64, String, i64)> =
+            sqlx::query_as("SELECT id, user_id, event, at FROM logins ORDER BY user_id, at, id")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        let mut end = HashMap::new();
+        for (i, (id, user, event, _)) in rows.iter().enumerate() {
+            if event == "login" {
+                let next = rows.get(i + 1).filter(|n| n.1 == *user).map(|n| n.3);
+                end.insert(*id, next);
+            }
+        }
+        let mut spans: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for (events, last) in events_of.values() {
+            for (t, a, b) in Timings::live_spans(events, *last) {
+                spans.entry(t).or_default().push((a, b));
+            }
+        }
+        let spans = spans
+            .into_iter()
+            .map(|(t, v)| (t, Timings::merged(v)))
+            .collect();
+        RawLogins { end, spans }
+    }
+}
+
+/// Six sessions still live (no final status), of random technicians, created from five days
+/// to minutes before `now`: their events, lasting to `now`.
+async fn live_sessions(
+    store: &Store,
+    technicians: &[i64],
+    start: i64,
+    now: i64,
+    rng: &mut Rng,
+) -> HashMap<i64, (Vec<EventRow>, i64)> {
+    let group: (i64,) = sqlx::query_as("SELECT MIN(id) FROM org_groups")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let mut out = HashMap::new();
+    for k in 0..6 {
+        let tech = technicians[rng.below(technicians.len() as u64) as usize];
+        let created = (now - rng.below(if k == 0 { 5 } else { 1 } * 86_400_000) as i64).max(start);
+        let id = store
+            .insert_session(&crate::store::sessions::SessionRow {
+                created_by: tech,
+                technician_id: Some(tech),
+                group_id: group.0,
+                method: "pin".into(),
+                status: "Active".into(),
+                created_at: created,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        let mut at = created;
+        for (seq, to) in ["Waiting", "Active", "On Hold", "Active"].iter().enumerate() {
+            let event = EventRow {
+                seq: seq as i64 + 1,
+                at,
+                from_status: String::new(),
+                to_status: (*to).into(),
+                actor: "technician".into(),
+                actor_id: Some(tech),
+                reason: "test".into(),
+                technician_id: Some(tech),
+                group_id: group.0,
+                detail: String::new(),
+            };
+            sqlx::query(
+                "INSERT INTO session_events (session_id, seq, at, from_status, to_status, actor, actor_id, \
+                 reason, technician_id, group_id, detail) VALUES ($1, $2, $3, '', $4, 'technician', $5, 'test', $5, $6, '')",
+            )
+            .bind(id)
+            .bind(event.seq)
+            .bind(at)
+            .bind(&event.to_status)
+            .bind(tech)
+            .bind(group.0)
+            .execute(store.pool())
+            .await
+            .unwrap();
+            events.push(event);
+            at += rng.below(((now - at) / 3).max(1) as u64) as i64;
+        }
+        out.insert(id, (events, now));
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

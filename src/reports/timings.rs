@@ -101,6 +101,29 @@ impl Timings {
         spans
     }
 
+    /// `intervals` (from, to) sorted and merged into disjoint ones (touching ones joined).
+    pub fn merged(mut intervals: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+        intervals.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(intervals.len());
+        for (a, b) in intervals {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        merged
+    }
+
+    /// How much of `[a, b)` the disjoint, sorted `merged` intervals cover.
+    pub fn covered_within(merged: &[(i64, i64)], a: i64, b: i64) -> i64 {
+        merged[merged.partition_point(|c| c.1 <= a)..]
+            .iter()
+            .take_while(|c| c.0 < b)
+            .map(|c| c.1.min(b) - c.0.max(a))
+            .filter(|d| *d > 0)
+            .sum()
+    }
+
     /// The guide's Total Time: Active + Hold + Transfer + Rebooting (never in Lens) + Reconnecting.
     pub fn total(&self) -> i64 {
         self.active + self.hold + self.transfer + self.reconnecting

@@ -66,6 +66,8 @@ pub struct LoginRow {
     pub address: String,
     pub at: i64,
     pub end: Option<i64>,
+    /// The stored covered time of [at, end) (migration 0024), when the end is the stored one.
+    pub covered: Option<i64>,
 }
 
 /// A submitted survey.
@@ -230,28 +232,36 @@ impl Store {
         let limit = page.map_or_else(String::new, |p| {
             format!(" LIMIT {} OFFSET {}", p.limit, p.offset)
         });
+        // A login's end is kept on its row (migration 0024); only a login without one (still
+        // open, or written before its end was kept) looks for the user's next row. There
         // `n.at >= l.at` alone bounds the index range (the tie on `at` is broken by id). The
         // next row is taken first and kept only if before `until` (the same answer): with that
         // bound in the index range, PostgreSQL guessed 3 later rows per user instead of 261 and,
-        // unless the table had just been vacuumed, fetched and sorted all of them for each login
-        // (11 s for a year at 1 M sessions, against 0.4 s walking the index to its first row).
+        // unless the table had just been vacuumed, fetched and sorted all of them for each login.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT l.id, l.user_id, l.address, l.at, (SELECT CASE WHEN n.at < {until} THEN n.at END \
-             FROM logins n WHERE n.user_id = l.user_id AND n.at >= l.at AND (n.at > l.at OR n.id > l.id) \
-             ORDER BY n.at, n.id LIMIT 1) AS end_at FROM logins l WHERE l.event = 'login' AND {filter} \
-             ORDER BY l.at, l.id{limit}"
+            "SELECT l.id, l.user_id, l.address, l.at, l.end_at, l.covered, CASE WHEN l.end_at IS NULL \
+             THEN (SELECT n.at FROM logins n WHERE n.user_id = l.user_id AND n.at >= l.at \
+             AND (n.at > l.at OR n.id > l.id) ORDER BY n.at, n.id LIMIT 1) END AS next_at \
+             FROM logins l WHERE l.event = 'login' AND {filter} ORDER BY l.at, l.id{limit}"
         )))
         .persistent(false)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|r| {
+                let kept: Option<i64> = r.try_get("end_at")?;
+                let next: Option<i64> = r.try_get("next_at")?;
+                let end = kept.or(next).filter(|e| *e < until);
                 Ok(LoginRow {
                     id: r.try_get("id")?,
                     user_id: r.try_get("user_id")?,
                     address: r.try_get("address")?,
                     at: r.try_get("at")?,
-                    end: r.try_get("end_at")?,
+                    end,
+                    covered: match (kept, end) {
+                        (Some(_), Some(_)) => Some(r.try_get("covered")?),
+                        _ => None,
+                    },
                 })
             })
             .collect()
@@ -301,26 +311,6 @@ impl Store {
         unfold(rows, |at, status| {
             Some((at.parse().ok()?, status.to_owned()))
         })
-    }
-
-    /// The stored live spans (from, to) of the ended sessions matching `filter` (on `t`, from
-    /// numbers only) that overlap `[from, to)`, by technician. Folded per technician by the
-    /// database.
-    pub async fn report_session_spans(
-        &self,
-        filter: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<HashMap<i64, Vec<(i64, i64)>>> {
-        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT t.live_technician_id, string_agg(CAST(t.start_at AS TEXT) || ',' || \
-             CAST(t.end_at AS TEXT), ';') FROM session_spans t \
-             WHERE {filter} AND t.start_at < {to} AND t.end_at > {from} GROUP BY t.live_technician_id"
-        )))
-        .persistent(false)
-        .fetch_all(self.pool())
-        .await?;
-        unfold(rows, |a, b| Some((a.parse().ok()?, b.parse().ok()?)))
     }
 
     /// Chat of the sessions with ids in `[first, last]`, by session then order.
@@ -708,6 +698,15 @@ pub(crate) async fn write_session_timings(
         .await?;
         let added = format!("t.session_id IN ({})", ids.join(","));
         add_to_all_buckets(tx, &added).await?;
+        // The spans replaced (a rewrite) and written change the covered time of the logins
+        // they overlap (migration 0024).
+        let mut changed: Vec<(i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT live_technician_id, start_at, end_at FROM session_spans WHERE session_id IN ({})",
+            ids.join(",")
+        )))
+        .persistent(false)
+        .fetch_all(&mut **tx)
+        .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM session_spans WHERE session_id IN ({})",
             ids.join(",")
@@ -715,24 +714,21 @@ pub(crate) async fn write_session_timings(
         .persistent(false)
         .execute(&mut **tx)
         .await?;
-        let spans: Vec<String> = chunk
-            .iter()
-            .flat_map(|(s, now)| {
-                Timings::live_spans(&s.events, *now)
-                    .into_iter()
-                    .map(move |(t, a, b)| {
-                        format!(
-                            "({},{},{},{},{},{t},{a},{b})",
-                            s.id,
-                            s.created_at,
-                            s.created_by,
-                            s.technician_id
-                                .map_or_else(|| "NULL".to_owned(), |v| v.to_string()),
-                            s.group_id
-                        )
-                    })
-            })
-            .collect();
+        let mut spans: Vec<String> = Vec::new();
+        for (s, now) in chunk {
+            for (t, a, b) in Timings::live_spans(&s.events, *now) {
+                spans.push(format!(
+                    "({},{},{},{},{},{t},{a},{b})",
+                    s.id,
+                    s.created_at,
+                    s.created_by,
+                    s.technician_id
+                        .map_or_else(|| "NULL".to_owned(), |v| v.to_string()),
+                    s.group_id
+                ));
+                changed.push((t, a, b));
+            }
+        }
         for part in spans.chunks(400) {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO session_spans (session_id, created_at, created_by, technician_id, group_id, \
@@ -743,6 +739,15 @@ pub(crate) async fn write_session_timings(
             .execute(&mut **tx)
             .await?;
         }
+        // Per technician, one range holding their changed spans: its logins are covered again.
+        let mut ranges: HashMap<i64, (i64, i64)> = HashMap::new();
+        for (t, a, b) in changed {
+            let r = ranges.entry(t).or_insert((a, b));
+            *r = (r.0.min(a), r.1.max(b));
+        }
+        let ranges: Vec<(i64, i64, i64)> = ranges.into_iter().map(|(t, (a, b))| (t, a, b)).collect();
+        let logins = super::logins::logins_in(tx, &ranges).await?;
+        super::logins::end_logins(tx, &logins).await?;
     }
     Ok(())
 }
