@@ -1062,7 +1062,8 @@ async fn console_times(
         }
     }
     if !ranges.is_empty() {
-        let ranges: Vec<(i64, i64, i64)> = ranges.into_iter().map(|(u, (a, b))| (u, a, b)).collect();
+        let ranges: Vec<(i64, i64, i64)> =
+            ranges.into_iter().map(|(u, (a, b))| (u, a, b)).collect();
         let stored = store.stored_cover(&ranges).await?;
         let mut covered: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
         for (u, _, _) in &ranges {

@@ -108,8 +108,14 @@ async fn check(store: &Store) {
         let user = technicians[rng.below(technicians.len() as u64) as usize];
         let (event, at) = match k % 4 {
             0 | 1 => (LoginEvent::Login, now - rng.below(20 * 3_600_000) as i64),
-            2 => (LoginEvent::Logout, start + rng.below(days as u64 * 86_400_000) as i64),
-            _ => (LoginEvent::Login, start + rng.below(days as u64 * 86_400_000) as i64),
+            2 => (
+                LoginEvent::Logout,
+                start + rng.below(days as u64 * 86_400_000) as i64,
+            ),
+            _ => (
+                LoginEvent::Login,
+                start + rng.below(days as u64 * 86_400_000) as i64,
+            ),
         };
         store
             .record_login(user, event, "password", "10.0.0.9", at)
@@ -331,7 +337,10 @@ async fn live_sessions(
             .unwrap();
         let mut events = Vec::new();
         let mut at = created;
-        for (seq, to) in ["Waiting", "Active", "On Hold", "Active"].iter().enumerate() {
+        for (seq, to) in ["Waiting", "Active", "On Hold", "Active"]
+            .iter()
+            .enumerate()
+        {
             let event = EventRow {
                 seq: seq as i64 + 1,
                 at,

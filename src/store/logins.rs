@@ -114,7 +114,8 @@ pub(crate) async fn end_logins(conn: &mut AnyConnection, logins: &[EndedLogin]) 
             let r = ranges.entry(user).or_insert((a, b));
             *r = (r.0.min(a), r.1.max(b));
         }
-        let ranges: Vec<(i64, i64, i64)> = ranges.into_iter().map(|(u, (a, b))| (u, a, b)).collect();
+        let ranges: Vec<(i64, i64, i64)> =
+            ranges.into_iter().map(|(u, (a, b))| (u, a, b)).collect();
         let spans = spans_in(conn, &ranges).await?;
         let spans: HashMap<i64, Vec<(i64, i64)>> = spans
             .into_iter()

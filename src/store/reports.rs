@@ -745,7 +745,8 @@ pub(crate) async fn write_session_timings(
             let r = ranges.entry(t).or_insert((a, b));
             *r = (r.0.min(a), r.1.max(b));
         }
-        let ranges: Vec<(i64, i64, i64)> = ranges.into_iter().map(|(t, (a, b))| (t, a, b)).collect();
+        let ranges: Vec<(i64, i64, i64)> =
+            ranges.into_iter().map(|(t, (a, b))| (t, a, b)).collect();
         let logins = super::logins::logins_in(tx, &ranges).await?;
         super::logins::end_logins(tx, &logins).await?;
     }
