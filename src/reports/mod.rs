@@ -334,9 +334,12 @@ pub async fn build(store: &Store, req: &Request) -> Result<Table, StoreError> {
                 let ids = id_list(technicians.iter().map(|p| &p.id));
                 logins.push_str(&format!(" AND l.user_id IN ({ids})"));
             }
-            let logins = login_spans(store, req, &logins, None).await?;
+            // Each user's Total Login Time, summed by the database (the logins' stored ends).
+            let login_time = store
+                .report_login_time(&logins, req.now.max(req.to), req.now)
+                .await?;
             let handled = technician_sums(store, req, page.map(|_| &technicians[..])).await?;
-            let rows = performance(req, &dir, &technicians, &handled, &logins, summary);
+            let rows = performance(&dir, &technicians, &handled, &login_time, summary);
             if summary {
                 whole(rows)
             } else {
@@ -1216,17 +1219,12 @@ fn performance_technicians<'a>(
 /// `technicians`: those listed (`performance_technicians`, the page's in a List All);
 /// `handled`: the handled sessions' sums by technician.
 fn performance(
-    req: &Request,
     dir: &Directory,
     technicians: &[&PersonRow],
     handled: &HashMap<i64, TimingSums>,
-    logins: &[LoginSpan],
+    login_time: &HashMap<i64, i64>,
     summary: bool,
 ) -> Rows {
-    let mut login_time: HashMap<i64, i64> = HashMap::new();
-    for s in logins {
-        *login_time.entry(s.user).or_default() += s.length(req.now);
-    }
     let login_of = |id: i64| -> i64 { login_time.get(&id).copied().unwrap_or(0) };
     if summary {
         let mut all = TimingSums::default();

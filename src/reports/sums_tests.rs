@@ -244,6 +244,7 @@ async fn check(store: &Store) {
             .unwrap();
         console_times(store, &req, &mut spans).await.unwrap();
         let until = now.max(to);
+        let mut raw_login_time: HashMap<i64, i64> = HashMap::new();
         for l in &spans {
             let end = raw.end.get(&l.id).copied().flatten().filter(|e| *e < until);
             let b = end.unwrap_or(now);
@@ -257,10 +258,17 @@ async fn check(store: &Store) {
                 l.user,
                 l.start
             );
+            *raw_login_time.entry(l.user).or_default() += b - l.start;
             kept += usize::from(l.covered.is_some());
             covered_raw += usize::from(l.covered.is_none());
             busy_logins += usize::from(idle < b - l.start);
         }
+        // Performance's Total Login Time, summed by the database.
+        let summed = store
+            .report_login_time(&login_filter(&req), until, now)
+            .await
+            .unwrap();
+        assert_eq!(summed, raw_login_time, "case {case}: login time by user");
     }
     // Migration 0024's fill of existing stores gives the ends and covered times kept since.
     let kept_rows = || async {

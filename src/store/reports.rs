@@ -240,8 +240,7 @@ impl Store {
         // unless the table had just been vacuumed, fetched and sorted all of them for each login.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT l.id, l.user_id, l.address, l.at, l.end_at, l.covered, CASE WHEN l.end_at IS NULL \
-             THEN (SELECT n.at FROM logins n WHERE n.user_id = l.user_id AND n.at >= l.at \
-             AND (n.at > l.at OR n.id > l.id) ORDER BY n.at, n.id LIMIT 1) END AS next_at \
+             THEN {NEXT_LOGIN_ROW} END AS next_at \
              FROM logins l WHERE l.event = 'login' AND {filter} ORDER BY l.at, l.id{limit}"
         )))
         .persistent(false)
@@ -265,6 +264,26 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Each user's Total Login Time over the logins matching `filter` (as in `report_logins`):
+    /// a login lasts to its end if before `until`, else to `now`.
+    pub async fn report_login_time(
+        &self,
+        filter: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<HashMap<i64, i64>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT x.user_id, CAST(SUM(CASE WHEN x.e < {until} THEN x.e ELSE {now} END - x.at) AS BIGINT) \
+             FROM (SELECT l.user_id, l.at, CASE WHEN l.end_at IS NULL THEN {NEXT_LOGIN_ROW} \
+             ELSE l.end_at END AS e FROM logins l WHERE l.event = 'login' AND {filter}) x \
+             GROUP BY x.user_id"
+        )))
+        .persistent(false)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// The one number a counting statement (built from numbers only) answers.
@@ -1445,6 +1464,12 @@ fn slim_event(seq: i64, at: i64, to_status: String, technician_id: Option<i64>) 
 /// The live sessions' ids, through the partial index `sessions_live` (a condition on
 /// `ended_at` would make the planners scan the window's sessions instead).
 const LIVE_IDS: &str = "SELECT id FROM sessions WHERE ended_at IS NULL";
+/// A login's end when its row has none (still open, or written before migration 0024): the
+/// user's next row in (at, id) order. `n.at >= l.at` alone bounds the index range (the tie on
+/// `at` is broken by id).
+const NEXT_LOGIN_ROW: &str = "(SELECT n.at FROM logins n WHERE n.user_id = l.user_id AND n.at >= l.at \
+     AND (n.at > l.at OR n.id > l.id) ORDER BY n.at, n.id LIMIT 1)";
+
 const LIVE_WINDOW: &str = "s.id IN (SELECT id FROM sessions WHERE ended_at IS NULL) \
      AND s.created_at >= $1 AND s.created_at < $2";
 
