@@ -1171,17 +1171,24 @@ impl Engine {
     }
 }
 
-/// One timeout for each peer of the room whose deadline passed, or (`written`) that had packets
-/// written into its send streams since its last one.
+/// One timeout for each peer of the room whose deadline passed; a peer (`written`) that only had
+/// packets written into its send streams since its last one gets them made sendable without
+/// the full pass (str0m's `handle_media_written`): that pass walked ICE, every stream's RTCP,
+/// NACK and TWCC timers and the statistics once per touched peer per batch, mostly with
+/// nothing due. Whatever is due shows in the drain that follows and is fed there (`poll_peer`).
 fn feed_due_timeouts(room: &mut Room, session: SessionId, now: Instant, written: bool) {
     for peer in [room.customer.as_mut(), room.technician.as_mut()]
         .into_iter()
         .flatten()
     {
-        let due = peer.next_timeout <= now || (written && peer.written);
-        if due {
+        if peer.next_timeout <= now {
             peer.written = false;
             peer.feed_clock(now, session);
+        } else if written && peer.written {
+            peer.written = false;
+            if let Err(e) = peer.rtc.handle_media_written(now) {
+                tracing::debug!(session_id = session, error = %e, "peer send queue failed");
+            }
         }
     }
 }

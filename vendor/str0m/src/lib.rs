@@ -2073,6 +2073,32 @@ impl Rtc {
         Ok(())
     }
 
+    /// lens: makes the RTP written since the last timeout (and resends asked for since) ready
+    /// to send, without a full timeout pass.
+    ///
+    /// Media written through the direct API or a writer waits in its send stream until the
+    /// pacer takes a snapshot of the queues, which happens in the timeout pass that
+    /// [`Rtc::poll_output()`] asks for at once after a write. A caller that drives the timers
+    /// itself at the deadlines `poll_output` returns (e.g. an SFU feeding many instances) can
+    /// call this instead when only the writes are new: the clock moves forward to `now` (never
+    /// backwards), the pacer's snapshot is taken, and everything else (ICE, DTLS, SCTP, RTCP
+    /// scheduling, NACK, TWCC, statistics) waits for its own deadline, which the next
+    /// `poll_output` reports as usual (at once when it has passed). With a bandwidth estimator
+    /// (whose probes are planned in the timeout pass), before the first timeout, and while
+    /// closing, it is the same as `handle_input(Input::Timeout(now))`.
+    pub fn handle_media_written(&mut self, now: Instant) -> Result<(), RtcError> {
+        if self.state != RtcState::Alive || self.need_init_time || self.session.has_bwe() {
+            return self.handle_input(Input::Timeout(now));
+        }
+        if now > self.last_now {
+            self.last_now = now;
+        }
+        self.session.update_send_queues(self.last_now);
+        // Re-poll: the snapshot may have made packets sendable and changed the deadline.
+        drop(self.readiness.wake());
+        Ok(())
+    }
+
     /// Starts local shutdown.
     ///
     /// The `Rtc` instance schedules RTCP BYE, requests SCTP shutdown, and sends

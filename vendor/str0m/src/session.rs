@@ -384,6 +384,20 @@ impl Session {
         probe_media
     }
 
+    /// lens: whether a bandwidth estimator runs (`Rtc::handle_media_written`).
+    pub fn has_bwe(&self) -> bool {
+        self.bwe.is_some()
+    }
+
+    /// lens: the pacer's snapshot of the send queues alone, as the timeout pass takes it
+    /// (`Rtc::handle_media_written`; only without a bandwidth estimator, so no probe media).
+    pub fn update_send_queues(&mut self, now: Instant) {
+        if self.rtp_closing {
+            return;
+        }
+        self.update_queue_state(now, None);
+    }
+
     fn update_queue_state(&mut self, now: Instant, probe_media: Option<(Mid, Pt)>) {
         // Do not make unsendable media/padding ready before DTLS supplies keys.
         // Otherwise an immediate pacer deadline can starve the application's I/O.

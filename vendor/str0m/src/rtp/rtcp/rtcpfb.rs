@@ -31,7 +31,9 @@ impl RtcpFb {
     }
 
     pub fn from_rtcp<T: IntoIterator<Item = Rtcp>>(t: T) -> impl Iterator<Item = RtcpFb> {
-        let mut q = Vec::new();
+        // lens: room for a typical compound (SR/RR + reports, SDES, a feedback message or two)
+        // from the start: growing from empty reallocated two or three times per RTCP packet.
+        let mut q = Vec::with_capacity(8);
         let iter = t.into_iter();
         for pkt in iter {
             match pkt {
