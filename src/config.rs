@@ -113,6 +113,8 @@ pub struct MediaConfig {
     /// Media engine shards (threads), each forwarding a share of the sessions; 0 = one per
     /// available core. All share `udp_port`.
     pub shards: usize,
+    /// Sessions the first shard (which reads `udp_port`) takes before the others get any.
+    pub reader_rooms: usize,
     /// STUN / TURN servers handed to clients in `ice_servers` (see `crate::turn`).
     pub ice_servers: Vec<crate::turn::IceServerConfig>,
     /// coturn's `static-auth-secret`, for entries with `auth = "secret"`. Never returned or logged.
@@ -343,6 +345,7 @@ impl Default for MediaConfig {
             udp_recv_buffer_bytes: sfu::DEFAULT_SOCKET_BUFFER_BYTES,
             udp_send_buffer_bytes: sfu::DEFAULT_SOCKET_BUFFER_BYTES,
             shards: 0,
+            reader_rooms: sfu::DEFAULT_READER_ROOMS,
             ice_servers: Vec::new(),
             turn_secret: Default::default(),
             turn_credential_ttl_seconds: 3600,
@@ -377,6 +380,7 @@ pub const KEYS: &[&str] = &[
     "media.udp_recv_buffer_bytes",
     "media.udp_send_buffer_bytes",
     "media.shards",
+    "media.reader_rooms",
     "media.ice_servers",
     "media.turn_secret",
     "media.turn_credential_ttl_seconds",

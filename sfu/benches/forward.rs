@@ -118,7 +118,12 @@ fn bench_shards() -> usize {
 fn start_sfu(shards: usize) -> (SfuHandle, Vec<PathBuf>) {
     let before = shard_threads();
     let (sfu, _threads) =
-        Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None).with_shards(shards))
+        // Spread from the first room, as the shard-scaling figures were measured.
+        Sfu::start(
+            SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)
+                .with_shards(shards)
+                .with_reader_rooms(0),
+        )
             .unwrap();
     // Threads name themselves once running.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -38,6 +38,14 @@ pub(crate) type FastHash = foldhash::fast::RandomState;
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// How often connected peers are checked for silence (`lost_after`).
 const LOST_CHECK: Duration = Duration::from_millis(200);
+/// The shard's timer wake-ups fall on a grid of this step: deadlines of different peers (and
+/// of one peer's str0m subsystems) that are a few milliseconds apart are served by one wake-up,
+/// and a datagram arriving in between serves them with no wake-up of their own (the sweep after
+/// every wake-up runs whatever is due). A timer runs at most this much late; str0m's shortest
+/// periodic ones are the NACK tick (33 ms) and TWCC feedback (~100 ms).
+const TIMER_SLACK: Duration = Duration::from_millis(5);
+/// A shard without rooms has no timers: it sleeps until a command (or this long).
+const IDLE_SLEEP: Duration = Duration::from_secs(10);
 
 pub(crate) enum Command {
     Open {
@@ -531,6 +539,8 @@ pub(crate) struct Engine {
     /// A connected peer silent this long has lost its media (reported down).
     lost_after: Duration,
     next_lost_check: Instant,
+    /// The origin of the timer grid ([`TIMER_SLACK`]).
+    epoch: Instant,
 }
 
 impl Engine {
@@ -562,6 +572,7 @@ impl Engine {
             tcp_routes: HashMap::default(),
             lost_after,
             next_lost_check: Instant::now() + LOST_CHECK,
+            epoch: Instant::now(),
         }
     }
 
@@ -569,12 +580,19 @@ impl Engine {
         &self.metrics
     }
 
-    /// When the shard must wake at the latest for its peers' timers.
+    /// When the shard must wake at the latest for its peers' timers: the earliest deadline,
+    /// rounded up to the timer grid ([`TIMER_SLACK`]), so that the answer changes only when a
+    /// deadline moves to another step (the shard then re-arms its timer less often, too).
     pub(crate) fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        if self.rooms.is_empty() {
+            return now + IDLE_SLEEP;
+        }
         let next_deadline = self.deadlines.peek().map(|Reverse((t, _))| *t);
-        next_deadline
+        let due = next_deadline
             .map_or(self.next_lost_check, |t| t.min(self.next_lost_check))
-            .min(Instant::now() + MAX_SLEEP)
+            .min(now + MAX_SLEEP);
+        on_grid(self.epoch, due, TIMER_SLACK)
     }
 
     /// Feeds the clock to the peers whose timers are due; looks for silent peers.
@@ -1270,6 +1288,17 @@ fn forward_all(
     }
 }
 
+/// The first point of the grid (`epoch` + k × `step`) at or after `t`.
+fn on_grid(epoch: Instant, t: Instant, step: Duration) -> Instant {
+    let Some(since) = t.checked_duration_since(epoch) else {
+        return t;
+    };
+    let step_ns = step.as_nanos().max(1);
+    let steps = since.as_nanos().div_ceil(step_ns);
+    let offset = steps.saturating_mul(step_ns);
+    epoch + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
+}
+
 /// Timeouts already due that `poll_peer` feeds at once, before leaving the rest to the sweep.
 const INLINE_TIMEOUTS: u32 = 4;
 
@@ -1422,4 +1451,30 @@ fn renegotiate(rtc: &mut Rtc, offer: SdpOffer, shard: usize) -> Result<String, S
         );
     rtc.direct_api().set_local_ice_credentials(ours);
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timer_grid_rounds_up_by_less_than_a_step() {
+        let epoch = Instant::now();
+        let step = Duration::from_millis(5);
+        for ms in [0u64, 1, 4, 5, 6, 9, 10, 33, 100, 1234] {
+            for extra_us in [0u64, 1, 999] {
+                let t = epoch + Duration::from_millis(ms) + Duration::from_micros(extra_us);
+                let g = on_grid(epoch, t, step);
+                assert!(
+                    g >= t && g - t < step,
+                    "{ms} ms + {extra_us} µs → {:?}",
+                    g - epoch
+                );
+                assert_eq!((g - epoch).as_nanos() % step.as_nanos(), 0);
+            }
+        }
+        // Before the epoch (cannot happen for a deadline computed later): unchanged.
+        let early = epoch.checked_sub(Duration::from_millis(3)).unwrap_or(epoch);
+        assert_eq!(on_grid(epoch, early, step), early);
+    }
 }

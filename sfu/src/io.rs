@@ -34,6 +34,9 @@ pub(crate) struct RecvBatch {
     received: Vec<(usize, usize, SocketAddr)>,
     /// Datagrams that arrived coalesced (GRO), since the counter was last taken.
     coalesced: usize,
+    /// The last `recv` took fewer datagrams than it had room for: the socket's queue was empty
+    /// then (`recvmmsg` with `MSG_DONTWAIT` stops at the first `EAGAIN`).
+    drained: bool,
     #[cfg(target_os = "linux")]
     headers: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
 }
@@ -47,12 +50,18 @@ impl RecvBatch {
             slot,
             received: Vec::with_capacity(RECV_BATCH),
             coalesced: 0,
+            drained: false,
             #[cfg(target_os = "linux")]
             headers: nix::sys::socket::MultiHeaders::preallocate(
                 RECV_BATCH,
                 gro.then(|| nix::cmsg_space!(i32)),
             ),
         }
+    }
+
+    /// Whether the last `recv` emptied the socket's queue (see the field).
+    pub(crate) fn drained(&self) -> bool {
+        self.drained
     }
 
     /// How many datagrams arrived coalesced since the last call (for the metrics).
@@ -94,7 +103,9 @@ impl RecvBatch {
             None,
         )
         .map_err(std::io::Error::from)?;
+        let mut taken = 0;
         for (i, msg) in results.enumerate() {
+            taken += 1;
             // A datagram without a usable source address cannot be answered: skipped.
             let Some(source) = msg.address.as_ref().and_then(to_socket_addr) else {
                 continue;
@@ -125,6 +136,7 @@ impl RecvBatch {
                 None => self.received.push((start, len, source)),
             }
         }
+        self.drained = taken < RECV_BATCH;
         if self.received.is_empty() {
             return Err(std::io::ErrorKind::WouldBlock.into());
         }
@@ -143,6 +155,7 @@ impl RecvBatch {
                 Err(_) => break,
             }
         }
+        self.drained = self.received.len() < RECV_BATCH;
         Ok(self.received.len())
     }
 }

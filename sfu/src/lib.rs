@@ -124,6 +124,11 @@ pub struct SfuConfig {
     /// Engine shards (threads), at most [`MAX_SHARDS`]; 0 = one per available core
     /// ([`default_shards`]). 1 = a single thread reads, forwards and sends.
     pub shards: usize,
+    /// Rooms shard 0 takes before any other shard gets one ([`DEFAULT_READER_ROOMS`]); after
+    /// that each new room goes to the shard with the fewest. Shard 0 reads the socket and
+    /// forwards its own rooms' datagrams inline; another shard's cost a hand-off and a wake-up
+    /// of that thread per batch, which at light load costs more than the parallelism gains.
+    pub reader_rooms: usize,
     /// ICE-TCP (RFC 6544): the TCP port of the passive candidate advertised next to the UDP one
     /// (on the bind IP). `None` = off; `Some(0)` = the same number as the bound UDP port.
     pub tcp_port: Option<u16>,
@@ -139,6 +144,11 @@ pub struct SfuConfig {
     pub video_codecs: Vec<VideoCodec>,
 }
 
+/// The default of [`SfuConfig::reader_rooms`]. Measured with 3 sessions of 720p VP8 + Opus on
+/// two shards (sfu/README.md "Benchmark"): one room handed to shard 1 cost more CPU in
+/// hand-offs and that thread's wake-ups than forwarding it on shard 0.
+pub const DEFAULT_READER_ROOMS: usize = 4;
+
 /// The default of [`SfuConfig::lost_after`].
 pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(5);
 
@@ -151,6 +161,7 @@ impl SfuConfig {
             recv_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
             send_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
             shards: 0,
+            reader_rooms: DEFAULT_READER_ROOMS,
             tcp_port: Some(0),
             tcp_handshake_timeout: TCP_HANDSHAKE_TIMEOUT,
             lost_after: DEFAULT_LOST_AFTER,
@@ -161,6 +172,12 @@ impl SfuConfig {
     /// The same with `shards` engine shards.
     pub fn with_shards(mut self, shards: usize) -> Self {
         self.shards = shards;
+        self
+    }
+
+    /// The same with `rooms` rooms on shard 0 before the others get any.
+    pub fn with_reader_rooms(mut self, rooms: usize) -> Self {
+        self.reader_rooms = rooms;
         self
     }
 }
@@ -378,6 +395,8 @@ struct PendingTechnician {
 struct Sessions {
     records: HashMap<SessionId, SessionRecord>,
     rooms_per_shard: Vec<usize>,
+    /// [`SfuConfig::reader_rooms`].
+    reader_rooms: usize,
 }
 
 struct Inner {
@@ -521,6 +540,7 @@ impl Sfu {
                 sessions: Mutex::new(Sessions {
                     records: HashMap::new(),
                     rooms_per_shard: vec![0; shards.commands.len()],
+                    reader_rooms: config.reader_rooms,
                 }),
                 commands: shards.commands,
                 metrics: shards.metrics,
@@ -583,7 +603,10 @@ fn rtc_config(shard: usize) -> RtcConfig {
             NackConfig::new()
                 .with_window(NACK_WINDOW)
                 .with_max_nacks(u8::MAX)
-                .with_max_age(Some(NACK_MAX_AGE)),
+                .with_max_age(Some(NACK_MAX_AGE))
+                // No 33 ms NACK tick while nothing is missing: most of what a quiet peer's
+                // timers cost (issue 16); a hole is still NACKed at the tick's usual phase.
+                .with_tick_only_for_holes(true),
         )
         .clear_codecs()
         .enable_opus(true, false)
@@ -653,8 +676,13 @@ impl SfuHandle {
             let mut guard = self.sessions();
             let sessions = &mut *guard;
             let loads = &mut sessions.rooms_per_shard;
+            let reader_rooms = sessions.reader_rooms;
             let record = sessions.records.entry(session).or_insert_with(|| {
-                let shard = (0..loads.len()).min_by_key(|s| loads[*s]).unwrap_or(0);
+                let shard = if loads.first().is_some_and(|n| *n < reader_rooms) {
+                    0
+                } else {
+                    (0..loads.len()).min_by_key(|s| loads[*s]).unwrap_or(0)
+                };
                 loads[shard] += 1;
                 SessionRecord {
                     shard,

@@ -11,8 +11,11 @@ use sfu::{Sfu, SfuConfig, SfuHandle};
 use webrtc::runtime::default_runtime;
 
 fn two_shards() -> SfuHandle {
-    let (sfu, threads) =
-        Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None).with_shards(2)).unwrap();
+    // Rooms spread from the first (shard 0 keeps none to itself): these tests need shard 1.
+    let config = SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)
+        .with_shards(2)
+        .with_reader_rooms(0);
+    let (sfu, threads) = Sfu::start(config).unwrap();
     assert_eq!(threads.shards(), 2);
     sfu
 }
@@ -89,4 +92,25 @@ async fn a_session_on_the_second_shard_survives_a_transfer_and_an_ice_restart() 
     // Nothing waits on the shards: a while later they are idle, not gone.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(sfu.metrics().rooms, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reading_shard_keeps_the_first_rooms() {
+    let config = SfuConfig::new("127.0.0.1:0".parse().unwrap(), None).with_shards(2);
+    assert_eq!(config.reader_rooms, sfu::DEFAULT_READER_ROOMS);
+    let (sfu, _threads) = Sfu::start(config.with_reader_rooms(2)).unwrap();
+    for session in 1..=6 {
+        sfu.start(session, true).unwrap();
+    }
+    // Two on shard 0 (no hand-off), then the fewest rooms first, shard 0 on a tie.
+    let placed: Vec<_> = (1..=6).map(|s| sfu.shard_of(s)).collect();
+    assert_eq!(
+        placed,
+        [Some(0), Some(0), Some(1), Some(1), Some(0), Some(1)]
+    );
+    // A room that goes makes room: shard 0 is under its share again.
+    sfu.stop(1);
+    sfu.stop(2);
+    sfu.start(7, true).unwrap();
+    assert_eq!(sfu.shard_of(7), Some(0));
 }

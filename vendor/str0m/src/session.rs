@@ -91,6 +91,8 @@ pub(crate) struct Session {
     srtp_rx: Option<SrtpContext>,
     srtp_tx: Option<SrtpContext>,
     last_nack: Instant,
+    // lens: `NackConfig::tick_only_for_holes`.
+    nack_tick_only_for_holes: bool,
     last_twcc: Instant,
     twcc: u64,
     twcc_rx_register: TwccRecvRegister,
@@ -200,6 +202,7 @@ impl Session {
             srtp_rx: None,
             srtp_tx: None,
             last_nack: already_happened(),
+            nack_tick_only_for_holes: config.nack_config.tick_only_for_holes(),
             last_twcc: already_happened(),
             twcc: 0,
             twcc_rx_register: TwccRecvRegister::new(100),
@@ -340,6 +343,20 @@ impl Session {
 
         if do_nack {
             self.last_nack = now;
+        } else if self.nack_tick_only_for_holes {
+            // lens: the ticks skipped while nothing was missing (they would have sent nothing)
+            // keep their 33 ms phase: otherwise the first hole after a quiet spell would find
+            // its deadline long past and be NACKed at once, not at the tick upstream would have
+            // run. The phase starts at the first timeout, where upstream's first tick runs.
+            if self.last_nack == already_happened() {
+                self.last_nack = now;
+            }
+            let behind = now.saturating_duration_since(self.last_nack);
+            if behind >= NACK_MIN_INTERVAL {
+                let ticks = behind.as_nanos() / NACK_MIN_INTERVAL.as_nanos();
+                let skip = NACK_MIN_INTERVAL.as_nanos() * ticks;
+                self.last_nack += Duration::from_nanos(u64::try_from(skip).unwrap_or(u64::MAX));
+            }
         }
 
         let probe_media = self.handle_timeout_bwe(now);
@@ -1386,6 +1403,11 @@ impl Session {
         // Paused streams stop counting as NACK-enabled once their pending retries finish,
         // so an idle session doesn't wake every NACK_MIN_INTERVAL for as long as it lives.
         if !self.streams.any_nack_enabled() {
+            return None;
+        }
+
+        // lens: with `NackConfig::with_tick_only_for_holes`, no tick while nothing is missing.
+        if self.nack_tick_only_for_holes && !self.streams.any_nack_hole() {
             return None;
         }
 

@@ -784,6 +784,11 @@ impl Streams {
         self.streams_rx.values().any(|s| s.nack_enabled())
     }
 
+    // lens: see `NackConfig::with_tick_only_for_holes`.
+    pub(crate) fn any_nack_hole(&self) -> bool {
+        self.streams_rx.values().any(|s| s.nack_hole())
+    }
+
     fn rx_lookup_at(&self) -> Instant {
         self.last_rx_lookup_cleanup + RX_LOOKUP_CLEANUP_INTERVAL
     }

@@ -120,6 +120,11 @@ impl ReceiverRegister {
         self.nack.recovery_deadline(range, received, rtt)
     }
 
+    // lens: see `NackRegister::has_hole`.
+    pub fn has_hole(&self) -> bool {
+        self.nack.has_hole()
+    }
+
     pub fn has_pending_nacks(&self) -> bool {
         self.nack.has_pending_nacks()
     }

@@ -30,6 +30,8 @@ pub struct NackConfig {
     window: u16,
     max_nacks: u8,
     max_age: Option<Duration>,
+    // lens: see `with_tick_only_for_holes`.
+    tick_only_for_holes: bool,
 }
 
 impl Default for NackConfig {
@@ -38,6 +40,7 @@ impl Default for NackConfig {
             window: MAX_MISORDER as u16,
             max_nacks: MAX_NACKS,
             max_age: None,
+            tick_only_for_holes: false,
         }
     }
 }
@@ -67,6 +70,21 @@ impl NackConfig {
     pub fn with_max_age(mut self, age: Option<Duration>) -> Self {
         self.max_age = age;
         self
+    }
+
+    /// lens: run the NACK tick (every 33 ms) only while a receive stream's register has a hole.
+    /// By default (`false`, as upstream) the session wakes for it every 33 ms as long as any
+    /// stream can NACK, which is most of what a quiet peer's timers cost. With `true` the tick
+    /// keeps its 33 ms phase while nothing is missing (no wake-ups of its own, nothing sent,
+    /// as upstream sends nothing then), so a hole is NACKed at the same tick as upstream would.
+    pub fn with_tick_only_for_holes(mut self, on: bool) -> Self {
+        self.tick_only_for_holes = on;
+        self
+    }
+
+    /// lens: whether the NACK tick runs only while a register has a hole.
+    pub fn tick_only_for_holes(&self) -> bool {
+        self.tick_only_for_holes
     }
 
     /// The window in packets.
@@ -298,6 +316,12 @@ impl NackRegister {
         self.config
     }
 
+    /// lens: whether a packet behind the newest is missing (NACKs left or not): `update` moves
+    /// the window's start past every received packet, so this is one comparison, not a scan.
+    pub fn has_hole(&self) -> bool {
+        self.active.as_ref().is_some_and(|a| a.start < a.end)
+    }
+
     /// Whether a missing packet still has NACK attempts remaining.
     ///
     /// Includes retries that are waiting for their RTT deadline.
@@ -475,6 +499,38 @@ mod test {
         }
         assert!(!reg.has_pending_nacks());
         assert!(reg.nack_reports(now, None).is_none());
+    }
+
+    // lens: `has_hole` follows the holes that `has_pending_nacks` scans for, and keeps saying
+    // so for a hole whose NACKs are spent (the tick then runs as upstream's would).
+    #[test]
+    fn has_hole_agrees_with_the_scan() {
+        let mut reg = NackRegister::new(None);
+        assert!(!reg.has_hole());
+        for seq in [10u64, 11, 12] {
+            reg.update(seq.into());
+            assert!(!reg.has_hole() && !reg.has_pending_nacks());
+        }
+        reg.update(15.into());
+        assert!(reg.has_hole() && reg.has_pending_nacks());
+        reg.update(13.into());
+        assert!(reg.has_hole() && reg.has_pending_nacks());
+        reg.update(14.into());
+        assert!(!reg.has_hole() && !reg.has_pending_nacks());
+
+        reg.update(17.into());
+        let mut now = Instant::now();
+        for _ in 0..super::MAX_NACKS {
+            assert!(reg.nack_reports(now, None).is_some());
+            now += Duration::from_millis(105);
+        }
+        assert!(!reg.has_pending_nacks());
+        assert!(reg.has_hole(), "spent, but still missing");
+        // Once the window has moved past it, the hole is gone.
+        for seq in 18..=(18 + super::MAX_MISORDER) {
+            reg.update(seq.into());
+        }
+        assert!(!reg.has_hole());
     }
 
     fn nack_entries(reg: &mut NackRegister, now: Instant, rtt: Option<Duration>) -> Vec<NackEntry> {
