@@ -1050,8 +1050,9 @@ async fn console_times(
         .map(|(t, v)| (t, Timings::merged(v)))
         .collect();
     let no_spans: &[(i64, i64)] = &[];
-    // Logins covered here: per user, one range over them.
-    let mut ranges: HashMap<i64, (i64, i64)> = HashMap::new();
+    // Logins covered here (per user, one range over them): live sessions overlap them, or
+    // their end is not stored yet.
+    let mut uncovered = Vec::new();
     for span in spans.iter_mut() {
         let (a, b) = (span.start, span.end.unwrap_or(req.now));
         let live_here = Timings::covered_within(live.get(&span.user).map_or(no_spans, |v| v), a, b);
@@ -1059,18 +1060,16 @@ async fn console_times(
             Some(covered) if live_here == 0 => span.idle = (b - a) - covered,
             _ => {
                 span.covered = None;
-                let r = ranges.entry(span.user).or_insert((a, b));
-                *r = (r.0.min(a), r.1.max(b));
+                uncovered.push((span.user, a, b));
             }
         }
     }
-    if !ranges.is_empty() {
-        let ranges: Vec<(i64, i64, i64)> =
-            ranges.into_iter().map(|(u, (a, b))| (u, a, b)).collect();
-        let stored = store.stored_cover(&ranges).await?;
+    if !uncovered.is_empty() {
+        let ranges = crate::store::logins::ranges_by_user(uncovered);
+        let mut stored = store.stored_spans(&ranges).await?;
         let mut covered: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
         for (u, _, _) in &ranges {
-            let mut v: Vec<(i64, i64)> = stored.get(u).cloned().unwrap_or_default();
+            let mut v = stored.remove(u).unwrap_or_default();
             v.extend(live.get(u).map_or(no_spans, |v| v));
             covered.insert(*u, Timings::merged(v));
         }

@@ -91,31 +91,35 @@ impl Store {
     }
 
     /// The stored live spans (from, to) of ended sessions, by technician, of each
-    /// (technician, from, to) in `ranges` that overlap its range: disjoint and sorted.
-    pub async fn stored_cover(
+    /// (technician, from, to) in `ranges` that overlap its range: unsorted (the caller merges
+    /// them with spans of its own).
+    pub async fn stored_spans(
         &self,
         ranges: &[(i64, i64, i64)],
     ) -> Result<HashMap<i64, Vec<(i64, i64)>>> {
         let mut conn = self.pool().acquire().await?;
-        let mut spans = spans_in(&mut conn, ranges).await?;
-        for v in spans.values_mut() {
-            *v = Timings::merged(std::mem::take(v));
-        }
-        Ok(spans)
+        spans_in(&mut conn, ranges).await
     }
+}
+
+/// Per user (or technician), one (user, from, to) range holding all of their (user, from, to)
+/// `intervals`: what `spans_in` and `logins_in` read.
+pub(crate) fn ranges_by_user(
+    intervals: impl IntoIterator<Item = (i64, i64, i64)>,
+) -> Vec<(i64, i64, i64)> {
+    let mut ranges: HashMap<i64, (i64, i64)> = HashMap::new();
+    for (user, a, b) in intervals {
+        let r = ranges.entry(user).or_insert((a, b));
+        *r = (r.0.min(a), r.1.max(b));
+    }
+    ranges.into_iter().map(|(u, (a, b))| (u, a, b)).collect()
 }
 
 /// Sets the end of `logins` and their covered time: the part of [start, end) inside the stored
 /// live spans of any of the user's sessions.
 pub(crate) async fn end_logins(conn: &mut AnyConnection, logins: &[EndedLogin]) -> Result<()> {
     for chunk in logins.chunks(200) {
-        let mut ranges: HashMap<i64, (i64, i64)> = HashMap::new();
-        for &(_, user, a, b) in chunk {
-            let r = ranges.entry(user).or_insert((a, b));
-            *r = (r.0.min(a), r.1.max(b));
-        }
-        let ranges: Vec<(i64, i64, i64)> =
-            ranges.into_iter().map(|(u, (a, b))| (u, a, b)).collect();
+        let ranges = ranges_by_user(chunk.iter().map(|&(_, user, a, b)| (user, a, b)));
         let spans = spans_in(conn, &ranges).await?;
         let spans: HashMap<i64, Vec<(i64, i64)>> = spans
             .into_iter()

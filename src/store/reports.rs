@@ -759,13 +759,7 @@ pub(crate) async fn write_session_timings(
             .await?;
         }
         // Per technician, one range holding their changed spans: its logins are covered again.
-        let mut ranges: HashMap<i64, (i64, i64)> = HashMap::new();
-        for (t, a, b) in changed {
-            let r = ranges.entry(t).or_insert((a, b));
-            *r = (r.0.min(a), r.1.max(b));
-        }
-        let ranges: Vec<(i64, i64, i64)> =
-            ranges.into_iter().map(|(t, (a, b))| (t, a, b)).collect();
+        let ranges = super::logins::ranges_by_user(changed);
         let logins = super::logins::logins_in(tx, &ranges).await?;
         super::logins::end_logins(tx, &logins).await?;
     }

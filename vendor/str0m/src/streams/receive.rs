@@ -818,14 +818,14 @@ impl StreamRx {
         received.checked_add(rtt.saturating_mul(3))
     }
 
-    /// Whether this stream should keep its NACK timer active.
-    ///
-    /// Paused streams finish pending retries before disabling NACK reports.
     /// lens: NACK-enabled and a packet behind the newest is missing.
     pub(crate) fn nack_hole(&self) -> bool {
         self.nack_enabled() && self.register.as_ref().is_some_and(|r| r.has_hole())
     }
 
+    /// Whether this stream should keep its NACK timer active.
+    ///
+    /// Paused streams finish pending retries before disabling NACK reports.
     pub(crate) fn nack_enabled(&self) -> bool {
         // Deliberately don't look at RTX is_some() here, since when using dynamic SSRC, we might need
         // to send NACK before discovering the remote RTX.
