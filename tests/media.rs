@@ -29,8 +29,8 @@ use rtc::sansio;
 use rtc::shared::error::Error;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
@@ -109,12 +109,16 @@ fn payload(tag: u8, n: u16) -> Vec<u8> {
     p
 }
 
-/// Marks every inbound RTCP packet for the application, so the phone's video track sees the
-/// keyframe requests (PLI) the server sends it.
+/// Marks every inbound RTCP packet for the application, and counts the keyframe requests (PLI)
+/// among them.
 #[derive(Default)]
 struct DeliverRtcp {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
+    /// Counted here, in every compound packet the peer decrypted, not on the video track:
+    /// webrtc-rs hands a compound packet to the track of its *first* report's SSRC, so a PLI
+    /// behind a sender or receiver report about another stream never reaches the video track.
+    plis: Arc<AtomicU32>,
 }
 
 impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
@@ -125,7 +129,12 @@ impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
-        if matches!(msg.message.packet, Packet::Rtcp(_)) {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let plis = packets
+                .iter()
+                .filter(|p| p.as_any().is::<PictureLossIndication>())
+                .count();
+            self.plis.fetch_add(plis as u32, Ordering::SeqCst);
             msg.message.add(Attribute::DeliverToApplication);
         }
         self.read.push_back(msg);
@@ -278,6 +287,8 @@ struct TestPeer {
     pc: Arc<dyn PeerConnection>,
     gathered: mpsc::UnboundedReceiver<()>,
     inbox: Inbox,
+    /// Keyframe requests (PLI) received, whatever stream they name.
+    plis: Arc<AtomicU32>,
 }
 
 async fn peer(runtime: &Arc<dyn Runtime>, who: &'static str, allowed: &'static [u8]) -> TestPeer {
@@ -320,9 +331,16 @@ async fn peer_with(
             None,
         )
         .unwrap();
+    let plis = Arc::new(AtomicU32::new(0));
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
         .unwrap()
-        .with(Slot::from(14_000), DeliverRtcp::default());
+        .with(
+            Slot::from(14_000),
+            DeliverRtcp {
+                plis: plis.clone(),
+                ..Default::default()
+            },
+        );
     let (gathered_tx, gathered) = mpsc::unbounded_channel();
     let (received_tx, rx) = mpsc::unbounded_channel();
     let pc = PeerConnectionBuilder::new()
@@ -349,6 +367,7 @@ async fn peer_with(
         pc: Arc::new(pc),
         gathered,
         inbox: Inbox { who, allowed, rx },
+        plis,
     }
 }
 
@@ -539,22 +558,7 @@ async fn phone_peer_relayed(
 
 async fn phone_media(runtime: &Arc<dyn Runtime>, cus: &mut Ws) -> Phone {
     let (peer, video, mic) = phone_peer(runtime, cus, recording::Codec::Vp8).await;
-    let plis = Arc::new(AtomicU32::new(0));
-    {
-        let plis = plis.clone();
-        let video = video.clone();
-        tokio::spawn(async move {
-            while let Some(event) = video.poll().await {
-                if let TrackLocalEvent::OnRtcpPacket(packets) = event {
-                    let n = packets
-                        .iter()
-                        .filter(|p| p.as_any().is::<PictureLossIndication>())
-                        .count();
-                    plis.fetch_add(n as u32, Ordering::SeqCst);
-                }
-            }
-        });
-    }
+    let plis = peer.plis.clone();
     send_stream(video, TAG_VIDEO, VIDEO_PT, 0x1111, 3000);
     send_stream(mic, TAG_CUSTOMER_AUDIO, OPUS_PT, 0x2222, 960);
     Phone { peer, plis }

@@ -173,6 +173,11 @@ struct Peer {
     /// datagram runs one (an RTP/RTCP receive alone no longer does:
     /// `set_timeout_on_media_receive(false)`).
     keyframe_pending: bool,
+    /// str0m decrypted an RTP packet from this peer: it has its SRTP keys, so our SRTCP reaches
+    /// it. str0m reports `Connected` when *its* side of DTLS is done; as the DTLS server it is
+    /// done a flight before the peer, whose SRTCP arriving before its keys is dropped (a
+    /// keyframe request sent at connect time was lost that way). See [`Peer::request_keyframe`].
+    heard_media: bool,
 }
 
 impl Drop for Peer {
@@ -229,6 +234,7 @@ impl Peer {
             reported: false,
             written: false,
             keyframe_pending: false,
+            heard_media: false,
         }
     }
 
@@ -366,10 +372,17 @@ impl Peer {
         });
     }
 
+    /// Asks the peer for a keyframe; `false` when it cannot be asked yet (the room keeps a
+    /// keyframe of its own wanting and asks again on a later pass).
     fn request_keyframe(&mut self, kind: KeyframeRequestKind) -> bool {
         let Some(mid) = self.video_mid else {
             return false;
         };
+        // Not before the peer can read it: until its first media, our DTLS side may be done
+        // while the peer still waits for our last flight (see `heard_media`).
+        if !self.heard_media {
+            return false;
+        }
         let mut api = self.rtc.direct_api();
         match api.stream_rx_by_mid(mid, None) {
             Some(stream) => {
@@ -1410,6 +1423,7 @@ fn poll_peer(
                 Event::MediaIngressStats(stats) => peer.ingress_stats(&stats),
                 Event::MediaEgressStats(stats) => peer.egress_stats(&stats),
                 Event::RtpPacket(packet) => {
+                    peer.heard_media = true;
                     let pt = packet.header.payload_type;
                     if let Some(params) = peer.rtc.codec_config().find(|p| p.pt() == pt).copied() {
                         polled.packets.push((packet, params));

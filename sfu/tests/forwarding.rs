@@ -1,15 +1,18 @@
 //! A customer and a technician, each a real WebRTC peer built on webrtc-rs (an implementation
 //! independent of str0m), talk through the SFU on 127.0.0.1: the customer's video reaches the
 //! technician unchanged, Opus flows both ways, a muted direction stops and resumes, hold stops
-//! the picture, and the customer is asked for a keyframe when the technician connects.
+//! the picture, and the customer is asked for a keyframe when the technician connects (once the
+//! customer can read the request).
 
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use sfu::MediaKind;
+use sfu::{MediaKind, PeerRole, Sfu, SfuConfig};
+use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_reaches_the_technician_unchanged_and_audio_flows_both_ways() {
@@ -222,6 +225,99 @@ async fn an_ice_restart_is_answered_on_the_same_peer_and_forwarding_resumes() {
     call.restart_customer_ice().await;
     let stats = call.sfu.stats(SESSION).unwrap();
     assert!(stats.customer.rtp_forwarded > 0);
+    call.sfu.stop(SESSION);
+    call.hang_up().await;
+}
+
+/// A UDP relay between the customer and the server that holds the server's DTLS datagrams back
+/// until `release` is notified, then lets each through [`DTLS_LAG`] after it came (and no sooner
+/// than the release); STUN and SRTP/SRTCP pass at once, both ways. Returns its address.
+async fn dtls_lagging_relay(
+    server: std::net::SocketAddr,
+    release: Arc<tokio::sync::Notify>,
+) -> std::net::SocketAddr {
+    let listen = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = listen.local_addr().unwrap();
+    let customer: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::default();
+    let (lagged, mut queue) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let (back, to) = (listen.clone(), customer.clone());
+    tokio::spawn(async move {
+        release.notified().await;
+        let released = tokio::time::Instant::now();
+        while let Some((came, datagram)) = queue.recv().await {
+            tokio::time::sleep_until(came.max(released) + DTLS_LAG).await;
+            let to = *to.lock().unwrap();
+            if let Some(to) = to {
+                let _ = back.send_to(&datagram, to).await;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
+        loop {
+            tokio::select! {
+                Ok((n, from)) = listen.recv_from(&mut a) => {
+                    *customer.lock().unwrap() = Some(from);
+                    let _ = upstream.send_to(&a[..n], server).await;
+                }
+                Ok((n, _)) = upstream.recv_from(&mut b) => {
+                    // RFC 7983: DTLS records start with 20..=63.
+                    if (20..=63).contains(&b[0]) {
+                        let _ = lagged.send((tokio::time::Instant::now(), b[..n].to_vec()));
+                        continue;
+                    }
+                    let to = *customer.lock().unwrap();
+                    if let Some(to) = to {
+                        let _ = listen.send_to(&b[..n], to).await;
+                    }
+                }
+            }
+        }
+    });
+    addr
+}
+
+/// How much later than SRTCP the server's DTLS reaches the customer in
+/// [`a_keyframe_request_waits_until_the_customer_can_read_it`].
+const DTLS_LAG: Duration = Duration::from_millis(150);
+
+/// str0m, as DTLS server, reports the customer connected once the customer's last flight is in:
+/// a flight before the customer has our last one and its SRTP keys. A keyframe request sent at
+/// that moment (the technician being connected already) reached the customer before its keys
+/// and was dropped, so the console waited for a keyframe nobody had asked for (seen as a flaky
+/// "not asked for a keyframe" in `tests/media.rs` under load). Here the server's DTLS reaches
+/// the customer late on purpose, after the technician connected: the request must wait until
+/// the customer can read it (its first media proves it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyframe_request_waits_until_the_customer_can_read_it() {
+    let (sfu, _task) = Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)).unwrap();
+    let mut events = sfu.peer_events().unwrap();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let relay = dtls_lagging_relay(sfu.candidate_addr(), release.clone()).await;
+    // The customer's DTLS cannot finish before the technician is connected.
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if event.role == PeerRole::Technician && event.up {
+                release.notify_one();
+                break;
+            }
+        }
+    });
+    let call = call_via(sfu, SESSION, TechnicianSide::default(), behind(relay)).await;
+    // A request sent in time arrives right after the customer's first media; a lost one is never
+    // repeated (the synthetic video has no holes to ask again for).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while call.plis_at_customer.load(Ordering::SeqCst) == 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        call.plis_at_customer.load(Ordering::SeqCst) >= 1,
+        "the keyframe request reached the customer before it could read it"
+    );
+    assert!(call.sfu.metrics().keyframe_requests_sent >= 1);
     call.sfu.stop(SESSION);
     call.hang_up().await;
 }

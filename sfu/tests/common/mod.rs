@@ -21,8 +21,8 @@ use rtc::sansio;
 use rtc::shared::error::Error;
 use sfu::{CustomerAnswer, PeerEvent, PeerRole, Sfu, SfuConfig, SfuHandle};
 use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
@@ -72,8 +72,8 @@ pub fn payload(tag: u8, n: u16) -> Vec<u8> {
 /// payload (RTX repair packets included, before anything reassembles them).
 pub type Recorded = Arc<Mutex<Vec<(u8, u16, Vec<u8>)>>>;
 
-/// Marks every inbound RTCP packet for the application, so the customer's video track can see
-/// the keyframe requests the SFU sends it; optionally records inbound RTP.
+/// Marks every inbound RTCP packet for the application and counts the keyframe requests and
+/// TWCC feedback among them; optionally records inbound RTP.
 #[derive(Default)]
 pub struct DeliverRtcp {
     read: VecDeque<TaggedPacket>,
@@ -81,6 +81,10 @@ pub struct DeliverRtcp {
     record: Option<Recorded>,
     /// Transport-wide congestion control feedback (RTCP TWCC) packets received.
     twcc: Arc<AtomicU32>,
+    /// Keyframe requests (PLI) received. Counted here, in every compound packet the peer
+    /// decrypted, not on the video track: webrtc-rs hands a compound packet to the track of its
+    /// *first* report's SSRC, so a PLI behind a report about another stream never reaches it.
+    plis: Arc<AtomicU32>,
 }
 
 impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
@@ -104,6 +108,11 @@ impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
                 .filter(|p| p.as_any().is::<TransportLayerCc>())
                 .count();
             self.twcc.fetch_add(twcc as u32, Ordering::SeqCst);
+            let plis = packets
+                .iter()
+                .filter(|p| p.as_any().is::<PictureLossIndication>())
+                .count();
+            self.plis.fetch_add(plis as u32, Ordering::SeqCst);
             msg.message.add(Attribute::DeliverToApplication);
         }
         self.read.push_back(msg);
@@ -171,6 +180,8 @@ pub struct TestPeer {
     pub received: mpsc::UnboundedReceiver<Vec<u8>>,
     /// TWCC feedback packets received (bandwidth feedback about what this peer sends).
     pub twcc: Arc<AtomicU32>,
+    /// Keyframe requests (PLI) received, whatever stream they name.
+    pub plis: Arc<AtomicU32>,
 }
 
 pub async fn peer(runtime: &Arc<dyn Runtime>, with_video: bool) -> TestPeer {
@@ -229,12 +240,13 @@ pub async fn peer_with(
     if twcc_sender {
         registry = configure_twcc_sender_only(registry, &mut media_engine).unwrap();
     }
-    let twcc = Arc::new(AtomicU32::new(0));
+    let (twcc, plis) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let registry = registry.with(
         Slot::from(14_000),
         DeliverRtcp {
             record,
             twcc: twcc.clone(),
+            plis: plis.clone(),
             ..Default::default()
         },
     );
@@ -267,6 +279,7 @@ pub async fn peer_with(
         gathered,
         received,
         twcc,
+        plis,
     }
 }
 
@@ -516,22 +529,7 @@ pub async fn call_via(
         .await
         .unwrap();
 
-    let plis_at_customer = Arc::new(AtomicU32::new(0));
-    {
-        let plis = plis_at_customer.clone();
-        let video = video.clone();
-        tokio::spawn(async move {
-            while let Some(event) = video.poll().await {
-                if let TrackLocalEvent::OnRtcpPacket(packets) = event {
-                    let n = packets
-                        .iter()
-                        .filter(|p| p.as_any().is::<PictureLossIndication>())
-                        .count();
-                    plis.fetch_add(n as u32, Ordering::SeqCst);
-                }
-            }
-        });
-    }
+    let plis_at_customer = customer.plis.clone();
     let customer_sending = Arc::new(AtomicBool::new(true));
     let sending = customer_sending.clone();
     send_stream_while(video, TAG_VIDEO, VIDEO_PT, 0x1111, 3000, sending.clone());
