@@ -33,6 +33,14 @@ CREATE TABLE handled_buckets (
     PRIMARY KEY (span, at, technician_id)
 );
 
+-- As 0023 for session_buckets: a covering index, so that a report reads the buckets in key
+-- order without the table (whose rows each session end moves; at 300,000 sessions a year's
+-- blocks' hours of the day took 75 ms through the table, 31 ms through this index). SQLite
+-- stores the table in its key's order: there it is left out (commented, for the one-schema test).
+CREATE INDEX handled_buckets_sums ON handled_buckets (span, at, technician_id) INCLUDE (sessions,
+    connecting, waiting, active, work, hold, transfer, reconnecting, total, longest, missed_wait,
+    longest_missed_wait, transfers);
+
 -- Existing stores: hours and days from their session buckets, then blocks from those days and
 -- blocks' hours of the day from those hours.
 INSERT INTO handled_buckets

@@ -761,9 +761,12 @@ async fn stored_sums(
     // Performance's sums of the whole organization: from the handled buckets (migration 0026),
     // a row per technician, with blocks of days and a block's hours of the day.
     if req.scope.all && pick == Pick::Handled && key == SumKey::Technician {
+        // `+ 0`: the page's technicians are picked from each bucket's rows, not looked up one
+        // by one in the key (a lookup per bucket and technician made PostgreSQL scan the whole
+        // table instead: 130 ms against 4 ms at 300,000 sessions).
         let filter = only.map_or_else(
             || String::from("1 = 1"),
-            |ids| format!("b.technician_id IN ({ids})"),
+            |ids| format!("b.technician_id + 0 IN ({ids})"),
         );
         let b = buckets::blocked(&cover);
         for (span, starts) in [
