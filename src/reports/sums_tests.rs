@@ -304,7 +304,7 @@ async fn check(store: &Store) {
     // Migration 0026's fill of existing stores (from the session buckets) gives the handled
     // buckets kept since, blocks and blocks' hours of the day included.
     let handled_rows = || async {
-        let rows: Vec<(i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        let rows: Vec<HandledRow> = sqlx::query_as(
             "SELECT span, at, technician_id, sessions, active + work + hold + transfer, \
              connecting + waiting + reconnecting + total + missed_wait, longest + longest_missed_wait, \
              transfers FROM handled_buckets ORDER BY span, at, technician_id",
@@ -368,6 +368,9 @@ async fn check(store: &Store) {
         "{kept} logins read as stored, {covered_raw} covered from the spans, {busy_logins} with sessions"
     );
 }
+
+/// A handled bucket's key and sums (some added up), as the fill check compares them.
+type HandledRow = (i64, i64, i64, i64, i64, i64, i64, i64);
 
 /// Runs the statements of a migration's fill of existing stores: from the line after its
 /// comment "-- Existing stores" on.
