@@ -9,12 +9,20 @@
 //! half-hour zone or a DST change splits, hours a daily range starts or ends within) is scanned
 //! with the report's exact filter, so the answer equals a scan of the whole window.
 
+use std::collections::BTreeSet;
+
 use chrono_tz::Tz;
 
 use super::params::{self, Daily};
 
 pub const HOUR: i64 = 3_600_000;
 pub const DAY: i64 = 86_400_000;
+/// The coarser level of the per-technician handled buckets (migration 0026): 16 UTC days, the
+/// blocks counted from the Unix epoch.
+pub const BLOCK: i64 = 16 * DAY;
+/// The span code of those buckets' other level: one UTC hour of the day over the 16 days of a
+/// block (`at`: the block's start plus the hour of the day). No bucket is that long: a code.
+pub const BLOCK_HOURS: i64 = BLOCK + HOUR;
 
 /// The parts of a window, each a list of `[a, b)` ranges in UTC ms, merged and in order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -25,6 +33,64 @@ pub struct Cover {
     pub hours: Vec<(i64, i64)>,
     /// Scanned in `session_timings` with the report's filter (window and daily range included).
     pub scan: Vec<(i64, i64)>,
+}
+
+/// A cover's whole days and hours regrouped for the buckets with the block levels (migration
+/// 0026): bucket starts, one list per span.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Blocked {
+    /// Whole blocks (`BLOCK`).
+    pub blocks: Vec<i64>,
+    /// One hour of the day on each of a block's days (`BLOCK_HOURS`: block start plus the hour).
+    pub block_hours: Vec<i64>,
+    pub days: Vec<i64>,
+    pub hours: Vec<i64>,
+}
+
+/// Regroups the whole days and hours of `c` (its scan stays): a block whose every hour is
+/// whole is read as one bucket; otherwise each hour of the day that is whole on all the
+/// block's days (a daily range in a whole-hour zone without a DST change in the block) as one;
+/// the hours left as days and hours. Every hour is read exactly once, as in `c`.
+pub fn blocked(c: &Cover) -> Blocked {
+    let mut whole: BTreeSet<i64> = starts(&c.days, HOUR).into_iter().collect();
+    whole.extend(starts(&c.hours, HOUR));
+    let mut b = Blocked::default();
+    let (Some(&lo), Some(&hi)) = (whole.first(), whole.last()) else {
+        return b;
+    };
+    let mut block = lo.div_euclid(BLOCK) * BLOCK;
+    while block <= hi {
+        let of_day = |h: i64| (0..BLOCK / DAY).map(move |d| block + d * DAY + h * HOUR);
+        let full: Vec<i64> = (0..DAY / HOUR)
+            .filter(|&h| of_day(h).all(|at| whole.contains(&at)))
+            .collect();
+        if full.len() as i64 == DAY / HOUR {
+            b.blocks.push(block);
+        } else {
+            b.block_hours.extend(full.iter().map(|h| block + h * HOUR));
+        }
+        for h in full {
+            for at in of_day(h) {
+                whole.remove(&at);
+            }
+        }
+        block += BLOCK;
+    }
+    // The rest: days all of whose hours are left, and hours.
+    let hours: Vec<i64> = whole.into_iter().collect();
+    let mut i = 0;
+    while i < hours.len() {
+        let at = hours[i];
+        let n = (DAY / HOUR) as usize;
+        if at.rem_euclid(DAY) == 0 && hours.get(i + n - 1) == Some(&(at + DAY - HOUR)) {
+            b.days.push(at);
+            i += n;
+        } else {
+            b.hours.push(at);
+            i += 1;
+        }
+    }
+    b
 }
 
 /// How much of an hour a daily range keeps.
@@ -240,6 +306,65 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The hours a regrouped cover reads, each as often as it is read.
+    fn hours_read(b: &Blocked) -> Vec<i64> {
+        let mut hours = Vec::new();
+        for &at in &b.blocks {
+            hours.extend((0..BLOCK / HOUR).map(|h| at + h * HOUR));
+        }
+        for &at in &b.block_hours {
+            let block = at - at.rem_euclid(BLOCK);
+            hours.extend((0..BLOCK / DAY).map(|d| at + d * DAY));
+            assert!(at - block < DAY, "{at}");
+        }
+        for &at in &b.days {
+            hours.extend((0..DAY / HOUR).map(|h| at + h * HOUR));
+        }
+        hours.extend(&b.hours);
+        hours.sort_unstable();
+        hours
+    }
+
+    /// The blocks and blocks' hours of the day read the whole hours of the cover, each once,
+    /// and a year's report reads mostly them: in UTC blocks, with a daily range in Sydney (DST)
+    /// blocks' hours, in Kathmandu (+05:45) neither where a range's edges split its hours.
+    #[test]
+    fn blocks_read_each_whole_hour_once() {
+        let (from, to) = (ms("2025-12-06T23:49:23Z"), ms("2026-12-06T23:49:23Z"));
+        let cases = [
+            ("UTC", None, true, false),
+            ("UTC", Some((540, 1020)), false, true),
+            ("Australia/Sydney", Some((540, 1020)), false, true),
+            ("Australia/Sydney", None, true, false),
+            ("America/New_York", Some((1320, 120)), false, true),
+            ("Asia/Kathmandu", Some((540, 1020)), false, true),
+            ("Asia/Kolkata", Some((0, 0)), true, false),
+        ];
+        for (zone, daily, blocks, block_hours) in cases {
+            let tz: Tz = zone.parse().unwrap();
+            let daily = daily.map(|(f, t)| Daily {
+                from_min: f,
+                to_min: t,
+            });
+            let c = cover(from, to, daily, tz);
+            let b = blocked(&c);
+            let mut whole = starts(&c.days, HOUR);
+            whole.extend(starts(&c.hours, HOUR));
+            whole.sort_unstable();
+            assert_eq!(hours_read(&b), whole, "{zone} {daily:?}");
+            assert_eq!(!b.blocks.is_empty(), blocks, "{zone} {daily:?} {b:?}");
+            assert_eq!(
+                !b.block_hours.is_empty(),
+                block_hours,
+                "{zone} {daily:?} {b:?}"
+            );
+            // Most of the year in the coarse levels: at most a block's worth of days at
+            // each edge (and the blocks a DST change splits).
+            let coarse = b.blocks.len() * 384 + b.block_hours.len() * 16;
+            assert!(coarse * 10 >= whole.len() * 7, "{zone} {daily:?} {b:?}");
         }
     }
 

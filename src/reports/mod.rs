@@ -758,18 +758,55 @@ async fn stored_sums(
         bucket_filter.push_str(&format!(" AND {BUCKET_TECHNICIAN} IN ({ids})"));
         scan_filter.push_str(&format!(" AND {TECHNICIAN} IN ({ids})"));
     }
-    // One sum of the whole organization: from the totals (migration 0022), a few rows per
-    // bucket rather than one per unit and creator.
-    let table = if req.scope.all && key == SumKey::One && only.is_none() {
-        "session_totals"
+    // Performance's sums of the whole organization: from the handled buckets (migration 0026),
+    // a row per technician, with blocks of days and a block's hours of the day.
+    if req.scope.all && pick == Pick::Handled && key == SumKey::Technician {
+        // `+ 0`: the page's technicians are picked from each bucket's rows, not looked up one
+        // by one in the key (a lookup per bucket and technician made PostgreSQL scan the whole
+        // table instead: 130 ms against 4 ms at 300,000 sessions).
+        let filter = only.map_or_else(
+            || String::from("1 = 1"),
+            |ids| format!("b.technician_id + 0 IN ({ids})"),
+        );
+        let b = buckets::blocked(&cover);
+        for (span, starts) in [
+            (buckets::BLOCK, &b.blocks),
+            (buckets::BLOCK_HOURS, &b.block_hours),
+            (buckets::DAY, &b.days),
+            (buckets::HOUR, &b.hours),
+        ] {
+            if !starts.is_empty() {
+                add(store
+                    .report_bucket_sums(
+                        "handled_buckets",
+                        span,
+                        starts,
+                        &filter,
+                        Some("b.technician_id"),
+                    )
+                    .await?);
+            }
+        }
     } else {
-        "session_buckets"
-    };
-    for (span, ranges) in [(buckets::DAY, &cover.days), (buckets::HOUR, &cover.hours)] {
-        if !ranges.is_empty() {
-            add(store
-                .report_bucket_sums(table, span, ranges, &bucket_filter, key.bucket())
-                .await?);
+        // One sum of the whole organization: from the totals (migration 0022), a few rows per
+        // bucket rather than one per unit and creator.
+        let table = if req.scope.all && key == SumKey::One && only.is_none() {
+            "session_totals"
+        } else {
+            "session_buckets"
+        };
+        for (span, ranges) in [(buckets::DAY, &cover.days), (buckets::HOUR, &cover.hours)] {
+            if !ranges.is_empty() {
+                add(store
+                    .report_bucket_sums(
+                        table,
+                        span,
+                        &buckets::starts(ranges, span),
+                        &bucket_filter,
+                        key.bucket(),
+                    )
+                    .await?);
+            }
         }
     }
     if !cover.scan.is_empty() {

@@ -269,7 +269,7 @@ pub async fn seed(
         // beside the index).
         sqlx::query(
             "VACUUM (ANALYZE) sessions, session_events, chat_messages, session_notes, session_timings, \
-             session_spans, session_buckets, logins, technician_status_events",
+             session_spans, session_buckets, handled_buckets, logins, technician_status_events",
         )
         .execute(&mut *conn)
         .await?;
@@ -643,6 +643,10 @@ mod tests {
             (
                 "session_buckets",
                 "span + at + group_id + technician_id + sessions + total",
+            ),
+            (
+                "handled_buckets",
+                "span + at + technician_id + sessions + total + longest",
             ),
         ];
         let mut out = Vec::new();

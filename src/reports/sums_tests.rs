@@ -221,6 +221,37 @@ async fn check(store: &Store) {
             "case {case}: {tz} {from}..{to} daily {daily:?} all {} {pick:?} {key:?} only {only:?}",
             req.scope.all
         );
+        // Performance's sums of the whole organization, from the handled buckets (migration
+        // 0026: blocks of days, blocks' hours of the day) in every case.
+        let whole = Request {
+            scope: Scope {
+                all: true,
+                ..Scope::default()
+            },
+            ..req.clone()
+        };
+        let stored = stored_sums(
+            store,
+            &whole,
+            Pick::Handled,
+            SumKey::Technician,
+            only.as_deref(),
+        )
+        .await
+        .unwrap();
+        let mut filter = picked_filter(&whole, Pick::Handled);
+        if let Some(ids) = &only {
+            filter.push_str(&format!(" AND {TECHNICIAN} IN ({ids})"));
+        }
+        let scanned = store
+            .report_timed_sums(&filter, SumKey::Technician.scan(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            nonzero(stored),
+            nonzero(scanned.into_iter().collect()),
+            "case {case}: handled by technician, {tz} {from}..{to} daily {daily:?} only {only:?}"
+        );
         // The Transferred reports' count from the transfer buckets (migration 0021) against
         // the transfers listed one by one.
         let (filter, event) = transfer_filters(&req);
@@ -270,6 +301,38 @@ async fn check(store: &Store) {
             .unwrap();
         assert_eq!(summed, raw_login_time, "case {case}: login time by user");
     }
+    // Migration 0026's fill of existing stores (from the session buckets) gives the handled
+    // buckets kept since, blocks and blocks' hours of the day included.
+    let handled_rows = || async {
+        let rows: Vec<HandledRow> = sqlx::query_as(
+            "SELECT span, at, technician_id, sessions, active + work + hold + transfer, \
+             connecting + waiting + reconnecting + total + missed_wait, longest + longest_missed_wait, \
+             transfers FROM handled_buckets ORDER BY span, at, technician_id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        rows
+    };
+    let before = handled_rows().await;
+    let migration = match store.backend() {
+        crate::store::Backend::Sqlite => {
+            include_str!("../../migrations/sqlite/0026_handled_buckets.sql")
+        }
+        crate::store::Backend::Postgres => {
+            include_str!("../../migrations/postgres/0026_handled_buckets.sql")
+        }
+    };
+    let mut tx = store.begin().await.unwrap();
+    sqlx::query("DELETE FROM handled_buckets")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    run_fill(&mut tx, migration).await;
+    tx.commit().await.unwrap();
+    assert_eq!(handled_rows().await, before);
+    let spans: std::collections::HashSet<i64> = before.iter().map(|r| r.0).collect();
+    assert_eq!(spans.len(), 4, "{spans:?}");
     // Migration 0024's fill of existing stores gives the ends and covered times kept since.
     let kept_rows = || async {
         let rows: Vec<(i64, Option<i64>, i64)> =
@@ -288,23 +351,12 @@ async fn check(store: &Store) {
             include_str!("../../migrations/postgres/0024_login_coverage.sql")
         }
     };
-    // From the line after the fill's first comment on.
-    let fill = migration.split_once("-- Existing stores").unwrap().1;
-    let fill = fill.split_once('\n').unwrap().1;
     let mut tx = store.begin().await.unwrap();
     sqlx::query("UPDATE logins SET end_at = NULL, covered = 0")
         .execute(&mut *tx)
         .await
         .unwrap();
-    for statement in fill.split(';').filter(|s| {
-        s.lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
-    }) {
-        sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-    }
+    run_fill(&mut tx, migration).await;
     tx.commit().await.unwrap();
     assert_eq!(kept_rows().await, before);
     assert!(before.iter().filter(|r| r.2 > 0).count() > 500);
@@ -315,6 +367,25 @@ async fn check(store: &Store) {
         kept > 1000 && covered_raw > 5 && busy_logins > 1000,
         "{kept} logins read as stored, {covered_raw} covered from the spans, {busy_logins} with sessions"
     );
+}
+
+/// A handled bucket's key and sums (some added up), as the fill check compares them.
+type HandledRow = (i64, i64, i64, i64, i64, i64, i64, i64);
+
+/// Runs the statements of a migration's fill of existing stores: from the line after its
+/// comment "-- Existing stores" on.
+async fn run_fill(tx: &mut crate::store::Tx, migration: &str) {
+    let fill = migration.split_once("-- Existing stores").unwrap().1;
+    let fill = fill.split_once('\n').unwrap().1;
+    for statement in fill.split(';').filter(|s| {
+        s.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+    }) {
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+            .execute(&mut **tx)
+            .await
+            .unwrap();
+    }
 }
 
 /// The raw truth of the Login report: each login row's end (the user's next row, in (at, id)

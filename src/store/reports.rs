@@ -767,12 +767,19 @@ pub(crate) async fn write_session_timings(
 }
 
 /// Adds the timing rows matching `filter` (on `t`, numbers only) to every bucket table: the
-/// session buckets (0019), the totals (0022) and the transfer buckets (0021).
+/// session buckets (0019), the totals (0022), the transfer buckets (0021) and the handled
+/// buckets (0026) of every span.
 async fn add_to_all_buckets(tx: &mut super::Tx, filter: &str) -> Result<()> {
+    add_to_tables(tx, filter, HANDLED_SPANS).await
+}
+
+/// `add_to_all_buckets` with the handled buckets of `handled_spans` only.
+async fn add_to_tables(tx: &mut super::Tx, filter: &str, handled_spans: &str) -> Result<()> {
     for sql in [
         add_to_buckets("session_buckets", filter),
         add_to_buckets("session_totals", filter),
         add_to_transfer_buckets(filter),
+        add_to_handled_buckets(filter, handled_spans),
     ] {
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .persistent(false)
@@ -791,26 +798,6 @@ const SPANS: &str =
 /// bucket serialize on its row. `table`: `session_buckets` (keyed by the unit columns too) or
 /// `session_totals` (migration 0022: by time and flags only).
 fn add_to_buckets(table: &str, filter: &str) -> String {
-    let bigger = |c: &str| {
-        format!("{c} = CASE WHEN excluded.{c} > {table}.{c} THEN excluded.{c} ELSE {table}.{c} END")
-    };
-    let added: Vec<String> = [
-        "sessions",
-        "connecting",
-        "waiting",
-        "active",
-        "work",
-        "hold",
-        "transfer",
-        "reconnecting",
-        "total",
-        "missed_wait",
-        "transfers",
-    ]
-    .iter()
-    .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
-    .chain([bigger("longest"), bigger("longest_missed_wait")])
-    .collect();
     let (unit, unit_select, groups) = if table == "session_totals" {
         ("", "", "1, 2, 3, 4, 5, 6")
     } else {
@@ -832,7 +819,88 @@ fn add_to_buckets(table: &str, filter: &str) -> String {
          FROM session_timings t CROSS JOIN {SPANS} WHERE {filter} GROUP BY {groups} \
          ON CONFLICT (span, at, {unit}joined, handled, missed, failed) \
          DO UPDATE SET {}",
-        added.join(", ")
+        upsert(table)
+    )
+}
+
+/// The `DO UPDATE SET` of a bucket upsert into `table`: sums added, maxima kept.
+fn upsert(table: &str) -> String {
+    let bigger = |c: &str| {
+        format!("{c} = CASE WHEN excluded.{c} > {table}.{c} THEN excluded.{c} ELSE {table}.{c} END")
+    };
+    let added: Vec<String> = [
+        "sessions",
+        "connecting",
+        "waiting",
+        "active",
+        "work",
+        "hold",
+        "transfer",
+        "reconnecting",
+        "total",
+        "missed_wait",
+        "transfers",
+    ]
+    .iter()
+    .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+    .chain([bigger("longest"), bigger("longest_missed_wait")])
+    .collect();
+    added.join(", ")
+}
+
+/// The spans of the handled buckets (migration 0026): an hour, a day, a block of 16 days and
+/// the code of a block's hour of the day.
+const HANDLED_SPANS: &str = "(SELECT CAST(3600000 AS BIGINT) AS span UNION ALL SELECT CAST(86400000 AS BIGINT) \
+     UNION ALL SELECT CAST(1382400000 AS BIGINT) UNION ALL SELECT CAST(1386000000 AS BIGINT)) p";
+
+/// `x` modulo `m`, never negative (SQL's `%` keeps the sign of `x`).
+fn modulo(x: &str, m: &str) -> String {
+    format!("((({x} % {m}) + {m}) % {m})")
+}
+
+/// The sums and maxima of the handled buckets (migration 0026), as `SUM(...)`/`MAX(...)` of
+/// the same columns of `from` (the timing rows' expressions for `t`, or bucket rows'), and
+/// the upsert that adds them.
+const HANDLED_COLUMNS: &str = "sessions, connecting, waiting, active, work, hold, transfer, \
+     reconnecting, total, longest, missed_wait, longest_missed_wait, transfers";
+
+/// Adds the handled timing rows matching `filter` (on `t` and `p`, numbers only) to their
+/// handled buckets (migration 0026) of the spans `spans` (a table `p` of `span`), keyed by the
+/// technician their rows name. A block's hour of the day: the block's start plus the creation
+/// time's hour of the day.
+fn add_to_handled_buckets(filter: &str, spans: &str) -> String {
+    let c = "t.created_at";
+    let at = format!(
+        "CASE WHEN p.span = {bh} THEN {c} - {block} + {day} - {hour} ELSE {c} - {own} END",
+        bh = crate::reports::buckets::BLOCK_HOURS,
+        block = modulo(c, &crate::reports::buckets::BLOCK.to_string()),
+        day = modulo(c, &crate::reports::buckets::DAY.to_string()),
+        hour = modulo(c, &crate::reports::buckets::HOUR.to_string()),
+        own = modulo(c, "p.span"),
+    );
+    format!(
+        "INSERT INTO handled_buckets (span, at, technician_id, {HANDLED_COLUMNS}) \
+         SELECT p.span, {at}, COALESCE(t.technician_id, t.created_by), COUNT(*), \
+         SUM(t.connecting), SUM(t.waiting), SUM(t.active), SUM(t.work), SUM(t.hold), SUM(t.transfer), \
+         SUM(t.reconnecting), SUM(t.total), MAX(t.total), COALESCE(SUM(t.end_at - t.waiting_start), 0), \
+         COALESCE(MAX(t.end_at - t.waiting_start), 0), SUM(t.transfers) \
+         FROM session_timings t CROSS JOIN {spans} WHERE t.handled = 1 AND {filter} \
+         GROUP BY 1, 2, 3 ON CONFLICT (span, at, technician_id) DO UPDATE SET {}",
+        upsert("handled_buckets")
+    )
+}
+
+/// Makes the handled buckets (migration 0026) of `span` at `at` (a block, or a block's hour of
+/// the day) from this table's own buckets of `part` at `starts` (its days, or that hour of
+/// each of its days), after they were deleted.
+fn handled_from_parts(span: i64, at: i64, part: i64, starts: &[i64]) -> String {
+    format!(
+        "INSERT INTO handled_buckets (span, at, technician_id, {HANDLED_COLUMNS}) \
+         SELECT {span}, {at}, technician_id, SUM(sessions), SUM(connecting), SUM(waiting), \
+         SUM(active), SUM(work), SUM(hold), SUM(transfer), SUM(reconnecting), SUM(total), MAX(longest), \
+         SUM(missed_wait), MAX(longest_missed_wait), SUM(transfers) FROM handled_buckets \
+         WHERE span = {part} AND at IN ({}) GROUP BY technician_id",
+        id_list(starts)
     )
 }
 
@@ -857,29 +925,51 @@ fn add_to_transfer_buckets(filter: &str) -> String {
 
 /// Rebuilds, from the timing rows, every bucket holding one of the creation times `created`.
 async fn rebuild_buckets(tx: &mut super::Tx, created: impl Iterator<Item = i64>) -> Result<()> {
-    let mut hours: Vec<i64> = created
-        .map(|at| at - at.rem_euclid(crate::reports::buckets::HOUR))
-        .collect();
+    use crate::reports::buckets::{BLOCK, BLOCK_HOURS, DAY, HOUR};
+    let mut hours: Vec<i64> = created.map(|at| at - at.rem_euclid(HOUR)).collect();
     hours.sort_unstable();
     hours.dedup();
     for hour in hours {
-        let day = hour - hour.rem_euclid(crate::reports::buckets::DAY);
+        let day = hour - hour.rem_euclid(DAY);
+        // The handled buckets' block and the block's hour of the day (migration 0026) that
+        // hold the hour.
+        let block = hour - hour.rem_euclid(BLOCK);
+        let block_hour = block + hour.rem_euclid(DAY);
         // The day's buckets hold the hour's: both rebuilt, the day's from the whole day.
-        for table in ["session_buckets", "session_totals", "transfer_buckets"] {
+        for table in [
+            "session_buckets",
+            "session_totals",
+            "transfer_buckets",
+            "handled_buckets",
+        ] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE (span = 3600000 AND at = {hour}) \
-                 OR (span = 86400000 AND at = {day})"
+                 OR (span = 86400000 AND at = {day}) OR (span = {BLOCK} AND at = {block}) \
+                 OR (span = {BLOCK_HOURS} AND at = {block_hour})"
             )))
             .persistent(false)
             .execute(&mut **tx)
             .await?;
         }
-        let day_end = day + crate::reports::buckets::DAY;
+        let day_end = day + DAY;
         let kept = format!(
             "t.created_at >= {day} AND t.created_at < {day_end} AND (p.span = 86400000 \
              OR t.created_at - (((t.created_at % p.span) + p.span) % p.span) = {hour})"
         );
-        add_to_all_buckets(tx, &kept).await?;
+        add_to_tables(tx, &kept, SPANS).await?;
+        // The block and its hour of the day from the handled buckets' days and hours (all
+        // but the rebuilt ones untouched): a scan of 16 days' timing rows would cost more.
+        let days: Vec<i64> = (0..BLOCK / DAY).map(|d| block + d * DAY).collect();
+        let of_day: Vec<i64> = days.iter().map(|d| d + hour.rem_euclid(DAY)).collect();
+        for sql in [
+            handled_from_parts(BLOCK, block, DAY, &days),
+            handled_from_parts(BLOCK_HOURS, block_hour, HOUR, &of_day),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
+                .execute(&mut **tx)
+                .await?;
+        }
     }
     Ok(())
 }
@@ -1339,13 +1429,13 @@ impl Store {
     }
 
     /// The same sums read from the buckets of `span` in `table` (`session_buckets`, migration
-    /// 0019, or `session_totals`, 0022) whose start lies in `ranges`, for buckets matching
-    /// `filter` (on `b`), grouped by `key` (on `b`).
+    /// 0019, `session_totals`, 0022, or `handled_buckets`, 0026) starting at `starts`, for
+    /// buckets matching `filter` (on `b`), grouped by `key` (on `b`).
     pub async fn report_bucket_sums(
         &self,
         table: &str,
         span: i64,
-        ranges: &[(i64, i64)],
+        starts: &[i64],
         filter: &str,
         key: Option<&str>,
     ) -> Result<Vec<(i64, TimingSums)>> {
@@ -1366,13 +1456,12 @@ impl Store {
         ];
         // Every bucket start listed: both stores look each one up in the primary key (a join
         // with a table of ranges made PostgreSQL scan every bucket once per range).
-        let starts = crate::reports::buckets::starts(ranges, span);
         self.sums_query(
             &format!(
                 "SELECT {{select}} AS k, {} FROM {table} b WHERE b.span = {span} \
                  AND b.at IN ({}) AND {filter}",
                 columns.join(", "),
-                id_list(&starts)
+                id_list(starts)
             ),
             key,
         )
