@@ -811,17 +811,26 @@ fn add_to_buckets(table: &str, filter: &str) -> String {
         "INSERT INTO {table} (span, at, {unit}joined, handled, \
          missed, failed, sessions, connecting, waiting, active, work, hold, transfer, reconnecting, total, \
          longest, missed_wait, longest_missed_wait, transfers) \
-         SELECT p.span, t.created_at - (((t.created_at % p.span) + p.span) % p.span), {unit_select}\
-         t.joined, t.handled, t.missed, t.failed, COUNT(*), \
-         SUM(t.connecting), SUM(t.waiting), SUM(t.active), SUM(t.work), SUM(t.hold), SUM(t.transfer), \
-         SUM(t.reconnecting), SUM(t.total), MAX(t.total), COALESCE(SUM(t.end_at - t.waiting_start), 0), \
-         COALESCE(MAX(t.end_at - t.waiting_start), 0), SUM(t.transfers) \
+         SELECT p.span, {start}, {unit_select}t.joined, t.handled, t.missed, t.failed, {TIMING_SUMS} \
          FROM session_timings t CROSS JOIN {SPANS} WHERE {filter} GROUP BY {groups} \
          ON CONFLICT (span, at, {unit}joined, handled, missed, failed) \
          DO UPDATE SET {}",
-        upsert(table)
+        upsert(table),
+        start = bucket_start("t.created_at", "p.span"),
     )
 }
+
+/// The start of the bucket of span `span` holding the time `at` (SQL expressions).
+fn bucket_start(at: &str, span: &str) -> String {
+    format!("{at} - {}", modulo(at, span))
+}
+
+/// The columns of a bucket row from the timing rows `t` it holds, in the bucket tables' order
+/// (`sessions` … `transfers`).
+const TIMING_SUMS: &str = "COUNT(*), SUM(t.connecting), SUM(t.waiting), SUM(t.active), SUM(t.work), \
+     SUM(t.hold), SUM(t.transfer), SUM(t.reconnecting), SUM(t.total), MAX(t.total), \
+     COALESCE(SUM(t.end_at - t.waiting_start), 0), COALESCE(MAX(t.end_at - t.waiting_start), 0), \
+     SUM(t.transfers)";
 
 /// The `DO UPDATE SET` of a bucket upsert into `table`: sums added, maxima kept.
 fn upsert(table: &str) -> String {
@@ -858,9 +867,7 @@ fn modulo(x: &str, m: &str) -> String {
     format!("((({x} % {m}) + {m}) % {m})")
 }
 
-/// The sums and maxima of the handled buckets (migration 0026), as `SUM(...)`/`MAX(...)` of
-/// the same columns of `from` (the timing rows' expressions for `t`, or bucket rows'), and
-/// the upsert that adds them.
+/// The sum and maximum columns of the handled buckets (migration 0026).
 const HANDLED_COLUMNS: &str = "sessions, connecting, waiting, active, work, hold, transfer, \
      reconnecting, total, longest, missed_wait, longest_missed_wait, transfers";
 
@@ -871,19 +878,16 @@ const HANDLED_COLUMNS: &str = "sessions, connecting, waiting, active, work, hold
 fn add_to_handled_buckets(filter: &str, spans: &str) -> String {
     let c = "t.created_at";
     let at = format!(
-        "CASE WHEN p.span = {bh} THEN {c} - {block} + {day} - {hour} ELSE {c} - {own} END",
+        "CASE WHEN p.span = {bh} THEN {c} - {block} + {day} - {hour} ELSE {own} END",
         bh = crate::reports::buckets::BLOCK_HOURS,
         block = modulo(c, &crate::reports::buckets::BLOCK.to_string()),
         day = modulo(c, &crate::reports::buckets::DAY.to_string()),
         hour = modulo(c, &crate::reports::buckets::HOUR.to_string()),
-        own = modulo(c, "p.span"),
+        own = bucket_start(c, "p.span"),
     );
     format!(
         "INSERT INTO handled_buckets (span, at, technician_id, {HANDLED_COLUMNS}) \
-         SELECT p.span, {at}, COALESCE(t.technician_id, t.created_by), COUNT(*), \
-         SUM(t.connecting), SUM(t.waiting), SUM(t.active), SUM(t.work), SUM(t.hold), SUM(t.transfer), \
-         SUM(t.reconnecting), SUM(t.total), MAX(t.total), COALESCE(SUM(t.end_at - t.waiting_start), 0), \
-         COALESCE(MAX(t.end_at - t.waiting_start), 0), SUM(t.transfers) \
+         SELECT p.span, {at}, COALESCE(t.technician_id, t.created_by), {TIMING_SUMS} \
          FROM session_timings t CROSS JOIN {spans} WHERE t.handled = 1 AND {filter} \
          GROUP BY 1, 2, 3 ON CONFLICT (span, at, technician_id) DO UPDATE SET {}",
         upsert("handled_buckets")
@@ -910,8 +914,7 @@ fn add_to_transfer_buckets(filter: &str) -> String {
     format!(
         "INSERT INTO transfer_buckets (span, at, event_at, group_id, technician_id, created_by, \
          event_group_id, event_technician_id, event_actor_id, transfers) \
-         SELECT p.span, t.created_at - (((t.created_at % p.span) + p.span) % p.span), \
-         CASE WHEN p.span = 3600000 THEN e.at - (((e.at % 3600000) + 3600000) % 3600000) ELSE 0 END, \
+         SELECT p.span, {start}, CASE WHEN p.span = 3600000 THEN {event_hour} ELSE 0 END, \
          t.group_id, COALESCE(t.technician_id, 0), t.created_by, e.group_id, \
          COALESCE(e.technician_id, 0), COALESCE(e.actor_id, 0), COUNT(*) \
          FROM session_timings t JOIN session_events e ON e.session_id = t.session_id \
@@ -919,7 +922,9 @@ fn add_to_transfer_buckets(filter: &str) -> String {
          GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9 \
          ON CONFLICT (span, at, event_at, group_id, technician_id, created_by, event_group_id, \
          event_technician_id, event_actor_id) \
-         DO UPDATE SET transfers = transfer_buckets.transfers + excluded.transfers"
+         DO UPDATE SET transfers = transfer_buckets.transfers + excluded.transfers",
+        start = bucket_start("t.created_at", "p.span"),
+        event_hour = bucket_start("e.at", "3600000"),
     )
 }
 
@@ -954,7 +959,8 @@ async fn rebuild_buckets(tx: &mut super::Tx, created: impl Iterator<Item = i64>)
         let day_end = day + DAY;
         let kept = format!(
             "t.created_at >= {day} AND t.created_at < {day_end} AND (p.span = 86400000 \
-             OR t.created_at - (((t.created_at % p.span) + p.span) % p.span) = {hour})"
+             OR {} = {hour})",
+            bucket_start("t.created_at", "p.span")
         );
         add_to_tables(tx, &kept, SPANS).await?;
         // The block and its hour of the day from the handled buckets' days and hours (all
