@@ -1146,7 +1146,7 @@ impl Engine {
                 room.keyframe_wait = Some(KeyframeWait::asked(Instant::now()));
             }
             if room.keyframe_wait.is_some() {
-                await_keyframe(room, &self.from_customer.packets, &self.metrics);
+                await_keyframe(room, session, &self.from_customer.packets, &self.metrics);
             }
             if self.from_customer.packets.is_empty() && self.from_technician.packets.is_empty() {
                 break;
@@ -1221,6 +1221,7 @@ impl Engine {
 /// each of those, when it ends, asks anew (`keyframe_wanted`).
 fn await_keyframe(
     room: &mut Room,
+    session: SessionId,
     from_customer: &[(Box<RtpPacket>, PayloadParams)],
     metrics: &EngineMetrics,
 ) {
@@ -1256,6 +1257,11 @@ fn await_keyframe(
     {
         add(&metrics.keyframe_requests_repeated, 1);
         wait.repeated(now);
+        // Rare: a request or its answer was lost (or the phone ignores requests).
+        tracing::info!(
+            session_id = session,
+            "no keyframe since the last request: asked again"
+        );
     }
 }
 

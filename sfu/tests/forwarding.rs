@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -325,46 +325,6 @@ async fn a_keyframe_request_waits_until_the_customer_can_read_it() {
     call.hang_up().await;
 }
 
-/// A UDP relay between the customer and the server that drops every SRTCP datagram from the
-/// server to the customer while `dropping` is set (counted in the returned counter), and lets
-/// everything else through both ways. SRTCP cannot be decrypted here, so which datagram holds
-/// the keyframe request is unknown: all of them go for a while.
-async fn rtcp_dropping_relay(
-    server: std::net::SocketAddr,
-    dropping: Arc<AtomicBool>,
-) -> (std::net::SocketAddr, Arc<AtomicU32>) {
-    let listen = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = listen.local_addr().unwrap();
-    let dropped = Arc::new(AtomicU32::new(0));
-    let count = dropped.clone();
-    tokio::spawn(async move {
-        let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
-        let mut customer = None;
-        loop {
-            tokio::select! {
-                Ok((n, from)) = listen.recv_from(&mut a) => {
-                    customer = Some(from);
-                    let _ = upstream.send_to(&a[..n], server).await;
-                }
-                Ok((n, _)) = upstream.recv_from(&mut b) => {
-                    // RFC 7983 / 5761: RTP or RTCP starts with 128..=191; RTCP's packet type
-                    // (second byte) is 192..=223.
-                    let rtcp = n >= 2 && (128..=191).contains(&b[0]) && (192..=223).contains(&b[1]);
-                    if rtcp && dropping.load(Ordering::SeqCst) {
-                        count.fetch_add(1, Ordering::SeqCst);
-                        continue;
-                    }
-                    if let Some(to) = customer {
-                        let _ = listen.send_to(&b[..n], to).await;
-                    }
-                }
-            }
-        }
-    });
-    (addr, dropped)
-}
-
 /// How long after the technician connected the server's SRTCP to the customer is still dropped
 /// in [`a_keyframe_request_lost_on_the_way_is_asked_again`]: the request sent at connect time
 /// leaves within one customer packet (20 ms), the first repeat 0.5 s after it.
@@ -379,8 +339,9 @@ const RTCP_LOST_FOR: Duration = Duration::from_millis(300);
 async fn a_keyframe_request_lost_on_the_way_is_asked_again() {
     let (sfu, _task) = Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)).unwrap();
     let mut events = sfu.peer_events().unwrap();
-    let dropping = Arc::new(AtomicBool::new(true));
-    let (relay, dropped) = rtcp_dropping_relay(sfu.candidate_addr(), dropping.clone()).await;
+    let relay = relay(sfu.candidate_addr(), false).await;
+    let dropping = relay.drop_rtcp_down.clone();
+    dropping.store(true, Ordering::SeqCst);
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             if event.role == PeerRole::Technician && event.up {
@@ -390,7 +351,7 @@ async fn a_keyframe_request_lost_on_the_way_is_asked_again() {
             }
         }
     });
-    let mut call = call_via(sfu, SESSION, TechnicianSide::default(), behind(relay)).await;
+    let mut call = call_via(sfu, SESSION, TechnicianSide::default(), behind(relay.addr)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
     let mut video = 0;
     let keyframe = loop {
@@ -409,7 +370,7 @@ async fn a_keyframe_request_lost_on_the_way_is_asked_again() {
         metrics.keyframe_requests_sent, metrics.keyframe_requests_repeated
     );
     assert!(
-        dropped.load(Ordering::SeqCst) >= 1,
+        relay.rtcp_dropped.load(Ordering::SeqCst) >= 1,
         "the relay dropped no SRTCP"
     );
     assert!(plis >= 1, "the customer answered a request it never got");

@@ -589,11 +589,15 @@ pub async fn call_via(
 /// A relay between the customer (which talks UDP to [`Relay::addr`]) and the server: over UDP
 /// to the server's UDP port, or over one TCP connection to its ICE-TCP port with RFC 4571
 /// framing (each datagram one frame). Setting `quiet` drops everything both ways without
-/// closing anything (a path that went dead); `close` ends the TCP connection.
+/// closing anything (a path that went dead); `close` ends the TCP connection. Over UDP, setting
+/// `drop_rtcp_down` drops every SRTCP datagram from the server to the customer (counted in
+/// `rtcp_dropped`): SRTCP cannot be decrypted here, so a keyframe request is lost that way.
 pub struct Relay {
     pub addr: SocketAddr,
     pub quiet: Arc<AtomicBool>,
     pub close: Arc<tokio::sync::Notify>,
+    pub drop_rtcp_down: Arc<AtomicBool>,
+    pub rtcp_dropped: Arc<AtomicU32>,
 }
 
 pub async fn relay(server: SocketAddr, tcp: bool) -> Relay {
@@ -602,7 +606,10 @@ pub async fn relay(server: SocketAddr, tcp: bool) -> Relay {
     let addr = listen.local_addr().unwrap();
     let quiet = Arc::new(AtomicBool::new(false));
     let close = Arc::new(tokio::sync::Notify::new());
+    let drop_rtcp_down = Arc::new(AtomicBool::new(false));
+    let rtcp_dropped = Arc::new(AtomicU32::new(0));
     let (q, c) = (quiet.clone(), close.clone());
+    let (drop_rtcp, dropped) = (drop_rtcp_down.clone(), rtcp_dropped.clone());
     tokio::spawn(async move {
         let mut customer: Option<SocketAddr> = None;
         let mut a = vec![0u8; 2048];
@@ -618,6 +625,13 @@ pub async fn relay(server: SocketAddr, tcp: bool) -> Relay {
                         }
                     }
                     Ok((n, _)) = upstream.recv_from(&mut b) => {
+                        // RFC 7983 / 5761: RTP and RTCP start with 128..=191; RTCP's packet
+                        // type (second byte) is 192..=223.
+                        let rtcp = n >= 2 && b[0] >> 6 == 2 && (192..=223).contains(&b[1]);
+                        if rtcp && drop_rtcp.load(Ordering::SeqCst) {
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
                         if let Some(to) = customer.filter(|_| !q.load(Ordering::Relaxed)) {
                             let _ = listen.send_to(&b[..n], to).await;
                         }
@@ -670,7 +684,13 @@ pub async fn relay(server: SocketAddr, tcp: bool) -> Relay {
         reader.abort();
         drop(wr);
     });
-    Relay { addr, quiet, close }
+    Relay {
+        addr,
+        quiet,
+        close,
+        drop_rtcp_down,
+        rtcp_dropped,
+    }
 }
 
 /// Rewrites for a customer behind `relay`: its offer loses its candidates (the server learns
