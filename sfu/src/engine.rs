@@ -1257,11 +1257,20 @@ fn await_keyframe(
     {
         add(&metrics.keyframe_requests_repeated, 1);
         wait.repeated(now);
-        // Rare: a request or its answer was lost (or the phone ignores requests).
-        tracing::info!(
-            session_id = session,
-            "no keyframe since the last request: asked again"
-        );
+        // The first repeat of a wait is news (a request or its answer was lost); a phone that
+        // ignores requests would otherwise log every 2 s.
+        if wait.repeats() == 1 {
+            tracing::info!(
+                session_id = session,
+                "no keyframe after a request: asked again"
+            );
+        } else {
+            tracing::debug!(
+                session_id = session,
+                repeats = wait.repeats(),
+                "asked again"
+            );
+        }
     }
 }
 

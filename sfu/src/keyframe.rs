@@ -176,6 +176,11 @@ impl KeyframeWait {
             && now.saturating_duration_since(self.asked) >= Self::repeat_after(self.repeats)
     }
 
+    /// Requests repeated so far in this wait.
+    pub(crate) fn repeats(&self) -> u32 {
+        self.repeats
+    }
+
     /// The request was repeated at `now`.
     pub(crate) fn repeated(&mut self, now: Instant) {
         self.asked = now;
@@ -296,6 +301,7 @@ mod tests {
         assert!(wait.repeat_due(t0 + ms(500)));
         let mut at = t0 + ms(520);
         wait.repeated(at);
+        assert_eq!(wait.repeats(), 1);
         assert!(!wait.repeat_due(at + ms(1500)), "video not seen again yet");
         wait.video();
         assert!(!wait.repeat_due(at + ms(999)));
