@@ -247,7 +247,7 @@ const MEDIA_METRICS: [(&str, &str, MetricType); 20] = [
     ),
     (
         "media_keyframe_requests_total",
-        "Keyframe requests sent to the phone: forwarded from the technician, or the server's own",
+        "Keyframe requests sent to the phone: forwarded from the technician, the server's own, or repeated when no keyframe followed",
         MetricType::COUNTER,
     ),
     (
@@ -417,6 +417,11 @@ impl prometheus::core::Collector for MediaCollector {
                     MetricType::COUNTER,
                     m.keyframe_requests_sent,
                     &[("origin", "server")],
+                ),
+                number(
+                    MetricType::COUNTER,
+                    m.keyframe_requests_repeated,
+                    &[("origin", "repeat")],
                 ),
             ],
             vec![number(MetricType::COUNTER, m.garbage_dropped, &[])],

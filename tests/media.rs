@@ -750,6 +750,7 @@ async fn video_reaches_the_technician_unchanged_and_opus_flows_both_ways() {
     assert!(value("lens_media_rtp_forwarded_packets_total") >= 150.0);
     assert!(value("lens_media_rtp_forwarded_bytes_total") > 0.0);
     assert!(value(r#"lens_media_keyframe_requests_total{origin="server"}"#) >= 1.0);
+    value(r#"lens_media_keyframe_requests_total{origin="repeat"}"#);
     assert_eq!(
         value("lens_media_forward_latency_seconds_count"),
         value("lens_media_rtp_forwarded_packets_total")

@@ -36,6 +36,11 @@ impl VideoCodec {
         }
     }
 
+    /// The forwarded video codec `codec` is, if any.
+    pub(crate) fn of(codec: Codec) -> Option<VideoCodec> {
+        VideoCodec::ALL.into_iter().find(|c| c.codec() == codec)
+    }
+
     fn codec(self) -> Codec {
         match self {
             VideoCodec::Vp8 => Codec::Vp8,

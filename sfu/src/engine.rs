@@ -19,7 +19,9 @@ use str0m::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
 use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::codecs::VideoCodec;
 use crate::io::Outbox;
+use crate::keyframe::{KeyframeWait, starts_keyframe};
 use crate::metrics::{EngineMetrics, Transport, add};
 use crate::recovery::UplinkGaps;
 use crate::shard::Router;
@@ -465,6 +467,10 @@ struct Room {
     held: bool,
     /// A keyframe is wanted from the customer as soon as its video stream is known.
     keyframe_wanted: bool,
+    /// The customer was asked for a keyframe and none has started to arrive since: asked
+    /// again on [`KeyframeWait`]'s schedule (a PLI lost on the network is otherwise never
+    /// repeated). `None` costs the forwarding path one check per drive.
+    keyframe_wait: Option<KeyframeWait>,
     tap: Option<Tap>,
     /// Already in the engine's list of rooms the current batch touched.
     touched: bool,
@@ -485,6 +491,7 @@ impl Room {
             },
             held: false,
             keyframe_wanted: false,
+            keyframe_wait: None,
             tap: None,
             touched: false,
             scheduled: None,
@@ -1106,6 +1113,7 @@ impl Engine {
                 && customer.request_keyframe(kind)
             {
                 add(&self.metrics.keyframe_requests_forwarded, 1);
+                room.keyframe_wait = Some(KeyframeWait::asked(Instant::now()));
             }
             self.from_customer.keyframe_request = None;
             if let Some(customer) = room.customer.as_mut()
@@ -1135,6 +1143,10 @@ impl Engine {
             {
                 add(&self.metrics.keyframe_requests_sent, 1);
                 room.keyframe_wanted = false;
+                room.keyframe_wait = Some(KeyframeWait::asked(Instant::now()));
+            }
+            if room.keyframe_wait.is_some() {
+                await_keyframe(room, session, &self.from_customer.packets, &self.metrics);
             }
             if self.from_customer.packets.is_empty() && self.from_technician.packets.is_empty() {
                 break;
@@ -1198,6 +1210,66 @@ impl Engine {
         // once for the whole batch: scheduling it here too would be a lookup per datagram.
         if only.is_none() {
             self.schedule(session);
+        }
+    }
+}
+
+/// While the room waits for a keyframe it asked the customer for: a packet of the customer's
+/// video about to be forwarded that starts one ends the wait; otherwise, when the wait's
+/// interval has passed and the customer sent video since, the request is sent again. The wait
+/// ends, too, when the keyframe would go nowhere (hold, paused video, no console and no tap):
+/// each of those, when it ends, asks anew (`keyframe_wanted`).
+fn await_keyframe(
+    room: &mut Room,
+    session: SessionId,
+    from_customer: &[(Box<RtpPacket>, PayloadParams)],
+    metrics: &EngineMetrics,
+) {
+    let watching = room.tap.is_some() || room.technician.as_ref().is_some_and(|t| t.connected);
+    if room.held || !room.flow.customer_video || !watching {
+        room.keyframe_wait = None;
+        return;
+    }
+    // No packet from the customer: nothing to look at, and no video to answer with.
+    let Some(wait) = room
+        .keyframe_wait
+        .as_mut()
+        .filter(|_| !from_customer.is_empty())
+    else {
+        return;
+    };
+    for (packet, params) in from_customer {
+        // Audio, and a video codec the SFU does not negotiate (cannot happen), are skipped.
+        let Some(codec) = VideoCodec::of(params.spec().codec) else {
+            continue;
+        };
+        if starts_keyframe(codec, &packet.payload) {
+            room.keyframe_wait = None;
+            return;
+        }
+        wait.video();
+    }
+    let now = Instant::now();
+    if wait.repeat_due(now)
+        && let Some(customer) = room.customer.as_mut()
+        && customer.connected
+        && customer.request_keyframe(KeyframeRequestKind::Pli)
+    {
+        add(&metrics.keyframe_requests_repeated, 1);
+        wait.repeated(now);
+        // The first repeat of a wait is news (a request or its answer was lost); a phone that
+        // ignores requests would otherwise log every 2 s.
+        if wait.repeats() == 1 {
+            tracing::info!(
+                session_id = session,
+                "no keyframe after a request: asked again"
+            );
+        } else {
+            tracing::debug!(
+                session_id = session,
+                repeats = wait.repeats(),
+                "asked again"
+            );
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod demux;
 mod engine;
 pub mod framing;
 mod io;
+pub mod keyframe;
 mod metrics;
 mod recovery;
 mod shard;

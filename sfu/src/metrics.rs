@@ -24,6 +24,7 @@ pub(crate) struct EngineMetrics {
     pub(crate) retransmissions: AtomicU64,
     pub(crate) keyframe_requests_forwarded: AtomicU64,
     pub(crate) keyframe_requests_sent: AtomicU64,
+    pub(crate) keyframe_requests_repeated: AtomicU64,
     pub(crate) garbage_dropped: AtomicU64,
     pub(crate) send_failures: AtomicU64,
     pub(crate) shard_queue_drops: AtomicU64,
@@ -92,6 +93,7 @@ impl EngineMetrics {
             retransmissions: sum(|m| &m.retransmissions),
             keyframe_requests_forwarded: sum(|m| &m.keyframe_requests_forwarded),
             keyframe_requests_sent: sum(|m| &m.keyframe_requests_sent),
+            keyframe_requests_repeated: sum(|m| &m.keyframe_requests_repeated),
             garbage_dropped: sum(|m| &m.garbage_dropped),
             send_failures: sum(|m| &m.send_failures),
             shard_queue_drops: sum(|m| &m.shard_queue_drops),
@@ -135,6 +137,9 @@ pub struct MetricsSnapshot {
     /// Keyframe requests (PLI) the SFU sent of its own accord: technician connected, resume,
     /// video unpaused, recorder start.
     pub keyframe_requests_sent: u64,
+    /// Keyframe requests (PLI) sent again because no keyframe followed one of the above (or a
+    /// forwarded one) in time: a request or its answer lost on the way (`keyframe.rs`).
+    pub keyframe_requests_repeated: u64,
     /// Datagrams on the media port that no peer accepted or that could not be parsed.
     pub garbage_dropped: u64,
     /// Datagrams the kernel would not take at once (full send buffer): dropped, never waited on.

@@ -305,19 +305,79 @@ async fn a_keyframe_request_waits_until_the_customer_can_read_it() {
         }
     });
     let call = call_via(sfu, SESSION, TechnicianSide::default(), behind(relay)).await;
-    // A request sent in time arrives right after the customer's first media; a lost one is never
-    // repeated (the synthetic video has no holes to ask again for).
+    // A request sent in time arrives right after the customer's first media. A lost one is
+    // asked again after 0.5 s (`a_keyframe_request_lost_on_the_way_is_asked_again`), so the
+    // request that arrived must be the first: none was repeated when it came (the customer
+    // answers it with a keyframe at once, which ends the wait).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while call.plis_at_customer.load(Ordering::SeqCst) == 0
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let repeated = call.sfu.metrics().keyframe_requests_repeated;
     assert!(
-        call.plis_at_customer.load(Ordering::SeqCst) >= 1,
-        "the keyframe request reached the customer before it could read it"
+        call.plis_at_customer.load(Ordering::SeqCst) >= 1 && repeated == 0,
+        "the keyframe request reached the customer before it could read it ({repeated} repeated)"
     );
     assert!(call.sfu.metrics().keyframe_requests_sent >= 1);
+    call.sfu.stop(SESSION);
+    call.hang_up().await;
+}
+
+/// How long after the technician connected the server's SRTCP to the customer is still dropped
+/// in [`a_keyframe_request_lost_on_the_way_is_asked_again`]: the request sent at connect time
+/// leaves within one customer packet (20 ms), the first repeat 0.5 s after it.
+const RTCP_LOST_FOR: Duration = Duration::from_millis(300);
+
+/// The keyframe request sent when the technician connects is lost on the way to the customer
+/// (every SRTCP datagram to it is dropped until [`RTCP_LOST_FOR`] after the connection), and
+/// the customer, which answers each request with a keyframe, sent none: the server must ask
+/// again until a keyframe comes, and the technician must get one. Before, nothing repeated a
+/// lost request and the console waited for the phone's next keyframe of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyframe_request_lost_on_the_way_is_asked_again() {
+    let (sfu, _task) = Sfu::start(SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)).unwrap();
+    let mut events = sfu.peer_events().unwrap();
+    let relay = relay(sfu.candidate_addr(), false).await;
+    let dropping = relay.drop_rtcp_down.clone();
+    dropping.store(true, Ordering::SeqCst);
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if event.role == PeerRole::Technician && event.up {
+                tokio::time::sleep(RTCP_LOST_FOR).await;
+                dropping.store(false, Ordering::SeqCst);
+                break;
+            }
+        }
+    });
+    let mut call = call_via(sfu, SESSION, TechnicianSide::default(), behind(relay.addr)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    let mut video = 0;
+    let keyframe = loop {
+        match tokio::time::timeout_at(deadline, call.technician.received.recv()).await {
+            Ok(Some(p)) if p.starts_with(&KEYFRAME_PREFIX) => break true,
+            Ok(Some(p)) => video += usize::from(p.first() == Some(&TAG_VIDEO)),
+            _ => break false,
+        }
+    };
+    let metrics = call.sfu.metrics();
+    let plis = call.plis_at_customer.load(Ordering::SeqCst);
+    assert!(
+        keyframe,
+        "no keyframe reached the technician ({video} other video packets did; the customer got \
+         {plis} keyframe requests; {} sent, {} repeated)",
+        metrics.keyframe_requests_sent, metrics.keyframe_requests_repeated
+    );
+    assert!(
+        relay.rtcp_dropped.load(Ordering::SeqCst) >= 1,
+        "the relay dropped no SRTCP"
+    );
+    assert!(plis >= 1, "the customer answered a request it never got");
+    assert!(
+        metrics.keyframe_requests_sent >= 1 && metrics.keyframe_requests_repeated >= 1,
+        "{metrics:?}"
+    );
     call.sfu.stop(SESSION);
     call.hang_up().await;
 }

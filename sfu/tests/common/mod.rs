@@ -39,6 +39,11 @@ pub const OPUS_PT: u8 = 111;
 pub const TAG_VIDEO: u8 = b'V';
 pub const TAG_CUSTOMER_AUDIO: u8 = b'A';
 pub const TAG_TECHNICIAN_AUDIO: u8 = b'T';
+/// Read as VP8 (RFC 7741), [`TAG_VIDEO`] ('V', 0x56) is a descriptor with S = 1 and partition
+/// id 6: never a key frame's start. The customer answers a keyframe request with one packet
+/// whose payload is this prefix — S = 1, partition 0, then a payload header with P = 0 (a key
+/// frame) — followed by the video packet it would have sent ([`keyframe_payload`]).
+pub const KEYFRAME_PREFIX: [u8; 2] = [0x10, 0x10];
 
 pub fn vp8() -> RTCRtpCodec {
     RTCRtpCodec {
@@ -66,6 +71,19 @@ pub fn payload(tag: u8, n: u16) -> Vec<u8> {
     let mut p = vec![tag, (n >> 8) as u8, n as u8];
     p.extend((0..(120 + n % 50)).map(|i| (i as u8).wrapping_mul(7).wrapping_add(n as u8)));
     p
+}
+
+/// The customer's answer to a keyframe request: packet `n` of its video, behind
+/// [`KEYFRAME_PREFIX`].
+pub fn keyframe_payload(n: u16) -> Vec<u8> {
+    let mut p = KEYFRAME_PREFIX.to_vec();
+    p.extend(payload(TAG_VIDEO, n));
+    p
+}
+
+/// A payload as [`payload`] made it: a keyframe's [`KEYFRAME_PREFIX`] removed.
+pub fn unkeyed(p: &[u8]) -> &[u8] {
+    p.strip_prefix(&KEYFRAME_PREFIX[..]).unwrap_or(p)
 }
 
 /// Every inbound RTP packet as the peer's interceptors saw it: payload type, sequence number,
@@ -314,11 +332,14 @@ pub fn send_stream(track: Arc<TrackLocalStaticRTP>, tag: u8, pt: u8, ssrc: u32, 
         ssrc,
         clock_step,
         Arc::new(AtomicBool::new(true)),
+        None,
     );
 }
 
 /// [`send_stream`], skipping packets while `sending` is false (a paused camera, a muted mic:
-/// no RTP, while RTCP and ICE carry on).
+/// no RTP, while RTCP and ICE carry on). With `keyframe_requests` (a count of requests
+/// received), the next packet after each new request is a keyframe ([`keyframe_payload`]), as
+/// a phone's encoder answers a PLI with its next frame.
 pub fn send_stream_while(
     track: Arc<TrackLocalStaticRTP>,
     tag: u8,
@@ -326,14 +347,25 @@ pub fn send_stream_while(
     ssrc: u32,
     clock_step: u32,
     sending: Arc<AtomicBool>,
+    keyframe_requests: Option<Arc<AtomicU32>>,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut answered = 0;
         for n in 0u16.. {
             tick.tick().await;
             if !sending.load(Ordering::Relaxed) {
                 continue;
             }
+            let asked = keyframe_requests
+                .as_ref()
+                .map_or(0, |r| r.load(Ordering::SeqCst));
+            let body = if asked != answered {
+                answered = asked;
+                keyframe_payload(n)
+            } else {
+                payload(tag, n)
+            };
             let packet = rtc::rtp::packet::Packet {
                 header: rtc::rtp::header::Header {
                     version: 2,
@@ -344,7 +376,7 @@ pub fn send_stream_while(
                     ssrc,
                     ..Default::default()
                 },
-                payload: bytes::Bytes::from(payload(tag, n)),
+                payload: bytes::Bytes::from(body),
             };
             if track.write_rtp(packet).await.is_err() {
                 break;
@@ -532,8 +564,16 @@ pub async fn call_via(
     let plis_at_customer = customer.plis.clone();
     let customer_sending = Arc::new(AtomicBool::new(true));
     let sending = customer_sending.clone();
-    send_stream_while(video, TAG_VIDEO, VIDEO_PT, 0x1111, 3000, sending.clone());
-    send_stream_while(mic, TAG_CUSTOMER_AUDIO, OPUS_PT, 0x2222, 960, sending);
+    send_stream_while(
+        video,
+        TAG_VIDEO,
+        VIDEO_PT,
+        0x1111,
+        3000,
+        sending.clone(),
+        Some(plis_at_customer.clone()),
+    );
+    send_stream_while(mic, TAG_CUSTOMER_AUDIO, OPUS_PT, 0x2222, 960, sending, None);
 
     let technician = technician(&runtime, &sfu, session, side).await;
     Call {
@@ -549,11 +589,15 @@ pub async fn call_via(
 /// A relay between the customer (which talks UDP to [`Relay::addr`]) and the server: over UDP
 /// to the server's UDP port, or over one TCP connection to its ICE-TCP port with RFC 4571
 /// framing (each datagram one frame). Setting `quiet` drops everything both ways without
-/// closing anything (a path that went dead); `close` ends the TCP connection.
+/// closing anything (a path that went dead); `close` ends the TCP connection. Over UDP, setting
+/// `drop_rtcp_down` drops every SRTCP datagram from the server to the customer (counted in
+/// `rtcp_dropped`): SRTCP cannot be decrypted here, so a keyframe request is lost that way.
 pub struct Relay {
     pub addr: SocketAddr,
     pub quiet: Arc<AtomicBool>,
     pub close: Arc<tokio::sync::Notify>,
+    pub drop_rtcp_down: Arc<AtomicBool>,
+    pub rtcp_dropped: Arc<AtomicU32>,
 }
 
 pub async fn relay(server: SocketAddr, tcp: bool) -> Relay {
@@ -562,7 +606,10 @@ pub async fn relay(server: SocketAddr, tcp: bool) -> Relay {
     let addr = listen.local_addr().unwrap();
     let quiet = Arc::new(AtomicBool::new(false));
     let close = Arc::new(tokio::sync::Notify::new());
+    let drop_rtcp_down = Arc::new(AtomicBool::new(false));
+    let rtcp_dropped = Arc::new(AtomicU32::new(0));
     let (q, c) = (quiet.clone(), close.clone());
+    let (drop_rtcp, dropped) = (drop_rtcp_down.clone(), rtcp_dropped.clone());
     tokio::spawn(async move {
         let mut customer: Option<SocketAddr> = None;
         let mut a = vec![0u8; 2048];
@@ -578,6 +625,13 @@ pub async fn relay(server: SocketAddr, tcp: bool) -> Relay {
                         }
                     }
                     Ok((n, _)) = upstream.recv_from(&mut b) => {
+                        // RFC 7983 / 5761: RTP and RTCP start with 128..=191; RTCP's packet
+                        // type (second byte) is 192..=223.
+                        let rtcp = n >= 2 && b[0] >> 6 == 2 && (192..=223).contains(&b[1]);
+                        if rtcp && drop_rtcp.load(Ordering::SeqCst) {
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
                         if let Some(to) = customer.filter(|_| !q.load(Ordering::Relaxed)) {
                             let _ = listen.send_to(&b[..n], to).await;
                         }
@@ -630,7 +684,13 @@ pub async fn relay(server: SocketAddr, tcp: bool) -> Relay {
         reader.abort();
         drop(wr);
     });
-    Relay { addr, quiet, close }
+    Relay {
+        addr,
+        quiet,
+        close,
+        drop_rtcp_down,
+        rtcp_dropped,
+    }
 }
 
 /// Rewrites for a customer behind `relay`: its offer loses its candidates (the server learns
@@ -702,11 +762,13 @@ pub async fn technician(
     technician
 }
 
-/// Collects what arrives for `window`, counted by tag; video payloads are checked byte for byte.
+/// Collects what arrives for `window`, counted by tag (keyframes as video); payloads are
+/// checked byte for byte.
 pub async fn collect(rx: &mut mpsc::UnboundedReceiver<Vec<u8>>, window: Duration) -> [u32; 3] {
     let mut counts = [0u32; 3];
     let deadline = tokio::time::Instant::now() + window;
     while let Ok(Some(p)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        let p = unkeyed(&p);
         let n = u16::from_be_bytes([p[1], p[2]]);
         assert_eq!(p, payload(p[0], n), "payload changed on the way");
         match p[0] {
