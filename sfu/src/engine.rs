@@ -20,6 +20,7 @@ use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::io::Outbox;
+use crate::load::LoadSampler;
 use crate::metrics::{EngineMetrics, Transport, add};
 use crate::recovery::UplinkGaps;
 use crate::shard::Router;
@@ -554,6 +555,8 @@ pub(crate) struct Engine {
     next_lost_check: Instant,
     /// The origin of the timer grid ([`TIMER_SLACK`]).
     epoch: Instant,
+    /// This thread's CPU use, published for room placement (`load.rs`).
+    load: LoadSampler,
 }
 
 impl Engine {
@@ -586,6 +589,7 @@ impl Engine {
             lost_after,
             next_lost_check: Instant::now() + LOST_CHECK,
             epoch: Instant::now(),
+            load: LoadSampler::new(),
         }
     }
 
@@ -622,6 +626,8 @@ impl Engine {
             self.next_lost_check = now + LOST_CHECK;
             self.check_lost(now);
         }
+        self.load
+            .sample_if_due(now, self.rooms.len(), &self.metrics);
     }
 
     /// Connected peers from which nothing (STUN, DTLS, RTP, RTCP) arrived for `lost_after` have

@@ -32,6 +32,10 @@ pub(crate) struct EngineMetrics {
     pub(crate) gso_datagrams: AtomicU64,
     /// Datagrams received coalesced by UDP GRO (split again before use).
     pub(crate) gro_datagrams: AtomicU64,
+    /// This shard thread's CPU use over its last load period, in thousandths of one core, and
+    /// the rooms it had then (`Engine::sample_load`): what room placement reads.
+    pub(crate) cpu_permille: AtomicU64,
+    pub(crate) rooms_at_sample: AtomicU64,
     /// Per bucket (not cumulative); the last one is +Inf.
     latency_buckets: [AtomicU64; FORWARD_LATENCY_BOUNDS.len() + 1],
     latency_sum_ns: AtomicU64,
@@ -99,6 +103,10 @@ impl EngineMetrics {
             gso_datagrams: sum(|m| &m.gso_datagrams),
             gro_datagrams: sum(|m| &m.gro_datagrams),
             shards: shards.len() as u64,
+            shard_cpu: shards
+                .iter()
+                .map(|m| m.cpu_permille.load(Ordering::Relaxed) as f64 / 1000.0)
+                .collect(),
             recv_buffer_bytes: 0,
             send_buffer_bytes: 0,
             kernel_drops: None,
@@ -150,6 +158,9 @@ pub struct MetricsSnapshot {
     pub gro_datagrams: u64,
     /// Engine shards (threads) forwarding media.
     pub shards: u64,
+    /// Each shard's CPU use over its last load period (about half a second), as a share of one
+    /// core; new rooms are placed by it ([`crate::SfuConfig::shard_fill`]).
+    pub shard_cpu: Vec<f64>,
     /// The media socket's kernel buffers as granted (Linux reports twice the usable size).
     pub recv_buffer_bytes: u64,
     pub send_buffer_bytes: u64,
