@@ -115,6 +115,9 @@ async fn the_reading_shard_takes_rooms_until_it_is_busy() {
     let cpu = sfu.metrics().shard_cpu;
     assert_eq!(cpu.len(), 2);
     assert!(cpu.iter().all(|c| (0.0..=1.0).contains(c)), "{cpu:?}");
+    let wait = sfu.metrics().shard_wait;
+    assert_eq!(wait.len(), 2);
+    assert!(wait.iter().all(|w| *w >= 0.0), "{wait:?}");
     // Measured idle, shard 0 takes new rooms again.
     sfu.start(121, true).unwrap();
     assert_eq!(sfu.shard_of(121), Some(0));
