@@ -113,8 +113,9 @@ pub struct MediaConfig {
     /// Media engine shards (threads), each forwarding a share of the sessions; 0 = one per
     /// available core. All share `udp_port`.
     pub shards: usize,
-    /// Sessions the first shard (which reads `udp_port`) takes before the others get any.
-    pub reader_rooms: usize,
+    /// How busy a shard may be (share of one core, 0 to 1) and still take new sessions; the
+    /// first shard (which reads `udp_port`) is filled first. 0 = spread from the first session.
+    pub shard_fill: f64,
     /// STUN / TURN servers handed to clients in `ice_servers` (see `crate::turn`).
     pub ice_servers: Vec<crate::turn::IceServerConfig>,
     /// coturn's `static-auth-secret`, for entries with `auth = "secret"`. Never returned or logged.
@@ -345,7 +346,7 @@ impl Default for MediaConfig {
             udp_recv_buffer_bytes: sfu::DEFAULT_SOCKET_BUFFER_BYTES,
             udp_send_buffer_bytes: sfu::DEFAULT_SOCKET_BUFFER_BYTES,
             shards: 0,
-            reader_rooms: sfu::DEFAULT_READER_ROOMS,
+            shard_fill: sfu::DEFAULT_SHARD_FILL,
             ice_servers: Vec::new(),
             turn_secret: Default::default(),
             turn_credential_ttl_seconds: 3600,
@@ -380,7 +381,7 @@ pub const KEYS: &[&str] = &[
     "media.udp_recv_buffer_bytes",
     "media.udp_send_buffer_bytes",
     "media.shards",
-    "media.reader_rooms",
+    "media.shard_fill",
     "media.ice_servers",
     "media.turn_secret",
     "media.turn_credential_ttl_seconds",
@@ -535,6 +536,9 @@ impl Config {
         }
         if !(1..=3600).contains(&self.reports.export_stall_seconds) {
             return bad("reports.export_stall_seconds", "from 1 to 3600");
+        }
+        if !(self.media.shard_fill.is_finite() && (0.0..=1.0).contains(&self.media.shard_fill)) {
+            return bad("media.shard_fill", "a share of one core, from 0 to 1");
         }
         if self.media.shards > sfu::MAX_SHARDS {
             return bad("media.shards", &format!("at most {}", sfu::MAX_SHARDS));
@@ -793,6 +797,20 @@ mod tests {
         assert!(err.contains("media.tcp_port"), "{err}");
         let err = Config::load(None, env_of(&[("LENS_MEDIA_LOST_AFTER", "0")])).unwrap_err();
         assert!(err.contains("media.lost_after"), "{err}");
+        for bad in ["1.5", "-0.1", "nan", "half"] {
+            let err = Config::load(None, env_of(&[("LENS_MEDIA_SHARD_FILL", bad)])).unwrap_err();
+            assert!(err.contains("media.shard_fill"), "{bad}: {err}");
+        }
+        for (raw, fill) in [("0", 0.0), ("0.25", 0.25), ("1", 1.0)] {
+            let c = Config::load(None, env_of(&[("LENS_MEDIA_SHARD_FILL", raw)])).unwrap();
+            assert_eq!(c.media.shard_fill, fill, "{raw}");
+        }
+        // The setting it replaced is refused by name, not ignored.
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.toml");
+        std::fs::write(&old, "[media]\nreader_rooms = 4\n").unwrap();
+        let err = Config::load(Some(&old), env_of(&[])).unwrap_err();
+        assert!(err.contains("reader_rooms"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("lens.toml");
         std::fs::write(&file, "[auth]\ntoken_ttl_minutes = \"soon\"\n").unwrap();

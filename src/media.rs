@@ -94,7 +94,7 @@ impl SfuMediaPlan {
             recv_buffer_bytes: config.media.udp_recv_buffer_bytes,
             send_buffer_bytes: config.media.udp_send_buffer_bytes,
             shards: config.media.shards,
-            reader_rooms: config.media.reader_rooms,
+            shard_fill: config.media.shard_fill,
             tcp_port: config.media.tcp_port(),
             tcp_handshake_timeout: sfu::TCP_HANDSHAKE_TIMEOUT,
             lost_after: std::time::Duration::from_secs_f64(config.media.lost_after),

@@ -214,7 +214,7 @@ pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse
 }
 
 /// The media metrics: (name, help, type). Names get the registry's `lens_` prefix.
-const MEDIA_METRICS: [(&str, &str, MetricType); 20] = [
+const MEDIA_METRICS: [(&str, &str, MetricType); 22] = [
     (
         "media_rooms",
         "Sessions with media in the SFU",
@@ -315,6 +315,16 @@ const MEDIA_METRICS: [(&str, &str, MetricType); 20] = [
         "Datagrams on the media port sent in UDP GSO sends (way=gso_sent) or received coalesced by UDP GRO (way=gro_received)",
         MetricType::COUNTER,
     ),
+    (
+        "media_shard_cpu_ratio",
+        "CPU used by each media engine shard's thread over its last half second, as a share of one core (new sessions are placed by it and the wait: media.shard_fill)",
+        MetricType::GAUGE,
+    ),
+    (
+        "media_shard_wait_ratio",
+        "Time each media engine shard's thread was ready to run but waited for a CPU over its last half second (run-queue delay), as a share of it: the machine's cores are busy with other work",
+        MetricType::GAUGE,
+    ),
 ];
 
 struct MediaCollector {
@@ -335,6 +345,9 @@ impl MediaCollector {
                     "media_tcp_connections_open" => vec!["state".to_owned()],
                     "media_tcp_frames_dropped_total" => vec!["reason".to_owned()],
                     "media_udp_batched_datagrams_total" => vec!["way".to_owned()],
+                    "media_shard_cpu_ratio" | "media_shard_wait_ratio" => {
+                        vec!["shard".to_owned()]
+                    }
                     _ => vec![],
                 };
                 prometheus::core::Desc::new(
@@ -374,6 +387,21 @@ fn number(kind: MetricType, value: u64, labels: &[(&str, &str)]) -> Metric {
     metric
 }
 
+/// A gauge per engine shard (label `shard`).
+fn per_shard(values: &[f64]) -> Vec<Metric> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(shard, value)| {
+            let mut metric = number(MetricType::GAUGE, 0, &[("shard", &shard.to_string())]);
+            let mut gauge = prometheus::proto::Gauge::default();
+            gauge.set_value(*value);
+            metric.set_gauge(gauge);
+            metric
+        })
+        .collect()
+}
+
 impl prometheus::core::Collector for MediaCollector {
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
         self.descs.iter().collect()
@@ -400,7 +428,7 @@ impl prometheus::core::Collector for MediaCollector {
         let mut latency_metric = Metric::default();
         latency_metric.set_histogram(latency);
         let tcp = &m.tcp;
-        let values: [Vec<Metric>; 20] = [
+        let values: [Vec<Metric>; 22] = [
             vec![number(MetricType::GAUGE, m.rooms, &[])],
             vec![number(MetricType::GAUGE, m.peers_connected, &[])],
             vec![number(MetricType::COUNTER, m.rtp_forwarded_packets, &[])],
@@ -491,6 +519,8 @@ impl prometheus::core::Collector for MediaCollector {
                     &[("way", "gro_received")],
                 ),
             ],
+            per_shard(&m.shard_cpu),
+            per_shard(&m.shard_wait),
         ];
         MEDIA_METRICS
             .iter()

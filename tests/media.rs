@@ -766,6 +766,16 @@ async fn video_reaches_the_technician_unchanged_and_opus_flows_both_ways() {
     value(r#"lens_media_udp_batched_datagrams_total{way="gro_received"}"#);
     // media.shards = 0: one engine shard per available core.
     assert_eq!(value("lens_media_shards"), sfu::default_shards() as f64);
+    // Each shard's measured load, a share of one core (the call has been up for seconds, so
+    // every shard has published a sample).
+    for shard in 0..sfu::default_shards() {
+        let cpu = value(&format!(r#"lens_media_shard_cpu_ratio{{shard="{shard}"}}"#));
+        assert!((0.0..=1.0).contains(&cpu), "shard {shard}: {cpu}");
+        let wait = value(&format!(
+            r#"lens_media_shard_wait_ratio{{shard="{shard}"}}"#
+        ));
+        assert!(wait >= 0.0, "shard {shard}: {wait}");
+    }
     // The media socket got the default 8 MiB buffers or the kernel's cap (Linux doubles both).
     let rmem_max: f64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
         .unwrap()

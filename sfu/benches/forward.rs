@@ -122,7 +122,7 @@ fn start_sfu(shards: usize) -> (SfuHandle, Vec<PathBuf>) {
         Sfu::start(
             SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)
                 .with_shards(shards)
-                .with_reader_rooms(0),
+                .with_shard_fill(0.0),
         )
             .unwrap();
     // Threads name themselves once running.

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::codecs::VideoCodec;
 use crate::io::Outbox;
 use crate::keyframe::{KeyframeWait, starts_keyframe};
+use crate::load::LoadSampler;
 use crate::metrics::{EngineMetrics, Transport, add};
 use crate::recovery::UplinkGaps;
 use crate::shard::Router;
@@ -561,6 +562,8 @@ pub(crate) struct Engine {
     next_lost_check: Instant,
     /// The origin of the timer grid ([`TIMER_SLACK`]).
     epoch: Instant,
+    /// This thread's CPU use, published for room placement (`load.rs`).
+    load: LoadSampler,
 }
 
 impl Engine {
@@ -593,6 +596,7 @@ impl Engine {
             lost_after,
             next_lost_check: Instant::now() + LOST_CHECK,
             epoch: Instant::now(),
+            load: LoadSampler::new(),
         }
     }
 
@@ -629,6 +633,8 @@ impl Engine {
             self.next_lost_check = now + LOST_CHECK;
             self.check_lost(now);
         }
+        self.load
+            .sample_if_due(now, self.rooms.len(), &self.metrics);
     }
 
     /// Connected peers from which nothing (STUN, DTLS, RTP, RTCP) arrived for `lost_after` have

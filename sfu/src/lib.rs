@@ -29,6 +29,7 @@ mod engine;
 pub mod framing;
 mod io;
 pub mod keyframe;
+mod load;
 mod metrics;
 mod recovery;
 mod shard;
@@ -125,11 +126,14 @@ pub struct SfuConfig {
     /// Engine shards (threads), at most [`MAX_SHARDS`]; 0 = one per available core
     /// ([`default_shards`]). 1 = a single thread reads, forwards and sends.
     pub shards: usize,
-    /// Rooms shard 0 takes before any other shard gets one ([`DEFAULT_READER_ROOMS`]); after
-    /// that each new room goes to the shard with the fewest. Shard 0 reads the socket and
-    /// forwards its own rooms' datagrams inline; another shard's cost a hand-off and a wake-up
-    /// of that thread per batch, which at light load costs more than the parallelism gains.
-    pub reader_rooms: usize,
+    /// How busy a shard may be, as a share of one core, and still take new rooms
+    /// ([`DEFAULT_SHARD_FILL`]). A new room goes to the first shard (shard 0, the one reading the
+    /// socket, first) whose CPU use measured over the last half second, plus an estimate for
+    /// the rooms it was given since, stays within this; when none does, to the least busy. Shard
+    /// 0 forwards its own rooms' datagrams inline; another shard's cost a hand-off and a wake-up
+    /// of that thread per batch, which costs more than the parallelism gains until a core is
+    /// busy. 0 = spread from the first room (the least busy shard, then the fewest rooms).
+    pub shard_fill: f64,
     /// ICE-TCP (RFC 6544): the TCP port of the passive candidate advertised next to the UDP one
     /// (on the bind IP). `None` = off; `Some(0)` = the same number as the bound UDP port.
     pub tcp_port: Option<u16>,
@@ -145,10 +149,13 @@ pub struct SfuConfig {
     pub video_codecs: Vec<VideoCodec>,
 }
 
-/// The default of [`SfuConfig::reader_rooms`]. Measured with 3 sessions of 720p VP8 + Opus on
-/// two shards (sfu/README.md "Benchmark"): one room handed to shard 1 cost more CPU in
-/// hand-offs and that thread's wake-ups than forwarding it on shard 0.
-pub const DEFAULT_READER_ROOMS: usize = 4;
+/// The default of [`SfuConfig::shard_fill`]: half a core, which leaves the shard headroom for
+/// rooms whose load grows after they were placed (video starting, a keyframe burst). Measured
+/// with 720p VP8 + Opus on two shards (README "Performance"): at 3 sessions a room handed to
+/// shard 1 cost more in hand-offs and wake-ups than forwarding it on shard 0, and at 100
+/// sessions (0.4 of a core in all) one shard forwarded ~15 % more packets per CPU-second than
+/// two.
+pub const DEFAULT_SHARD_FILL: f64 = 0.5;
 
 /// The default of [`SfuConfig::lost_after`].
 pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(5);
@@ -162,7 +169,7 @@ impl SfuConfig {
             recv_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
             send_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
             shards: 0,
-            reader_rooms: DEFAULT_READER_ROOMS,
+            shard_fill: DEFAULT_SHARD_FILL,
             tcp_port: Some(0),
             tcp_handshake_timeout: TCP_HANDSHAKE_TIMEOUT,
             lost_after: DEFAULT_LOST_AFTER,
@@ -176,9 +183,9 @@ impl SfuConfig {
         self
     }
 
-    /// The same with `rooms` rooms on shard 0 before the others get any.
-    pub fn with_reader_rooms(mut self, rooms: usize) -> Self {
-        self.reader_rooms = rooms;
+    /// The same with another [`SfuConfig::shard_fill`] (0 = spread from the first room).
+    pub fn with_shard_fill(mut self, fill: f64) -> Self {
+        self.shard_fill = fill;
         self
     }
 }
@@ -396,8 +403,8 @@ struct PendingTechnician {
 struct Sessions {
     records: HashMap<SessionId, SessionRecord>,
     rooms_per_shard: Vec<usize>,
-    /// [`SfuConfig::reader_rooms`].
-    reader_rooms: usize,
+    /// [`SfuConfig::shard_fill`] in thousandths of a core.
+    fill_permille: u64,
 }
 
 struct Inner {
@@ -541,7 +548,7 @@ impl Sfu {
                 sessions: Mutex::new(Sessions {
                     records: HashMap::new(),
                     rooms_per_shard: vec![0; shards.commands.len()],
-                    reader_rooms: config.reader_rooms,
+                    fill_permille: load::fill_permille(config.shard_fill),
                 }),
                 commands: shards.commands,
                 metrics: shards.metrics,
@@ -676,15 +683,17 @@ impl SfuHandle {
         let shard = {
             let mut guard = self.sessions();
             let sessions = &mut *guard;
-            let loads = &mut sessions.rooms_per_shard;
-            let reader_rooms = sessions.reader_rooms;
+            let rooms = &mut sessions.rooms_per_shard;
+            let fill = sessions.fill_permille;
+            let metrics = &self.inner.metrics;
             let record = sessions.records.entry(session).or_insert_with(|| {
-                let shard = if loads.first().is_some_and(|n| *n < reader_rooms) {
-                    0
-                } else {
-                    (0..loads.len()).min_by_key(|s| loads[*s]).unwrap_or(0)
-                };
-                loads[shard] += 1;
+                let loads: Vec<_> = rooms
+                    .iter()
+                    .zip(metrics)
+                    .map(|(n, m)| load::ShardLoad::read(m, *n))
+                    .collect();
+                let shard = load::place(&loads, fill);
+                rooms[shard] += 1;
                 SessionRecord {
                     shard,
                     audio,

@@ -33,6 +33,12 @@ pub(crate) struct EngineMetrics {
     pub(crate) gso_datagrams: AtomicU64,
     /// Datagrams received coalesced by UDP GRO (split again before use).
     pub(crate) gro_datagrams: AtomicU64,
+    /// This shard thread's CPU use over its last load period, in thousandths of one core, the
+    /// time it waited for a CPU then (run-queue delay), and the rooms it had (`load.rs`): what
+    /// room placement reads.
+    pub(crate) cpu_permille: AtomicU64,
+    pub(crate) wait_permille: AtomicU64,
+    pub(crate) rooms_at_sample: AtomicU64,
     /// Per bucket (not cumulative); the last one is +Inf.
     latency_buckets: [AtomicU64; FORWARD_LATENCY_BOUNDS.len() + 1],
     latency_sum_ns: AtomicU64,
@@ -101,6 +107,14 @@ impl EngineMetrics {
             gso_datagrams: sum(|m| &m.gso_datagrams),
             gro_datagrams: sum(|m| &m.gro_datagrams),
             shards: shards.len() as u64,
+            shard_cpu: shards
+                .iter()
+                .map(|m| m.cpu_permille.load(Ordering::Relaxed) as f64 / 1000.0)
+                .collect(),
+            shard_wait: shards
+                .iter()
+                .map(|m| m.wait_permille.load(Ordering::Relaxed) as f64 / 1000.0)
+                .collect(),
             recv_buffer_bytes: 0,
             send_buffer_bytes: 0,
             kernel_drops: None,
@@ -155,6 +169,13 @@ pub struct MetricsSnapshot {
     pub gro_datagrams: u64,
     /// Engine shards (threads) forwarding media.
     pub shards: u64,
+    /// Each shard's CPU use over its last load period (about half a second), as a share of one
+    /// core; new rooms are placed by it ([`crate::SfuConfig::shard_fill`]).
+    pub shard_cpu: Vec<f64>,
+    /// Each shard thread's run-queue delay over the same period (ready to run, waiting for a
+    /// CPU), as a share of the period: high when the machine's cores are busy with other work.
+    /// Counted in a shard's load for placement. 0 where the kernel does not report it.
+    pub shard_wait: Vec<f64>,
     /// The media socket's kernel buffers as granted (Linux reports twice the usable size).
     pub recv_buffer_bytes: u64,
     pub send_buffer_bytes: u64,

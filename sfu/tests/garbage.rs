@@ -77,7 +77,7 @@ async fn garbage_is_dropped_and_counted_with_two_shards() {
 async fn garbage_is_dropped_and_counted(shards: usize) {
     let config = SfuConfig::new("127.0.0.1:0".parse().unwrap(), None)
         .with_shards(shards)
-        .with_reader_rooms(0);
+        .with_shard_fill(0.0);
     let (sfu, _threads) = Sfu::start(config).unwrap();
     // With two shards, a room on shard 0 first puts the call on shard 1.
     sfu.start(100, true).unwrap();
