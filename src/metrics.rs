@@ -214,7 +214,7 @@ pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse
 }
 
 /// The media metrics: (name, help, type). Names get the registry's `lens_` prefix.
-const MEDIA_METRICS: [(&str, &str, MetricType); 22] = [
+const MEDIA_METRICS: [(&str, &str, MetricType); 23] = [
     (
         "media_rooms",
         "Sessions with media in the SFU",
@@ -325,6 +325,11 @@ const MEDIA_METRICS: [(&str, &str, MetricType); 22] = [
         "Time each media engine shard's thread was ready to run but waited for a CPU over its last half second (run-queue delay), as a share of it: the machine's cores are busy with other work",
         MetricType::GAUGE,
     ),
+    (
+        "media_shard_rooms",
+        "Sessions with media on each media engine shard",
+        MetricType::GAUGE,
+    ),
 ];
 
 struct MediaCollector {
@@ -345,7 +350,7 @@ impl MediaCollector {
                     "media_tcp_connections_open" => vec!["state".to_owned()],
                     "media_tcp_frames_dropped_total" => vec!["reason".to_owned()],
                     "media_udp_batched_datagrams_total" => vec!["way".to_owned()],
-                    "media_shard_cpu_ratio" | "media_shard_wait_ratio" => {
+                    "media_shard_cpu_ratio" | "media_shard_wait_ratio" | "media_shard_rooms" => {
                         vec!["shard".to_owned()]
                     }
                     _ => vec![],
@@ -428,7 +433,7 @@ impl prometheus::core::Collector for MediaCollector {
         let mut latency_metric = Metric::default();
         latency_metric.set_histogram(latency);
         let tcp = &m.tcp;
-        let values: [Vec<Metric>; 22] = [
+        let values: [Vec<Metric>; 23] = [
             vec![number(MetricType::GAUGE, m.rooms, &[])],
             vec![number(MetricType::GAUGE, m.peers_connected, &[])],
             vec![number(MetricType::COUNTER, m.rtp_forwarded_packets, &[])],
@@ -521,6 +526,7 @@ impl prometheus::core::Collector for MediaCollector {
             ],
             per_shard(&m.shard_cpu),
             per_shard(&m.shard_wait),
+            per_shard(&m.shard_rooms.iter().map(|n| *n as f64).collect::<Vec<_>>()),
         ];
         MEDIA_METRICS
             .iter()

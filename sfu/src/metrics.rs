@@ -111,6 +111,10 @@ impl EngineMetrics {
                 .iter()
                 .map(|m| m.cpu_permille.load(Ordering::Relaxed) as f64 / 1000.0)
                 .collect(),
+            shard_rooms: shards
+                .iter()
+                .map(|m| u64::try_from(m.rooms.load(Ordering::Relaxed)).unwrap_or(0))
+                .collect(),
             shard_wait: shards
                 .iter()
                 .map(|m| m.wait_permille.load(Ordering::Relaxed) as f64 / 1000.0)
@@ -176,6 +180,8 @@ pub struct MetricsSnapshot {
     /// CPU), as a share of the period: high when the machine's cores are busy with other work.
     /// Counted in a shard's load for placement. 0 where the kernel does not report it.
     pub shard_wait: Vec<f64>,
+    /// Rooms on each shard.
+    pub shard_rooms: Vec<u64>,
     /// The media socket's kernel buffers as granted (Linux reports twice the usable size).
     pub recv_buffer_bytes: u64,
     pub send_buffer_bytes: u64,
