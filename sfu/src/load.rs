@@ -28,57 +28,44 @@ pub(crate) const LOAD_PERIOD: Duration = Duration::from_millis(500);
 /// both ways took 0.4–0.46 % of a core per session at 100 sessions on the project's machine.
 pub(crate) const ROOM_COST_PERMILLE: u64 = 5;
 
-/// CPU time used by the calling thread so far; `None` where there is no per-thread clock.
-fn thread_cpu_time() -> Option<Duration> {
-    #[cfg(target_os = "linux")]
-    {
-        use nix::time::{ClockId, clock_gettime};
-        let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
-        Some(Duration::new(
-            u64::try_from(t.tv_sec()).ok()?,
-            u32::try_from(t.tv_nsec()).ok()?,
-        ))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
+/// What the calling thread has had from the scheduler so far: time on a CPU, and time ready to
+/// run but waiting for one (run-queue delay). One read of `/proc/thread-self/schedstat` (its
+/// first two fields, in nanoseconds); `None` where the kernel does not offer it.
+#[derive(Debug, Clone, Copy)]
+struct ThreadTimes {
+    ran: Duration,
+    waited: Duration,
 }
 
-/// Time the calling thread spent ready to run but waiting for a CPU (the run-queue delay,
-/// `/proc/thread-self/schedstat`'s second field); `None` where the kernel does not say.
-fn thread_run_delay() -> Option<Duration> {
-    if !cfg!(target_os = "linux") {
-        return None;
-    }
+fn thread_times() -> Option<ThreadTimes> {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let nanos = stat.split_whitespace().nth(1)?.parse().ok()?;
-    Some(Duration::from_nanos(nanos))
+    let mut fields = stat.split_whitespace().map(|f| f.parse().ok());
+    Some(ThreadTimes {
+        ran: Duration::from_nanos(fields.next()??),
+        waited: Duration::from_nanos(fields.next()??),
+    })
 }
 
 /// A shard's own measurement of its thread's CPU use (lives in its engine).
 pub(crate) struct LoadSampler {
     next: Instant,
     since: Instant,
-    cpu_since: Option<Duration>,
-    delay_since: Option<Duration>,
+    times_since: Option<ThreadTimes>,
 }
 
-/// `part` of `wall` in thousandths, when both readings were there.
-fn permille(now: Option<Duration>, before: Option<Duration>, wall: Duration) -> Option<u64> {
-    let part = now?.checked_sub(before?)?;
-    (!wall.is_zero()).then(|| (part.as_secs_f64() / wall.as_secs_f64() * 1000.0).round() as u64)
+/// `part` of `wall` in thousandths.
+fn permille(part: Duration, wall: Duration) -> u64 {
+    (part.as_secs_f64() / wall.as_secs_f64() * 1000.0).round() as u64
 }
 
 impl LoadSampler {
-    /// Made on the shard's own thread: the clocks are per thread.
+    /// Made on the shard's own thread: the figures are per thread.
     pub(crate) fn new() -> Self {
         let now = Instant::now();
         LoadSampler {
             next: now + LOAD_PERIOD,
             since: now,
-            cpu_since: thread_cpu_time(),
-            delay_since: thread_run_delay(),
+            times_since: thread_times(),
         }
     }
 
@@ -88,19 +75,20 @@ impl LoadSampler {
         if now < self.next {
             return;
         }
-        let cpu = thread_cpu_time();
-        let delay = thread_run_delay();
+        let times = thread_times();
         let wall = now.saturating_duration_since(self.since);
-        if let Some(used) = permille(cpu, self.cpu_since, wall) {
-            metrics.cpu_permille.store(used, Ordering::Relaxed);
-            let waited = permille(delay, self.delay_since, wall).unwrap_or(0);
+        if let (Some(t), Some(before)) = (times, self.times_since)
+            && !wall.is_zero()
+        {
+            let ran = permille(t.ran.saturating_sub(before.ran), wall);
+            let waited = permille(t.waited.saturating_sub(before.waited), wall);
+            metrics.cpu_permille.store(ran, Ordering::Relaxed);
             metrics.wait_permille.store(waited, Ordering::Relaxed);
             metrics
                 .rooms_at_sample
                 .store(rooms as u64, Ordering::Relaxed);
         }
-        self.cpu_since = cpu;
-        self.delay_since = delay;
+        self.times_since = times;
         self.since = now;
         self.next = now + LOAD_PERIOD;
     }
@@ -113,7 +101,7 @@ pub(crate) struct ShardLoad {
     pub(crate) rooms: usize,
     /// Its last sample: the CPU it asked for (ran, plus waited to run) in thousandths of a
     /// core, and its rooms then.
-    pub(crate) cpu_permille: u64,
+    pub(crate) demand_permille: u64,
     pub(crate) rooms_at_sample: usize,
 }
 
@@ -127,7 +115,7 @@ impl ShardLoad {
     pub(crate) fn read(metrics: &EngineMetrics, rooms: usize) -> Self {
         ShardLoad {
             rooms,
-            cpu_permille: metrics.cpu_permille.load(Ordering::Relaxed)
+            demand_permille: metrics.cpu_permille.load(Ordering::Relaxed)
                 + metrics.wait_permille.load(Ordering::Relaxed),
             rooms_at_sample: metrics.rooms_at_sample.load(Ordering::Relaxed) as usize,
         }
@@ -138,13 +126,13 @@ impl ShardLoad {
         if self.rooms_at_sample == 0 {
             return ROOM_COST_PERMILLE;
         }
-        (self.cpu_permille / self.rooms_at_sample as u64).max(ROOM_COST_PERMILLE)
+        (self.demand_permille / self.rooms_at_sample as u64).max(ROOM_COST_PERMILLE)
     }
 
     /// The measured load plus the rooms placed since the sample.
     fn projected(&self) -> u64 {
         let unmeasured = self.rooms.saturating_sub(self.rooms_at_sample) as u64;
-        self.cpu_permille + unmeasured * self.room_cost()
+        self.demand_permille + unmeasured * self.room_cost()
     }
 }
 
@@ -177,10 +165,10 @@ pub(crate) fn place(shards: &[ShardLoad], fill_permille: u64) -> usize {
 mod tests {
     use super::*;
 
-    fn shard(rooms: usize, cpu_permille: u64, rooms_at_sample: usize) -> ShardLoad {
+    fn shard(rooms: usize, demand_permille: u64, rooms_at_sample: usize) -> ShardLoad {
         ShardLoad {
             rooms,
-            cpu_permille,
+            demand_permille,
             rooms_at_sample,
         }
     }
@@ -227,7 +215,7 @@ mod tests {
         metrics.rooms_at_sample.store(60, Ordering::Relaxed);
         metrics.wait_permille.store(10, Ordering::Relaxed);
         let quiet = ShardLoad::read(&metrics, 60);
-        assert_eq!(quiet.cpu_permille, 310);
+        assert_eq!(quiet.demand_permille, 310);
         assert_eq!(place(&[quiet, shard(0, 0, 0)], 500), 0);
         // The same work on a machine whose cores are taken: the shard waits, rooms spread.
         metrics.wait_permille.store(250, Ordering::Relaxed);
