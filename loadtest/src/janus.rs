@@ -71,7 +71,11 @@ fn own_address() -> anyhow::Result<IpAddr> {
 /// Writes a minimal configuration into `dir` (only the VideoRoom plugin and the WebSocket
 /// transport, on 127.0.0.1; ICE on `ip` only, default: this machine's own address; no STUN or
 /// TURN) and starts `janus` with it. Returns once the WebSocket port accepts connections.
-pub fn spawn(dir: &Path, ip: Option<IpAddr>) -> anyhow::Result<Janus> {
+pub fn spawn(
+    dir: &Path,
+    ip: Option<IpAddr>,
+    cpus: Option<&crate::sys::CpuList>,
+) -> anyhow::Result<Janus> {
     let ip = match ip {
         Some(ip) => ip,
         None => own_address()?,
@@ -115,7 +119,11 @@ pub fn spawn(dir: &Path, ip: Option<IpAddr>) -> anyhow::Result<Janus> {
     )?;
     let log = dir.join("janus.log");
     let config = dir.join("janus.jcfg");
-    let mut child = Command::new("janus")
+    let mut command = Command::new("janus");
+    if let Some(cpus) = cpus {
+        cpus.pin_command(&mut command);
+    }
+    let mut child = command
         .arg(format!("--configs-folder={}", dir.display()))
         .arg(format!("--config={}", config.display()))
         .arg(format!("--log-file={}", log.display()))

@@ -149,6 +149,15 @@ struct RunArgs {
     /// own IPv4 address, as Janus gathers no candidates on loopback interfaces).
     #[arg(long)]
     janus_ip: Option<std::net::IpAddr>,
+    /// CPUs the servers this binary starts run on (the UDP forwarder and Janus), e.g. `0`. A Lens
+    /// server you start yourself: start it on the same CPUs (`taskset -c 0 lens serve`); a
+    /// warning says when its CPUs differ. With --generator-cpus on the others, the generator's
+    /// own work does not make the server wait for a CPU. Each run's summary names both sets.
+    #[arg(long, value_parser = sys::parse_cpus)]
+    server_cpus: Option<sys::CpuList>,
+    /// CPUs this generator runs on, e.g. `1` (set before any of its threads start).
+    #[arg(long, value_parser = sys::parse_cpus)]
+    generator_cpus: Option<sys::CpuList>,
     /// No progress bar (for tests and logs).
     #[arg(long)]
     quiet: bool,
@@ -205,7 +214,13 @@ fn main() -> anyhow::Result<()> {
             eprintln!("wrote {}", path.display());
             Ok(())
         }),
-        None => runtime()?.block_on(run_all(cli.run)),
+        None => {
+            if let Some(cpus) = &cli.run.generator_cpus {
+                // Before the runtime exists, so that its threads inherit the set.
+                cpus.pin_this_thread()?;
+            }
+            runtime()?.block_on(run_all(cli.run))
+        }
     }
 }
 
@@ -294,17 +309,32 @@ async fn run_target(args: &RunArgs, target: Target, media: Arc<Media>) -> anyhow
             )
         }
         Target::Udp => {
-            let (child, addr) = udp::spawn_forwarder()?;
+            let (child, addr) = udp::spawn_forwarder(args.server_cpus.as_ref())?;
             let pid = child.id();
             (Backend::Udp { addr, child }, Some(pid))
         }
         Target::Janus => {
-            let j = janus::spawn(&args.out.join("janus"), args.janus_ip)?;
+            let j = janus::spawn(
+                &args.out.join("janus"),
+                args.janus_ip,
+                args.server_cpus.as_ref(),
+            )?;
             let pid = j.child.id();
             eprintln!("janus: pid {pid}, {}, log {}", j.url, j.log.display());
             (Backend::Janus(j), Some(pid))
         }
     };
+    // Read while the server runs: a child's /proc entry is gone once the run has stopped it.
+    let server_cpus = pid.and_then(|p| sys::cpus_allowed(Some(p)));
+    // This binary starts the other targets on --server-cpus; a Lens server was started by the user.
+    if let (Target::Lens, Some(want), Some(allowed)) = (target, &args.server_cpus, &server_cpus)
+        && sys::parse_cpus(allowed).ok().as_ref() != Some(want)
+    {
+        eprintln!(
+            "warning: --server-cpus {want}, but the Lens server runs on CPUs {allowed} \
+             (start it with taskset -c {want})"
+        );
+    }
     let backend = Arc::new(tokio::sync::Mutex::new(backend));
     let stats = Arc::new(Stats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -401,6 +431,9 @@ async fn run_target(args: &RunArgs, target: Target, media: Arc<Media>) -> anyhow
             Target::Janus => "Janus VideoRoom (child process)".to_owned(),
         },
         server_pid: pid,
+        server_cpus,
+        generator_cpus: sys::cpus_allowed(None),
+        load_average: sys::load_average(),
         profile: args.profile.name().to_owned(),
         codec: args.codec.name().to_owned(),
         audio: args.audio,

@@ -278,6 +278,11 @@ pub struct Setup {
     pub target: String,
     pub server: String,
     pub server_pid: Option<u32>,
+    /// The CPUs the server and this generator were allowed (`Cpus_allowed_list`).
+    pub server_cpus: Option<String>,
+    pub generator_cpus: Option<String>,
+    /// The machine's 1-, 5- and 15-minute load averages when the run ended.
+    pub load_average: Option<[f64; 3]>,
     pub profile: String,
     /// The camera's codec: "vp8" or "h264".
     pub codec: String,
@@ -356,6 +361,15 @@ pub fn print(run: &Run) {
     );
     println!("| measure | value |");
     println!("|---|---|");
+    println!(
+        "| CPUs: server / generator; load average at the end (1, 5, 15 min) | {} / {}; {} |",
+        s.server_cpus.as_deref().unwrap_or("-"),
+        s.generator_cpus.as_deref().unwrap_or("-"),
+        s.load_average.map_or("-".into(), |l| format!(
+            "{:.2}, {:.2}, {:.2}",
+            l[0], l[1], l[2]
+        ))
+    );
     println!(
         "| sessions started / failed / most held | {} / {} / {} |",
         run.sessions_started, run.sessions_failed, s.most_sessions_held

@@ -79,8 +79,116 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
     None
 }
 
+/// A set of CPUs given as a list like the kernel's own (`0`, `0-1`, `0,2-3`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuList {
+    cpus: Vec<usize>,
+    text: String,
+}
+
+impl std::fmt::Display for CpuList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    let bad = || format!("bad CPU list `{s}` (e.g. 0, 0-1 or 0,2-3)");
+    let mut cpus = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let first: usize = first.trim().parse().map_err(|_| bad())?;
+        let last: usize = last.trim().parse().map_err(|_| bad())?;
+        if first > last || last >= nix::sched::CpuSet::count() {
+            return Err(bad());
+        }
+        cpus.extend(first..=last);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(CpuList {
+        cpus,
+        text: s.trim().to_owned(),
+    })
+}
+
+impl CpuList {
+    fn set(&self) -> nix::sched::CpuSet {
+        let mut set = nix::sched::CpuSet::new();
+        for &cpu in &self.cpus {
+            // In range: parse_cpus checked every CPU against CpuSet::count.
+            let _ = set.set(cpu);
+        }
+        set
+    }
+
+    /// Runs the calling thread, and every thread it starts from now on, on these CPUs.
+    pub fn pin_this_thread(&self) -> anyhow::Result<()> {
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.set())
+            .map_err(|e| anyhow::anyhow!("pinning to CPUs {self}: {e}"))
+    }
+
+    /// Makes `command`'s process start on these CPUs (set between fork and exec, so every thread
+    /// the program starts inherits them, with no window in which one runs elsewhere).
+    pub fn pin_command(&self, command: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        let set = self.set();
+        // SAFETY: the closure runs in the forked child before exec; sched_setaffinity is a plain
+        // system call (async-signal-safe), and the set was built before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+}
+
+/// The CPUs a process may run on, as the kernel lists them (`Cpus_allowed_list`).
+pub fn cpus_allowed(pid: Option<u32>) -> Option<String> {
+    let dir = match pid {
+        Some(p) => format!("/proc/{p}"),
+        None => "/proc/self".to_owned(),
+    };
+    let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_owned())
+}
+
+/// The 1-, 5- and 15-minute load averages of this machine.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cpu_lists_parse_as_the_kernel_writes_them() {
+        assert_eq!(super::parse_cpus("0").unwrap().cpus, [0]);
+        assert_eq!(super::parse_cpus("0-1").unwrap().cpus, [0, 1]);
+        assert_eq!(super::parse_cpus("3,0-1,1").unwrap().cpus, [0, 1, 3]);
+        for bad in ["", "a", "1-0", "0-", "-1", "99999"] {
+            assert!(super::parse_cpus(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_pinned_child_runs_only_on_its_cpus() {
+        let allowed = super::cpus_allowed(None).unwrap();
+        let first = allowed.split([',', '-']).next().unwrap().to_owned();
+        let cpus = super::parse_cpus(&first).unwrap();
+        let mut command = std::process::Command::new("grep");
+        command.args(["Cpus_allowed_list", "/proc/self/status"]);
+        cpus.pin_command(&mut command);
+        let out = command.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.split(':').nth(1).map(str::trim), Some(first.as_str()));
+    }
+
     #[test]
     fn this_process_has_cpu_time_and_memory() {
         let s = super::sample(None).unwrap();

@@ -49,12 +49,18 @@ pub fn forwarder(bind: &str) -> anyhow::Result<()> {
 }
 
 /// Starts the forwarder as a child process (so its CPU is measured apart from the generator's).
-pub fn spawn_forwarder() -> anyhow::Result<(std::process::Child, SocketAddr)> {
+pub fn spawn_forwarder(
+    cpus: Option<&crate::sys::CpuList>,
+) -> anyhow::Result<(std::process::Child, SocketAddr)> {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
         .args(["udp-forwarder", "--bind", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
+        .stdout(std::process::Stdio::piped());
+    if let Some(cpus) = cpus {
+        cpus.pin_command(&mut command);
+    }
+    let mut child = command.spawn()?;
     let stdout = child.stdout.take().context("forwarder stdout")?;
     let mut line = String::new();
     std::io::BufReader::new(stdout).read_line(&mut line)?;
