@@ -434,6 +434,7 @@ async fn run_target(args: &RunArgs, target: Target, media: Arc<Media>) -> anyhow
         server_cpus,
         generator_cpus: sys::cpus_allowed(None),
         load_average: sys::load_average(),
+        machine: sys::machine(),
         profile: args.profile.name().to_owned(),
         codec: args.codec.name().to_owned(),
         audio: args.audio,

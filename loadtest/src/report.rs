@@ -283,6 +283,8 @@ pub struct Setup {
     pub generator_cpus: Option<String>,
     /// The machine's 1-, 5- and 15-minute load averages when the run ended.
     pub load_average: Option<[f64; 3]>,
+    /// The processor model and CPU count (`/proc/cpuinfo`).
+    pub machine: Option<String>,
     pub profile: String,
     /// The camera's codec: "vp8" or "h264".
     pub codec: String,
@@ -361,6 +363,7 @@ pub fn print(run: &Run) {
     );
     println!("| measure | value |");
     println!("|---|---|");
+    println!("| machine | {} |", s.machine.as_deref().unwrap_or("-"));
     println!(
         "| CPUs: server / generator; load average at the end (1, 5, 15 min) | {} / {}; {} |",
         s.server_cpus.as_deref().unwrap_or("-"),

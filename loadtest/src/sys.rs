@@ -157,6 +157,23 @@ pub fn cpus_allowed(pid: Option<u32>) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
+/// This machine's processor model and how many CPUs it has online, e.g. "AMD EPYC × 2": runs made
+/// on different machines are not comparable, and a VM can move to other hardware between runs.
+pub fn machine() -> Option<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+        .map(|(_, m)| m.trim().to_owned())
+        .unwrap_or_else(|| "unknown processor".to_owned());
+    let online = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    Some(format!("{model} × {}", cpus.max(online)))
+}
+
 /// The 1-, 5- and 15-minute load averages of this machine.
 pub fn load_average() -> Option<[f64; 3]> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
@@ -187,6 +204,13 @@ mod tests {
         let out = command.output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(text.split(':').nth(1).map(str::trim), Some(first.as_str()));
+    }
+
+    #[test]
+    fn the_machine_names_its_processor_and_cpus() {
+        let machine = super::machine().unwrap();
+        let (_, cpus) = machine.rsplit_once(" × ").unwrap();
+        assert!(cpus.parse::<usize>().unwrap() >= 1, "{machine}");
     }
 
     #[test]
