@@ -10,23 +10,33 @@ pub struct Sample {
     pub rss_bytes: u64,
 }
 
-/// `pid` = None: this process.
-pub fn sample(pid: Option<u32>) -> Option<Sample> {
-    let dir = match pid {
+/// A process' /proc folder; `pid` = None: this process.
+fn proc_dir(pid: Option<u32>) -> String {
+    match pid {
         Some(p) => format!("/proc/{p}"),
         None => "/proc/self".to_owned(),
-    };
-    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+    }
+}
+
+/// The value of one `Name:` line of a process' /proc status file, trimmed.
+fn status_field(pid: Option<u32>, name: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("{}/status", proc_dir(pid))).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
+}
+
+/// `pid` = None: this process.
+pub fn sample(pid: Option<u32>) -> Option<Sample> {
+    let stat = std::fs::read_to_string(format!("{}/stat", proc_dir(pid))).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split(' ').collect();
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
-    let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
-    let rss_kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+    let rss_kb: u64 = status_field(pid, "VmRSS")
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
     Some(Sample {
@@ -146,19 +156,12 @@ impl CpuList {
 
 /// The CPUs a process may run on, as the kernel lists them (`Cpus_allowed_list`).
 pub fn cpus_allowed(pid: Option<u32>) -> Option<String> {
-    let dir = match pid {
-        Some(p) => format!("/proc/{p}"),
-        None => "/proc/self".to_owned(),
-    };
-    let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .map(|v| v.trim().to_owned())
+    status_field(pid, "Cpus_allowed_list")
 }
 
-/// This machine's processor model and how many CPUs it has online, e.g. "AMD EPYC × 2": runs made
-/// on different machines are not comparable, and a VM can move to other hardware between runs.
+/// This machine's processor model and how many CPUs it has online (all of them, whatever this
+/// process is pinned to), e.g. "AMD EPYC × 2": runs made on different machines are not
+/// comparable, and a VM can move to other hardware between runs.
 pub fn machine() -> Option<String> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let model = cpuinfo
@@ -166,12 +169,11 @@ pub fn machine() -> Option<String> {
         .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
         .map(|(_, m)| m.trim().to_owned())
         .unwrap_or_else(|| "unknown processor".to_owned());
-    let online = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpus = cpuinfo
         .lines()
         .filter(|l| l.starts_with("processor"))
         .count();
-    Some(format!("{model} × {}", cpus.max(online)))
+    Some(format!("{model} × {cpus}"))
 }
 
 /// The 1-, 5- and 15-minute load averages of this machine.
