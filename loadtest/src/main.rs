@@ -215,11 +215,18 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         None => {
-            if let Some(cpus) = &cli.run.generator_cpus {
+            let mut run = cli.run;
+            if let Some(cpus) = &run.generator_cpus {
+                // The servers this binary starts would inherit the generator's CPUs: without
+                // --server-cpus they keep the ones this binary was given.
+                if run.server_cpus.is_none() {
+                    run.server_cpus =
+                        sys::cpus_allowed(None).and_then(|list| sys::parse_cpus(&list).ok());
+                }
                 // Before the runtime exists, so that its threads inherit the set.
                 cpus.pin_this_thread()?;
             }
-            runtime()?.block_on(run_all(cli.run))
+            runtime()?.block_on(run_all(run))
         }
     }
 }
