@@ -3,7 +3,7 @@
 //! their scripts, style sheet and translation catalogs under `/assets/`.
 //!
 //! The files are hand-written ES modules in `web/` (no build step: the README's run command needs
-//! no node). They are compiled in with `include_bytes!`; `tests/web_assets.rs` checks that every
+//! no node). They are compiled in with `include_bytes!`; `tests/it/web_assets.rs` checks that every
 //! file of `web/` is listed here. Each response carries an `ETag` (a hash of the content) and
 //! `Cache-Control: no-cache`, so browsers revalidate and a new binary's pages are picked up at once.
 
@@ -30,7 +30,7 @@ macro_rules! assets {
     };
 }
 
-/// Every file of `web/` (checked by `tests/web_assets.rs`).
+/// Every file of `web/` (checked by `tests/it/web_assets.rs`).
 static ASSETS: &[Asset] = assets![
     "customer.html",
     "console.html",

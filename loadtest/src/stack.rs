@@ -1,7 +1,7 @@
 //! The client stack, chosen by measurement (`loadtest client-stack`): the same sessions (the
 //! phone's VP8 and Opus to the technician, the technician's Opus back) between two peers inside
 //! this process, no server, once with str0m peers (what `loadtest` uses) and once with webrtc-rs
-//! peers (the `webrtc` crate, as `tests/media.rs` uses it: default interceptors, one
+//! peers (the `webrtc` crate, as `tests/it/media.rs` uses it: default interceptors, one
 //! `TrackLocalStaticRTP` per stream). What counts is this process' CPU per live session, since
 //! every simulated session costs the generator one phone and one technician.
 

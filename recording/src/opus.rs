@@ -3,7 +3,7 @@
 //!
 //! Why this crate: the `opus` crate's bundled libopus needs cmake, and the server must build with
 //! the Rust toolchain and a C compiler only. The translation is the reference decoder, so its
-//! output matches ffmpeg's libopus (tests/opus_codec.rs measures it).
+//! output matches ffmpeg's libopus (tests/it/opus_codec.rs measures it).
 
 use std::io;
 

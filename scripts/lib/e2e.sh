@@ -163,9 +163,9 @@ e2e_check_schemathesis() {
         [[ " $E2E_ST_COVERAGE_ROLES " == *" $role "* ]] && phases=examples,coverage,fuzzing,stateful
         started=$(now_us)
         log "e2e: schemathesis as $role ($E2E_ST_EXAMPLES examples per operation, seed $E2E_ST_SEED, $phases)"
-        # Logout is left out: it would end the run's own login (tests/api_auth.rs covers it). So is
+        # Logout is left out: it would end the run's own login (tests/it/api_auth.rs covers it). So is
         # draining a node: the run's own server would stop taking sessions and exit once empty
-        # (tests/cluster.rs covers it; Schemathesis found this node's id in GET /api/v1/nodes).
+        # (tests/it/cluster.rs covers it; Schemathesis found this node's id in GET /api/v1/nodes).
         if ! "$st" --config-file "$REPO_ROOT/scripts/lib/schemathesis.toml" \
                 run "$LENS_E2E_URL/api/v1/openapi.json" \
                 -H "Authorization: Bearer $token" \
@@ -196,7 +196,7 @@ step_e2e() {
     command -v curl >/dev/null 2>&1 || die "curl not found"
     # The lens binary as the integration tests built it (step 5): `cargo build --bin lens` would
     # compile many dependencies a second time, without the dev-dependencies' feature set.
-    cargo test --no-run --test restart
+    cargo test --no-run --test it
     e2e_start_server
     local check
     for check in "${E2E_CHECKS[@]}"; do

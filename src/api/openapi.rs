@@ -45,7 +45,7 @@ const fn access(
     }
 }
 
-/// The authorization matrix: every operation of the document, by operationId. `tests/openapi.rs`
+/// The authorization matrix: every operation of the document, by operationId. `tests/it/openapi.rs`
 /// checks it against the server's answers, role by role.
 pub const ACCESS: &[Access] = &[
     access("healthz", PUBLIC, ""),

@@ -68,7 +68,7 @@ async function offeredVideoCodecs(page) {
 }
 
 /**
- * What the grammar test (sfu/tests/sdp.rs) checks, on an SDP the server really wrote to Chromium:
+ * What the grammar test (sfu/tests/it/sdp.rs) checks, on an SDP the server really wrote to Chromium:
  * no direction at session level, and every fmtp parameter `key=value` with a value (a positive
  * maxplaybackrate among them).
  * @param {string} what
