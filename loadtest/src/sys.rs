@@ -173,21 +173,16 @@ pub fn machine() -> Option<String> {
 /// do, and the instruction sets named are the ones that pick the SRTP cipher's code path, which
 /// moved lens' cost per packet between two machines more than Janus'.
 pub fn describe_machine(cpuinfo: &str) -> String {
-    // The first processor's block: every CPU of one VM reports the same.
-    let field = |name: &str| {
-        cpuinfo.lines().find_map(|l| {
-            let (key, value) = l.split_once(':')?;
-            (key.trim() == name).then(|| value.trim())
-        })
+    let entries = || {
+        cpuinfo
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(key, value)| (key.trim(), value.trim()))
     };
+    // The first processor's block: every CPU of one VM reports the same.
+    let field = |name: &str| entries().find(|(key, _)| *key == name).map(|(_, v)| v);
     let model = field("model name").unwrap_or("unknown processor");
-    let cpus = cpuinfo
-        .lines()
-        .filter(|l| {
-            l.split_once(':')
-                .is_some_and(|(k, _)| k.trim() == "processor")
-        })
-        .count();
+    let cpus = entries().filter(|(key, _)| *key == "processor").count();
     let flags: Vec<&str> = field("flags").unwrap_or("").split_whitespace().collect();
     let features: Vec<&str> = [
         ("aes", "AES-NI"),
