@@ -214,7 +214,7 @@ pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse
 }
 
 /// The media metrics: (name, help, type). Names get the registry's `lens_` prefix.
-const MEDIA_METRICS: [(&str, &str, MetricType); 23] = [
+const MEDIA_METRICS: [(&str, &str, MetricType); 24] = [
     (
         "media_rooms",
         "Sessions with media in the SFU",
@@ -253,6 +253,11 @@ const MEDIA_METRICS: [(&str, &str, MetricType); 23] = [
     (
         "media_garbage_datagrams_total",
         "Datagrams on the media port dropped: unparseable or for no peer",
+        MetricType::COUNTER,
+    ),
+    (
+        "media_ice_early_checks_total",
+        "Connectivity checks that arrived before their peer's answer, held and handed to the peer when it joined",
         MetricType::COUNTER,
     ),
     (
@@ -433,7 +438,7 @@ impl prometheus::core::Collector for MediaCollector {
         let mut latency_metric = Metric::default();
         latency_metric.set_histogram(latency);
         let tcp = &m.tcp;
-        let values: [Vec<Metric>; 23] = [
+        let values: [Vec<Metric>; 24] = [
             vec![number(MetricType::GAUGE, m.rooms, &[])],
             vec![number(MetricType::GAUGE, m.peers_connected, &[])],
             vec![number(MetricType::COUNTER, m.rtp_forwarded_packets, &[])],
@@ -458,6 +463,7 @@ impl prometheus::core::Collector for MediaCollector {
                 ),
             ],
             vec![number(MetricType::COUNTER, m.garbage_dropped, &[])],
+            vec![number(MetricType::COUNTER, m.early_checks, &[])],
             vec![number(MetricType::COUNTER, m.send_failures, &[])],
             vec![number(MetricType::COUNTER, m.shard_queue_drops, &[])],
             vec![number(MetricType::GAUGE, m.shards, &[])],

@@ -20,6 +20,7 @@ use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codecs::VideoCodec;
+use crate::early::EarlyChecks;
 use crate::io::Outbox;
 use crate::keyframe::{KeyframeWait, starts_keyframe};
 use crate::load::LoadSampler;
@@ -564,6 +565,8 @@ pub(crate) struct Engine {
     epoch: Instant,
     /// This thread's CPU use, published for room placement (`load.rs`).
     load: LoadSampler,
+    /// Binding requests for this shard that came before their peer (`early.rs`).
+    early: EarlyChecks,
 }
 
 impl Engine {
@@ -597,6 +600,7 @@ impl Engine {
             next_lost_check: Instant::now() + LOST_CHECK,
             epoch: Instant::now(),
             load: LoadSampler::new(),
+            early: EarlyChecks::default(),
         }
     }
 
@@ -642,6 +646,8 @@ impl Engine {
     /// Browsers keep sending RTCP and consent checks while video is paused and the microphone
     /// muted, so a quiet session is not lost.
     fn check_lost(&mut self, now: Instant) {
+        let expired = self.early.expire(now);
+        add(&self.metrics.garbage_dropped, expired as u64);
         for (session, room) in &mut self.rooms {
             for (peer, role) in [
                 (room.customer.as_mut(), PeerRole::Customer),
@@ -777,6 +783,7 @@ impl Engine {
                     other.audio_seq.resync = true;
                 }
                 self.forget_routes(|r| *r == (session, role));
+                self.hand_early_checks(session, role);
                 self.drive(session);
             }
             Command::RemoteCandidate {
@@ -897,27 +904,15 @@ impl Engine {
         arrival: Instant,
         link: Option<TcpLink>,
     ) {
-        let Some((_, contents)) = crate::demux::parse(data) else {
+        let Some((kind, contents)) = crate::demux::parse(data) else {
             add(&self.metrics.garbage_dropped, 1);
             return;
         };
-        let (proto, destination) = match (&link, self.local_tcp) {
-            (None, _) => (Protocol::Udp, self.local),
-            (Some(_), Some(tcp)) => (Protocol::Tcp, tcp),
-            (Some(_), None) => {
-                add(&self.metrics.garbage_dropped, 1);
-                return;
-            }
+        let ends = (self.local, self.local_tcp);
+        let Some(input) = receive_input(contents, source, arrival, link.as_ref(), ends) else {
+            add(&self.metrics.garbage_dropped, 1);
+            return;
         };
-        let input = Input::Receive(
-            arrival,
-            Receive {
-                proto,
-                source,
-                destination,
-                contents,
-            },
-        );
         let known = match &link {
             None => self.routes.get(&source).copied(),
             Some(link) => self
@@ -953,8 +948,17 @@ impl Engine {
             }
         }
         let Some((session, role)) = target else {
+            if crate::demux::stun_request_ufrag(data)
+                .is_some_and(|ufrag| crate::shard::shard_of(ufrag) == Some(self.shard))
+            {
+                // Maybe a console's check that beat its answer here: held for its peer.
+                let dropped = self.early.hold(data, source, link, arrival);
+                add(&self.metrics.garbage_dropped, dropped as u64);
+                tracing::trace!(%source, "binding request before its peer: held");
+                return;
+            }
             add(&self.metrics.garbage_dropped, 1);
-            tracing::trace!(%source, "datagram for no peer");
+            tracing::trace!(%source, ?kind, "datagram for no peer");
             return;
         };
         let mut drained = false;
@@ -978,6 +982,26 @@ impl Engine {
         // packet at a time); what it forwarded waits in the other peer's send stream until the
         // batch ends, so a batch costs each peer one timeout and one drain, not one per packet.
         self.drive_polling(session, Some(role), !drained);
+    }
+
+    /// Hands a peer that just joined the checks that came for it before it did (`early.rs`).
+    fn hand_early_checks(&mut self, session: SessionId, role: PeerRole) {
+        let now = Instant::now();
+        let Some(peer) = self.rooms.get_mut(&session).and_then(|r| r.peer_mut(role)) else {
+            return;
+        };
+        let ends = (self.local, self.local_tcp);
+        let taken = self.early.take(|check| {
+            crate::demux::parse(&check.data)
+                .and_then(|(_, contents)| {
+                    receive_input(contents, check.source, now, check.link.as_ref(), ends)
+                })
+                .is_some_and(|input| peer.rtc.accepts(&input))
+        });
+        for check in taken {
+            add(&self.metrics.early_checks, 1);
+            self.receive(&check.data, check.source, now, check.link);
+        }
     }
 
     /// Ends a batch of input (one `recvmmsg`, one hand-over from shard 0, one TCP frame): each
@@ -1300,6 +1324,31 @@ fn feed_due_timeouts(room: &mut Room, session: SessionId, now: Instant, written:
             }
         }
     }
+}
+
+/// What str0m is handed for a datagram (or a frame of the TCP connection `link`), given this
+/// shard's UDP and ICE-TCP addresses; `None` for a frame when ICE-TCP is off.
+fn receive_input<'a>(
+    contents: str0m::net::DatagramRecv<'a>,
+    source: SocketAddr,
+    arrival: Instant,
+    link: Option<&TcpLink>,
+    (local_udp, local_tcp): (SocketAddr, Option<SocketAddr>),
+) -> Option<Input<'a>> {
+    let (proto, destination) = match (link, local_tcp) {
+        (None, _) => (Protocol::Udp, local_udp),
+        (Some(_), Some(tcp)) => (Protocol::Tcp, tcp),
+        (Some(_), None) => return None,
+    };
+    Some(Input::Receive(
+        arrival,
+        Receive {
+            proto,
+            source,
+            destination,
+            contents,
+        },
+    ))
 }
 
 /// A connected peer's media is lost (`why`: silent, or its TCP connection closed): counted and

@@ -25,6 +25,7 @@
 
 mod codecs;
 pub mod demux;
+mod early;
 mod engine;
 pub mod framing;
 mod io;

@@ -26,6 +26,8 @@ pub(crate) struct EngineMetrics {
     pub(crate) keyframe_requests_sent: AtomicU64,
     pub(crate) keyframe_requests_repeated: AtomicU64,
     pub(crate) garbage_dropped: AtomicU64,
+    /// Connectivity checks held until their peer joined, then handed to it (`early.rs`).
+    pub(crate) early_checks: AtomicU64,
     pub(crate) send_failures: AtomicU64,
     pub(crate) shard_queue_drops: AtomicU64,
     pub(crate) peers_lost: AtomicU64,
@@ -101,6 +103,7 @@ impl EngineMetrics {
             keyframe_requests_sent: sum(|m| &m.keyframe_requests_sent),
             keyframe_requests_repeated: sum(|m| &m.keyframe_requests_repeated),
             garbage_dropped: sum(|m| &m.garbage_dropped),
+            early_checks: sum(|m| &m.early_checks),
             send_failures: sum(|m| &m.send_failures),
             shard_queue_drops: sum(|m| &m.shard_queue_drops),
             peers_lost: sum(|m| &m.peers_lost),
@@ -160,6 +163,9 @@ pub struct MetricsSnapshot {
     pub keyframe_requests_repeated: u64,
     /// Datagrams on the media port that no peer accepted or that could not be parsed.
     pub garbage_dropped: u64,
+    /// Connectivity checks that came before their peer (a console's checks racing its answer),
+    /// held, and handed to the peer when it joined.
+    pub early_checks: u64,
     /// Datagrams the kernel would not take at once (full send buffer): dropped, never waited on.
     pub send_failures: u64,
     /// Datagrams dropped because the shard they were for had a full queue (it fell behind).

@@ -758,6 +758,7 @@ async fn video_reaches_the_technician_unchanged_and_opus_flows_both_ways() {
     value("lens_media_nacks_received_total");
     value("lens_media_rtp_retransmitted_packets_total");
     value("lens_media_garbage_datagrams_total");
+    value("lens_media_ice_early_checks_total");
     value("lens_media_send_failures_total");
     value("lens_media_shard_queue_drops_total");
     // The kernel batching counters are there (how much of the traffic they cover depends on

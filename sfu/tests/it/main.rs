@@ -2,6 +2,7 @@
 
 mod common;
 
+mod early;
 mod forwarding;
 mod garbage;
 mod lost;

@@ -90,6 +90,7 @@ async fn nacks_from_the_technician_are_answered_from_the_retransmission_buffer()
                 .filter(|l| !l.starts_with("a=candidate"))
                 .collect()
         })),
+        ..TechnicianSide::default()
     };
     let mut call = call_with(sfu, side).await;
     let got = wait_for(

@@ -477,6 +477,9 @@ pub struct TechnicianSide {
     pub offer: Option<Box<dyn Fn(String) -> String + Send>>,
     /// Rewrites the technician's answer before the server sees it.
     pub answer: Option<Box<dyn Fn(String) -> String + Send>>,
+    /// The answer reaches the server this long after the console made it (and started its
+    /// connectivity checks): a slow signalling path.
+    pub answer_after: Option<Duration>,
 }
 
 /// Starts an SFU and connects a customer (VP8 video sendonly + Opus sendrecv) and a technician
@@ -756,6 +759,9 @@ pub async fn technician(
     let mut answer = technician.pc.local_description().await.unwrap().sdp;
     if let Some(rewrite) = &side.answer {
         answer = rewrite(answer);
+    }
+    if let Some(delay) = side.answer_after {
+        tokio::time::sleep(delay).await;
     }
     sfu.technician_answer(session, &answer).unwrap();
     send_stream(headset, TAG_TECHNICIAN_AUDIO, OPUS_PT, 0x3333, 960);
