@@ -998,6 +998,14 @@ impl Engine {
                 })
                 .is_some_and(|input| peer.rtc.accepts(&input))
         });
+        if !taken.is_empty() {
+            tracing::trace!(
+                session_id = session,
+                ?role,
+                checks = taken.len(),
+                "early checks handed over"
+            );
+        }
         for check in taken {
             add(&self.metrics.early_checks, 1);
             self.receive(&check.data, check.source, now, check.link);
