@@ -155,7 +155,7 @@ impl PlainSender {
             packet.extend_from_slice(&rtp_time.to_be_bytes());
             packet.extend_from_slice(&self.ssrc.to_be_bytes());
             packet.extend_from_slice(&payload);
-            let _ = socket.try_send_to(&packet, to);
+            crate::peer::send_now(socket, &packet, to);
             self.seq = self.seq.wrapping_add(1);
         }
     }
