@@ -176,6 +176,13 @@ export function requireIptables() {
   return false;
 }
 
+/** Debian's `janus` (the comparison target of quality.mjs and cpu.mjs). */
+export function requireJanus() {
+  if (existsSync("/usr/bin/janus")) return true;
+  if (process.env.CI === "true") throw new Error("/usr/bin/janus not found but CI=true: run ./scripts/test");
+  return false;
+}
+
 export function requireChromium() {
   if (existsSync(CHROMIUM)) return true;
   if (process.env.CI === "true") throw new Error(`${CHROMIUM} not found but CI=true: run ./scripts/test`);

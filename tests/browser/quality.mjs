@@ -357,6 +357,21 @@ export function videoFile(size) {
  */
 
 /**
+ * Several sessions on one server: `pid` is the server's process (for its CPU), `ports` the media
+ * port(s) to impair.
+ * @typedef {{ports: string, pid: number, sessions: {phone: import("playwright-core").Page, console: import("playwright-core").Page}[], close: () => Promise<void>}} Sessions
+ */
+
+/**
+ * One session of `sessions` as a `Session`.
+ * @param {Sessions} all
+ * @returns {Session}
+ */
+function single(all) {
+  return { ports: all.ports, phone: all.sessions[0].phone, console: all.sessions[0].console, close: all.close };
+}
+
+/**
  * A lens server (its own, media on a fixed free port) with a technician; the phone joins by PIN
  * through the real pages, as in media.mjs.
  * @param {import("playwright-core").Browser} browser
@@ -364,36 +379,52 @@ export function videoFile(size) {
  * @returns {Promise<Session>}
  */
 export async function lensSession(browser, relay) {
+  return single(await lensSessions(browser, relay, 1));
+}
+
+/**
+ * `count` sessions on one lens server (its own, media on a fixed free port), each with its own
+ * technician (own group, audio on), console page and phone page; each phone joins by PIN through
+ * the real pages and is picked up, as in media.mjs.
+ * @param {import("playwright-core").Browser} browser
+ * @param {Relay | null} relay
+ * @param {number} count
+ * @returns {Promise<Sessions>}
+ */
+export async function lensSessions(browser, relay, count) {
   const port = await freeUdpPort();
   const server = await startServer({ env: { LENS_MEDIA_UDP_PORT: String(port) } });
   /** @type {import("playwright-core").BrowserContext[]} */
   const contexts = [];
-  try {
-    const tech = await technicianWithAudio(server.url, "ada@example.com");
-    const techContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    contexts.push(techContext);
-    await instrument(techContext);
-    const consolePage = await consoleLogin(techContext, server.url, tech);
-    const pin = await createPinSession(consolePage, "Quality");
-    const phoneContext = await browser.newContext({ viewport: { width: 390, height: 844 } });
-    contexts.push(phoneContext);
-    await instrument(phoneContext);
-    if (relay) await throughRelay(phoneContext, relay);
-    const phone = await customerJoins(phoneContext, server.url, pin);
-    await pickUp(consolePage, "Quality");
-    await phone.getByText("Connected to Ada").waitFor({ timeout: STEP });
-    return {
-      ports: String(port),
-      phone,
-      console: consolePage,
-      close: async () => {
-        for (const c of contexts) await c.close().catch(() => {});
-        await server.stop();
-      },
-    };
-  } catch (e) {
+  const close = async () => {
     for (const c of contexts) await c.close().catch(() => {});
     await server.stop();
+  };
+  try {
+    const sessions = [];
+    for (let i = 0; i < count; i++) {
+      // "ada", "ada2", ...: the phone page greets the technician by this nickname.
+      const local = i === 0 ? "ada" : `ada${i + 1}`;
+      const nickname = local.charAt(0).toUpperCase() + local.slice(1);
+      const name = i === 0 ? "Quality" : `Quality ${i + 1}`;
+      const tech = await technicianWithAudio(server.url, `${local}@example.com`);
+      const techContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+      contexts.push(techContext);
+      await instrument(techContext);
+      const consolePage = await consoleLogin(techContext, server.url, tech);
+      const pin = await createPinSession(consolePage, name);
+      const phoneContext = await browser.newContext({ viewport: { width: 390, height: 844 } });
+      contexts.push(phoneContext);
+      await instrument(phoneContext);
+      if (relay) await throughRelay(phoneContext, relay);
+      const phone = await customerJoins(phoneContext, server.url, pin);
+      await pickUp(consolePage, name);
+      await phone.getByText(`Connected to ${nickname}`).waitFor({ timeout: STEP });
+      sessions.push({ phone, console: consolePage });
+    }
+    return { ports: String(port), pid: server.child.pid ?? 0, sessions, close };
+  } catch (e) {
+    await close();
     throw e;
   }
 }
@@ -462,6 +493,7 @@ async function startJanus() {
     url,
     ip,
     ports: `${low}:${high}`,
+    pid: child.pid ?? 0,
     stop: async () => {
       child.kill("SIGTERM");
       await Promise.race([exited, sleep(5000)]);
@@ -562,6 +594,17 @@ async function blankPage(browser, base, relay) {
  * @returns {Promise<Session>}
  */
 export async function janusSession(browser, relay) {
+  return single(await janusSessions(browser, relay, 1));
+}
+
+/**
+ * `count` such sessions on one Janus, one VideoRoom each.
+ * @param {import("playwright-core").Browser} browser
+ * @param {Relay | null} relay
+ * @param {number} count
+ * @returns {Promise<Sessions>}
+ */
+export async function janusSessions(browser, relay, count) {
   const janus = await startJanus();
   const http = createServer((_q, r) => r.end("<!doctype html><title>quality</title><video autoplay muted playsinline></video>"));
   await new Promise((ok) => http.listen(0, "127.0.0.1", () => ok(undefined)));
@@ -578,67 +621,81 @@ export async function janusSession(browser, relay) {
   };
   try {
     await client.start();
-    const pub = await client.attach();
-    const room = 1000 + Math.floor(Math.random() * 1e6);
-    await client.message(pub, { request: "create", room, publishers: 1, bitrate: 0, fir_freq: 0, audiocodec: "opus", videocodec: "vp8", is_private: true });
-    const joined = await client.message(pub, { request: "join", room, ptype: "publisher", display: "phone" });
-    const feed = joined.plugindata.data.id;
-
-    const phone = await blankPage(browser, base, relay);
-    contexts.push(phone.context);
-    const offer = await phone.page.evaluate(async () => {
-      const w = /** @type {any} */ (window);
-      const camera = await navigator.mediaDevices.getUserMedia({
-        video: { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } },
-        audio: { echoCancellation: true, noiseSuppression: true },
-      });
-      const pc = new RTCPeerConnection();
-      w.pc = pc;
-      const tx = pc.addTransceiver(camera.getVideoTracks()[0], { direction: "sendonly", streams: [camera] });
-      const params = tx.sender.getParameters();
-      params.degradationPreference = "maintain-resolution";
-      await tx.sender.setParameters(params).catch(() => {});
-      pc.addTransceiver(camera.getAudioTracks()[0], { direction: "sendrecv", streams: [camera] });
-      await pc.setLocalDescription(await pc.createOffer());
-      // Non-trickle: the offer carries every candidate.
-      await new Promise((r) => (pc.iceGatheringState === "complete" ? r(undefined) : pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && r(undefined))));
-      return pc.localDescription?.toJSON();
-    });
-    const published = await client.message(pub, { request: "publish", audio: true, video: true }, offer);
-    await phone.page.evaluate(async (answer) => {
-      await /** @type {any} */ (window).pc.setRemoteDescription(answer);
-    }, published.jsep);
-    await until(
-      "the phone's peer connected to Janus",
-      () => phone.page.evaluate(() => /** @type {any} */ (window).pc.connectionState),
-      (s) => s === "connected",
-    );
-
-    const sub = await client.attach();
-    const attached = await client.message(sub, { request: "join", room, ptype: "subscriber", streams: [{ feed }] });
-    const tech = await blankPage(browser, base, null);
-    contexts.push(tech.context);
-    const answer = await tech.page.evaluate(async (offer) => {
-      const w = /** @type {any} */ (window);
-      const pc = new RTCPeerConnection();
-      w.pc = pc;
-      pc.addEventListener("track", (e) => {
-        if (e.track.kind !== "video") return;
-        const v = /** @type {HTMLVideoElement} */ (document.querySelector("video"));
-        v.srcObject = new MediaStream([e.track]);
-        v.play().catch(() => {});
-      });
-      await pc.setRemoteDescription(offer);
-      await pc.setLocalDescription(await pc.createAnswer());
-      await new Promise((r) => (pc.iceGatheringState === "complete" ? r(undefined) : pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && r(undefined))));
-      return pc.localDescription?.toJSON();
-    }, attached.jsep);
-    await client.message(sub, { request: "start", room }, answer);
-    return { ports: janus.ports, phone: phone.page, console: tech.page, close };
+    const sessions = [];
+    for (let i = 0; i < count; i++) sessions.push(await janusRoom(browser, client, base, relay, contexts));
+    return { ports: janus.ports, pid: janus.pid, sessions, close };
   } catch (e) {
     await close();
     throw e;
   }
+}
+
+/**
+ * One VideoRoom with the phone publishing and the console subscribed.
+ * @param {import("playwright-core").Browser} browser
+ * @param {JanusClient} client
+ * @param {string} base
+ * @param {Relay | null} relay
+ * @param {import("playwright-core").BrowserContext[]} contexts where the pages' contexts go
+ */
+async function janusRoom(browser, client, base, relay, contexts) {
+  const pub = await client.attach();
+  const room = 1000 + Math.floor(Math.random() * 1e6);
+  await client.message(pub, { request: "create", room, publishers: 1, bitrate: 0, fir_freq: 0, audiocodec: "opus", videocodec: "vp8", is_private: true });
+  const joined = await client.message(pub, { request: "join", room, ptype: "publisher", display: "phone" });
+  const feed = joined.plugindata.data.id;
+
+  const phone = await blankPage(browser, base, relay);
+  contexts.push(phone.context);
+  const offer = await phone.page.evaluate(async () => {
+    const w = /** @type {any} */ (window);
+    const camera = await navigator.mediaDevices.getUserMedia({
+      video: { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } },
+      audio: { echoCancellation: true, noiseSuppression: true },
+    });
+    const pc = new RTCPeerConnection();
+    w.pc = pc;
+    const tx = pc.addTransceiver(camera.getVideoTracks()[0], { direction: "sendonly", streams: [camera] });
+    const params = tx.sender.getParameters();
+    params.degradationPreference = "maintain-resolution";
+    await tx.sender.setParameters(params).catch(() => {});
+    pc.addTransceiver(camera.getAudioTracks()[0], { direction: "sendrecv", streams: [camera] });
+    await pc.setLocalDescription(await pc.createOffer());
+    // Non-trickle: the offer carries every candidate.
+    await new Promise((r) => (pc.iceGatheringState === "complete" ? r(undefined) : pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && r(undefined))));
+    return pc.localDescription?.toJSON();
+  });
+  const published = await client.message(pub, { request: "publish", audio: true, video: true }, offer);
+  await phone.page.evaluate(async (answer) => {
+    await /** @type {any} */ (window).pc.setRemoteDescription(answer);
+  }, published.jsep);
+  await until(
+    "the phone's peer connected to Janus",
+    () => phone.page.evaluate(() => /** @type {any} */ (window).pc.connectionState),
+    (s) => s === "connected",
+  );
+
+  const sub = await client.attach();
+  const attached = await client.message(sub, { request: "join", room, ptype: "subscriber", streams: [{ feed }] });
+  const tech = await blankPage(browser, base, null);
+  contexts.push(tech.context);
+  const answer = await tech.page.evaluate(async (offer) => {
+    const w = /** @type {any} */ (window);
+    const pc = new RTCPeerConnection();
+    w.pc = pc;
+    pc.addEventListener("track", (e) => {
+      if (e.track.kind !== "video") return;
+      const v = /** @type {HTMLVideoElement} */ (document.querySelector("video"));
+      v.srcObject = new MediaStream([e.track]);
+      v.play().catch(() => {});
+    });
+    await pc.setRemoteDescription(offer);
+    await pc.setLocalDescription(await pc.createAnswer());
+    await new Promise((r) => (pc.iceGatheringState === "complete" ? r(undefined) : pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && r(undefined))));
+    return pc.localDescription?.toJSON();
+  }, attached.jsep);
+  await client.message(sub, { request: "start", room }, answer);
+  return { phone: phone.page, console: tech.page };
 }
 
 // ----------------------------------------------------------- measurement --
