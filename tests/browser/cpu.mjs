@@ -20,8 +20,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
-import { pathToFileURL } from "node:url";
-import { launch, until, STEP } from "./harness.mjs";
+import { launch, runIfScript, until, STEP } from "./harness.mjs";
 import { janusSessions, lensSessions, videoFile } from "./quality.mjs";
 
 const sleep = (/** @type {number} */ ms) => new Promise((r) => setTimeout(r, ms));
@@ -160,12 +159,4 @@ async function main() {
   if (args.json) writeFileSync(args.json, JSON.stringify(rows, null, 2));
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfScript(import.meta.url, main);

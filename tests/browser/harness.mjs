@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync, mkdirSync, writeFileSync } from "node:
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
@@ -419,4 +419,21 @@ export async function release() {
   sharedParts = null;
   await chromium.close();
   await server.stop();
+}
+
+/**
+ * Runs `main` when the module at `moduleUrl` is the script node was started with (not when a
+ * test imports it), and exits with its outcome.
+ * @param {string} moduleUrl the caller's import.meta.url
+ * @param {() => Promise<void>} main
+ */
+export function runIfScript(moduleUrl, main) {
+  if (!process.argv[1] || moduleUrl !== pathToFileURL(process.argv[1]).href) return;
+  main().then(
+    () => process.exit(0),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 }

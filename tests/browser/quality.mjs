@@ -30,8 +30,7 @@ import { existsSync, mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync
 import { createServer } from "node:http";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
-import { consoleLogin, createPinSession, customerJoins, instrument, launch, pickUp, startServer, STEP, technicianWithAudio, until } from "./harness.mjs";
+import { consoleLogin, createPinSession, customerJoins, instrument, launch, pickUp, runIfScript, startServer, STEP, technicianWithAudio, until } from "./harness.mjs";
 
 /** @typedef {{rateKbps?: number, delayMs?: number, loss?: number}} Shaping */
 /** @typedef {{target: "lens" | "janus", video: "480p" | "720p" | "fake", loss: number, capKbps: number, delayMs: number}} Condition */
@@ -865,12 +864,4 @@ async function main() {
   if (args.json) writeFileSync(args.json, JSON.stringify(rows, null, 2));
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfScript(import.meta.url, main);
