@@ -20,10 +20,10 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { launch, runIfScript, until, STEP } from "./harness.mjs";
 import { janusSessions, lensSessions, videoFile } from "./quality.mjs";
 
-const sleep = (/** @type {number} */ ms) => new Promise((r) => setTimeout(r, ms));
 const CLOCK_TICKS = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
 /**
